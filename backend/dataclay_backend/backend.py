@@ -1,0 +1,100 @@
+"""A backend: `python -m dataclay_backend.backend`."""
+from __future__ import annotations
+
+import logging
+import sys
+from uuid import UUID
+
+import grpc
+
+from dataclay.exceptions import ClusterMismatchError
+from dataclay.protocol import UNLIMITED_MESSAGES
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.runtime import set_runtime
+from dataclay.transport import translate
+from dataclay_backend.backend_runtime import BackendRuntime
+from dataclay_backend.backend_service import BackendService
+from dataclay_backend.config import base_parser, env_default, report_ready, setup_logging
+from dataclay_backend.grpc_server import Server
+from dataclay_backend.object_store import ObjectStore
+
+log = logging.getLogger("dataclay.backend")
+UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """'512Mi', '2G', '1000000' -> bytes (the units Kubernetes uses)."""
+    number = text.rstrip("KMGkmgi")
+    unit = text[len(number):].lower()
+    if unit not in UNITS or not number:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512Mi, 2Gi, 1000000)")
+    return int(float(number) * UNITS[unit])
+
+
+def register(rt: BackendRuntime, store: ObjectStore, host: str, port: int, timeout: float) -> None:
+    """Register under our persistent id (waiting up to `timeout` for the metadata service),
+    and refuse to serve data that belongs to another metadata database."""
+    channel = grpc.insecure_channel(rt.metadata_address, options=UNLIMITED_MESSAGES)
+    info = pb.BackendInfo(backend_id=rt.local_backend_id.bytes, name=rt.name, host=host, port=port)
+    try:
+        reply = rpc.MetadataStub(channel).RegisterBackend(info, wait_for_ready=True, timeout=timeout)
+    except grpc.RpcError as error:
+        raise translate(error, f"the metadata service at {rt.metadata_address}") from None
+    finally:
+        channel.close()
+    known = store.get_meta("cluster_id")
+    if known is None:
+        store.set_meta("cluster_id", reply.cluster_id)
+    elif known != reply.cluster_id:
+        raise ClusterMismatchError(
+            f"data directory of backend {rt.name} belongs to cluster {UUID(bytes=known)}, but the metadata "
+            f"service at {rt.metadata_address} is cluster {UUID(bytes=reply.cluster_id)}; refusing to start "
+            "(nothing was changed)"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser("dataClay backend: stores objects and runs their active methods")
+    parser.add_argument("--port", type=int, default=int(env_default("DC_BACKEND_PORT", "6867")), help="0 picks a free port")
+    parser.add_argument("--name", default=env_default("DC_BACKEND_NAME") or env_default("HOSTNAME", "backend"))
+    parser.add_argument("--advertise-host", default=env_default("DC_ADVERTISE_HOST", "127.0.0.1"),
+                        help="the host clients use to reach this backend (DC_ADVERTISE_HOST)")
+    parser.add_argument("--metadata-host", default=env_default("DC_HOST", "127.0.0.1"))
+    parser.add_argument("--metadata-port", type=int, default=int(env_default("DC_PORT", "16587")))
+    parser.add_argument("--model-path", action="append", default=[p for p in (env_default("DC_MODEL_PATH") or "").split(":") if p],
+                        help="a folder to import model classes from (repeatable; DC_MODEL_PATH, ':'-separated)")
+    parser.add_argument("--memory-limit", type=parse_size, default=parse_size(env_default("DC_MEMORY_LIMIT", "1Gi")),
+                        help="bytes of object state kept in memory before the least recently used are unloaded")
+    parser.add_argument("--metadata-timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, f"backend {args.name}")
+    sys.path[:0] = [str(path) for path in args.model_path]
+
+    store = ObjectStore(args.data_dir, args.durability)
+    rt = BackendRuntime(f"{args.metadata_host}:{args.metadata_port}", store, args.name, args.memory_limit)
+    set_runtime(rt)
+    server = Server(args.listen, args.port)
+    rpc.add_BackendServicer_to_server(BackendService(rt), server.grpc)
+    server.start()
+    try:
+        register(rt, store, args.advertise_host, server.port, args.metadata_timeout)
+        dropped_local, dropped_directory = rt.recover()
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        server.stop(0)
+        raise SystemExit(2) from None
+    server.set_serving()
+    report_ready(args.ready_fd, server.port)
+    log.info(
+        "backend %s (%s) serving on %s:%d with %d objects (recovery dropped %d unacknowledged here, %d in the directory)",
+        args.name, rt.local_backend_id, args.advertise_host, server.port, len(rt.owned), dropped_local, dropped_directory,
+    )
+    server.wait_for_signal()
+    rt.close()
+    store.close()
+    log.info("backend %s stopped", args.name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""A backend's runtime: runs the objects it owns in place and makes every change durable.
+
+Each incoming request runs in a RequestScope. Active methods and property writes on owned
+objects take the object's ChainLock and mark the object touched; before the reply goes out,
+`commit` pickles each touched object (under its lock, so the snapshot is never half a method),
+skips those whose bytes did not change, registers objects that became persistent during the
+request, and writes all of it in one SQLite transaction. So when a call returns, its effects
+survive `kill -9` of the backend.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Coroutine, Iterator
+from uuid import UUID
+
+from dataclay.dataclay_object import DataClayObject
+from dataclay.exceptions import (
+    InvalidRequestError,
+    ObjectNotRegisteredError,
+    ObjectWithWrongBackendIdError,
+)
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.runtime import Runtime
+from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
+from dataclay.transport import CURRENT_CHAIN, run_blocking
+from dataclay_backend.heap import ChainLock, LoadedSet
+from dataclay_backend.object_store import ObjectStore, StoredObject
+
+
+@dataclass
+class RequestScope:
+    chain: str
+    touched: dict[UUID, DataClayObject] = field(default_factory=dict)
+    new: dict[UUID, DataClayObject] = field(default_factory=dict)
+
+
+SCOPE: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("dataclay_scope", default=None)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class BackendRuntime(Runtime):
+    def __init__(self, metadata_address: str, store: ObjectStore, name: str, memory_limit: int) -> None:
+        super().__init__(metadata_address)
+        self.store = store
+        self.name = name
+        self.local_backend_id = store.backend_id()
+        self.owned: dict[UUID, str] = {}  # object id -> class path, for every object stored here
+        self.loaded = LoadedSet(memory_limit)
+        self._load_lock = threading.Lock()
+        self._lock_creation = threading.Lock()
+        self._chains = itertools.count()
+        self._chain_prefix = self.local_backend_id.hex[:8]
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ identity
+    def instance(self, object_id: UUID, class_path_: str, backend_id: UUID | None) -> DataClayObject:
+        if object_id in self.owned:
+            return self._local_instance(object_id, self.owned[object_id])
+        return super().instance(object_id, class_path_, backend_id)
+
+    def _local_instance(self, object_id: UUID, class_path_: str) -> DataClayObject:
+        obj = self.heap.get(object_id)
+        if obj is not None and obj.__dict__["_dc_is_local"]:
+            return obj
+        with self._heap_lock:
+            obj = self.heap.get(object_id)
+            if obj is None:
+                cls = import_class(class_path_)
+                obj = cls.__new__(cls)
+                self.heap[object_id] = obj
+            if not obj.__dict__.get("_dc_is_local") or obj.__dict__["_dc_id"] != object_id:
+                obj.__dict__.update(
+                    _dc_id=object_id, _dc_is_registered=True, _dc_is_local=True,
+                    _dc_is_loaded=False, _dc_backend_id=self.local_backend_id,
+                )
+        return obj
+
+    def local_object(self, object_id: UUID) -> DataClayObject:
+        """The owned object with this id, or the typed error that tells the caller where it is."""
+        class_path_ = self.owned.get(object_id)
+        if class_path_ is not None:
+            return self._local_instance(object_id, class_path_)
+        entry = run_blocking(self.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=object_id.bytes)))
+        owner = UUID(bytes=entry.backend_id)
+        if owner == self.local_backend_id:
+            raise ObjectNotRegisteredError(
+                f"object {object_id} is assigned to backend {self.name} but not stored there", object_id=object_id
+            )
+        raise ObjectWithWrongBackendIdError(
+            f"object {object_id} is owned by backend {owner}, not {self.name}", object_id=object_id, backend_id=owner
+        )
+
+    # ------------------------------------------------------------------ requests
+    def new_chain(self) -> str:
+        return f"{self._chain_prefix}-{next(self._chains)}"
+
+    @contextlib.contextmanager
+    def request(self, chain: str | None = None) -> Iterator[RequestScope]:
+        """Serve one request: a scope for what it touches, committed before it ends."""
+        scope = RequestScope(chain or self.new_chain())
+        scope_token = SCOPE.set(scope)
+        chain_token = CURRENT_CHAIN.set(scope.chain)
+        try:
+            yield scope
+        finally:
+            try:
+                self.commit(scope)
+            finally:
+                CURRENT_CHAIN.reset(chain_token)
+                SCOPE.reset(scope_token)
+
+    def _scope(self) -> RequestScope:
+        scope = SCOPE.get()
+        if scope is None:
+            raise RuntimeError("a persistent object was changed outside of a request")
+        return scope
+
+    def lock_of(self, obj: DataClayObject) -> ChainLock:
+        lock = obj.__dict__.get("_dc_lock")
+        if lock is None:
+            with self._lock_creation:
+                lock = obj.__dict__.setdefault("_dc_lock", ChainLock())
+        return lock
+
+    # ------------------------------------------------ object model hooks (local objects)
+    def call_local(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
+        scope = self._scope()
+        lock = self.lock_of(obj)
+        lock.acquire(scope.chain)
+        try:
+            if not obj.__dict__["_dc_is_loaded"]:
+                self.load_local(obj)
+            scope.touched[obj.__dict__["_dc_id"]] = obj
+            return func(obj, *args, **kwargs)
+        finally:
+            lock.release()
+
+    async def call_local_async(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
+        scope = self._scope()
+        lock = self.lock_of(obj)
+        lock.acquire(scope.chain)
+        try:
+            if not obj.__dict__["_dc_is_loaded"]:
+                self.load_local(obj)
+            scope.touched[obj.__dict__["_dc_id"]] = obj
+            return await func(obj, *args, **kwargs)
+        finally:
+            lock.release()
+
+    def write_local(self, obj: DataClayObject, name: str, value: Any) -> None:
+        scope = self._scope()
+        lock = self.lock_of(obj)
+        lock.acquire(scope.chain)
+        try:
+            if not obj.__dict__["_dc_is_loaded"]:
+                self.load_local(obj)
+            obj.__dict__[name] = value
+            scope.touched[obj.__dict__["_dc_id"]] = obj
+        finally:
+            lock.release()
+
+    def load_local(self, obj: DataClayObject) -> None:
+        state = obj.__dict__
+        with self._load_lock:
+            if state["_dc_is_loaded"]:
+                return
+            stored = self.store.load(state["_dc_id"])
+            if stored is None:
+                raise ObjectNotRegisteredError(
+                    f"object {state['_dc_id']} is not stored on backend {self.name}", object_id=state["_dc_id"]
+                )
+            state.update(self.decode(stored.state))
+            state.update(_dc_is_loaded=True, _dc_revision=stored.revision, _dc_digest=_digest(stored.state))
+        self.loaded.touch(state["_dc_id"], obj, len(stored.state))
+
+    # ------------------------------------------------------------------ async methods
+    def run_coroutine(self, coro: Coroutine) -> Any:
+        """Run an `async def` active method on this backend's event loop thread, in the
+        caller's request scope, and wait for it."""
+        if self._loop is None:
+            with self._lock_creation:
+                if self._loop is None:
+                    loop = asyncio.new_event_loop()
+                    threading.Thread(target=loop.run_forever, name="dataclay-async", daemon=True).start()
+                    self._loop = loop
+        context = contextvars.copy_context()
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def start() -> None:
+            task = self._loop.create_task(coro, context=context)  # type: ignore[union-attr]
+            task.add_done_callback(lambda t: (outcome.append(t), done.set()))
+
+        self._loop.call_soon_threadsafe(start)
+        done.wait()
+        return outcome[0].result()
+
+    # ------------------------------------------------------------------ storing
+    def encode_reply(self, value: Any) -> bytes:
+        """Pickle a result; objects created here that it reaches become persistent here."""
+        scope = self._scope()
+        return dumps(value, lambda obj: self._reference(obj, scope))
+
+    def _reference(self, obj: DataClayObject, scope: RequestScope) -> Ref:
+        state = obj.__dict__
+        if not state["_dc_is_registered"]:
+            state.update(_dc_is_registered=True, _dc_backend_id=self.local_backend_id)
+            scope.new[state["_dc_id"]] = obj
+            scope.touched[state["_dc_id"]] = obj
+        return make_ref(obj)
+
+    def commit(self, scope: RequestScope) -> None:
+        """Make what the request changed durable, in one transaction (see module docstring)."""
+        if not scope.touched:
+            return
+        rows: list[tuple[DataClayObject, StoredObject, bytes]] = []
+        done: set[UUID] = set()
+        while len(done) < len(scope.touched):
+            for object_id, obj in list(scope.touched.items()):
+                if object_id in done:
+                    continue
+                done.add(object_id)
+                state = obj.__dict__
+                if not state["_dc_is_loaded"] or not state["_dc_is_local"]:
+                    continue
+                lock = self.lock_of(obj)
+                lock.acquire(scope.chain)
+                try:
+                    data = dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
+                finally:
+                    lock.release()
+                digest = _digest(data)
+                if digest != state.get("_dc_digest"):
+                    revision = state.get("_dc_revision", 0) + 1
+                    rows.append((obj, StoredObject(object_id, class_path(type(obj)), revision, data), digest))
+        try:
+            if scope.new:
+                self._register(list(scope.new.values()))
+            self.store.write(row for _, row, _ in rows)
+        except BaseException:
+            for obj in scope.new.values():
+                obj.__dict__.update(_dc_is_registered=False, _dc_backend_id=None)
+            raise
+        for obj, row, digest in rows:
+            obj.__dict__.update(_dc_revision=row.revision, _dc_digest=digest)
+            self.loaded.touch(row.object_id, obj, len(row.state))
+        for object_id, obj in scope.new.items():
+            self.owned[object_id] = class_path(type(obj))
+            self.heap[object_id] = obj
+        self.loaded.evict()
+
+    def _register(self, objects: list[DataClayObject], alias: str = "") -> None:
+        entries = [
+            pb.ObjectEntry(object_id=o.__dict__["_dc_id"].bytes, class_path=class_path(type(o)),
+                           backend_id=self.local_backend_id.bytes)
+            for o in objects
+        ]
+        run_blocking(self.blocking.metadata("RegisterObjects", pb.RegisterObjectsRequest(objects=entries, alias=alias)))
+
+    def store_records(self, records: list[pb.ObjectRecord], alias: str) -> None:
+        """StoreObjects: new objects sent by a client, checked, registered, then stored."""
+        rows = []
+        for record in records:
+            object_id = parse_uuid(record.object_id, "object id")
+            import_class(record.class_path)
+            try:
+                loads(record.state, lambda ref: None)
+            except Exception as exc:
+                raise InvalidRequestError(f"the state of object {object_id} cannot be decoded: {exc}", object_id=object_id) from None
+            rows.append(StoredObject(object_id, record.class_path, 1, record.state))
+        if not rows:
+            raise InvalidRequestError("StoreObjects needs at least one object")
+        entries = [pb.ObjectEntry(object_id=r.object_id.bytes, class_path=r.class_path,
+                                  backend_id=self.local_backend_id.bytes) for r in rows]
+        run_blocking(self.blocking.metadata("RegisterObjects", pb.RegisterObjectsRequest(objects=entries, alias=alias)))
+        self.store.write(rows)
+        for row in rows:
+            self.owned[row.object_id] = row.class_path
+
+    def store_local(self, objects: list[DataClayObject], states: list[bytes], alias: str | None) -> None:
+        """make_persistent() called on this backend for this backend: the instances stay."""
+        self._register(objects, alias or "")
+        rows = [StoredObject(o.__dict__["_dc_id"], class_path(type(o)), 1, s) for o, s in zip(objects, states)]
+        self.store.write(rows)
+        for obj, row in zip(objects, rows):
+            obj.__dict__.update(
+                _dc_is_registered=True, _dc_is_local=True, _dc_is_loaded=True,
+                _dc_backend_id=self.local_backend_id, _dc_revision=1, _dc_digest=_digest(row.state),
+            )
+            self.owned[row.object_id] = row.class_path
+            self.heap[row.object_id] = obj
+            self.loaded.touch(row.object_id, obj, len(row.state))
+
+    def snapshot(self, obj: DataClayObject) -> bytes:
+        """The object's current state, pickled consistently (under its lock)."""
+        scope = self._scope()
+        lock = self.lock_of(obj)
+        lock.acquire(scope.chain)
+        try:
+            if not obj.__dict__["_dc_is_loaded"]:
+                self.load_local(obj)
+            return dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
+        finally:
+            lock.release()
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> tuple[int, int]:
+        """Agree with the directory on what this backend owns: it is the authority. Objects
+        stored here that it does not give us are dropped (never acknowledged); entries it
+        gives us that are not stored here are removed from it (never acknowledged either)."""
+        stored = self.store.classes()
+        reply = run_blocking(self.blocking.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=self.local_backend_id.bytes)))
+        assigned = {UUID(bytes=raw) for raw in reply.object_ids}
+        stale_local = [object_id for object_id in stored if object_id not in assigned]
+        stale_directory = [object_id for object_id in assigned if object_id not in stored]
+        if stale_local:
+            self.store.delete(stale_local)
+        if stale_directory:
+            run_blocking(self.blocking.metadata("DropObjects", pb.ObjectIdList(object_ids=[o.bytes for o in stale_directory])))
+        self.owned = {object_id: path for object_id, path in stored.items() if object_id in assigned}
+        return len(stale_local), len(stale_directory)
+
+
+def parse_uuid(raw: bytes, what: str) -> UUID:
+    if len(raw) != 16:
+        raise InvalidRequestError(f"{what} must be 16 bytes, got {len(raw)}")
+    return UUID(bytes=raw)

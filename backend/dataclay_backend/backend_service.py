@@ -1,0 +1,103 @@
+"""The backend's gRPC face: decode the request, run it in a request scope of the runtime,
+encode the reply. Decisions live in BackendRuntime."""
+from __future__ import annotations
+
+import inspect
+
+import grpc
+
+from dataclay.exceptions import ActiveMethodNotFoundError, AttributeNotFoundError, InvalidRequestError
+from dataclay.protocol import CHAIN_METADATA_KEY
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.serialization import class_path
+from dataclay_backend.backend_runtime import BackendRuntime, parse_uuid
+from dataclay_backend.grpc_server import handler
+
+EMPTY = pb.Empty()
+
+
+def _chain(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata():
+        if key == CHAIN_METADATA_KEY:
+            return value
+    return None
+
+
+def _check_property(obj: object, name: str) -> None:
+    if name not in type(obj)._dc_properties:
+        raise AttributeNotFoundError(
+            f"{type(obj).__name__} has no persistent property {name!r}", object_id=obj.__dict__["_dc_id"], name=name
+        )
+
+
+class BackendService(rpc.BackendServicer):
+    def __init__(self, runtime: BackendRuntime) -> None:
+        self.rt = runtime
+
+    def _decode(self, payload: bytes, what: str):
+        try:
+            return self.rt.decode(payload)
+        except Exception as exc:
+            raise InvalidRequestError(f"the {what} cannot be decoded here: {type(exc).__name__}: {exc}") from None
+
+    @handler
+    def StoreObjects(self, request: pb.StoreObjectsRequest, context) -> pb.Empty:
+        self.rt.store_records(list(request.objects), request.alias)
+        return EMPTY
+
+    @handler
+    def GetAttribute(self, request: pb.GetAttributeRequest, context) -> pb.Payload:
+        rt = self.rt
+        with rt.request():
+            obj = rt.local_object(parse_uuid(request.object_id, "object id"))
+            _check_property(obj, request.name)
+            return pb.Payload(payload=rt.encode_reply(getattr(obj, request.name)))
+
+    @handler
+    def SetAttribute(self, request: pb.SetAttributeRequest, context) -> pb.Empty:
+        rt = self.rt
+        with rt.request(_chain(context)):
+            obj = rt.local_object(parse_uuid(request.object_id, "object id"))
+            _check_property(obj, request.name)
+            setattr(obj, request.name, self._decode(request.payload, "value"))
+        return EMPTY
+
+    @handler
+    def CallActiveMethod(self, request: pb.CallRequest, context) -> pb.Payload:
+        rt = self.rt
+        with rt.request(_chain(context)):
+            obj = rt.local_object(parse_uuid(request.object_id, "object id"))
+            method = getattr(type(obj), request.method, None)
+            if getattr(method, "_dc_activemethod", None) is None:
+                raise ActiveMethodNotFoundError(
+                    f"{class_path(type(obj))} has no active method {request.method!r}",
+                    object_id=obj.__dict__["_dc_id"], method=request.method,
+                )
+            args, kwargs = self._decode(request.payload, "arguments")
+            if inspect.iscoroutinefunction(method):
+                result = rt.run_coroutine(method(obj, *args, **kwargs))
+            else:
+                result = method(obj, *args, **kwargs)
+            return pb.Payload(payload=rt.encode_reply(result))
+
+    @handler
+    def GetObjectState(self, request: pb.ObjectRequest, context) -> pb.ObjectRecord:
+        rt = self.rt
+        with rt.request():
+            obj = rt.local_object(parse_uuid(request.object_id, "object id"))
+            return pb.ObjectRecord(object_id=request.object_id, class_path=class_path(type(obj)), state=rt.snapshot(obj))
+
+    @handler
+    def UpdateObject(self, request: pb.UpdateObjectRequest, context) -> pb.Empty:
+        rt = self.rt
+        with rt.request(_chain(context)):
+            obj = rt.local_object(parse_uuid(request.object_id, "object id"))
+            state = self._decode(request.state, "state")
+            if not isinstance(state, dict):
+                raise InvalidRequestError("UpdateObject needs a mapping of property names to values")
+            for name in state:
+                _check_property(obj, name)
+            for name, value in state.items():
+                setattr(obj, name, value)
+        return EMPTY

@@ -1,0 +1,158 @@
+"""The embedded default: a metadata service and N backends as local processes on loopback.
+
+Used by `dataclay up`, `dataclay demo` and the tests. Each process reports readiness (its port)
+on an inherited pipe, so starting waits for exactly that, with no polling. Every process logs to
+DATA_DIR/logs/NAME.log; a start failure quotes the end of that log.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+class ClusterStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+    port: int = 0
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        data_dir: Path,
+        backends: int = 3,
+        port: int = 16587,
+        model_paths: list[Path] | None = None,
+        durability: str = "process",
+        memory_limit: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if backends < 1:
+            raise ValueError("a cluster needs at least one backend")
+        self.data_dir = Path(data_dir).resolve()
+        self.backend_count = backends
+        self.port = port
+        self.model_paths = [Path(p).resolve() for p in (model_paths or [])]
+        self.durability = durability
+        self.memory_limit = memory_limit
+        self.host = host
+        self.metadata: Process | None = None
+        self.backends: dict[str, Process] = {}
+
+    # ------------------------------------------------------------------ processes
+    def _spawn(self, name: str, module: str, args: list[str]) -> Process:
+        log_path = self.data_dir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        read_end, write_end = os.pipe()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        command = [sys.executable, "-m", module, *args, "--ready-fd", str(write_end),
+                   "--durability", self.durability, "--listen", self.host]
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     pass_fds=(write_end,), env=env, start_new_session=True)
+        os.close(write_end)
+        process = Process(name, popen, log_path)
+        process.port = self._await_ready(process, read_end)
+        return process
+
+    def _await_ready(self, process: Process, read_end: int) -> int:
+        deadline = time.monotonic() + START_TIMEOUT
+        data = b""
+        try:
+            while not data.endswith(b"\n"):
+                remaining = deadline - time.monotonic()
+                ready, _, _ = select.select([read_end], [], [], max(remaining, 0))
+                if not ready:
+                    raise ClusterStartError(f"{process.name} did not become ready in {START_TIMEOUT:.0f}s; "
+                                            f"log {process.log}:\n{process.log_tail()}")
+                chunk = os.read(read_end, 64)
+                if not chunk:
+                    process.popen.wait(STOP_TIMEOUT)
+                    raise ClusterStartError(f"{process.name} exited with code {process.popen.returncode} before "
+                                            f"it was ready; log {process.log}:\n{process.log_tail()}")
+                data += chunk
+        finally:
+            os.close(read_end)
+        return int(data)
+
+    def start_metadata(self) -> None:
+        self.metadata = self._spawn(
+            "metadata", "dataclay_backend.metadata",
+            ["--port", str(self.port), "--data-dir", str(self.data_dir / "metadata")],
+        )
+        self.port = self.metadata.port
+
+    def start_backend(self, index: int) -> Process:
+        name = f"backend-{index}"
+        args = ["--port", "0", "--name", name, "--data-dir", str(self.data_dir / name),
+                "--advertise-host", self.host, "--metadata-host", self.host, "--metadata-port", str(self.port)]
+        for path in self.model_paths:
+            args += ["--model-path", str(path)]
+        if self.memory_limit:
+            args += ["--memory-limit", self.memory_limit]
+        self.backends[name] = self._spawn(name, "dataclay_backend.backend", args)
+        return self.backends[name]
+
+    def start(self) -> "LocalCluster":
+        try:
+            self.start_metadata()
+            for index in range(self.backend_count):
+                self.start_backend(index)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    # ------------------------------------------------------------------ stopping
+    def stop_process(self, process: Process, kill: bool = False) -> None:
+        """SIGTERM (graceful) or SIGKILL, then wait; SIGKILL if it does not stop in time."""
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                process.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait()
+
+    def kill_backend(self, name: str) -> None:
+        self.stop_process(self.backends[name], kill=True)
+
+    def restart_backend(self, name: str) -> Process:
+        self.stop_process(self.backends[name])
+        return self.start_backend(int(name.rsplit("-", 1)[1]))
+
+    def stop(self) -> None:
+        for process in self.backends.values():
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        for process in self.backends.values():
+            self.stop_process(process)
+        if self.metadata is not None:
+            self.stop_process(self.metadata)
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,161 @@
+"""The metadata service's state: backends, the object directory, aliases.
+
+A plain object over one SQLite database; every change is one transaction. The servicer
+(metadata_service.py) only translates the wire to calls on this class, and tests drive it
+directly.
+"""
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from dataclay.exceptions import (
+    AliasAlreadyExistError,
+    AliasDoesNotExistError,
+    AlreadyExistError,
+    BackendNotFoundError,
+    ClusterMismatchError,
+    InvalidRequestError,
+    ObjectNotRegisteredError,
+)
+from dataclay.transport import BackendInfo
+from dataclay_backend.sqlite_db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS backends (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id BLOB NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    id BLOB PRIMARY KEY,
+    class_path TEXT NOT NULL,
+    backend_id BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_by_backend ON objects (backend_id);
+CREATE TABLE IF NOT EXISTS aliases (
+    alias TEXT PRIMARY KEY,
+    object_id BLOB NOT NULL REFERENCES objects (id)
+);
+CREATE INDEX IF NOT EXISTS aliases_by_object ON aliases (object_id);
+"""
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    object_id: UUID
+    class_path: str
+    backend_id: UUID
+
+
+class Directory:
+    def __init__(self, data_dir: Path, durability: str = "process") -> None:
+        self.db = Database(data_dir / "metadata.sqlite", durability)
+        self.db.ensure_schema(SCHEMA)
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('cluster_id', ?)", (uuid.uuid4().bytes,))
+        self.cluster_id = UUID(bytes=self.db.query("SELECT value FROM meta WHERE key='cluster_id'")[0][0])
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ backends
+    def register_backend(self, info: BackendInfo) -> None:
+        """Insert, or update the address of, a backend. A new id may take over a name only
+        if the old holder of that name owns no objects (e.g. a pod whose volume was wiped)."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT id FROM backends WHERE name=?", (info.name,)).fetchone()
+            if row and row[0] != info.id.bytes:
+                owned = conn.execute("SELECT count(*) FROM objects WHERE backend_id=?", (row[0],)).fetchone()[0]
+                if owned:
+                    raise ClusterMismatchError(
+                        f"backend name {info.name!r} belongs to backend {UUID(bytes=row[0])}, which still "
+                        f"owns {owned} objects; backend {info.id} cannot take it (is its data directory "
+                        "the right one?)",
+                        name=info.name, backend_id=info.id,
+                    )
+                conn.execute("DELETE FROM backends WHERE id=?", (row[0],))
+            updated = conn.execute(
+                "UPDATE backends SET name=?, host=?, port=? WHERE id=?", (info.name, info.host, info.port, info.id.bytes)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    "INSERT INTO backends (id, name, host, port) VALUES (?, ?, ?, ?)",
+                    (info.id.bytes, info.name, info.host, info.port),
+                )
+
+    def backends(self) -> list[BackendInfo]:
+        rows = self.db.query("SELECT id, name, host, port FROM backends ORDER BY seq")
+        return [BackendInfo(UUID(bytes=r[0]), r[1], r[2], r[3]) for r in rows]
+
+    # ------------------------------------------------------------------ objects
+    def register_objects(self, entries: list[ObjectEntry], alias: str = "") -> None:
+        """Add new objects (and optionally an alias of the first) in one transaction."""
+        if not entries:
+            return
+        backend_ids = {entry.backend_id for entry in entries}
+        with self.db.transaction() as conn:
+            for backend_id in backend_ids:
+                if not conn.execute("SELECT 1 FROM backends WHERE id=?", (backend_id.bytes,)).fetchone():
+                    raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
+            try:
+                conn.executemany(
+                    "INSERT INTO objects VALUES (?, ?, ?)",
+                    [(e.object_id.bytes, e.class_path, e.backend_id.bytes) for e in entries],
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExistError("one of the objects is already registered") from None
+            if alias:
+                self._insert_alias(conn, alias, entries[0].object_id)
+
+    def locate(self, object_id: UUID) -> ObjectEntry:
+        rows = self.db.query("SELECT class_path, backend_id FROM objects WHERE id=?", (object_id.bytes,))
+        if not rows:
+            raise ObjectNotRegisteredError(f"object {object_id} is not registered", object_id=object_id)
+        return ObjectEntry(object_id, rows[0][0], UUID(bytes=rows[0][1]))
+
+    def owned_by(self, backend_id: UUID) -> list[UUID]:
+        rows = self.db.query("SELECT id FROM objects WHERE backend_id=?", (backend_id.bytes,))
+        return [UUID(bytes=r[0]) for r in rows]
+
+    def drop_objects(self, object_ids: list[UUID]) -> None:
+        with self.db.transaction() as conn:
+            for object_id in object_ids:
+                conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
+                conn.execute("DELETE FROM objects WHERE id=?", (object_id.bytes,))
+
+    # ------------------------------------------------------------------ aliases
+    @staticmethod
+    def _insert_alias(conn: sqlite3.Connection, alias: str, object_id: UUID) -> None:
+        if not alias:
+            raise InvalidRequestError("an alias cannot be empty")
+        try:
+            conn.execute("INSERT INTO aliases VALUES (?, ?)", (alias, object_id.bytes))
+        except sqlite3.IntegrityError:
+            raise AliasAlreadyExistError(f"alias {alias!r} already exists", alias=alias) from None
+
+    def add_alias(self, alias: str, object_id: UUID) -> None:
+        with self.db.transaction() as conn:
+            if not conn.execute("SELECT 1 FROM objects WHERE id=?", (object_id.bytes,)).fetchone():
+                raise ObjectNotRegisteredError(f"object {object_id} is not registered", object_id=object_id)
+            self._insert_alias(conn, alias, object_id)
+
+    def lookup_alias(self, alias: str) -> ObjectEntry:
+        rows = self.db.query("SELECT object_id FROM aliases WHERE alias=?", (alias,))
+        if not rows:
+            raise AliasDoesNotExistError(f"alias {alias!r} does not exist", alias=alias)
+        return self.locate(UUID(bytes=rows[0][0]))
+
+    def delete_alias(self, alias: str) -> None:
+        with self.db.transaction() as conn:
+            if not conn.execute("DELETE FROM aliases WHERE alias=?", (alias,)).rowcount:
+                raise AliasDoesNotExistError(f"alias {alias!r} does not exist", alias=alias)
+
+    def aliases_of(self, object_id: UUID) -> list[str]:
+        return [r[0] for r in self.db.query("SELECT alias FROM aliases WHERE object_id=? ORDER BY alias", (object_id.bytes,))]

@@ -1,0 +1,65 @@
+"""What every server here shares: the handler wrapper that sends typed errors, the gRPC server
+with health checking, and a clean stop on SIGTERM or SIGINT."""
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Any, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from dataclay.exceptions import DataClayException, to_detail
+from dataclay.protocol import ERROR_METADATA_KEY, UNLIMITED_MESSAGES
+
+log = logging.getLogger(__name__)
+
+
+def handler(method: Callable) -> Callable:
+    """Wrap a servicer method: any exception becomes a status code plus an ErrorDetail."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            if not isinstance(exc, DataClayException):
+                log.info("%s failed: %s: %s", method.__name__, type(exc).__name__, exc)
+            code, detail = to_detail(exc)
+            context.set_trailing_metadata(((ERROR_METADATA_KEY, detail.SerializeToString()),))
+            context.abort(code, detail.message[:1000])
+
+    return wrapper
+
+
+class Server:
+    """A gRPC server on host:port (port 0 picks a free one) with the standard health service."""
+
+    def __init__(self, host: str, port: int, max_workers: int = 64) -> None:
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=UNLIMITED_MESSAGES)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self.grpc.start()
+
+    def set_serving(self) -> None:
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.grpc.stop(grace).wait()
+        self._stopped.set()
+
+    def wait_for_signal(self) -> None:
+        """Block until SIGTERM or SIGINT, then stop gracefully."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: threading.Thread(target=self.stop, daemon=True).start())
+        self._stopped.wait()

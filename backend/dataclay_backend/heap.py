@@ -1,0 +1,89 @@
+"""The objects a backend owns, in memory: identity, per-object locks, bounded memory.
+
+Every owned object has at most one instance in the process. An instance is "loaded" when its
+properties are in its __dict__; loaded instances are kept in least-recently-used order with the
+size of their stored state, and the least recently used ones are unloaded when the total passes
+the memory limit. Their state is always already durable (written when the request that changed
+it committed), so unloading is just dropping the properties; the next access loads them again.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+from uuid import UUID
+
+
+class ChainLock:
+    """A lock held by a call chain, not a thread: nested calls of the same chain (even ones
+    that come back through another backend) re-enter; other chains wait their turn."""
+
+    __slots__ = ("_cond", "owner", "_depth")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self.owner: str | None = None
+        self._depth = 0
+
+    def acquire(self, chain: str) -> None:
+        with self._cond:
+            while self.owner is not None and self.owner != chain:
+                self._cond.wait()
+            self.owner = chain
+            self._depth += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self.owner = None
+                self._cond.notify()
+
+
+class LoadedSet:
+    """Loaded instances in LRU order with their sizes; picks what to unload past a limit."""
+
+    def __init__(self, memory_limit: int) -> None:
+        self.memory_limit = memory_limit
+        self._sizes: "OrderedDict[UUID, tuple[Any, int]]" = OrderedDict()
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def touch(self, object_id: UUID, obj: Any, size: int) -> None:
+        with self._lock:
+            old = self._sizes.pop(object_id, None)
+            if old is not None:
+                self.total -= old[1]
+            self._sizes[object_id] = (obj, size)
+            self.total += size
+
+    def discard(self, object_id: UUID) -> None:
+        with self._lock:
+            old = self._sizes.pop(object_id, None)
+            if old is not None:
+                self.total -= old[1]
+
+    def evict(self) -> list[Any]:
+        """Unload least recently used objects that no call holds, until under the limit."""
+        evicted = []
+        with self._lock:
+            skipped = []
+            while self.total > self.memory_limit and self._sizes:
+                object_id, (obj, size) = self._sizes.popitem(last=False)
+                lock = obj.__dict__.get("_dc_lock")
+                if lock is not None and lock.owner is not None:
+                    skipped.append((object_id, (obj, size)))
+                    continue
+                self.total -= size
+                state = obj.__dict__
+                for name in obj._dc_properties:
+                    state.pop(name, None)
+                state["_dc_is_loaded"] = False
+                evicted.append(obj)
+            for object_id, entry in reversed(skipped):
+                self._sizes[object_id] = entry
+                self._sizes.move_to_end(object_id, last=False)
+        return evicted

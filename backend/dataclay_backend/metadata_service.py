@@ -1,0 +1,79 @@
+"""The metadata service's gRPC face: decode, call the Directory, encode. No decisions here."""
+from __future__ import annotations
+
+from uuid import UUID
+
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.transport import BackendInfo
+from dataclay_backend.backend_runtime import parse_uuid
+from dataclay_backend.directory import Directory, ObjectEntry
+from dataclay_backend.grpc_server import handler
+
+
+def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
+    return pb.ObjectEntry(object_id=entry.object_id.bytes, class_path=entry.class_path, backend_id=entry.backend_id.bytes)
+
+
+class MetadataService(rpc.MetadataServicer):
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    def _backend_list(self) -> pb.BackendList:
+        return pb.BackendList(
+            backends=[pb.BackendInfo(backend_id=b.id.bytes, name=b.name, host=b.host, port=b.port)
+                      for b in self.directory.backends()],
+            cluster_id=self.directory.cluster_id.bytes,
+        )
+
+    @handler
+    def RegisterBackend(self, request: pb.BackendInfo, context) -> pb.BackendList:
+        self.directory.register_backend(
+            BackendInfo(parse_uuid(request.backend_id, "backend id"), request.name, request.host, request.port)
+        )
+        return self._backend_list()
+
+    @handler
+    def ListBackends(self, request: pb.Empty, context) -> pb.BackendList:
+        return self._backend_list()
+
+    @handler
+    def RegisterObjects(self, request: pb.RegisterObjectsRequest, context) -> pb.Empty:
+        entries = [
+            ObjectEntry(parse_uuid(e.object_id, "object id"), e.class_path, parse_uuid(e.backend_id, "backend id"))
+            for e in request.objects
+        ]
+        self.directory.register_objects(entries, request.alias)
+        return pb.Empty()
+
+    @handler
+    def LocateObject(self, request: pb.ObjectRequest, context) -> pb.ObjectEntry:
+        return _entry(self.directory.locate(parse_uuid(request.object_id, "object id")))
+
+    @handler
+    def LookupAlias(self, request: pb.AliasRequest, context) -> pb.ObjectEntry:
+        return _entry(self.directory.lookup_alias(request.alias))
+
+    @handler
+    def AddAlias(self, request: pb.AliasRequest, context) -> pb.Empty:
+        self.directory.add_alias(request.alias, parse_uuid(request.object_id, "object id"))
+        return pb.Empty()
+
+    @handler
+    def DeleteAlias(self, request: pb.AliasRequest, context) -> pb.Empty:
+        self.directory.delete_alias(request.alias)
+        return pb.Empty()
+
+    @handler
+    def GetAliases(self, request: pb.ObjectRequest, context) -> pb.AliasList:
+        return pb.AliasList(aliases=self.directory.aliases_of(parse_uuid(request.object_id, "object id")))
+
+    @handler
+    def ListOwnedObjects(self, request: pb.BackendRequest, context) -> pb.ObjectIdList:
+        owned = self.directory.owned_by(parse_uuid(request.backend_id, "backend id"))
+        return pb.ObjectIdList(object_ids=[object_id.bytes for object_id in owned])
+
+    @handler
+    def DropObjects(self, request: pb.ObjectIdList, context) -> pb.Empty:
+        self.directory.drop_objects([parse_uuid(raw, "object id") for raw in request.object_ids])
+        return pb.Empty()

@@ -1,0 +1,9 @@
+"""dataClay-compatible distributed active objects.
+
+    from dataclay import Client, DataClayObject, activemethod
+"""
+from dataclay.client import Client
+from dataclay.dataclay_object import DataClayObject, activemethod
+from dataclay.transport import BackendInfo
+
+__all__ = ["Client", "DataClayObject", "activemethod", "BackendInfo"]

@@ -1,0 +1,70 @@
+"""Client: connects this process to a dataClay cluster (the metadata service)."""
+from __future__ import annotations
+
+import os
+from uuid import UUID
+
+from dataclay import operations as ops
+from dataclay.runtime import Runtime, set_runtime, current_runtime
+from dataclay.transport import BackendInfo, run_blocking
+
+DEFAULT_PORT = 16587
+
+
+class Client:
+    """`Client(host, port).start()` makes this process a client of the cluster whose metadata
+    service is at host:port (defaults from DC_HOST / DATACLAY_METADATA_HOST and DC_PORT /
+    DATACLAY_METADATA_PORT, then 127.0.0.1:16587). username, password and dataset are
+    accepted for compatibility with dataClay 4 code and not used: there is no authentication
+    yet, so keep the ports on a private network."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        dataset: str | None = None,
+        local_backend: str | None = None,
+    ) -> None:
+        self.host = host or os.environ.get("DC_HOST") or os.environ.get("DATACLAY_METADATA_HOST") or "127.0.0.1"
+        self.port = int(port or os.environ.get("DC_PORT") or os.environ.get("DATACLAY_METADATA_PORT") or DEFAULT_PORT)
+        self.runtime: Runtime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.runtime is not None
+
+    def start(self) -> "Client":
+        if self.runtime is None:
+            self.runtime = Runtime(f"{self.host}:{self.port}")
+            set_runtime(self.runtime)
+        return self
+
+    def stop(self) -> None:
+        if self.runtime is not None:
+            if current_runtime() is self.runtime:
+                set_runtime(None)
+            self.runtime.close()
+            self.runtime = None
+
+    def __enter__(self) -> "Client":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def get_backends(self) -> dict[UUID, BackendInfo]:
+        """Backend id -> BackendInfo(id, name, host, port), in registration order."""
+        rt = self._runtime()
+        return run_blocking(ops.get_backends(rt, rt.blocking))
+
+    async def a_get_backends(self) -> dict[UUID, BackendInfo]:
+        rt = self._runtime()
+        return await ops.get_backends(rt, rt.async_transport())
+
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:
+            self.start()
+        assert self.runtime is not None
+        return self.runtime

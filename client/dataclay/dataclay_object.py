@@ -1,0 +1,202 @@
+"""DataClayObject, persistent properties and @activemethod.
+
+One class serves as both the real object and its proxy. Each instance carries a little metadata
+in its __dict__ (`_dc_id`, `_dc_is_registered`, `_dc_is_local`, `_dc_is_loaded`,
+`_dc_backend_id`):
+- a new object is local and unregistered: plain Python;
+- on the backend that owns it, a persistent object is local: properties live in __dict__ (loaded
+  from storage on demand, evicted when memory is short), active methods run in place;
+- anywhere else it is a proxy: property reads and writes and active methods go to the owner.
+The decisions about where things run are made by the process's runtime (dataclay.runtime); this
+module only routes.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import uuid
+from typing import Any, Callable, ClassVar, TypeVar
+
+from dataclay import operations as ops
+from dataclay.runtime import current_runtime, twins
+
+T = TypeVar("T", bound="DataClayObject")
+_MISSING = object()
+_get_by_id, _a_get_by_id = twins(ops.get_by_id)
+_get_by_alias, _a_get_by_alias = twins(ops.get_by_alias)
+_delete_alias, _a_delete_alias = twins(ops.delete_alias)
+
+
+class PersistentProperty:
+    """Data descriptor for an annotated attribute: local value or a call to the owner."""
+
+    __slots__ = ("name", "default")
+
+    def __init__(self, name: str, default: Any = _MISSING) -> None:
+        self.name = name
+        self.default = default
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        state = obj.__dict__
+        if state["_dc_is_local"]:
+            try:
+                return state[self.name]
+            except KeyError:
+                return self._missing(obj)
+        return current_runtime().get_attribute(obj, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        state = obj.__dict__
+        if not state["_dc_is_local"]:
+            current_runtime().set_attribute(obj, self.name, value)
+        elif state["_dc_is_registered"]:
+            current_runtime().write_local(obj, self.name, value)
+        else:
+            state[self.name] = value
+
+    def __delete__(self, obj: Any) -> None:
+        raise AttributeError(f"persistent property {self.name!r} cannot be deleted; assign None")
+
+    def _missing(self, obj: Any) -> Any:
+        state = obj.__dict__
+        if not state["_dc_is_loaded"]:
+            current_runtime().load_local(obj)
+            if self.name in state:
+                return state[self.name]
+        if self.default is not _MISSING:
+            return self.default
+        raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r} (never set)")
+
+
+def _is_classvar(annotation: Any) -> bool:
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return text.startswith(("ClassVar", "typing.ClassVar"))
+
+
+def activemethod(func: Callable) -> Callable:
+    """Run the method where the object lives: in place for local objects, on the owning
+    backend for proxies. Works on `def` and `async def` methods."""
+    name = func.__name__
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(self, *args, **kwargs):
+            state = self.__dict__
+            if not state["_dc_is_local"]:
+                rt = current_runtime()
+                return await ops.call_method(rt, rt.async_transport(), self, name, args, kwargs)
+            if not state["_dc_is_registered"]:
+                return await func(self, *args, **kwargs)
+            return await current_runtime().call_local_async(self, func, args, kwargs)
+
+        wrapper: Callable = async_wrapper
+    else:
+
+        @functools.wraps(func)
+        def sync_wrapper(self, *args, **kwargs):
+            state = self.__dict__
+            if not state["_dc_is_local"]:
+                return current_runtime().call_method(self, name, args, kwargs)
+            if not state["_dc_is_registered"]:
+                return func(self, *args, **kwargs)
+            return current_runtime().call_local(self, func, args, kwargs)
+
+        wrapper = sync_wrapper
+    wrapper._dc_activemethod = func  # type: ignore[attr-defined]
+    return wrapper
+
+
+class DataClayObject:
+    """Base class of persistent active objects. Annotated attributes are persistent
+    properties; other attributes stay in the local Python object."""
+
+    _dc_is_dataclay_object: ClassVar[bool] = True
+    _dc_properties: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = [
+            name
+            for name, annotation in inspect.get_annotations(cls).items()
+            if not name.startswith("_dc_") and not _is_classvar(annotation)
+        ]
+        for name in own:
+            setattr(cls, name, PersistentProperty(name, cls.__dict__.get(name, _MISSING)))
+        inherited = [name for name in cls._dc_properties if name not in own]
+        cls._dc_properties = tuple(inherited + own)
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        obj = super().__new__(cls)
+        obj.__dict__.update(
+            _dc_id=uuid.uuid4(),
+            _dc_is_registered=False,
+            _dc_is_local=True,
+            _dc_is_loaded=True,
+            _dc_backend_id=None,
+        )
+        return obj
+
+    def __repr__(self) -> str:
+        state = self.__dict__
+        if state["_dc_is_local"] and not state["_dc_is_registered"]:
+            return f"<{type(self).__name__} (not persistent) {state['_dc_id']}>"
+        return f"<{type(self).__name__} {state['_dc_id']} on backend {state['_dc_backend_id']}>"
+
+    # Persistent objects pickle by reference through dataclay.serialization; a plain pickle
+    # (dc_clone, by-value copies) carries the properties and a fresh identity.
+    def __getstate__(self) -> dict[str, Any]:
+        return self._dc_state()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(
+            _dc_id=uuid.uuid4(), _dc_is_registered=False, _dc_is_local=True,
+            _dc_is_loaded=True, _dc_backend_id=None,
+        )
+        self.__dict__.update(state)
+
+    def _dc_state(self) -> dict[str, Any]:
+        """The persistent properties that are set, from the local __dict__."""
+        state = self.__dict__
+        return {name: state[name] for name in self._dc_properties if name in state}
+
+    # ------------------------------------------------------------ dataClay's public API
+    @property
+    def _dc_meta(self) -> "DataClayObject":  # dataClay 4 code reads obj._dc_meta.id
+        return self
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.__dict__["_dc_id"]
+
+    make_persistent, a_make_persistent = twins(ops.make_persistent)
+    add_alias, a_add_alias = twins(ops.add_alias)
+    get_aliases, a_get_aliases = twins(ops.get_aliases)
+    sync, a_sync = twins(ops.sync)
+    dc_clone, a_dc_clone = twins(ops.dc_clone)
+    dc_update, a_dc_update = twins(ops.dc_update)
+
+    @classmethod
+    def get_by_id(cls: type[T], object_id: uuid.UUID | str) -> T:
+        return _get_by_id(cls, object_id)
+
+    @classmethod
+    async def a_get_by_id(cls: type[T], object_id: uuid.UUID | str) -> T:
+        return await _a_get_by_id(cls, object_id)
+
+    @classmethod
+    def get_by_alias(cls: type[T], alias: str) -> T:
+        return _get_by_alias(cls, alias)
+
+    @classmethod
+    async def a_get_by_alias(cls: type[T], alias: str) -> T:
+        return await _a_get_by_alias(cls, alias)
+
+    @classmethod
+    def delete_alias(cls, alias: str) -> None:
+        return _delete_alias(alias)
+
+    @classmethod
+    async def a_delete_alias(cls, alias: str) -> None:
+        return await _a_delete_alias(alias)

@@ -1,0 +1,177 @@
+"""The exception tree, and how exceptions cross the wire.
+
+Every class here is in the allow-list (`_REGISTRY`) by being a subclass of DataClayException. A
+server turns an exception into a gRPC status code plus an `ErrorDetail` (class name, message,
+structured fields); the client rebuilds the same class from the allow-list. Nothing is ever
+recognised by matching message strings. Exceptions raised by user code inside an active method
+travel pickled and are raised again as themselves on the caller.
+"""
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import ClassVar
+
+import grpc
+
+from dataclay.protocol import dataclay_pb2 as pb
+
+_REGISTRY: dict[str, type["DataClayException"]] = {}
+
+
+class DataClayException(Exception):
+    """Base of every error this system raises on purpose. `fields` are structured and typed
+    by name (object_id, backend_id, alias, ...); they also appear as attributes."""
+
+    grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str = "", **fields: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = {key: str(value) for key, value in fields.items() if value is not None}
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __reduce__(self):  # picklable with its fields (used by the test harness and users)
+        return (_rebuild, (type(self).__name__, self.message, self.fields))
+
+
+_REGISTRY["DataClayException"] = DataClayException
+
+
+def _rebuild(type_name: str, message: str, fields: dict[str, str]) -> DataClayException:
+    cls = _REGISTRY.get(type_name, DataClayException)
+    return cls(message, **fields)
+
+
+class DoesNotExistError(DataClayException):
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExistError(DataClayException):
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class ObjectNotRegisteredError(DoesNotExistError):
+    """The object is not persistent (never stored, or unknown to the directory)."""
+
+
+class AliasDoesNotExistError(DoesNotExistError):
+    pass
+
+
+class AliasAlreadyExistError(AlreadyExistError):
+    pass
+
+
+class BackendNotFoundError(DoesNotExistError):
+    """No backend with that id is registered."""
+
+
+class ClassNotFoundError(DoesNotExistError):
+    """The backend cannot import the object's class (model code missing on its path)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ActiveMethodNotFoundError(DoesNotExistError):
+    """The class has no active method of that name."""
+
+
+class AttributeNotFoundError(DoesNotExistError, AttributeError):
+    """The object has no such persistent property, or it was never set (an AttributeError
+    too, so hasattr() and getattr(obj, name, default) work on proxies)."""
+
+
+class ObjectWithWrongBackendIdError(DataClayException):
+    """The object is not owned by the backend that was asked; `backend_id` names the owner
+    when it is known. Clients handle it by fixing their location cache and retrying."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class BackendError(DataClayException):
+    """A backend failed for a reason of its own."""
+
+
+class BackendUnavailableError(BackendError):
+    """A backend (or the metadata service) could not be reached; the message names it."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class ObjectIsNotVersionError(DataClayException):
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class VersionConflictError(DataClayException):
+    grpc_code = grpc.StatusCode.ABORTED
+
+
+class ObjectMovingError(DataClayException):
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class InvalidRequestError(DataClayException):
+    """A malformed request: bad ids, undecodable payload, wrong argument types."""
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ClusterMismatchError(DataClayException):
+    """A backend's data directory belongs to another metadata database."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class RemoteActiveMethodError(DataClayException):
+    """User code raised an exception that cannot be rebuilt on the caller (not picklable or
+    its class is not importable here); the message carries the remote traceback."""
+
+    grpc_code = grpc.StatusCode.UNKNOWN
+
+
+# ------------------------------------------------------------------ wire encoding
+
+
+def to_detail(exc: BaseException) -> tuple[grpc.StatusCode, pb.ErrorDetail]:
+    """Encode any exception for the wire: ours by class and fields, user ones pickled."""
+    if isinstance(exc, DataClayException):
+        return exc.grpc_code, pb.ErrorDetail(
+            type=type(exc).__name__, message=exc.message, fields=exc.fields
+        )
+    remote_tb = "".join(traceback.format_exception(exc))
+    try:
+        pickled = pickle.dumps(exc)
+    except Exception:  # an unpicklable user exception still arrives, as text
+        pickled = b""
+    return grpc.StatusCode.UNKNOWN, pb.ErrorDetail(
+        type="RemoteActiveMethodError",
+        message=f"{type(exc).__name__}: {exc}",
+        user_exception=pickled,
+        remote_traceback=remote_tb,
+    )
+
+
+def from_detail(detail: pb.ErrorDetail) -> BaseException:
+    """Rebuild the exception from the allow-list (or unpickle the user's own exception)."""
+    if detail.user_exception:
+        try:
+            exc = pickle.loads(detail.user_exception)
+        except Exception:
+            exc = None
+        if isinstance(exc, BaseException):
+            if detail.remote_traceback and hasattr(exc, "add_note"):
+                exc.add_note("Raised in an active method on the backend:\n" + detail.remote_traceback)
+            return exc
+    cls = _REGISTRY.get(detail.type)
+    if cls is None:
+        return DataClayException(f"{detail.type}: {detail.message}")
+    message = detail.message
+    if detail.remote_traceback and cls is RemoteActiveMethodError:
+        message = f"{message}\n{detail.remote_traceback}"
+    return cls(message, **dict(detail.fields))

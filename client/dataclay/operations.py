@@ -1,0 +1,316 @@
+"""Every client-side operation, written once, as a coroutine.
+
+Each takes the process runtime `rt` and a transport `t` (blocking or async; see
+dataclay.transport). The public API gets both forms from one definition with
+`dataclay.runtime.twins`. Calls to an object's owner follow "moved" redirects a bounded number
+of times, fixing the location of the one instance this process has of the object.
+"""
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from uuid import UUID
+
+from dataclay.exceptions import (
+    BackendNotFoundError,
+    InvalidRequestError,
+    ObjectMovingError,
+    ObjectNotRegisteredError,
+    ObjectWithWrongBackendIdError,
+)
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
+from dataclay.transport import BackendInfo
+
+if TYPE_CHECKING:
+    from dataclay.dataclay_object import DataClayObject
+    from dataclay.runtime import Runtime
+
+MAX_REDIRECTS = 8
+
+
+# ------------------------------------------------------------------ backends and locations
+
+
+async def get_backends(rt: "Runtime", t: Any, refresh: bool = True) -> dict[UUID, BackendInfo]:
+    """Registered backends, id -> info, in registration order."""
+    if refresh or not rt.backends:
+        reply = await t.metadata("ListBackends", pb.Empty())
+        rt.backends = {info.id: info for info in map(BackendInfo.from_pb, reply.backends)}
+    return rt.backends
+
+
+async def backend_info(rt: "Runtime", t: Any, backend_id: UUID) -> BackendInfo:
+    info = rt.backends.get(backend_id)
+    if info is None:
+        info = (await get_backends(rt, t)).get(backend_id)
+    if info is None:
+        known = ", ".join(f"{b.name}={b.id}" for b in rt.backends.values()) or "none"
+        raise BackendNotFoundError(f"no backend {backend_id} is registered (known: {known})", backend_id=backend_id)
+    return info
+
+
+def _as_uuid(value: UUID | str, what: str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise InvalidRequestError(f"{what} {value!r} is not a UUID") from None
+
+
+def _require_registered(obj: "DataClayObject") -> None:
+    if not obj.__dict__["_dc_is_registered"]:
+        raise ObjectNotRegisteredError(
+            f"{obj!r} is not persistent: call make_persistent() first", object_id=obj.__dict__["_dc_id"]
+        )
+
+
+async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
+    """Ask the directory who owns obj, and remember it."""
+    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__["_dc_id"].bytes))
+    owner = UUID(bytes=entry.backend_id)
+    obj.__dict__["_dc_backend_id"] = owner
+    return owner
+
+
+async def at_owner(
+    rt: "Runtime", t: Any, obj: "DataClayObject", method: str, request: Callable[[BackendInfo], Awaitable[Any]]
+) -> Any:
+    """Call `method` on the backend that owns obj, following redirects (bounded)."""
+    _require_registered(obj)
+    state = obj.__dict__
+    for _ in range(MAX_REDIRECTS):
+        owner = state["_dc_backend_id"] or await locate(rt, t, obj)
+        info = await backend_info(rt, t, owner)
+        try:
+            return await t.backend(info, method, await request(info))
+        except ObjectWithWrongBackendIdError as moved:
+            new_owner = moved.fields.get("backend_id")
+            state["_dc_backend_id"] = UUID(new_owner) if new_owner else None
+    raise ObjectMovingError(
+        f"{obj!r} kept changing owner during {MAX_REDIRECTS} attempts; try again", object_id=state["_dc_id"]
+    )
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def serialize_graph(
+    roots: list["DataClayObject"], backend_id: UUID
+) -> tuple[list["DataClayObject"], list[pb.ObjectRecord]]:
+    """The not-yet-persistent objects reachable from roots, each with its pickled state; the
+    walk stops at persistent objects, which are written as references."""
+    hint = backend_id.bytes
+    pending = {root.__dict__["_dc_id"]: root for root in roots}
+    queue = list(pending.values())
+    objects: list[DataClayObject] = []
+    records: list[pb.ObjectRecord] = []
+
+    def on_object(obj: "DataClayObject") -> Ref:
+        state = obj.__dict__
+        if state["_dc_is_registered"]:
+            return make_ref(obj)
+        if state["_dc_id"] not in pending:
+            pending[state["_dc_id"]] = obj
+            queue.append(obj)
+        return (state["_dc_id"].bytes, class_path(type(obj)), hint)
+
+    while queue:
+        obj = queue.pop()
+        cls = type(obj)
+        if cls.__module__ == "__main__":
+            raise InvalidRequestError(
+                f"class {cls.__qualname__} is defined in __main__; backends import model classes by "
+                "module path: move it to a module on the model path",
+                class_path=class_path(cls),
+            )
+        objects.append(obj)
+        records.append(
+            pb.ObjectRecord(object_id=obj.__dict__["_dc_id"].bytes, class_path=class_path(cls), state=dumps(obj._dc_state(), on_object))
+        )
+    return objects, records
+
+
+async def store_graph(
+    rt: "Runtime", t: Any, roots: list["DataClayObject"], backend_id: UUID, alias: str | None = None
+) -> None:
+    """Persist roots and every new object they reach on one backend, in one request."""
+    objects, records = serialize_graph(roots, backend_id)
+    if backend_id == rt.local_backend_id:
+        rt.store_local(objects, [record.state for record in records], alias)
+        return
+    info = await backend_info(rt, t, backend_id)
+    await t.backend(info, "StoreObjects", pb.StoreObjectsRequest(objects=records, alias=alias or ""))
+    rt.became_remote(objects, backend_id)
+
+
+async def encode_for(rt: "Runtime", t: Any, value: Any, backend_id: UUID) -> bytes:
+    """Pickle a value for a call to backend_id; new objects in it are first made persistent
+    there, so they travel as references and stay the same objects."""
+    pending: dict[UUID, DataClayObject] = {}
+
+    def on_object(obj: "DataClayObject") -> Ref:
+        state = obj.__dict__
+        if state["_dc_is_registered"]:
+            return make_ref(obj)
+        pending[state["_dc_id"]] = obj
+        return (state["_dc_id"].bytes, class_path(type(obj)), backend_id.bytes)
+
+    data = dumps(value, on_object)
+    if pending:
+        await store_graph(rt, t, list(pending.values()), backend_id)
+    return data
+
+
+# ------------------------------------------------------------------ object operations
+
+
+async def make_persistent(
+    rt: "Runtime", t: Any, obj: "DataClayObject", alias: str | None = None, backend_id: UUID | str | None = None
+) -> None:
+    """Store obj (and the new objects it reaches) on a backend; obj becomes a proxy."""
+    if obj.__dict__["_dc_is_registered"]:
+        if alias:
+            await add_alias(rt, t, obj, alias)
+        return
+    if backend_id is None:
+        backend_id = rt.local_backend_id or random.choice(list(await get_backends(rt, t, refresh=False)))
+    target = _as_uuid(backend_id, "backend id")
+    await backend_info(rt, t, target)
+    await store_graph(rt, t, [obj], target, alias)
+
+
+async def get_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str) -> Any:
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.GetAttributeRequest:
+        return pb.GetAttributeRequest(object_id=object_id, name=name)
+
+    reply = await at_owner(rt, t, obj, "GetAttribute", request)
+    return rt.decode(reply.payload)
+
+
+async def set_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, value: Any) -> None:
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.SetAttributeRequest:
+        return pb.SetAttributeRequest(object_id=object_id, name=name, payload=await encode_for(rt, t, value, info.id))
+
+    await at_owner(rt, t, obj, "SetAttribute", request)
+
+
+async def call_method(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, args: tuple, kwargs: dict) -> Any:
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.CallRequest:
+        return pb.CallRequest(object_id=object_id, method=name, payload=await encode_for(rt, t, (args, kwargs), info.id))
+
+    reply = await at_owner(rt, t, obj, "CallActiveMethod", request)
+    return rt.decode(reply.payload)
+
+
+async def get_by_id(rt: "Runtime", t: Any, cls: type, object_id: UUID | str) -> "DataClayObject":
+    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=_as_uuid(object_id, "object id").bytes))
+    return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+
+
+async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataClayObject":
+    entry = await t.metadata("LookupAlias", pb.AliasRequest(alias=alias))
+    return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+
+
+async def add_alias(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str) -> None:
+    _require_registered(obj)
+    await t.metadata("AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__["_dc_id"].bytes))
+
+
+async def delete_alias(rt: "Runtime", t: Any, alias: str) -> None:
+    await t.metadata("DeleteAlias", pb.AliasRequest(alias=alias))
+
+
+async def get_aliases(rt: "Runtime", t: Any, obj: "DataClayObject") -> set[str]:
+    _require_registered(obj)
+    reply = await t.metadata("GetAliases", pb.ObjectRequest(object_id=obj.__dict__["_dc_id"].bytes))
+    return set(reply.aliases)
+
+
+async def sync(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
+    """Refresh where a proxy's object lives (and check that it still exists)."""
+    if obj.__dict__["_dc_is_registered"] and not obj.__dict__["_dc_is_local"]:
+        await locate(rt, t, obj)
+
+
+async def _fetch_state(rt: "Runtime", t: Any, obj: "DataClayObject") -> pb.ObjectRecord:
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.ObjectRequest:
+        return pb.ObjectRequest(object_id=object_id)
+
+    return await at_owner(rt, t, obj, "GetObjectState", request)
+
+
+async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool = False) -> "DataClayObject":
+    """A new, not persistent copy of obj's current state; with recursive=True the persistent
+    objects it reaches are copied too (cycles and sharing kept), else they stay references."""
+    records: dict[UUID, pb.ObjectRecord] = {}
+    queue = [obj]
+    while queue:
+        current = queue.pop()
+        object_id = current.__dict__["_dc_id"]
+        if object_id in records:
+            continue
+        if not current.__dict__["_dc_is_registered"] or current.__dict__["_dc_is_local"]:
+            records[object_id] = pb.ObjectRecord(
+                object_id=object_id.bytes, class_path=class_path(type(current)), state=dumps(current._dc_state(), make_ref)
+            )
+        else:
+            records[object_id] = await _fetch_state(rt, t, current)
+        if recursive:
+            loads(records[object_id].state, lambda ref: queue.append(rt.resolve(ref)))
+    clones: dict[bytes, DataClayObject] = {}
+    for object_id, record in records.items():
+        cls = import_class(record.class_path)
+        clones[object_id.bytes] = cls.__new__(cls)
+
+    def resolve(ref: Ref) -> "DataClayObject":
+        return clones.get(ref[0]) or rt.resolve(ref)
+
+    for object_id, record in records.items():
+        clones[object_id.bytes].__dict__.update(loads(record.state, resolve))
+    return clones[obj.__dict__["_dc_id"].bytes]
+
+
+async def dc_update(rt: "Runtime", t: Any, obj: "DataClayObject", other: "DataClayObject") -> None:
+    """Overwrite obj's properties with other's (a local object or another persistent one)."""
+    if other.__dict__["_dc_is_local"]:
+        state = other._dc_state()
+    else:
+        state = loads((await _fetch_state(rt, t, other)).state, rt.resolve)
+    if obj.__dict__["_dc_is_local"]:
+        for name, value in state.items():
+            setattr(obj, name, value)
+        return
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.UpdateObjectRequest:
+        return pb.UpdateObjectRequest(object_id=object_id, state=await encode_for(rt, t, state, info.id))
+
+    await at_owner(rt, t, obj, "UpdateObject", request)
+
+
+__all__ = [
+    "get_backends",
+    "make_persistent",
+    "get_attribute",
+    "set_attribute",
+    "call_method",
+    "get_by_id",
+    "get_by_alias",
+    "add_alias",
+    "delete_alias",
+    "get_aliases",
+    "sync",
+    "dc_clone",
+    "dc_update",
+]

@@ -1,0 +1,11 @@
+"""The wire contract. Messages and services are generated from dataclay.proto (read that file
+for the conventions); import them as `from dataclay.protocol import dataclay_pb2 as pb`."""
+
+ERROR_METADATA_KEY = "dataclay-error-bin"
+CHAIN_METADATA_KEY = "dataclay-chain"
+
+# Messages of any size: a 1 GiB attribute is one message (protobuf's own ceiling is 2 GiB).
+UNLIMITED_MESSAGES = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+]

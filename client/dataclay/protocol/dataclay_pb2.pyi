@@ -1,0 +1,162 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ErrorDetail(_message.Message):
+    __slots__ = ("type", "message", "fields", "user_exception", "remote_traceback")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    USER_EXCEPTION_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    message: str
+    fields: _containers.ScalarMap[str, str]
+    user_exception: bytes
+    remote_traceback: str
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., user_exception: _Optional[bytes] = ..., remote_traceback: _Optional[str] = ...) -> None: ...
+
+class ObjectRecord(_message.Message):
+    __slots__ = ("object_id", "class_path", "state")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    class_path: str
+    state: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class StoreObjectsRequest(_message.Message):
+    __slots__ = ("objects", "alias")
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectRecord]
+    alias: str
+    def __init__(self, objects: _Optional[_Iterable[_Union[ObjectRecord, _Mapping]]] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class ObjectRequest(_message.Message):
+    __slots__ = ("object_id",)
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    def __init__(self, object_id: _Optional[bytes] = ...) -> None: ...
+
+class GetAttributeRequest(_message.Message):
+    __slots__ = ("object_id", "name")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    name: str
+    def __init__(self, object_id: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...
+
+class SetAttributeRequest(_message.Message):
+    __slots__ = ("object_id", "name", "payload")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    name: str
+    payload: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class CallRequest(_message.Message):
+    __slots__ = ("object_id", "method", "payload")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    method: str
+    payload: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class Payload(_message.Message):
+    __slots__ = ("payload",)
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
+
+class UpdateObjectRequest(_message.Message):
+    __slots__ = ("object_id", "state")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    state: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class BackendInfo(_message.Message):
+    __slots__ = ("backend_id", "name", "host", "port")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    backend_id: bytes
+    name: str
+    host: str
+    port: int
+    def __init__(self, backend_id: _Optional[bytes] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class BackendList(_message.Message):
+    __slots__ = ("backends", "cluster_id")
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    backends: _containers.RepeatedCompositeFieldContainer[BackendInfo]
+    cluster_id: bytes
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., cluster_id: _Optional[bytes] = ...) -> None: ...
+
+class ObjectEntry(_message.Message):
+    __slots__ = ("object_id", "class_path", "backend_id")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    class_path: str
+    backend_id: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ...) -> None: ...
+
+class RegisterObjectsRequest(_message.Message):
+    __slots__ = ("objects", "alias")
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectEntry]
+    alias: str
+    def __init__(self, objects: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class AliasRequest(_message.Message):
+    __slots__ = ("alias", "object_id")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    object_id: bytes
+    def __init__(self, alias: _Optional[str] = ..., object_id: _Optional[bytes] = ...) -> None: ...
+
+class AliasList(_message.Message):
+    __slots__ = ("aliases",)
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ObjectIdList(_message.Message):
+    __slots__ = ("object_ids",)
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class BackendRequest(_message.Message):
+    __slots__ = ("backend_id",)
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    backend_id: bytes
+    def __init__(self, backend_id: _Optional[bytes] = ...) -> None: ...

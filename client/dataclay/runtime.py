@@ -1,0 +1,155 @@
+"""The process's runtime: what a client (or a backend acting as a client) knows and decides.
+
+It holds the one instance per object id of this process (so every reference the user holds is
+the same proxy, and a fix to its location reaches all of them), the cache of backend
+addresses, and the transports. A backend extends it (dataclay_backend.backend_runtime) to run
+objects it owns in place.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from uuid import UUID
+
+from dataclay.exceptions import DataClayException
+from dataclay.serialization import Ref, import_class, loads
+from dataclay.transport import AsyncTransport, BackendInfo, BlockingTransport, run_blocking
+
+if TYPE_CHECKING:
+    from dataclay.dataclay_object import DataClayObject
+
+_current: "Runtime | None" = None
+
+
+class NotStartedError(DataClayException):
+    """No client is started in this process."""
+
+
+def current_runtime() -> "Runtime":
+    if _current is None:
+        raise NotStartedError("no dataClay client is started in this process: call Client(...).start() first")
+    return _current
+
+
+def set_runtime(runtime: "Runtime | None") -> None:
+    global _current
+    _current = runtime
+
+
+def twins(op: Callable[..., Coroutine]) -> tuple[Callable, Callable]:
+    """The blocking and the async form of one operation `op(runtime, transport, *args)`."""
+
+    @functools.wraps(op)
+    def blocking(*args: Any, **kwargs: Any) -> Any:
+        rt = current_runtime()
+        return run_blocking(op(rt, rt.blocking, *args, **kwargs))
+
+    @functools.wraps(op)
+    async def asynchronous(*args: Any, **kwargs: Any) -> Any:
+        rt = current_runtime()
+        return await op(rt, rt.async_transport(), *args, **kwargs)
+
+    asynchronous.__name__ = f"a_{op.__name__}"
+    return blocking, asynchronous
+
+
+class Runtime:
+    """A client's runtime. Objects it holds that are persistent are always proxies."""
+
+    local_backend_id: UUID | None = None
+
+    def __init__(self, metadata_address: str) -> None:
+        self.metadata_address = metadata_address
+        self.blocking = BlockingTransport(metadata_address)
+        self._async: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncTransport]" = (
+            weakref.WeakKeyDictionary()
+        )
+        self.heap: "weakref.WeakValueDictionary[UUID, DataClayObject]" = weakref.WeakValueDictionary()
+        self.backends: dict[UUID, BackendInfo] = {}
+        self._heap_lock = threading.Lock()
+
+    def async_transport(self) -> AsyncTransport:
+        loop = asyncio.get_running_loop()
+        transport = self._async.get(loop)
+        if transport is None:
+            transport = self._async[loop] = AsyncTransport(self.metadata_address)
+        return transport
+
+    def close(self) -> None:
+        self.blocking.close()
+        self._async.clear()  # aio channels close with their loops
+
+    # ------------------------------------------------ blocking forms for the object model
+    def get_attribute(self, obj: "DataClayObject", name: str) -> Any:
+        from dataclay import operations as ops
+
+        return run_blocking(ops.get_attribute(self, self.blocking, obj, name))
+
+    def set_attribute(self, obj: "DataClayObject", name: str, value: Any) -> None:
+        from dataclay import operations as ops
+
+        run_blocking(ops.set_attribute(self, self.blocking, obj, name, value))
+
+    def call_method(self, obj: "DataClayObject", name: str, args: tuple, kwargs: dict) -> Any:
+        from dataclay import operations as ops
+
+        return run_blocking(ops.call_method(self, self.blocking, obj, name, args, kwargs))
+
+    # ---------------------------------------- local persistent objects (backends only)
+    def call_local(self, obj: "DataClayObject", func: Callable, args: tuple, kwargs: dict) -> Any:
+        raise DataClayException(f"{obj!r} is local and persistent, which only a backend can hold")
+
+    async def call_local_async(self, obj: "DataClayObject", func: Callable, args: tuple, kwargs: dict) -> Any:
+        raise DataClayException(f"{obj!r} is local and persistent, which only a backend can hold")
+
+    def write_local(self, obj: "DataClayObject", name: str, value: Any) -> None:
+        raise DataClayException(f"{obj!r} is local and persistent, which only a backend can hold")
+
+    def load_local(self, obj: "DataClayObject") -> None:
+        raise DataClayException(f"{obj!r} is local and persistent, which only a backend can hold")
+
+    def store_local(self, objects: list["DataClayObject"], states: list[bytes], alias: str | None) -> None:
+        raise DataClayException("only a backend stores objects")
+
+    # ------------------------------------------------------------ references
+    def instance(self, object_id: UUID, class_path: str, backend_id: UUID | None) -> "DataClayObject":
+        """The one instance of this object in this process (a proxy, on a client)."""
+        obj = self.heap.get(object_id)
+        if obj is not None:
+            return obj
+        cls = import_class(class_path)
+        with self._heap_lock:
+            obj = self.heap.get(object_id)
+            if obj is None:
+                obj = cls.__new__(cls)
+                obj.__dict__.update(
+                    _dc_id=object_id,
+                    _dc_is_registered=True,
+                    _dc_is_local=False,
+                    _dc_is_loaded=False,
+                    _dc_backend_id=backend_id,
+                )
+                self.heap[object_id] = obj
+        return obj
+
+    def resolve(self, ref: Ref) -> "DataClayObject":
+        object_id, class_path, backend = ref
+        return self.instance(UUID(bytes=object_id), class_path, UUID(bytes=backend) if backend else None)
+
+    def decode(self, data: bytes) -> Any:
+        return loads(data, self.resolve)
+
+    def became_remote(self, objects: list["DataClayObject"], backend_id: UUID) -> None:
+        """Objects just stored on `backend_id`: from now on they are proxies here."""
+        with self._heap_lock:
+            for obj in objects:
+                state = obj.__dict__
+                for name in obj._dc_properties:
+                    state.pop(name, None)
+                state.update(
+                    _dc_is_registered=True, _dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=backend_id
+                )
+                self.heap[state["_dc_id"]] = obj

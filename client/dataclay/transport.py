@@ -1,0 +1,145 @@
+"""gRPC at the edge: two transports with one interface, and error translation.
+
+Operations (dataclay.operations) are written once as coroutines that await `transport.metadata`
+and `transport.backend`. The blocking transport makes the call right there, in the calling
+thread, and never suspends, so `run_blocking` can drive the coroutine without an event loop or a
+thread hop. The async transport awaits grpc.aio calls in the running loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+from typing import Any, Coroutine, TypeVar
+from uuid import UUID
+
+import grpc
+
+from dataclay.exceptions import BackendError, BackendUnavailableError, from_detail
+from dataclay.protocol import CHAIN_METADATA_KEY, ERROR_METADATA_KEY, UNLIMITED_MESSAGES
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
+
+R = TypeVar("R")
+
+# The call chain this thread or task is serving (set by a backend while it runs a request).
+CURRENT_CHAIN: contextvars.ContextVar[str | None] = contextvars.ContextVar("dataclay_chain", default=None)
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    id: UUID
+    name: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        return f"backend {self.name} ({self.id}) at {self.address}"
+
+    @classmethod
+    def from_pb(cls, info: pb.BackendInfo) -> "BackendInfo":
+        return cls(UUID(bytes=info.backend_id), info.name, info.host, info.port)
+
+
+def run_blocking(coro: Coroutine[Any, Any, R]) -> R:
+    """Drive an operation to completion in this thread (blocking transport: never suspends)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a blocking dataClay operation tried to suspend on an event loop")
+
+
+def translate(error: grpc.RpcError, where: str) -> BaseException:
+    """The exception a failed call stands for: ours from the allow-list, else by status code."""
+    for key, value in error.trailing_metadata() or ():
+        if key == ERROR_METADATA_KEY:
+            return from_detail(pb.ErrorDetail.FromString(value))
+    code = error.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return BackendUnavailableError(
+            f"{where} is unreachable ({code.name}: {error.details()}); is it running?", where=where
+        )
+    return BackendError(f"{where} failed: {code.name}: {error.details()}", where=where)
+
+
+def _call_metadata() -> tuple[tuple[str, str], ...] | None:
+    chain = CURRENT_CHAIN.get()
+    return ((CHAIN_METADATA_KEY, chain),) if chain else None
+
+
+class BlockingTransport:
+    """Calls straight from the calling thread on shared grpc channels."""
+
+    def __init__(self, metadata_address: str) -> None:
+        self._metadata_address = metadata_address
+        self._channels: list[grpc.Channel] = []
+        self._metadata_stub = rpc.MetadataStub(self._channel(metadata_address))
+        self._backend_stubs: dict[str, rpc.BackendStub] = {}
+
+    def _channel(self, address: str) -> grpc.Channel:
+        channel = grpc.insecure_channel(address, options=UNLIMITED_MESSAGES)
+        self._channels.append(channel)
+        return channel
+
+    async def metadata(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._metadata_stub, method)(request, metadata=_call_metadata())
+        except grpc.RpcError as error:
+            raise translate(error, f"the metadata service at {self._metadata_address}") from None
+
+    async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
+        stub = self._backend_stubs.get(info.address)
+        if stub is None:
+            stub = self._backend_stubs[info.address] = rpc.BackendStub(self._channel(info.address))
+        try:
+            return getattr(stub, method)(request, metadata=_call_metadata())
+        except grpc.RpcError as error:
+            raise translate(error, info.describe()) from None
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        self._channels.clear()
+        self._backend_stubs.clear()
+
+
+class AsyncTransport:
+    """The same calls on grpc.aio channels, bound to one event loop."""
+
+    def __init__(self, metadata_address: str) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._metadata_address = metadata_address
+        self._channels: list[grpc.aio.Channel] = []
+        self._metadata_stub = rpc.MetadataStub(self._channel(metadata_address))
+        self._backend_stubs: dict[str, rpc.BackendStub] = {}
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(address, options=UNLIMITED_MESSAGES)
+        self._channels.append(channel)
+        return channel
+
+    async def metadata(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self._metadata_stub, method)(request, metadata=_call_metadata())
+        except grpc.RpcError as error:
+            raise translate(error, f"the metadata service at {self._metadata_address}") from None
+
+    async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
+        stub = self._backend_stubs.get(info.address)
+        if stub is None:
+            stub = self._backend_stubs[info.address] = rpc.BackendStub(self._channel(info.address))
+        try:
+            return await getattr(stub, method)(request, metadata=_call_metadata())
+        except grpc.RpcError as error:
+            raise translate(error, info.describe()) from None
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+        self._channels.clear()
