@@ -101,3 +101,11 @@ class BackendService(rpc.BackendServicer):
             for name, value in state.items():
                 setattr(obj, name, value)
         return EMPTY
+
+    @handler
+    def Stats(self, request: pb.Empty, context) -> pb.BackendStats:
+        rt = self.rt
+        return pb.BackendStats(
+            backend_id=rt.local_backend_id.bytes, name=rt.name, owned_objects=len(rt.owned),
+            loaded_objects=len(rt.loaded), loaded_bytes=rt.loaded.total, memory_limit=rt.loaded.memory_limit,
+        )

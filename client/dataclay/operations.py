@@ -13,6 +13,7 @@ from uuid import UUID
 
 from dataclay.exceptions import (
     BackendNotFoundError,
+    BackendUnavailableError,
     InvalidRequestError,
     ObjectMovingError,
     ObjectNotRegisteredError,
@@ -88,6 +89,12 @@ async def at_owner(
         except ObjectWithWrongBackendIdError as moved:
             new_owner = moved.fields.get("backend_id")
             state["_dc_backend_id"] = UUID(new_owner) if new_owner else None
+        except BackendUnavailableError:
+            # A restarted backend may listen elsewhere, or the object may have moved off it:
+            # retry only if the directory now says something different.
+            await get_backends(rt, t)
+            if (await locate(rt, t, obj), rt.backends.get(owner)) == (owner, info):
+                raise
     raise ObjectMovingError(
         f"{obj!r} kept changing owner during {MAX_REDIRECTS} attempts; try again", object_id=state["_dc_id"]
     )

@@ -89,6 +89,22 @@ class Payload(_message.Message):
     payload: bytes
     def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
 
+class BackendStats(_message.Message):
+    __slots__ = ("backend_id", "name", "owned_objects", "loaded_objects", "loaded_bytes", "memory_limit")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    LOADED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    LOADED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    backend_id: bytes
+    name: str
+    owned_objects: int
+    loaded_objects: int
+    loaded_bytes: int
+    memory_limit: int
+    def __init__(self, backend_id: _Optional[bytes] = ..., name: _Optional[str] = ..., owned_objects: _Optional[int] = ..., loaded_objects: _Optional[int] = ..., loaded_bytes: _Optional[int] = ..., memory_limit: _Optional[int] = ...) -> None: ...
+
 class UpdateObjectRequest(_message.Message):
     __slots__ = ("object_id", "state")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]

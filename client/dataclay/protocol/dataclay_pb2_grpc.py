@@ -64,6 +64,11 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.UpdateObjectRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/dataclay.v1.Backend/Stats',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
+                _registered_method=True)
 
 
 class BackendServicer:
@@ -108,6 +113,13 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """What this backend holds, for people and for tests of eviction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +152,11 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.UpdateObject,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.UpdateObjectRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +321,33 @@ class Backend:
             '/dataclay.v1.Backend/UpdateObject',
             dataclay_dot_protocol_dot_dataclay__pb2.UpdateObjectRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/Stats',
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,98 @@
+"""Model classes that exercise references, graphs, errors and async methods."""
+from __future__ import annotations
+
+import asyncio
+
+from dataclay import DataClayObject, activemethod
+
+
+class PayrollError(Exception):
+    """A user exception: must arrive on the client as itself."""
+
+    def __init__(self, message: str, amount: float) -> None:
+        super().__init__(message, amount)
+        self.amount = amount
+
+
+class Node(DataClayObject):
+    value: int
+    next: Node | None = None
+    children: list = []
+
+    @activemethod
+    def __init__(self, value: int, next: Node | None = None) -> None:
+        self.value = value
+        self.next = next
+        self.children = []
+
+    @activemethod
+    def add_child(self, child: Node) -> int:
+        self.children = self.children + [child]
+        return len(self.children)
+
+    @activemethod
+    def append_in_place(self, child: Node) -> int:
+        self.children.append(child)  # mutation without assignment must be persisted too
+        return len(self.children)
+
+    @activemethod
+    def chain_sum(self) -> int:
+        """Walks the chain: each hop runs where that node lives."""
+        return self.value + (self.next.chain_sum() if self.next is not None else 0)
+
+    @activemethod
+    def spawn(self, value: int) -> Node:
+        """Creates a node on this backend and returns it."""
+        child = Node(value)
+        self.children = self.children + [child]
+        return child
+
+    @activemethod
+    def make_orphan(self, value: int) -> Node:
+        return Node(value)
+
+    @activemethod
+    def where(self) -> str:
+        from dataclay.runtime import current_runtime
+
+        return str(current_runtime().local_backend_id)
+
+    @activemethod
+    def fail(self, amount: float) -> None:
+        raise PayrollError("budget exceeded", amount)
+
+    @activemethod
+    def fail_builtin(self) -> None:
+        raise ValueError("bad value inside active method")
+
+    @activemethod
+    def poke_back(self, other: Node) -> int:
+        """Calls `other`, which calls back into self: a chain crossing backends twice."""
+        return other.read_value_of(self)
+
+    @activemethod
+    def read_value_of(self, other: Node) -> int:
+        return other.bump()
+
+    @activemethod
+    def bump(self) -> int:
+        self.value += 1
+        return self.value
+
+    @activemethod
+    async def slow_double(self, delay: float) -> int:
+        await asyncio.sleep(delay)
+        self.value *= 2
+        return self.value
+
+
+class Blob(DataClayObject):
+    data: bytes
+
+    @activemethod
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @activemethod
+    def size(self) -> int:
+        return len(self.data)

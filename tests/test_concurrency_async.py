@@ -1,0 +1,49 @@
+"""Several client threads on one object; the async API."""
+import asyncio
+import threading
+
+from dataclay import Client
+from hr import Employee
+from shapes import Node
+
+
+def test_concurrent_active_method_calls_lose_no_update(client):
+    employee = Employee("Busy", 0.0)
+    employee.make_persistent()
+    threads, calls = 8, 40
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(calls):
+                employee.raise_salary(1.0)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors
+    assert employee.salary == threads * calls
+
+
+def test_async_api(cluster):
+    async def scenario() -> None:
+        client = Client(host="127.0.0.1", port=cluster.port).start()
+        try:
+            backends = await client.a_get_backends()
+            node = Node(21)
+            await node.a_make_persistent(alias="async-node", backend_id=list(backends)[1])
+            found = await Node.a_get_by_alias("async-node")
+            assert found is node
+            results = await asyncio.gather(node.slow_double(0.01), Node.a_get_by_id(node._dc_id))
+            assert results[0] == 42
+            assert await node.a_get_aliases() == {"async-node"}
+            await Node.a_delete_alias("async-node")
+            assert await node.a_get_aliases() == set()
+        finally:
+            client.stop()
+
+    asyncio.run(scenario())

@@ -1,0 +1,85 @@
+"""kill -9, restarts and eviction: what was acknowledged is never lost."""
+from dataclay import Client
+from dataclay_backend.cluster import LocalCluster
+from dataclay.protocol import UNLIMITED_MESSAGES
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
+from hr import Company, Employee
+from shapes import Blob, Node
+
+import grpc
+
+
+def _stats(address: str) -> pb.BackendStats:
+    with grpc.insecure_channel(address, options=UNLIMITED_MESSAGES) as channel:
+        return rpc.BackendStub(channel).Stats(pb.Empty())
+
+
+def test_kill_9_then_restart_loses_nothing_acknowledged(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        employees = []
+        for index in range(50):
+            employee = Employee(f"E{index}", float(index))
+            employee.make_persistent(backend_id=ids[1], alias=f"e{index}")
+            employees.append(employee)
+        company = Company("K9", employees[0])
+        company.make_persistent(backend_id=ids[1])
+        for index, employee in enumerate(employees):
+            if index % 2:
+                employee.raise_salary(1000.0)      # mutating active method
+            else:
+                employee.name = f"renamed-{index}"  # attribute write
+        created = Node(1)
+        created.make_persistent(backend_id=ids[1])
+        child = created.spawn(2)                    # created inside an active method
+
+        cluster.kill_backend("backend-1")           # SIGKILL: no clean shutdown
+        cluster.start_backend(1)
+
+        assert list(client.get_backends()) == ids   # same backend id after restart
+        for index in range(50):
+            employee = Employee.get_by_alias(f"e{index}")
+            if index % 2:
+                assert employee.salary == index + 1000.0
+            else:
+                assert employee.name == f"renamed-{index}"
+        assert company.employee.name == "renamed-0"
+        assert child.value == 2 and created.children == [child]
+
+
+def test_whole_cluster_restart_on_same_data_dir(tmp_path):
+    from conftest import MODELS
+
+    with LocalCluster(tmp_path / "data", backends=2, port=0, model_paths=[MODELS]) as first:
+        with Client(host="127.0.0.1", port=first.port) as client:
+            ids = list(client.get_backends())
+            employee = Employee("Kept", 7.0)
+            employee.make_persistent(alias="kept", backend_id=ids[1])
+            kept_id = employee._dc_id
+    with LocalCluster(tmp_path / "data", backends=2, port=0, model_paths=[MODELS]) as second:
+        with Client(host="127.0.0.1", port=second.port) as client:
+            assert list(client.get_backends()) == ids
+            found = Employee.get_by_alias("kept")
+            assert found._dc_id == kept_id and found.salary == 7.0 and found._dc_backend_id == ids[1]
+    assert all(p.popen.returncode == 0 for p in [second.metadata, *second.backends.values()])  # clean SIGTERM
+
+
+def test_eviction_bounds_memory_and_reloads_on_demand(make_cluster):
+    cluster = make_cluster(backends=1, memory_limit="64Ki")
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        backend = next(iter(client.get_backends().values()))
+        blobs = []
+        for index in range(40):
+            blob = Blob(bytes([index]) * 8192)
+            blob.make_persistent()
+            blobs.append(blob)
+        for blob in blobs:
+            assert blob.size() == 8192  # loads each one
+        stats = _stats(backend.address)
+        assert stats.owned_objects == 40
+        assert stats.loaded_bytes <= stats.memory_limit == 64 * 1024
+        assert stats.loaded_objects < 40  # some were evicted
+        for index, blob in enumerate(blobs):
+            assert blob.data == bytes([index]) * 8192  # evicted ones come back intact
