@@ -36,8 +36,9 @@ from dataclay_backend.object_store import ObjectStore, StoredObject
 @dataclass
 class RequestScope:
     chain: str
-    touched: dict[UUID, DataClayObject] = field(default_factory=dict)
-    new: dict[UUID, DataClayObject] = field(default_factory=dict)
+    touched: dict[UUID, DataClayObject] = field(default_factory=dict)  # may have changed
+    dirty: set[UUID] = field(default_factory=set)  # did change: a property was assigned
+    new: dict[UUID, DataClayObject] = field(default_factory=dict)  # became persistent here
 
 
 SCOPE: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("dataclay_scope", default=None)
@@ -45,6 +46,26 @@ SCOPE: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("dat
 
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+_IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), UUID})
+
+
+def _can_change_in_place(obj: DataClayObject) -> bool:
+    """Whether a property value could change without an assignment (a list, a dict, ...).
+    If not, only assignments (which mark the object dirty) can change the object, and an
+    active method that assigned nothing needs no write at all."""
+    state = obj.__dict__
+    for name in obj._dc_properties:
+        value = state.get(name)
+        if type(value) not in _IMMUTABLE and not getattr(value, "_dc_is_dataclay_object", False):
+            return True
+    return False
+
+
+def _digest_if_needed(obj: DataClayObject, data: bytes) -> bytes | None:
+    """The digest that later commits compare against, for objects that need one."""
+    return _digest(data) if _can_change_in_place(obj) else None
 
 
 class BackendRuntime(Runtime):
@@ -165,6 +186,7 @@ class BackendRuntime(Runtime):
                 self.load_local(obj)
             obj.__dict__[name] = value
             scope.touched[obj.__dict__["_dc_id"]] = obj
+            scope.dirty.add(obj.__dict__["_dc_id"])
         finally:
             lock.release()
 
@@ -179,7 +201,7 @@ class BackendRuntime(Runtime):
                     f"object {state['_dc_id']} is not stored on backend {self.name}", object_id=state["_dc_id"]
                 )
             state.update(self.decode(stored.state))
-            state.update(_dc_is_loaded=True, _dc_revision=stored.revision, _dc_digest=_digest(stored.state))
+            state.update(_dc_is_loaded=True, _dc_revision=stored.revision, _dc_digest=_digest_if_needed(obj, stored.state))
         self.loaded.touch(state["_dc_id"], obj, len(stored.state))
 
     # ------------------------------------------------------------------ async methods
@@ -216,6 +238,7 @@ class BackendRuntime(Runtime):
             state.update(_dc_is_registered=True, _dc_backend_id=self.local_backend_id)
             scope.new[state["_dc_id"]] = obj
             scope.touched[state["_dc_id"]] = obj
+            scope.dirty.add(state["_dc_id"])
         return make_ref(obj)
 
     def commit(self, scope: RequestScope) -> None:
@@ -232,14 +255,18 @@ class BackendRuntime(Runtime):
                 state = obj.__dict__
                 if not state["_dc_is_loaded"] or not state["_dc_is_local"]:
                     continue
+                assigned = object_id in scope.dirty
                 lock = self.lock_of(obj)
                 lock.acquire(scope.chain)
                 try:
+                    in_place = _can_change_in_place(obj)
+                    if not assigned and not in_place:
+                        continue  # nothing was assigned and nothing can change in place
                     data = dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
                 finally:
                     lock.release()
-                digest = _digest(data)
-                if digest != state.get("_dc_digest"):
+                digest = _digest(data) if in_place else None
+                if assigned or digest != state.get("_dc_digest"):
                     revision = state.get("_dc_revision", 0) + 1
                     rows.append((obj, StoredObject(object_id, class_path(type(obj)), revision, data), digest))
         try:
@@ -294,7 +321,7 @@ class BackendRuntime(Runtime):
         for obj, row in zip(objects, rows):
             obj.__dict__.update(
                 _dc_is_registered=True, _dc_is_local=True, _dc_is_loaded=True,
-                _dc_backend_id=self.local_backend_id, _dc_revision=1, _dc_digest=_digest(row.state),
+                _dc_backend_id=self.local_backend_id, _dc_revision=1, _dc_digest=_digest_if_needed(obj, row.state),
             )
             self.owned[row.object_id] = row.class_path
             self.heap[row.object_id] = obj

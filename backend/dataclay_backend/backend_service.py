@@ -52,7 +52,10 @@ class BackendService(rpc.BackendServicer):
         with rt.request():
             obj = rt.local_object(parse_uuid(request.object_id, "object id"))
             _check_property(obj, request.name)
-            return pb.Payload(payload=rt.encode_reply(getattr(obj, request.name)))
+            value = getattr(obj, request.name)
+            if type(value) is bytes:
+                return pb.Payload(raw=value)
+            return pb.Payload(payload=rt.encode_reply(value))
 
     @handler
     def SetAttribute(self, request: pb.SetAttributeRequest, context) -> pb.Empty:
@@ -60,7 +63,8 @@ class BackendService(rpc.BackendServicer):
         with rt.request(_chain(context)):
             obj = rt.local_object(parse_uuid(request.object_id, "object id"))
             _check_property(obj, request.name)
-            setattr(obj, request.name, self._decode(request.payload, "value"))
+            raw = request.WhichOneof("value") == "raw"
+            setattr(obj, request.name, request.raw if raw else self._decode(request.payload, "value"))
         return EMPTY
 
     @handler

@@ -48,6 +48,9 @@ class Server:
         self._stopped = threading.Event()
 
     def start(self) -> None:
+        """Start serving; from now on SIGTERM or SIGINT stop the server gracefully."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: threading.Thread(target=self.stop, daemon=True).start())
         self.grpc.start()
 
     def set_serving(self) -> None:
@@ -59,7 +62,5 @@ class Server:
         self._stopped.set()
 
     def wait_for_signal(self) -> None:
-        """Block until SIGTERM or SIGINT, then stop gracefully."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: threading.Thread(target=self.stop, daemon=True).start())
+        """Block until SIGTERM or SIGINT has stopped the server."""
         self._stopped.wait()

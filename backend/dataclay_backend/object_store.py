@@ -1,11 +1,16 @@
-"""A backend's durable object states, in SQLite under its data directory.
+"""A backend's durable object states, under its data directory.
 
-Each object is one row (class, revision, state). States larger than CHUNK bytes are split over
-rows of `chunks`, because SQLite caps one value at about 1 GB and a 1 GiB attribute must work.
-The backend's identity (backend id, and the cluster it belongs to) is kept here too.
+Each object is one SQLite row (class, revision, state). A state larger than INLINE_LIMIT is kept
+in a file of its own under blobs/ instead (SQLite writes big values slowly and caps one value
+at about 1 GB, and a 1 GiB attribute must work): the file is written (and fsynced, with
+durability "machine") before the transaction that points the row at it, and the file it
+replaces is removed after, so a crash leaves either the old or the new state and at worst an
+unreferenced file, which the next start removes. The backend's identity (backend id, and the
+cluster it belongs to) is kept here too.
 """
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +19,7 @@ from uuid import UUID
 
 from dataclay_backend.sqlite_db import Database
 
-CHUNK = 64 * 1024 * 1024
+INLINE_LIMIT = 1024 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -22,14 +27,8 @@ CREATE TABLE IF NOT EXISTS objects (
     id BLOB PRIMARY KEY,
     class_path TEXT NOT NULL,
     revision INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    state BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    id BLOB NOT NULL,
-    seq INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (id, seq)
+    state BLOB,
+    file TEXT
 );
 """
 
@@ -46,9 +45,26 @@ class ObjectStore:
     def __init__(self, data_dir: Path, durability: str = "process") -> None:
         self.db = Database(data_dir / "objects.sqlite", durability)
         self.db.ensure_schema(SCHEMA)
+        self.blobs = data_dir / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self._fsync = durability == "machine"
+        self._remove_unreferenced_files()
 
     def close(self) -> None:
         self.db.close()
+
+    def _remove_unreferenced_files(self) -> None:
+        referenced = {row[0] for row in self.db.query("SELECT file FROM objects WHERE file IS NOT NULL")}
+        for path in self.blobs.iterdir():
+            if path.name not in referenced:
+                path.unlink()
+
+    def _write_file(self, name: str, data: bytes) -> None:
+        with open(self.blobs / name, "wb") as file:
+            file.write(data)
+            if self._fsync:
+                file.flush()
+                os.fsync(file.fileno())
 
     # ------------------------------------------------------------------ identity
     def get_meta(self, key: str) -> bytes | None:
@@ -70,33 +86,47 @@ class ObjectStore:
     # ------------------------------------------------------------------ objects
     def write(self, objects: Iterable[StoredObject]) -> None:
         """Insert or replace states, all in one transaction."""
+        rows = []
+        for obj in objects:
+            if len(obj.state) > INLINE_LIMIT:
+                name = f"{obj.object_id.hex}.{obj.revision}.{uuid.uuid4().hex[:8]}"
+                self._write_file(name, obj.state)
+                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, None, name))
+            else:
+                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None))
         with self.db.transaction() as conn:
-            for obj in objects:
-                key = obj.object_id.bytes
-                state = obj.state
-                conn.execute("DELETE FROM chunks WHERE id=?", (key,))
-                conn.execute(
-                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
-                    (key, obj.class_path, obj.revision, len(state), state[:CHUNK]),
-                )
-                for seq, start in enumerate(range(CHUNK, len(state), CHUNK), start=1):
-                    conn.execute("INSERT INTO chunks VALUES (?, ?, ?)", (key, seq, state[start : start + CHUNK]))
+            replaced = self._files_of(conn, [row[0] for row in rows])
+            conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", rows)
+        self._unlink(replaced)
+
+    @staticmethod
+    def _files_of(conn, keys: list[bytes]) -> list[str]:
+        files = []
+        for key in keys:
+            row = conn.execute("SELECT file FROM objects WHERE id=?", (key,)).fetchone()
+            if row and row[0]:
+                files.append(row[0])
+        return files
+
+    def _unlink(self, names: list[str]) -> None:
+        for name in names:
+            (self.blobs / name).unlink(missing_ok=True)
 
     def load(self, object_id: UUID) -> StoredObject | None:
-        rows = self.db.query("SELECT class_path, revision, size, state FROM objects WHERE id=?", (object_id.bytes,))
+        rows = self.db.query("SELECT class_path, revision, state, file FROM objects WHERE id=?", (object_id.bytes,))
         if not rows:
             return None
-        class_path, revision, size, state = rows[0]
-        if size > len(state):
-            parts = self.db.query("SELECT data FROM chunks WHERE id=? ORDER BY seq", (object_id.bytes,))
-            state = b"".join([state, *(part[0] for part in parts)])
+        class_path, revision, state, file = rows[0]
+        if file is not None:
+            state = (self.blobs / file).read_bytes()
         return StoredObject(object_id, class_path, revision, state)
 
     def delete(self, object_ids: Iterable[UUID]) -> None:
+        keys = [object_id.bytes for object_id in object_ids]
         with self.db.transaction() as conn:
-            for object_id in object_ids:
-                conn.execute("DELETE FROM objects WHERE id=?", (object_id.bytes,))
-                conn.execute("DELETE FROM chunks WHERE id=?", (object_id.bytes,))
+            files = self._files_of(conn, keys)
+            conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in keys])
+        self._unlink(files)
 
     def classes(self) -> dict[UUID, str]:
         """Every stored object id with its class path."""

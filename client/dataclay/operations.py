@@ -195,13 +195,15 @@ async def get_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str)
         return pb.GetAttributeRequest(object_id=object_id, name=name)
 
     reply = await at_owner(rt, t, obj, "GetAttribute", request)
-    return rt.decode(reply.payload)
+    return reply.raw if reply.WhichOneof("value") == "raw" else rt.decode(reply.payload)
 
 
 async def set_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, value: Any) -> None:
     object_id = obj.__dict__["_dc_id"].bytes
 
     async def request(info: BackendInfo) -> pb.SetAttributeRequest:
+        if type(value) is bytes:
+            return pb.SetAttributeRequest(object_id=object_id, name=name, raw=value)
         return pb.SetAttributeRequest(object_id=object_id, name=name, payload=await encode_for(rt, t, value, info.id))
 
     await at_owner(rt, t, obj, "SetAttribute", request)

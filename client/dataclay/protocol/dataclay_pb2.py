@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dataclay/protocol/dataclay.proto\x12\x0b\x64\x61taclay.v1\"\x07\n\x05\x45mpty\"\xc3\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x34\n\x06\x66ields\x18\x03 \x03(\x0b\x32$.dataclay.v1.ErrorDetail.FieldsEntry\x12\x16\n\x0euser_exception\x18\x04 \x01(\x0c\x12\x18\n\x10remote_traceback\x18\x05 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x0cObjectRecord\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x12\n\nclass_path\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\x0c\"P\n\x13StoreObjectsRequest\x12*\n\x07objects\x18\x01 \x03(\x0b\x32\x19.dataclay.v1.ObjectRecord\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"\"\n\rObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\"6\n\x13GetAttributeRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\"G\n\x13SetAttributeRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"A\n\x0b\x43\x61llRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"\x1a\n\x07Payload\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x8b\x01\n\x0c\x42\x61\x63kendStats\x12\x12\n\nbackend_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rowned_objects\x18\x03 \x01(\x03\x12\x16\n\x0eloaded_objects\x18\x04 \x01(\x03\x12\x14\n\x0cloaded_bytes\x18\x05 \x01(\x03\x12\x14\n\x0cmemory_limit\x18\x06 \x01(\x03\"7\n\x13UpdateObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\r\n\x05state\x18\x02 \x01(\x0c\"K\n\x0b\x42\x61\x63kendInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\x05\"M\n\x0b\x42\x61\x63kendList\x12*\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x18.dataclay.v1.BackendInfo\x12\x12\n\ncluster_id\x18\x02 \x01(\x0c\"H\n\x0bObjectEntry\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x12\n\nclass_path\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\x0c\"R\n\x16RegisterObjectsRequest\x12)\n\x07objects\x18\x01 \x03(\x0b\x32\x18.dataclay.v1.ObjectEntry\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"0\n\x0c\x41liasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x0c\"\x1c\n\tAliasList\x12\x0f\n\x07\x61liases\x18\x01 \x03(\t\"\"\n\x0cObjectIdList\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"$\n\x0e\x42\x61\x63kendRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x0c\x32\xe8\x03\n\x07\x42\x61\x63kend\x12\x44\n\x0cStoreObjects\x12 .dataclay.v1.StoreObjectsRequest\x1a\x12.dataclay.v1.Empty\x12\x46\n\x0cGetAttribute\x12 .dataclay.v1.GetAttributeRequest\x1a\x14.dataclay.v1.Payload\x12\x44\n\x0cSetAttribute\x12 .dataclay.v1.SetAttributeRequest\x1a\x12.dataclay.v1.Empty\x12\x42\n\x10\x43\x61llActiveMethod\x12\x18.dataclay.v1.CallRequest\x1a\x14.dataclay.v1.Payload\x12G\n\x0eGetObjectState\x12\x1a.dataclay.v1.ObjectRequest\x1a\x19.dataclay.v1.ObjectRecord\x12\x44\n\x0cUpdateObject\x12 .dataclay.v1.UpdateObjectRequest\x1a\x12.dataclay.v1.Empty\x12\x36\n\x05Stats\x12\x12.dataclay.v1.Empty\x1a\x19.dataclay.v1.BackendStats2\xaa\x05\n\x08Metadata\x12\x45\n\x0fRegisterBackend\x12\x18.dataclay.v1.BackendInfo\x1a\x18.dataclay.v1.BackendList\x12<\n\x0cListBackends\x12\x12.dataclay.v1.Empty\x1a\x18.dataclay.v1.BackendList\x12J\n\x0fRegisterObjects\x12#.dataclay.v1.RegisterObjectsRequest\x1a\x12.dataclay.v1.Empty\x12\x44\n\x0cLocateObject\x12\x1a.dataclay.v1.ObjectRequest\x1a\x18.dataclay.v1.ObjectEntry\x12\x42\n\x0bLookupAlias\x12\x19.dataclay.v1.AliasRequest\x1a\x18.dataclay.v1.ObjectEntry\x12\x39\n\x08\x41\x64\x64\x41lias\x12\x19.dataclay.v1.AliasRequest\x1a\x12.dataclay.v1.Empty\x12<\n\x0b\x44\x65leteAlias\x12\x19.dataclay.v1.AliasRequest\x1a\x12.dataclay.v1.Empty\x12@\n\nGetAliases\x12\x1a.dataclay.v1.ObjectRequest\x1a\x16.dataclay.v1.AliasList\x12J\n\x10ListOwnedObjects\x12\x1b.dataclay.v1.BackendRequest\x1a\x19.dataclay.v1.ObjectIdList\x12<\n\x0b\x44ropObjects\x12\x19.dataclay.v1.ObjectIdList\x1a\x12.dataclay.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dataclay/protocol/dataclay.proto\x12\x0b\x64\x61taclay.v1\"\x07\n\x05\x45mpty\"\xc3\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x34\n\x06\x66ields\x18\x03 \x03(\x0b\x32$.dataclay.v1.ErrorDetail.FieldsEntry\x12\x16\n\x0euser_exception\x18\x04 \x01(\x0c\x12\x18\n\x10remote_traceback\x18\x05 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x0cObjectRecord\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x12\n\nclass_path\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\x0c\"P\n\x13StoreObjectsRequest\x12*\n\x07objects\x18\x01 \x03(\x0b\x32\x19.dataclay.v1.ObjectRecord\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"\"\n\rObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\"6\n\x13GetAttributeRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\"a\n\x13SetAttributeRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\x07payload\x18\x03 \x01(\x0cH\x00\x12\r\n\x03raw\x18\x04 \x01(\x0cH\x00\x42\x07\n\x05value\"A\n\x0b\x43\x61llRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"4\n\x07Payload\x12\x11\n\x07payload\x18\x01 \x01(\x0cH\x00\x12\r\n\x03raw\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05value\"\x8b\x01\n\x0c\x42\x61\x63kendStats\x12\x12\n\nbackend_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rowned_objects\x18\x03 \x01(\x03\x12\x16\n\x0eloaded_objects\x18\x04 \x01(\x03\x12\x14\n\x0cloaded_bytes\x18\x05 \x01(\x03\x12\x14\n\x0cmemory_limit\x18\x06 \x01(\x03\"7\n\x13UpdateObjectRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\r\n\x05state\x18\x02 \x01(\x0c\"K\n\x0b\x42\x61\x63kendInfo\x12\x12\n\nbackend_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\x05\"M\n\x0b\x42\x61\x63kendList\x12*\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x18.dataclay.v1.BackendInfo\x12\x12\n\ncluster_id\x18\x02 \x01(\x0c\"H\n\x0bObjectEntry\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x12\x12\n\nclass_path\x18\x02 \x01(\t\x12\x12\n\nbackend_id\x18\x03 \x01(\x0c\"R\n\x16RegisterObjectsRequest\x12)\n\x07objects\x18\x01 \x03(\x0b\x32\x18.dataclay.v1.ObjectEntry\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"0\n\x0c\x41liasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x0c\"\x1c\n\tAliasList\x12\x0f\n\x07\x61liases\x18\x01 \x03(\t\"\"\n\x0cObjectIdList\x12\x12\n\nobject_ids\x18\x01 \x03(\x0c\"$\n\x0e\x42\x61\x63kendRequest\x12\x12\n\nbackend_id\x18\x01 \x01(\x0c\x32\xe8\x03\n\x07\x42\x61\x63kend\x12\x44\n\x0cStoreObjects\x12 .dataclay.v1.StoreObjectsRequest\x1a\x12.dataclay.v1.Empty\x12\x46\n\x0cGetAttribute\x12 .dataclay.v1.GetAttributeRequest\x1a\x14.dataclay.v1.Payload\x12\x44\n\x0cSetAttribute\x12 .dataclay.v1.SetAttributeRequest\x1a\x12.dataclay.v1.Empty\x12\x42\n\x10\x43\x61llActiveMethod\x12\x18.dataclay.v1.CallRequest\x1a\x14.dataclay.v1.Payload\x12G\n\x0eGetObjectState\x12\x1a.dataclay.v1.ObjectRequest\x1a\x19.dataclay.v1.ObjectRecord\x12\x44\n\x0cUpdateObject\x12 .dataclay.v1.UpdateObjectRequest\x1a\x12.dataclay.v1.Empty\x12\x36\n\x05Stats\x12\x12.dataclay.v1.Empty\x1a\x19.dataclay.v1.BackendStats2\xaa\x05\n\x08Metadata\x12\x45\n\x0fRegisterBackend\x12\x18.dataclay.v1.BackendInfo\x1a\x18.dataclay.v1.BackendList\x12<\n\x0cListBackends\x12\x12.dataclay.v1.Empty\x1a\x18.dataclay.v1.BackendList\x12J\n\x0fRegisterObjects\x12#.dataclay.v1.RegisterObjectsRequest\x1a\x12.dataclay.v1.Empty\x12\x44\n\x0cLocateObject\x12\x1a.dataclay.v1.ObjectRequest\x1a\x18.dataclay.v1.ObjectEntry\x12\x42\n\x0bLookupAlias\x12\x19.dataclay.v1.AliasRequest\x1a\x18.dataclay.v1.ObjectEntry\x12\x39\n\x08\x41\x64\x64\x41lias\x12\x19.dataclay.v1.AliasRequest\x1a\x12.dataclay.v1.Empty\x12<\n\x0b\x44\x65leteAlias\x12\x19.dataclay.v1.AliasRequest\x1a\x12.dataclay.v1.Empty\x12@\n\nGetAliases\x12\x1a.dataclay.v1.ObjectRequest\x1a\x16.dataclay.v1.AliasList\x12J\n\x10ListOwnedObjects\x12\x1b.dataclay.v1.BackendRequest\x1a\x19.dataclay.v1.ObjectIdList\x12<\n\x0b\x44ropObjects\x12\x19.dataclay.v1.ObjectIdList\x1a\x12.dataclay.v1.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,33 +48,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETATTRIBUTEREQUEST']._serialized_start=444
   _globals['_GETATTRIBUTEREQUEST']._serialized_end=498
   _globals['_SETATTRIBUTEREQUEST']._serialized_start=500
-  _globals['_SETATTRIBUTEREQUEST']._serialized_end=571
-  _globals['_CALLREQUEST']._serialized_start=573
-  _globals['_CALLREQUEST']._serialized_end=638
-  _globals['_PAYLOAD']._serialized_start=640
-  _globals['_PAYLOAD']._serialized_end=666
-  _globals['_BACKENDSTATS']._serialized_start=669
-  _globals['_BACKENDSTATS']._serialized_end=808
-  _globals['_UPDATEOBJECTREQUEST']._serialized_start=810
-  _globals['_UPDATEOBJECTREQUEST']._serialized_end=865
-  _globals['_BACKENDINFO']._serialized_start=867
-  _globals['_BACKENDINFO']._serialized_end=942
-  _globals['_BACKENDLIST']._serialized_start=944
-  _globals['_BACKENDLIST']._serialized_end=1021
-  _globals['_OBJECTENTRY']._serialized_start=1023
-  _globals['_OBJECTENTRY']._serialized_end=1095
-  _globals['_REGISTEROBJECTSREQUEST']._serialized_start=1097
-  _globals['_REGISTEROBJECTSREQUEST']._serialized_end=1179
-  _globals['_ALIASREQUEST']._serialized_start=1181
-  _globals['_ALIASREQUEST']._serialized_end=1229
-  _globals['_ALIASLIST']._serialized_start=1231
-  _globals['_ALIASLIST']._serialized_end=1259
-  _globals['_OBJECTIDLIST']._serialized_start=1261
-  _globals['_OBJECTIDLIST']._serialized_end=1295
-  _globals['_BACKENDREQUEST']._serialized_start=1297
-  _globals['_BACKENDREQUEST']._serialized_end=1333
-  _globals['_BACKEND']._serialized_start=1336
-  _globals['_BACKEND']._serialized_end=1824
-  _globals['_METADATA']._serialized_start=1827
-  _globals['_METADATA']._serialized_end=2509
+  _globals['_SETATTRIBUTEREQUEST']._serialized_end=597
+  _globals['_CALLREQUEST']._serialized_start=599
+  _globals['_CALLREQUEST']._serialized_end=664
+  _globals['_PAYLOAD']._serialized_start=666
+  _globals['_PAYLOAD']._serialized_end=718
+  _globals['_BACKENDSTATS']._serialized_start=721
+  _globals['_BACKENDSTATS']._serialized_end=860
+  _globals['_UPDATEOBJECTREQUEST']._serialized_start=862
+  _globals['_UPDATEOBJECTREQUEST']._serialized_end=917
+  _globals['_BACKENDINFO']._serialized_start=919
+  _globals['_BACKENDINFO']._serialized_end=994
+  _globals['_BACKENDLIST']._serialized_start=996
+  _globals['_BACKENDLIST']._serialized_end=1073
+  _globals['_OBJECTENTRY']._serialized_start=1075
+  _globals['_OBJECTENTRY']._serialized_end=1147
+  _globals['_REGISTEROBJECTSREQUEST']._serialized_start=1149
+  _globals['_REGISTEROBJECTSREQUEST']._serialized_end=1231
+  _globals['_ALIASREQUEST']._serialized_start=1233
+  _globals['_ALIASREQUEST']._serialized_end=1281
+  _globals['_ALIASLIST']._serialized_start=1283
+  _globals['_ALIASLIST']._serialized_end=1311
+  _globals['_OBJECTIDLIST']._serialized_start=1313
+  _globals['_OBJECTIDLIST']._serialized_end=1347
+  _globals['_BACKENDREQUEST']._serialized_start=1349
+  _globals['_BACKENDREQUEST']._serialized_end=1385
+  _globals['_BACKEND']._serialized_start=1388
+  _globals['_BACKEND']._serialized_end=1876
+  _globals['_METADATA']._serialized_start=1879
+  _globals['_METADATA']._serialized_end=2561
 # @@protoc_insertion_point(module_scope)
