@@ -92,7 +92,7 @@ def _error(error: grpc.RpcError) -> BaseException:
 
 
 def test_malformed_requests(client, witness):
-    backend = next(iter(client.get_backends().values()))
+    backend = client.get_backends()[witness._dc_backend_id]
     channel = grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES)
     stub = rpc.BackendStub(channel)
     cases = [

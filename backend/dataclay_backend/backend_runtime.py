@@ -81,6 +81,9 @@ class BackendRuntime(Runtime):
         self._chains = itertools.count()
         self._chain_prefix = self.local_backend_id.hex[:8]
         self._loop: asyncio.AbstractEventLoop | None = None
+        from dataclay_backend.mover import Mover  # the mover needs this module loaded
+
+        self.mover = Mover(self)
 
     # ------------------------------------------------------------------ identity
     def instance(self, object_id: UUID, class_path_: str, backend_id: UUID | None) -> DataClayObject:
@@ -112,6 +115,8 @@ class BackendRuntime(Runtime):
             return self._local_instance(object_id, class_path_)
         entry = run_blocking(self.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=object_id.bytes)))
         owner = UUID(bytes=entry.backend_id)
+        if self.mover.activate_if_committed(object_id, owner):
+            return self._local_instance(object_id, self.owned[object_id])
         if owner == self.local_backend_id:
             raise ObjectNotRegisteredError(
                 f"object {object_id} is assigned to backend {self.name} but not stored there", object_id=object_id
@@ -153,42 +158,52 @@ class BackendRuntime(Runtime):
         return lock
 
     # ------------------------------------------------ object model hooks (local objects)
-    def call_local(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
-        scope = self._scope()
+    def _hold(self, obj: DataClayObject, scope: RequestScope) -> bool:
+        """Take obj's lock for this chain and load it. False (lock not held) if obj moved
+        away while we waited: the caller then forwards to the new owner."""
         lock = self.lock_of(obj)
         lock.acquire(scope.chain)
         try:
+            if not obj.__dict__["_dc_is_local"]:
+                lock.release()
+                return False
             if not obj.__dict__["_dc_is_loaded"]:
                 self.load_local(obj)
-            scope.touched[obj.__dict__["_dc_id"]] = obj
+        except BaseException:
+            lock.release()
+            raise
+        scope.touched[obj.__dict__["_dc_id"]] = obj
+        return True
+
+    def call_local(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
+        scope = self._scope()
+        if not self._hold(obj, scope):
+            return self.call_method(obj, func.__name__, args, kwargs)
+        try:
             return func(obj, *args, **kwargs)
         finally:
-            lock.release()
+            self.lock_of(obj).release()
 
     async def call_local_async(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
         scope = self._scope()
-        lock = self.lock_of(obj)
-        lock.acquire(scope.chain)
+        if not self._hold(obj, scope):
+            from dataclay import operations as ops
+
+            return await ops.call_method(self, self.async_transport(), obj, func.__name__, args, kwargs)
         try:
-            if not obj.__dict__["_dc_is_loaded"]:
-                self.load_local(obj)
-            scope.touched[obj.__dict__["_dc_id"]] = obj
             return await func(obj, *args, **kwargs)
         finally:
-            lock.release()
+            self.lock_of(obj).release()
 
     def write_local(self, obj: DataClayObject, name: str, value: Any) -> None:
         scope = self._scope()
-        lock = self.lock_of(obj)
-        lock.acquire(scope.chain)
+        if not self._hold(obj, scope):
+            return self.set_attribute(obj, name, value)
         try:
-            if not obj.__dict__["_dc_is_loaded"]:
-                self.load_local(obj)
             obj.__dict__[name] = value
-            scope.touched[obj.__dict__["_dc_id"]] = obj
             scope.dirty.add(obj.__dict__["_dc_id"])
         finally:
-            lock.release()
+            self.lock_of(obj).release()
 
     def load_local(self, obj: DataClayObject) -> None:
         state = obj.__dict__
@@ -330,23 +345,26 @@ class BackendRuntime(Runtime):
     def snapshot(self, obj: DataClayObject) -> bytes:
         """The object's current state, pickled consistently (under its lock)."""
         scope = self._scope()
-        lock = self.lock_of(obj)
-        lock.acquire(scope.chain)
+        if not self._hold(obj, scope):
+            raise ObjectWithWrongBackendIdError(
+                f"object {obj.__dict__['_dc_id']} moved to backend {obj.__dict__['_dc_backend_id']}",
+                object_id=obj.__dict__["_dc_id"], backend_id=obj.__dict__["_dc_backend_id"],
+            )
         try:
-            if not obj.__dict__["_dc_is_loaded"]:
-                self.load_local(obj)
             return dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
         finally:
-            lock.release()
+            self.lock_of(obj).release()
 
     # ------------------------------------------------------------------ recovery
     def recover(self) -> tuple[int, int]:
-        """Agree with the directory on what this backend owns: it is the authority. Objects
-        stored here that it does not give us are dropped (never acknowledged); entries it
-        gives us that are not stored here are removed from it (never acknowledged either)."""
-        stored = self.store.classes()
+        """Agree with the directory on what this backend owns: it is the authority. Incoming
+        moves it committed are activated, others discarded; objects stored here that it does
+        not give us are dropped (moved away, or never acknowledged); entries it gives us that
+        are not stored here are removed from it (never acknowledged either)."""
         reply = run_blocking(self.blocking.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=self.local_backend_id.bytes)))
         assigned = {UUID(bytes=raw) for raw in reply.object_ids}
+        self.mover.recover(assigned)
+        stored = self.store.classes()
         stale_local = [object_id for object_id in stored if object_id not in assigned]
         stale_directory = [object_id for object_id in assigned if object_id not in stored]
         if stale_local:

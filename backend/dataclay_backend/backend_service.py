@@ -3,6 +3,8 @@ encode the reply. Decisions live in BackendRuntime."""
 from __future__ import annotations
 
 import inspect
+import queue
+import threading
 
 import grpc
 
@@ -11,8 +13,8 @@ from dataclay.protocol import CHAIN_METADATA_KEY
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.serialization import class_path
-from dataclay_backend.backend_runtime import BackendRuntime, parse_uuid
-from dataclay_backend.grpc_server import handler
+from dataclay_backend.backend_runtime import SCOPE, BackendRuntime, RequestScope, parse_uuid
+from dataclay_backend.grpc_server import handler, stream_handler
 
 EMPTY = pb.Empty()
 
@@ -113,3 +115,46 @@ class BackendService(rpc.BackendServicer):
             backend_id=rt.local_backend_id.bytes, name=rt.name, owned_objects=len(rt.owned),
             loaded_objects=len(rt.loaded), loaded_bytes=rt.loaded.total, memory_limit=rt.loaded.memory_limit,
         )
+
+    @stream_handler
+    def Move(self, request: pb.MoveRequest, context):
+        """Runs the move in its own thread (it finishes even if the caller goes away) and
+        streams its progress; the last message is the result."""
+        roots = [parse_uuid(raw, "object id") for raw in request.object_ids]
+        destination = parse_uuid(request.destination, "destination backend id")
+        chain = _chain(context)
+        events: queue.Queue = queue.Queue()
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
+            token = SCOPE.set(RequestScope(chain)) if chain else None
+            try:
+                outcome["result"] = self.rt.mover.move(roots, destination, request.recursive, request.only_owned, events.put)
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                if token is not None:
+                    SCOPE.reset(token)
+                events.put(None)
+
+        threading.Thread(target=run, name="dataclay-move", daemon=True).start()
+        while (event := events.get()) is not None:
+            yield event
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        yield outcome["result"]
+
+    @handler
+    def ReceiveObjects(self, request_iterator, context) -> pb.Empty:
+        self.rt.mover.receive(request_iterator)
+        return EMPTY
+
+    @handler
+    def ActivateMove(self, request: pb.MoveId, context) -> pb.Empty:
+        self.rt.mover.activate(parse_uuid(request.move_id, "move id"))
+        return EMPTY
+
+    @handler
+    def AbortMove(self, request: pb.MoveId, context) -> pb.Empty:
+        self.rt.mover.abort(parse_uuid(request.move_id, "move id"))
+        return EMPTY

@@ -61,11 +61,11 @@ class LocalCluster:
         self.backends: dict[str, Process] = {}
 
     # ------------------------------------------------------------------ processes
-    def _spawn(self, name: str, module: str, args: list[str]) -> Process:
+    def _spawn(self, name: str, module: str, args: list[str], extra_env: dict[str, str] | None = None) -> Process:
         log_path = self.data_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         read_end, write_end = os.pipe()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
         command = [sys.executable, "-m", module, *args, "--ready-fd", str(write_end),
                    "--durability", self.durability, "--listen", self.host]
         with open(log_path, "ab") as log:
@@ -103,7 +103,8 @@ class LocalCluster:
         )
         self.port = self.metadata.port
 
-    def start_backend(self, index: int) -> Process:
+    def start_backend(self, index: int, env: dict[str, str] | None = None) -> Process:
+        """Start backend-INDEX (again); `env` adds variables, e.g. a test fault point."""
         name = f"backend-{index}"
         args = ["--port", "0", "--name", name, "--data-dir", str(self.data_dir / name),
                 "--advertise-host", self.host, "--metadata-host", self.host, "--metadata-port", str(self.port)]
@@ -111,7 +112,7 @@ class LocalCluster:
             args += ["--model-path", str(path)]
         if self.memory_limit:
             args += ["--memory-limit", self.memory_limit]
-        self.backends[name] = self._spawn(name, "dataclay_backend.backend", args)
+        self.backends[name] = self._spawn(name, "dataclay_backend.backend", args, env)
         return self.backends[name]
 
     def start(self) -> "LocalCluster":

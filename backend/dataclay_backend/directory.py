@@ -19,6 +19,7 @@ from dataclay.exceptions import (
     BackendNotFoundError,
     ClusterMismatchError,
     InvalidRequestError,
+    ObjectMovingError,
     ObjectNotRegisteredError,
 )
 from dataclay.transport import BackendInfo
@@ -123,6 +124,25 @@ class Directory:
     def owned_by(self, backend_id: UUID) -> list[UUID]:
         rows = self.db.query("SELECT id FROM objects WHERE backend_id=?", (backend_id.bytes,))
         return [UUID(bytes=r[0]) for r in rows]
+
+    def commit_move(self, object_ids: list[UUID], source: UUID, destination: UUID) -> None:
+        """The commit point of a move: every object goes from source to destination, or none
+        does (if any is not owned by source any more, e.g. a concurrent move took it)."""
+        with self.db.transaction() as conn:
+            if not conn.execute("SELECT 1 FROM backends WHERE id=?", (destination.bytes,)).fetchone():
+                raise BackendNotFoundError(f"no backend {destination} is registered", backend_id=destination)
+            moved = 0
+            for object_id in object_ids:
+                moved += conn.execute(
+                    "UPDATE objects SET backend_id=? WHERE id=? AND backend_id=?",
+                    (destination.bytes, object_id.bytes, source.bytes),
+                ).rowcount
+            if moved != len(object_ids):
+                raise ObjectMovingError(
+                    f"{len(object_ids) - moved} of {len(object_ids)} objects are no longer owned by backend "
+                    f"{source}; nothing was moved",
+                    backend_id=source,
+                )
 
     def drop_objects(self, object_ids: list[UUID]) -> None:
         with self.db.transaction() as conn:

@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +18,14 @@ from dataclay.protocol import ERROR_METADATA_KEY, UNLIMITED_MESSAGES
 log = logging.getLogger(__name__)
 
 
+def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    if not isinstance(exc, DataClayException):
+        log.info("%s failed: %s: %s", method, type(exc).__name__, exc)
+    code, detail = to_detail(exc)
+    context.set_trailing_metadata(((ERROR_METADATA_KEY, detail.SerializeToString()),))
+    context.abort(code, detail.message[:1000])
+
+
 def handler(method: Callable) -> Callable:
     """Wrap a servicer method: any exception becomes a status code plus an ErrorDetail."""
 
@@ -26,11 +34,20 @@ def handler(method: Callable) -> Callable:
         try:
             return method(self, request, context)
         except Exception as exc:
-            if not isinstance(exc, DataClayException):
-                log.info("%s failed: %s: %s", method.__name__, type(exc).__name__, exc)
-            code, detail = to_detail(exc)
-            context.set_trailing_metadata(((ERROR_METADATA_KEY, detail.SerializeToString()),))
-            context.abort(code, detail.message[:1000])
+            _abort(context, exc, method.__name__)
+
+    return wrapper
+
+
+def stream_handler(method: Callable) -> Callable:
+    """Like `handler`, for server-streaming methods (generators)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:
+            _abort(context, exc, method.__name__)
 
     return wrapper
 

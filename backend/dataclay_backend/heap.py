@@ -13,6 +13,9 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
+# Chains of moves: they hold objects only to keep writers out, so those objects may be unloaded.
+MOVE_CHAIN_PREFIX = "move-"
+
 
 class ChainLock:
     """A lock held by a call chain, not a thread: nested calls of the same chain (even ones
@@ -25,12 +28,13 @@ class ChainLock:
         self.owner: str | None = None
         self._depth = 0
 
-    def acquire(self, chain: str) -> None:
+    def acquire(self, chain: str, timeout: float | None = None) -> bool:
         with self._cond:
-            while self.owner is not None and self.owner != chain:
-                self._cond.wait()
+            if not self._cond.wait_for(lambda: self.owner is None or self.owner == chain, timeout):
+                return False
             self.owner = chain
             self._depth += 1
+            return True
 
     def release(self) -> None:
         with self._cond:
@@ -74,7 +78,7 @@ class LoadedSet:
             while self.total > self.memory_limit and self._sizes:
                 object_id, (obj, size) = self._sizes.popitem(last=False)
                 lock = obj.__dict__.get("_dc_lock")
-                if lock is not None and lock.owner is not None:
+                if lock is not None and lock.owner is not None and not lock.owner.startswith(MOVE_CHAIN_PREFIX):
                     skipped.append((object_id, (obj, size)))
                     continue
                 self.total -= size

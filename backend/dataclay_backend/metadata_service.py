@@ -77,3 +77,12 @@ class MetadataService(rpc.MetadataServicer):
     def DropObjects(self, request: pb.ObjectIdList, context) -> pb.Empty:
         self.directory.drop_objects([parse_uuid(raw, "object id") for raw in request.object_ids])
         return pb.Empty()
+
+    @handler
+    def CommitMove(self, request: pb.CommitMoveRequest, context) -> pb.Empty:
+        self.directory.commit_move(
+            [parse_uuid(raw, "object id") for raw in request.object_ids],
+            parse_uuid(request.source_backend_id, "source backend id"),
+            parse_uuid(request.destination_backend_id, "destination backend id"),
+        )
+        return pb.Empty()

@@ -28,8 +28,10 @@ CREATE TABLE IF NOT EXISTS objects (
     class_path TEXT NOT NULL,
     revision INTEGER NOT NULL,
     state BLOB,
-    file TEXT
+    file TEXT,
+    staged BLOB             -- the move id while an incoming move is staged, NULL when live
 );
+CREATE INDEX IF NOT EXISTS objects_staged ON objects (staged) WHERE staged IS NOT NULL;
 """
 
 
@@ -84,19 +86,20 @@ class ObjectStore:
         return UUID(bytes=stored)
 
     # ------------------------------------------------------------------ objects
-    def write(self, objects: Iterable[StoredObject]) -> None:
-        """Insert or replace states, all in one transaction."""
+    def write(self, objects: Iterable[StoredObject], staged: UUID | None = None) -> None:
+        """Insert or replace states, all in one transaction (as staged for move `staged`)."""
+        move = staged.bytes if staged else None
         rows = []
         for obj in objects:
             if len(obj.state) > INLINE_LIMIT:
                 name = f"{obj.object_id.hex}.{obj.revision}.{uuid.uuid4().hex[:8]}"
                 self._write_file(name, obj.state)
-                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, None, name))
+                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, None, name, move))
             else:
-                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None))
+                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
         with self.db.transaction() as conn:
             replaced = self._files_of(conn, [row[0] for row in rows])
-            conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._unlink(replaced)
 
     @staticmethod
@@ -113,7 +116,9 @@ class ObjectStore:
             (self.blobs / name).unlink(missing_ok=True)
 
     def load(self, object_id: UUID) -> StoredObject | None:
-        rows = self.db.query("SELECT class_path, revision, state, file FROM objects WHERE id=?", (object_id.bytes,))
+        rows = self.db.query(
+            "SELECT class_path, revision, state, file FROM objects WHERE id=? AND staged IS NULL", (object_id.bytes,)
+        )
         if not rows:
             return None
         class_path, revision, state, file = rows[0]
@@ -129,5 +134,23 @@ class ObjectStore:
         self._unlink(files)
 
     def classes(self) -> dict[UUID, str]:
-        """Every stored object id with its class path."""
-        return {UUID(bytes=r[0]): r[1] for r in self.db.query("SELECT id, class_path FROM objects")}
+        """Every live object id with its class path."""
+        return {UUID(bytes=r[0]): r[1] for r in self.db.query("SELECT id, class_path FROM objects WHERE staged IS NULL")}
+
+    # ------------------------------------------------------------------ staged moves
+    def staged(self) -> dict[UUID, dict[UUID, str]]:
+        """Incoming moves not yet activated: move id -> {object id: class path}."""
+        moves: dict[UUID, dict[UUID, str]] = {}
+        for move, key, class_path in self.db.query("SELECT staged, id, class_path FROM objects WHERE staged IS NOT NULL"):
+            moves.setdefault(UUID(bytes=move), {})[UUID(bytes=key)] = class_path
+        return moves
+
+    def activate(self, move_id: UUID) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE objects SET staged=NULL WHERE staged=?", (move_id.bytes,))
+
+    def discard(self, move_id: UUID) -> None:
+        with self.db.transaction() as conn:
+            files = [r[0] for r in conn.execute("SELECT file FROM objects WHERE staged=? AND file IS NOT NULL", (move_id.bytes,))]
+            conn.execute("DELETE FROM objects WHERE staged=?", (move_id.bytes,))
+        self._unlink(files)

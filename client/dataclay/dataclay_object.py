@@ -176,6 +176,7 @@ class DataClayObject:
     sync, a_sync = twins(ops.sync)
     dc_clone, a_dc_clone = twins(ops.dc_clone)
     dc_update, a_dc_update = twins(ops.dc_update)
+    move, a_move = twins(ops.move)
 
     @classmethod
     def get_by_id(cls: type[T], object_id: uuid.UUID | str) -> T:

@@ -8,6 +8,8 @@ of times, fixing the location of the one instance this process has of the object
 from __future__ import annotations
 
 import random
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from uuid import UUID
 
@@ -79,13 +81,23 @@ async def at_owner(
     rt: "Runtime", t: Any, obj: "DataClayObject", method: str, request: Callable[[BackendInfo], Awaitable[Any]]
 ) -> Any:
     """Call `method` on the backend that owns obj, following redirects (bounded)."""
+
+    async def call(info: BackendInfo) -> Any:
+        return await t.backend(info, method, await request(info))
+
+    return await with_owner(rt, t, obj, call)
+
+
+async def with_owner(rt: "Runtime", t: Any, obj: "DataClayObject", perform: Callable[[BackendInfo], Awaitable[Any]]) -> Any:
+    """Run `perform(owner's info)`; on a "not here" answer, fix the location and run it again
+    (bounded)."""
     _require_registered(obj)
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
         owner = state["_dc_backend_id"] or await locate(rt, t, obj)
         info = await backend_info(rt, t, owner)
         try:
-            return await t.backend(info, method, await request(info))
+            return await perform(info)
         except ObjectWithWrongBackendIdError as moved:
             new_owner = moved.fields.get("backend_id")
             state["_dc_backend_id"] = UUID(new_owner) if new_owner else None
@@ -308,7 +320,75 @@ async def dc_update(rt: "Runtime", t: Any, obj: "DataClayObject", other: "DataCl
     await at_owner(rt, t, obj, "UpdateObject", request)
 
 
+# ------------------------------------------------------------------ moves
+
+
+@dataclass
+class MoveResult:
+    """What a move did: how many objects, how many bytes of state, how long it took."""
+
+    objects: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    object_ids: list[UUID] = field(default_factory=list, repr=False)
+
+
+ProgressCallback = Callable[[int, int], None]  # (objects sent, objects total)
+
+
+async def _move_from_owner(
+    rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: ProgressCallback | None
+) -> pb.MoveProgress:
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def perform(info: BackendInfo) -> pb.MoveProgress:
+        request = pb.MoveRequest(object_ids=[object_id], destination=target.bytes, recursive=recursive)
+        final = pb.MoveProgress()
+        async for progress in t.backend_stream(info, "Move", request):
+            if on_progress is not None and progress.objects_total:
+                on_progress(progress.objects_sent, progress.objects_total)
+            final = progress
+        return final
+
+    return await with_owner(rt, t, obj, perform)
+
+
+async def move(
+    rt: "Runtime", t: Any, obj: "DataClayObject", backend_id: UUID | str, recursive: bool = False,
+    remotes: bool = False, on_progress: ProgressCallback | None = None,
+) -> MoveResult:
+    """Move obj to another backend, atomically. recursive=True also moves what obj reaches
+    through objects owned by the same backend; remotes=True (with recursive) also gathers
+    reachable objects owned by other backends."""
+    _require_registered(obj)
+    target = _as_uuid(backend_id, "backend id")
+    await backend_info(rt, t, target)
+    started = time.perf_counter()
+    result = MoveResult()
+    pending = [obj]
+    visited: set[UUID] = set()
+    while pending:
+        current = pending.pop()
+        visited.add(current.__dict__["_dc_id"])
+        final = await _move_from_owner(rt, t, current, target, recursive, on_progress)
+        moved = [UUID(bytes=raw) for raw in final.moved_ids]
+        rt.relocated(moved, target)
+        result.object_ids += moved
+        result.bytes += final.bytes_sent
+        if remotes and recursive:
+            for entry in final.frontier:
+                entry_id = UUID(bytes=entry.object_id)
+                if entry_id not in visited and entry.backend_id != target.bytes:
+                    visited.add(entry_id)
+                    pending.append(rt.instance(entry_id, entry.class_path, UUID(bytes=entry.backend_id) if entry.backend_id else None))
+    result.objects = len(result.object_ids)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
 __all__ = [
+    "MoveResult",
+    "move",
     "get_backends",
     "make_persistent",
     "get_attribute",

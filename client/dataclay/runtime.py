@@ -153,3 +153,10 @@ class Runtime:
                     _dc_is_registered=True, _dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=backend_id
                 )
                 self.heap[state["_dc_id"]] = obj
+
+    def relocated(self, object_ids: list[UUID], backend_id: UUID) -> None:
+        """These objects now live on backend_id: fix the proxies this process holds."""
+        for object_id in object_ids:
+            obj = self.heap.get(object_id)
+            if obj is not None and not obj.__dict__["_dc_is_local"]:
+                obj.__dict__["_dc_backend_id"] = backend_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from dataclasses import dataclass
-from typing import Any, Coroutine, TypeVar
+from typing import Any, AsyncIterator, Coroutine, Iterator, TypeVar
 from uuid import UUID
 
 import grpc
@@ -93,12 +93,30 @@ class BlockingTransport:
         except grpc.RpcError as error:
             raise translate(error, f"the metadata service at {self._metadata_address}") from None
 
-    async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
+    def _stub(self, info: BackendInfo) -> rpc.BackendStub:
         stub = self._backend_stubs.get(info.address)
         if stub is None:
             stub = self._backend_stubs[info.address] = rpc.BackendStub(self._channel(info.address))
+        return stub
+
+    async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
         try:
-            return getattr(stub, method)(request, metadata=_call_metadata())
+            return getattr(self._stub(info), method)(request, metadata=_call_metadata())
+        except grpc.RpcError as error:
+            raise translate(error, info.describe()) from None
+
+    async def backend_stream(self, info: BackendInfo, method: str, request: Any) -> AsyncIterator[Any]:
+        """A server-streaming call, as an async iterator (that never suspends)."""
+        try:
+            for message in getattr(self._stub(info), method)(request, metadata=_call_metadata()):
+                yield message
+        except grpc.RpcError as error:
+            raise translate(error, info.describe()) from None
+
+    def send_stream(self, info: BackendInfo, method: str, requests: Iterator[Any]) -> Any:
+        """A client-streaming call (backends use it to transfer objects)."""
+        try:
+            return getattr(self._stub(info), method)(requests, metadata=_call_metadata())
         except grpc.RpcError as error:
             raise translate(error, info.describe()) from None
 
@@ -130,12 +148,22 @@ class AsyncTransport:
         except grpc.RpcError as error:
             raise translate(error, f"the metadata service at {self._metadata_address}") from None
 
-    async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
+    def _stub(self, info: BackendInfo) -> rpc.BackendStub:
         stub = self._backend_stubs.get(info.address)
         if stub is None:
             stub = self._backend_stubs[info.address] = rpc.BackendStub(self._channel(info.address))
+        return stub
+
+    async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
         try:
-            return await getattr(stub, method)(request, metadata=_call_metadata())
+            return await getattr(self._stub(info), method)(request, metadata=_call_metadata())
+        except grpc.RpcError as error:
+            raise translate(error, info.describe()) from None
+
+    async def backend_stream(self, info: BackendInfo, method: str, request: Any) -> AsyncIterator[Any]:
+        try:
+            async for message in getattr(self._stub(info), method)(request, metadata=_call_metadata()):
+                yield message
         except grpc.RpcError as error:
             raise translate(error, info.describe()) from None
 

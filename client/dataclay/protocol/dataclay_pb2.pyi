@@ -32,14 +32,18 @@ class ErrorDetail(_message.Message):
     def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., user_exception: _Optional[bytes] = ..., remote_traceback: _Optional[str] = ...) -> None: ...
 
 class ObjectRecord(_message.Message):
-    __slots__ = ("object_id", "class_path", "state")
+    __slots__ = ("object_id", "class_path", "state", "continues", "revision")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    CONTINUES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     class_path: str
     state: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., state: _Optional[bytes] = ...) -> None: ...
+    continues: bool
+    revision: int
+    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., state: _Optional[bytes] = ..., continues: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class StoreObjectsRequest(_message.Message):
     __slots__ = ("objects", "alias")
@@ -116,6 +120,62 @@ class UpdateObjectRequest(_message.Message):
     object_id: bytes
     state: bytes
     def __init__(self, object_id: _Optional[bytes] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class MoveRequest(_message.Message):
+    __slots__ = ("object_ids", "destination", "recursive", "only_owned")
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    ONLY_OWNED_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    destination: bytes
+    recursive: bool
+    only_owned: bool
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., destination: _Optional[bytes] = ..., recursive: _Optional[bool] = ..., only_owned: _Optional[bool] = ...) -> None: ...
+
+class MoveProgress(_message.Message):
+    __slots__ = ("objects_total", "objects_sent", "bytes_sent", "done", "moved_ids", "frontier", "seconds")
+    OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    MOVED_IDS_FIELD_NUMBER: _ClassVar[int]
+    FRONTIER_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    objects_total: int
+    objects_sent: int
+    bytes_sent: int
+    done: bool
+    moved_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    frontier: _containers.RepeatedCompositeFieldContainer[ObjectEntry]
+    seconds: float
+    def __init__(self, objects_total: _Optional[int] = ..., objects_sent: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., done: _Optional[bool] = ..., moved_ids: _Optional[_Iterable[bytes]] = ..., frontier: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class TransferChunk(_message.Message):
+    __slots__ = ("move_id", "source_backend_id", "objects")
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    move_id: bytes
+    source_backend_id: bytes
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectRecord]
+    def __init__(self, move_id: _Optional[bytes] = ..., source_backend_id: _Optional[bytes] = ..., objects: _Optional[_Iterable[_Union[ObjectRecord, _Mapping]]] = ...) -> None: ...
+
+class MoveId(_message.Message):
+    __slots__ = ("move_id",)
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    move_id: bytes
+    def __init__(self, move_id: _Optional[bytes] = ...) -> None: ...
+
+class CommitMoveRequest(_message.Message):
+    __slots__ = ("object_ids", "source_backend_id", "destination_backend_id")
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    source_backend_id: bytes
+    destination_backend_id: bytes
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., source_backend_id: _Optional[bytes] = ..., destination_backend_id: _Optional[bytes] = ...) -> None: ...
 
 class BackendInfo(_message.Message):
     __slots__ = ("backend_id", "name", "host", "port")

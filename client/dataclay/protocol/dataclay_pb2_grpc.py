@@ -69,6 +69,26 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
                 _registered_method=True)
+        self.Move = channel.unary_stream(
+                '/dataclay.v1.Backend/Move',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveProgress.FromString,
+                _registered_method=True)
+        self.ReceiveObjects = channel.stream_unary(
+                '/dataclay.v1.Backend/ReceiveObjects',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransferChunk.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ActivateMove = channel.unary_unary(
+                '/dataclay.v1.Backend/ActivateMove',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveId.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.AbortMove = channel.unary_unary(
+                '/dataclay.v1.Backend/AbortMove',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveId.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class BackendServicer:
@@ -120,6 +140,32 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Move(self, request, context):
+        """Move objects from this backend to another; progress as it goes, the result last.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveObjects(self, request_iterator, context):
+        """Destination side of a move: stage, then activate or abort.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivateMove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortMove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +203,26 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.SerializeToString,
+            ),
+            'Move': grpc.unary_stream_rpc_method_handler(
+                    servicer.Move,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveProgress.SerializeToString,
+            ),
+            'ReceiveObjects': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReceiveObjects,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransferChunk.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'ActivateMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateMove,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveId.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'AbortMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortMove,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveId.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +424,114 @@ class Backend:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Move(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dataclay.v1.Backend/Move',
+            dataclay_dot_protocol_dot_dataclay__pb2.MoveRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.MoveProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveObjects(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dataclay.v1.Backend/ReceiveObjects',
+            dataclay_dot_protocol_dot_dataclay__pb2.TransferChunk.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/ActivateMove',
+            dataclay_dot_protocol_dot_dataclay__pb2.MoveId.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/AbortMove',
+            dataclay_dot_protocol_dot_dataclay__pb2.MoveId.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class MetadataStub:
     """Missing associated documentation comment in .proto file."""
@@ -416,6 +590,11 @@ class MetadataStub:
         self.DropObjects = channel.unary_unary(
                 '/dataclay.v1.Metadata/DropObjects',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CommitMove = channel.unary_unary(
+                '/dataclay.v1.Metadata/CommitMove',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.CommitMoveRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -485,6 +664,13 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitMove(self, request, context):
+        """The commit point of a move: switch owner source -> destination for all, or for none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -536,6 +722,11 @@ def add_MetadataServicer_to_server(servicer, server):
             'DropObjects': grpc.unary_unary_rpc_method_handler(
                     servicer.DropObjects,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'CommitMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitMove,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.CommitMoveRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
     }
@@ -808,6 +999,33 @@ class Metadata:
             target,
             '/dataclay.v1.Metadata/DropObjects',
             dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/CommitMove',
+            dataclay_dot_protocol_dot_dataclay__pb2.CommitMoveRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
             options,
             channel_credentials,

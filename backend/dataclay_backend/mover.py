@@ -1,0 +1,284 @@
+"""Moves, both sides, on one backend. The protocol is described in dataclay.proto ("moves").
+
+Source: lock the closure (calls on those objects wait; a move of its own chain re-enters), stream
+the states in chunks of about CHUNK_BYTES to the destination, commit in the directory, have the
+destination activate, drop the local copies, release the locks. Held calls then find a proxy and
+are forwarded to the new owner. Any failure before the commit aborts the staged copy and changes
+nothing. Destination: stage what arrives, activate on request, or when a call for a staged object
+arrives and the directory already names us (the source may have died right after the commit).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from uuid import UUID
+
+from dataclay import operations as ops
+from dataclay.dataclay_object import DataClayObject
+from dataclay.exceptions import BackendUnavailableError, InvalidRequestError, ObjectMovingError
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.serialization import Ref, class_path, dumps, import_class, make_ref
+from dataclay.transport import run_blocking
+from dataclay_backend import faults
+from dataclay_backend.backend_runtime import SCOPE, parse_uuid
+from dataclay_backend.heap import MOVE_CHAIN_PREFIX
+from dataclay_backend.object_store import StoredObject
+
+if TYPE_CHECKING:
+    from dataclay_backend.backend_runtime import BackendRuntime
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 4 * 1024 * 1024
+LOCK_TIMEOUT = 30.0  # how long a move waits for a busy object before giving up (nothing moved)
+
+
+class Mover:
+    def __init__(self, rt: "BackendRuntime") -> None:
+        self.rt = rt
+        self._lock = threading.Lock()
+        self.staged_moves: dict[UUID, dict[UUID, str]] = {}  # move id -> {object id: class path}
+        self.staged_objects: dict[UUID, UUID] = {}  # object id -> move id
+
+    # ================================================================== source side
+    def move(
+        self, roots: list[UUID], destination: UUID, recursive: bool, only_owned: bool,
+        progress: Callable[[pb.MoveProgress], None],
+    ) -> pb.MoveProgress:
+        rt = self.rt
+        started = time.perf_counter()
+        if destination == rt.local_backend_id:
+            for root in roots:
+                if root not in rt.owned and not only_owned:
+                    rt.local_object(root)  # raises where it is, or that it does not exist
+            return pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
+        target = run_blocking(ops.backend_info(rt, rt.blocking, destination))
+        scope = SCOPE.get()
+        chain = scope.chain if scope else f"{MOVE_CHAIN_PREFIX}{uuid.uuid4().hex[:12]}"
+        locked, frontier = self._lock_closure(roots, recursive, only_owned, chain)
+        move_id = uuid.uuid4()
+        ids = [obj.__dict__["_dc_id"] for obj in locked]
+        try:
+            if not locked:
+                return pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
+            sent = {"objects": 0, "bytes": 0}
+            progress(pb.MoveProgress(objects_total=len(locked)))
+            chunks = self._chunks(move_id, locked, chain, sent, progress)
+            try:
+                rt.blocking.send_stream(target, "ReceiveObjects", chunks)
+                faults.hit("move.after_stream")
+                run_blocking(rt.blocking.metadata("CommitMove", pb.CommitMoveRequest(
+                    object_ids=[i.bytes for i in ids], source_backend_id=rt.local_backend_id.bytes,
+                    destination_backend_id=destination.bytes)))
+            except BaseException:
+                self._abort_remote(target, move_id)
+                raise
+            faults.hit("move.after_commit")
+            try:
+                run_blocking(rt.blocking.backend(target, "ActivateMove", pb.MoveId(move_id=move_id.bytes)))
+            except BackendUnavailableError as exc:  # it activates on restart: the directory says so
+                log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
+            faults.hit("move.after_activate")
+            self._drop(locked, destination)
+            log.info("moved %d objects (%d bytes) to %s in %.3fs", len(ids), sent["bytes"], target.describe(),
+                     time.perf_counter() - started)
+            return pb.MoveProgress(
+                objects_total=len(ids), objects_sent=len(ids), bytes_sent=sent["bytes"], done=True,
+                moved_ids=[i.bytes for i in ids], frontier=frontier, seconds=time.perf_counter() - started,
+            )
+        finally:
+            for obj in locked:
+                rt.lock_of(obj).release()
+
+    def _abort_remote(self, target, move_id: UUID) -> None:
+        try:
+            run_blocking(self.rt.blocking.backend(target, "AbortMove", pb.MoveId(move_id=move_id.bytes)))
+        except Exception as exc:  # it discards the staged copy on restart anyway
+            log.warning("could not abort move %s on %s: %s", move_id, target.describe(), exc)
+
+    def _lock_closure(
+        self, roots: list[UUID], recursive: bool, only_owned: bool, chain: str
+    ) -> tuple[list[DataClayObject], list[pb.ObjectEntry]]:
+        """Lock the roots and, if recursive, what they reach through objects owned here.
+        Returns the locked objects (in walk order) and the frontier: reachable objects
+        owned elsewhere."""
+        rt = self.rt
+        locked: list[DataClayObject] = []
+        seen: set[UUID] = set()
+        frontier: dict[UUID, pb.ObjectEntry] = {}
+        queue: deque[UUID] = deque()
+        for root in roots:
+            if root in rt.owned:
+                queue.append(root)
+            elif not only_owned:
+                rt.local_object(root)  # raises the redirect, or "not registered"
+        try:
+            while queue:
+                object_id = queue.popleft()
+                if object_id in seen:
+                    continue
+                seen.add(object_id)
+                class_path_ = rt.owned.get(object_id)
+                if class_path_ is None:  # moved away meanwhile
+                    continue
+                obj = rt._local_instance(object_id, class_path_)
+                if not rt.lock_of(obj).acquire(chain, LOCK_TIMEOUT):
+                    raise ObjectMovingError(
+                        f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s; nothing "
+                        "was moved, try again", object_id=object_id)
+                locked.append(obj)
+                if not obj.__dict__["_dc_is_local"]:  # moved away while we waited
+                    locked.pop()
+                    rt.lock_of(obj).release()
+                    continue
+                if recursive:
+                    for ref in self._references(obj, chain):
+                        ref_id = UUID(bytes=ref[0])
+                        if ref_id in rt.owned:
+                            queue.append(ref_id)
+                        elif ref_id not in frontier:
+                            frontier[ref_id] = pb.ObjectEntry(object_id=ref[0], class_path=ref[1], backend_id=ref[2])
+                if len(locked) % 1024 == 0:
+                    rt.loaded.evict()
+        except BaseException:
+            for obj in locked:
+                rt.lock_of(obj).release()
+            raise
+        return locked, list(frontier.values())
+
+    def _references(self, obj: DataClayObject, chain: str) -> list[Ref]:
+        refs: list[Ref] = []
+
+        def collect(ref_obj: DataClayObject) -> Ref:
+            ref = make_ref(ref_obj)
+            refs.append(ref)
+            return ref
+
+        if not obj.__dict__["_dc_is_loaded"]:
+            self.rt.load_local(obj)
+        dumps(obj._dc_state(), collect)
+        return refs
+
+    def _chunks(
+        self, move_id: UUID, objects: list[DataClayObject], chain: str, sent: dict[str, int],
+        progress: Callable[[pb.MoveProgress], None],
+    ) -> Iterator[pb.TransferChunk]:
+        """The transfer, generated lazily: memory holds about one chunk at a time."""
+        rt = self.rt
+        records: list[pb.ObjectRecord] = []
+        size = 0
+        header = {"move_id": move_id.bytes, "source_backend_id": rt.local_backend_id.bytes}
+        for index, obj in enumerate(objects, start=1):
+            state = obj.__dict__
+            if not state["_dc_is_loaded"]:
+                rt.load_local(obj)
+            data = dumps(obj._dc_state(), make_ref)
+            path = class_path(type(obj))
+            revision = state.get("_dc_revision", 1)
+            for start in range(0, max(len(data), 1), CHUNK_BYTES):
+                piece = data[start:start + CHUNK_BYTES]
+                records.append(pb.ObjectRecord(object_id=state["_dc_id"].bytes, class_path=path, state=piece,
+                                               continues=start + CHUNK_BYTES < len(data), revision=revision))
+                size += len(piece)
+                if size >= CHUNK_BYTES:
+                    yield pb.TransferChunk(objects=records, **header)
+                    sent["bytes"] += size
+                    records, size = [], 0
+            sent["objects"] = index
+            if index % 1024 == 0:
+                rt.loaded.evict()
+                progress(pb.MoveProgress(objects_total=len(objects), objects_sent=index, bytes_sent=sent["bytes"]))
+        if records:
+            yield pb.TransferChunk(objects=records, **header)
+            sent["bytes"] += size
+        progress(pb.MoveProgress(objects_total=len(objects), objects_sent=len(objects), bytes_sent=sent["bytes"]))
+
+    def _drop(self, objects: list[DataClayObject], destination: UUID) -> None:
+        """After the commit: forget our copies; the instances become proxies to the new owner."""
+        rt = self.rt
+        rt.store.delete(obj.__dict__["_dc_id"] for obj in objects)
+        for obj in objects:
+            state = obj.__dict__
+            rt.owned.pop(state["_dc_id"], None)
+            rt.loaded.discard(state["_dc_id"])
+            for name in obj._dc_properties:
+                state.pop(name, None)
+            state.update(_dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=destination)
+
+    # ================================================================== destination side
+    def receive(self, chunks: Iterable[pb.TransferChunk]) -> None:
+        """Stage an incoming transfer: stored, not live, until activated."""
+        rt = self.rt
+        move_id: UUID | None = None
+        partial: dict[bytes, list[bytes]] = {}
+        try:
+            for chunk in chunks:
+                move_id = parse_uuid(chunk.move_id, "move id")
+                rows = []
+                for record in chunk.objects:
+                    pieces = partial.setdefault(record.object_id, [])
+                    pieces.append(record.state)
+                    if record.continues:
+                        continue
+                    del partial[record.object_id]
+                    object_id = parse_uuid(record.object_id, "object id")
+                    import_class(record.class_path)
+                    rows.append(StoredObject(object_id, record.class_path, record.revision or 1, b"".join(pieces)))
+                rt.store.write(rows, staged=move_id)
+                with self._lock:
+                    staged = self.staged_moves.setdefault(move_id, {})
+                    for row in rows:
+                        staged[row.object_id] = row.class_path
+                        self.staged_objects[row.object_id] = move_id
+                faults.hit("receive.after_chunk")
+            if partial:
+                raise InvalidRequestError("the transfer ended in the middle of an object")
+        except BaseException:
+            if move_id is not None:
+                self.abort(move_id)
+            raise
+
+    def activate(self, move_id: UUID) -> None:
+        """The directory committed the move to us: the staged objects become live."""
+        rt = self.rt
+        faults.hit("activate.before")
+        with self._lock:
+            objects = self.staged_moves.pop(move_id, None)
+            if objects is None:
+                return  # already active (a call for one of them activated it first)
+            rt.store.activate(move_id)
+            for object_id, path in objects.items():
+                self.staged_objects.pop(object_id, None)
+                rt.owned[object_id] = path
+        for object_id, path in objects.items():
+            rt._local_instance(object_id, path)  # turns an existing proxy into the local object
+
+    def abort(self, move_id: UUID) -> None:
+        with self._lock:
+            objects = self.staged_moves.pop(move_id, {})
+            for object_id in objects:
+                self.staged_objects.pop(object_id, None)
+            self.rt.store.discard(move_id)
+
+    def activate_if_committed(self, object_id: UUID, owner: UUID) -> bool:
+        """A call for a staged object, and the directory says it is ours: activate now."""
+        move_id = self.staged_objects.get(object_id)
+        if move_id is None or owner != self.rt.local_backend_id:
+            return False
+        self.activate(move_id)
+        return True
+
+    # ================================================================== recovery
+    def recover(self, assigned: set[UUID]) -> None:
+        """At start: staged moves the directory gave us are activated, the others discarded."""
+        for move_id, objects in self.rt.store.staged().items():
+            if any(object_id in assigned for object_id in objects):
+                self.rt.store.activate(move_id)
+                log.info("recovery: activated committed incoming move %s (%d objects)", move_id, len(objects))
+            else:
+                self.rt.store.discard(move_id)
+                log.info("recovery: discarded uncommitted incoming move %s (%d objects)", move_id, len(objects))

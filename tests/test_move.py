@@ -1,0 +1,268 @@
+"""move(): single and recursive, atomic, across separate backend processes."""
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from dataclay import Client
+from dataclay.exceptions import BackendNotFoundError, BackendUnavailableError, ObjectNotRegisteredError
+from hr import Company, Employee
+from shapes import Node
+
+
+def test_seed_cases(client):
+    backend_ids = list(client.get_backends())
+    employee = Employee("John", 1000.0)
+    company = Company("ABC", employee)
+    employee.make_persistent(backend_id=backend_ids[0])
+    company.make_persistent(backend_id=backend_ids[0])
+    company.move(backend_ids[1], recursive=True)
+    assert employee._dc_backend_id == backend_ids[1]  # reachable, same owner: moved
+
+    employee = Employee("John", 1000.0)
+    company = Company("ABC", employee)
+    employee.make_persistent(backend_id=backend_ids[0])
+    company.make_persistent(backend_id=backend_ids[1])
+    company.move(backend_ids[2], recursive=True)
+    assert employee._dc_backend_id == backend_ids[0]  # owned by another backend: stays
+
+
+def test_non_recursive_moves_only_the_object(client):
+    ids = list(client.get_backends())
+    employee = Employee("Solo", 1.0)
+    company = Company("Solo Inc", employee)
+    company.make_persistent(backend_id=ids[0])
+    result = company.move(ids[1])
+    assert (result.objects, company._dc_backend_id, employee._dc_backend_id) == (1, ids[1], ids[0])
+    assert result.bytes > 0 and result.seconds > 0
+    assert company.employee is employee and employee.raise_salary(1.0) == 2.0
+
+
+def test_after_a_move_everything_keeps_working(client):
+    ids = list(client.get_backends())
+    node = Node(1)
+    node.make_persistent(alias=f"moving-{uuid.uuid4()}", backend_id=ids[0])
+    alias = next(iter(node.get_aliases()))
+    holder = Node(0, node)  # a reference from another object, on another backend
+    holder.make_persistent(backend_id=ids[2])
+    node.move(ids[1])
+    assert node.where() == str(ids[1])  # active methods run on the new owner
+    assert Node.get_by_alias(alias) is node and node.value == 1
+    assert holder.chain_sum() == 1
+    node.value = 5
+    assert holder.next.value == 5
+
+
+def test_stale_proxy_in_another_client_is_redirected(cluster, client):
+    ids = list(client.get_backends())
+    node = Node(3)
+    node.make_persistent(backend_id=ids[0])
+    node.__dict__["_dc_backend_id"] = ids[0]
+    other_view = node._dc_backend_id
+    node.move(ids[2])
+    node.__dict__["_dc_backend_id"] = other_view  # as another process would still believe
+    assert node.bump() == 4  # the old owner answers "moved", the proxy follows
+    assert node._dc_backend_id == ids[2]
+
+
+def _ring(size: int) -> list[Node]:
+    nodes = [Node(i) for i in range(size)]
+    for i, node in enumerate(nodes):
+        node.next = nodes[(i + 1) % size]
+    return nodes
+
+
+def test_cycles_and_diamonds(client):
+    ids = list(client.get_backends())
+    ring = _ring(5)
+    ring[0].make_persistent(backend_id=ids[0])
+    assert ring[0].move(ids[1], recursive=True).objects == 5
+    assert {n._dc_backend_id for n in ring} == {ids[1]}
+    assert ring[2].next.next.next is ring[0]
+
+    top, left, right, bottom = Node(1), Node(2), Node(3), Node(4)
+    top.children, left.next, right.next = [left, right], bottom, bottom
+    top.make_persistent(backend_id=ids[2])
+    assert top.move(ids[0], recursive=True).objects == 4  # the shared node once
+    assert {n._dc_backend_id for n in (top, left, right, bottom)} == {ids[0]}
+    assert left.next is right.next is bottom
+
+
+def test_walk_stops_at_other_backends_unless_remotes(client):
+    ids = list(client.get_backends())
+    c = Node(3)
+    c.make_persistent(backend_id=ids[0])
+    b = Node(2, c)
+    b.make_persistent(backend_id=ids[1])
+    a = Node(1, b)
+    a.make_persistent(backend_id=ids[0])  # a(0) -> b(1) -> c(0): the chain leaves and comes back
+    a.move(ids[2], recursive=True)
+    assert [n._dc_backend_id for n in (a, b, c)] == [ids[2], ids[1], ids[0]]
+    result = a.move(ids[0], recursive=True, remotes=True)
+    assert [n._dc_backend_id for n in (a, b, c)] == [ids[0]] * 3
+    assert result.objects == 2 and a.chain_sum() == 6
+
+
+def test_ten_thousand_objects(client):
+    ids = list(client.get_backends())
+    root = Node(-1)
+    root.children = [Node(i) for i in range(10_000)]
+    root.make_persistent(backend_id=ids[0])
+    progress = []
+    result = root.move(ids[1], recursive=True, on_progress=lambda sent, total: progress.append((sent, total)))
+    assert result.objects == 10_001
+    assert progress[-1] == (10_001, 10_001)
+    children = root.children
+    assert children[9_999]._dc_backend_id == ids[1] and children[9_999].value == 9_999
+    assert children[123].where() == str(ids[1])
+
+
+def test_move_to_current_owner_and_bad_input(client):
+    ids = list(client.get_backends())
+    node = Node(1)
+    node.make_persistent(backend_id=ids[0])
+    assert node.move(ids[0], recursive=True).objects == 0
+    with pytest.raises(BackendNotFoundError):
+        node.move(uuid.uuid4())
+    with pytest.raises(ObjectNotRegisteredError):
+        Node(2).move(ids[1])
+    assert node._dc_backend_id == ids[0] and node.value == 1
+
+
+def test_move_under_concurrent_calls_loses_no_update(client):
+    ids = list(client.get_backends())
+    employee = Employee("Busy", 0.0)
+    company = Company("Moving", employee)
+    company.make_persistent(backend_id=ids[0])
+    stop = threading.Event()
+    counts = [0] * 4
+    errors: list[BaseException] = []
+
+    def work(slot: int) -> None:
+        try:
+            while not stop.is_set():
+                employee.raise_salary(1.0)
+                counts[slot] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(slot,)) for slot in range(4)]
+    for worker in workers:
+        worker.start()
+    for step in range(12):
+        company.move(ids[(step + 1) % 3], recursive=True)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert not errors
+    assert employee.salary == sum(counts) > 0
+    assert employee._dc_backend_id == company._dc_backend_id == ids[12 % 3]
+
+
+def test_concurrent_overlapping_moves_keep_one_owner(make_cluster):
+    cluster = make_cluster(backends=3)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        shared = Node(0)
+        left, right = Node(1, shared), Node(2, shared)
+        holder = Node(3)
+        holder.children = [left, right]
+        holder.make_persistent(backend_id=ids[0])
+        errors: list[BaseException] = []
+
+        def mover(node: Node, target) -> None:
+            for _ in range(5):
+                try:
+                    node.move(target, recursive=True)
+                except BaseException as exc:  # a conflict is allowed; corruption is not
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=mover, args=(left, ids[1])), threading.Thread(target=mover, args=(right, ids[2]))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        nodes = {n._dc_id: n for n in (shared, left, right, holder)}
+        for node in nodes.values():
+            node.sync()
+        assert sorted(n.value for n in nodes.values()) == [0, 1, 2, 3]
+    cluster.stop()
+    _assert_each_object_once(cluster, set(nodes))
+
+
+def _live_and_staged(cluster) -> tuple[dict[uuid.UUID, list[str]], int]:
+    live: dict[uuid.UUID, list[str]] = {}
+    staged = 0
+    for name in cluster.backends:
+        with sqlite3.connect(Path(cluster.data_dir) / name / "objects.sqlite") as db:
+            for key, is_staged in db.execute("SELECT id, staged IS NOT NULL FROM objects"):
+                if is_staged:
+                    staged += 1
+                else:
+                    live.setdefault(uuid.UUID(bytes=key), []).append(name)
+    return live, staged
+
+
+def _assert_each_object_once(cluster, expected: set[uuid.UUID]) -> None:
+    live, staged = _live_and_staged(cluster)
+    assert staged == 0
+    assert {k: v for k, v in live.items() if k in expected and len(v) != 1} == {}
+    assert expected <= set(live)
+
+
+FAULTS = [
+    # (which backend dies, at which point, where the objects must end up)
+    ("backend-0", "move.after_stream", "backend-0"),     # source dies before the commit
+    ("backend-0", "move.after_commit", "backend-1"),     # source dies right after the commit
+    ("backend-0", "move.after_activate", "backend-1"),   # source dies before dropping its copies
+    ("backend-1", "receive.after_chunk", "backend-0"),   # destination dies while staging
+    ("backend-1", "activate.before", "backend-1"),       # destination dies when asked to activate
+]
+
+
+@pytest.mark.parametrize("victim,point,owner", FAULTS)
+def test_kill_9_during_a_move(make_cluster, victim, point, owner):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        names = {info.name: backend_id for backend_id, info in client.get_backends().items()}
+        root = Node(-1)
+        root.children = [Node(i) for i in range(300)]
+        root.make_persistent(backend_id=ids[0])
+        root.value = 1000  # the last acknowledged state before the move
+        index = int(victim.rsplit("-", 1)[1])
+        cluster.stop_process(cluster.backends[victim])
+        cluster.start_backend(index, env={"DC_FAULT_POINT": point})
+        try:
+            root.move(ids[1], recursive=True)
+        except BackendUnavailableError:
+            pass  # or success: after the commit the client finds the new owner and is done
+        assert cluster.backends[victim].popen.wait(30) == -9  # it really died at that point
+        cluster.start_backend(index)
+        expected = {root._dc_id, *(child._dc_id for child in root.children)}
+        for node in [root, *root.children]:
+            node.sync()
+            assert node._dc_backend_id == names[owner]
+        assert root.value == 1000 and sorted(c.value for c in root.children) == list(range(300))
+        root.bump()  # and it is writable where it lives
+        assert root.value == 1001
+    cluster.stop()
+    cluster.start()  # recovery on every backend, then look at the files
+    cluster.stop()
+    _assert_each_object_once(cluster, expected)
+    live, _ = _live_and_staged(cluster)
+    assert {live[object_id][0] for object_id in expected} == {owner}
+
+
+def test_move_to_a_backend_that_is_down_changes_nothing(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        company = Company("Down", Employee("E", 1.0))
+        company.make_persistent(backend_id=ids[0])
+        cluster.kill_backend("backend-1")
+        with pytest.raises(BackendUnavailableError, match="backend-1"):
+            company.move(ids[1], recursive=True)
+        assert company._dc_backend_id == ids[0] and company.employee.raise_salary(1.0) == 2.0
