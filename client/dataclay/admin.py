@@ -1,0 +1,72 @@
+"""Operations on the cluster itself, for people (the CLI) and for the operator.
+
+`drain_backends` empties backends before they go away (a StatefulSet scale-down): it moves every
+object they own, in batches of plain (non-recursive) moves spread round-robin over the
+remaining backends, and repeats until they own nothing (objects created meanwhile are caught
+by the next pass).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+from uuid import UUID
+
+from dataclay import operations as ops
+from dataclay.exceptions import BackendNotFoundError, DataClayException
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.runtime import Runtime
+from dataclay.transport import run_blocking
+
+BATCH = 2000
+MAX_PASSES = 5
+
+Progress = Callable[[int, int], None]  # (objects moved so far, objects to move)
+
+
+class DrainError(DataClayException):
+    """A drain could not empty the backends (the message says which and why)."""
+
+
+async def drain(rt: Runtime, t: Any, backend_names: list[str], on_progress: Progress | None = None) -> int:
+    backends = await ops.get_backends(rt, t)
+    by_name = {info.name: info for info in backends.values()}
+    unknown = sorted(set(backend_names) - set(by_name))
+    if unknown:
+        raise BackendNotFoundError(f"no backend named {', '.join(unknown)} (known: {', '.join(by_name)})")
+    remaining = [info for info in backends.values() if info.name not in backend_names]
+    if not remaining:
+        raise DrainError("cannot drain every backend: at least one must remain to take the objects")
+    moved, total = 0, 0
+    for _ in range(MAX_PASSES):
+        owned = {}
+        for name in backend_names:
+            reply = await t.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=by_name[name].id.bytes))
+            if reply.object_ids:
+                owned[name] = list(reply.object_ids)
+        if not owned:
+            return moved
+        total = max(total, moved + sum(len(ids) for ids in owned.values()))
+        turn = 0
+        for name, ids in owned.items():
+            for start in range(0, len(ids), BATCH):
+                destination = remaining[turn % len(remaining)]
+                turn += 1
+                request = pb.MoveRequest(object_ids=ids[start:start + BATCH], destination=destination.id.bytes,
+                                         only_owned=True)
+                async for progress in t.backend_stream(by_name[name], "Move", request):
+                    if progress.done:
+                        moved += len(progress.moved_ids)
+                        rt.relocated([UUID(bytes=raw) for raw in progress.moved_ids], destination.id)
+                if on_progress is not None:
+                    on_progress(moved, total)
+    left = {name: len(ids) for name, ids in owned.items()}
+    raise DrainError(f"after {MAX_PASSES} passes these backends still own objects: {left}; are clients still "
+                     "creating objects there? Stop them and drain again")
+
+
+def drain_backends(host: str, port: int, backend_names: list[str], on_progress: Progress | None = None) -> int:
+    """Move every object off the named backends onto the others; returns how many moved."""
+    rt = Runtime(f"{host}:{port}")
+    try:
+        return run_blocking(drain(rt, rt.blocking, backend_names, on_progress))
+    finally:
+        rt.close()

@@ -1,0 +1,100 @@
+"""Drain (the operator's scale-down step) and the `dataclay` command, as people use it."""
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dataclay import Client
+from dataclay.admin import DrainError, drain_backends
+from dataclay.exceptions import BackendNotFoundError
+from dataclay.protocol import dataclay_pb2 as pb
+from conftest import MODELS
+from hr import Company, Employee
+
+
+def _owned_count(client, backend_id) -> int:
+    from dataclay.transport import run_blocking
+
+    rt = client.runtime
+    reply = run_blocking(rt.blocking.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=backend_id.bytes)))
+    return len(reply.object_ids)
+
+
+def test_drain_moves_everything_off_and_balances(make_cluster):
+    cluster = make_cluster(backends=3)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        companies = []
+        for index in range(1500):  # 3,000 objects on backend-2
+            company = Company(f"C{index}", Employee(f"E{index}", float(index)))
+            company.make_persistent(backend_id=ids[2])
+            companies.append(company)
+        seen = []
+        moved = drain_backends("127.0.0.1", cluster.port, ["backend-2"], on_progress=lambda d, t: seen.append((d, t)))
+        assert moved == 3000 and seen[-1] == (3000, 3000)
+        assert _owned_count(client, ids[2]) == 0
+        assert _owned_count(client, ids[0]) > 0 and _owned_count(client, ids[1]) > 0
+        for index in (0, 777, 1499):
+            companies[index].sync()
+            assert companies[index].employee.raise_salary(1.0) == index + 1.0
+
+
+def test_drain_refuses_bad_requests(client, cluster):
+    with pytest.raises(BackendNotFoundError, match="backend-9"):
+        drain_backends("127.0.0.1", cluster.port, ["backend-9"])
+    with pytest.raises(DrainError, match="at least one must remain"):
+        drain_backends("127.0.0.1", cluster.port, ["backend-0", "backend-1", "backend-2"])
+
+
+def _dataclay(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dataclay.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=MODELS, **kwargs)
+
+
+def test_cli_move_and_drain(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        company = Company("CLI", Employee("E", 1.0))
+        company.make_persistent(alias="cli-company", backend_id=ids[0])
+        done = _dataclay("move", "cli-company", "backend-1", "--recursive", "--port", str(cluster.port))
+        assert done.returncode == 0, done.stderr
+        assert "moved 2 objects" in done.stdout and "2/2 objects (100%)" in done.stderr
+        company.sync()
+        assert company._dc_backend_id == ids[1]
+        done = _dataclay("drain", "backend-1", "--port", str(cluster.port))
+        assert done.returncode == 0 and "2 objects moved" in done.stdout
+        failed = _dataclay("move", "no-such-alias", "backend-1", "--port", str(cluster.port))
+        assert failed.returncode == 1 and "alias 'no-such-alias' does not exist" in failed.stderr
+
+
+def test_cli_demo():
+    done = _dataclay("demo", "--backends", "2")
+    assert done.returncode == 0, done.stderr
+    assert "Demo finished: every step behaved as expected." in done.stdout
+
+
+def test_cli_up_runs_in_the_foreground_until_ctrl_c(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dataclay.cli", "up", "--backends", "2", "--port", "0", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=MODELS,
+    )
+    printed = b""
+    deadline = time.monotonic() + 60
+    while b"Press Ctrl-C" not in printed:
+        assert select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))[0], printed
+        chunk = os.read(process.stdout.fileno(), 4096)
+        assert chunk, printed
+        printed += chunk
+    port = int(printed.decode().split("127.0.0.1:")[1].split(",")[0])
+    with Client(host="127.0.0.1", port=port) as client:
+        assert [info.name for info in client.get_backends().values()] == ["backend-0", "backend-1"]
+        Employee("Up", 1.0).make_persistent(alias="up")
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and b"stopped." in output
+    assert (tmp_path / "metadata" / "metadata.sqlite").exists()
