@@ -130,11 +130,15 @@ class LocalCluster:
         """SIGTERM (graceful) or SIGKILL, then wait; SIGKILL if it does not stop in time."""
         if process.popen.poll() is None:
             process.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                process.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.popen.kill()
-                process.popen.wait()
+        self._wait(process)
+
+    @staticmethod
+    def _wait(process: Process) -> None:
+        try:
+            process.popen.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.popen.kill()
+            process.popen.wait()
 
     def kill_backend(self, name: str) -> None:
         self.stop_process(self.backends[name], kill=True)
@@ -144,11 +148,11 @@ class LocalCluster:
         return self.start_backend(int(name.rsplit("-", 1)[1]))
 
     def stop(self) -> None:
-        for process in self.backends.values():
+        for process in self.backends.values():  # all at once, then wait: one SIGTERM each
             if process.popen.poll() is None:
                 process.popen.send_signal(signal.SIGTERM)
         for process in self.backends.values():
-            self.stop_process(process)
+            self._wait(process)
         if self.metadata is not None:
             self.stop_process(self.metadata)
 
