@@ -1,0 +1,1 @@
+"""Tests against a real local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)."""

@@ -1,0 +1,647 @@
+"""The operator, its CRD and its Helm chart against a real API server and controller manager.
+
+Each test gets a fresh namespace and its own operator process (`python -m dataclay_operator`,
+watching only that namespace), so tests do not see each other's objects. There is no kubelet:
+`mark_pods_ready` plays it where a test needs ready pods. The scale-down drain runs against a
+local cluster of real metadata and backend processes named like the pods (the operator's
+data-plane address points at it); a drain that cannot run keeps the replicas and reports Degraded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from dataclay_operator import api
+
+from .conftest import KubeCluster, mark_pods_ready, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "dataclay"
+CRD_FILE = CHART / "crds" / "dataclays.yaml"
+IMAGE = "dataclay-k8s:test"
+TIMEOUT = 60.0
+T = TypeVar("T")
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def as_dict(kube_api: Any, model: Any) -> dict[str, Any]:
+    """A typed client model as the API's own (camelCase) JSON."""
+    return kube_api.sanitize_for_serialization(model)
+
+
+def raw_get(kube_api: Any, path: str, accept: str = "application/json") -> Any:
+    """GET with a custom Accept header (e.g. server-side printing as a Table)."""
+    method, url, headers, body, _ = kube_api.param_serialize(
+        method="GET", resource_path=path, header_params={"Accept": accept}, auth_settings=["BearerToken"])
+    response = kube_api.call_api(method, url, header_params=headers, body=body)
+    response.read()
+    assert response.status == 200, response.data
+    return json.loads(response.data)
+
+
+def dataclay(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": name}, "spec": spec or {}}
+
+
+class Cluster:
+    """Typed API handles plus small getters returning plain dicts (None when absent)."""
+
+    def __init__(self, kube_api: Any, namespace: str) -> None:
+        self.api, self.ns = kube_api, namespace
+        self.custom = client.CustomObjectsApi(kube_api)
+        self.apps = client.AppsV1Api(kube_api)
+        self.core = client.CoreV1Api(kube_api)
+
+    def create(self, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, self.ns, api.PLURAL,
+                                                          dataclay(name, spec))
+
+    def dc(self, name: str) -> dict[str, Any] | None:
+        return self._absent_is_none(lambda: self.custom.get_namespaced_custom_object(
+            api.GROUP, api.VERSION, self.ns, api.PLURAL, name))
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object(api.GROUP, api.VERSION, self.ns, api.PLURAL, name,
+                                                          {"spec": spec}, _content_type="application/merge-patch+json")
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, self.ns, api.PLURAL, name)
+
+    def sts(self, name: str) -> dict[str, Any] | None:
+        return self._absent_is_none(lambda: as_dict(self.api, self.apps.read_namespaced_stateful_set(name, self.ns)))
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        return self._absent_is_none(lambda: as_dict(self.api, self.core.read_namespaced_service(name, self.ns)))
+
+    def configmap(self, name: str) -> dict[str, Any] | None:
+        return self._absent_is_none(lambda: as_dict(self.api, self.core.read_namespaced_config_map(name, self.ns)))
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        return [as_dict(self.api, p) for p in self.core.list_namespaced_pod(self.ns, label_selector=selector).items]
+
+    def pvcs(self) -> list[dict[str, Any]]:
+        return [as_dict(self.api, p) for p in self.core.list_namespaced_persistent_volume_claim(self.ns).items]
+
+    def events(self, reason: str) -> list[str]:
+        return [e.message for e in self.core.list_namespaced_event(self.ns).items if e.reason == reason]
+
+    def ready(self, name: str, component: str) -> list[str]:
+        """Play the kubelet for one component's pods."""
+        return mark_pods_ready(self.core, self.ns, api.label_selector(api.selector_labels(name, component)))
+
+    @staticmethod
+    def _absent_is_none(read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+def condition(dc: dict[str, Any] | None, ctype: str) -> dict[str, Any]:
+    for cond in ((dc or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == ctype:
+            return cond
+    return {}
+
+
+class Operator:
+    """`python -m dataclay_operator` as a subprocess, its output in a log file."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], log: Path) -> None:
+        self.popen, self.log = popen, log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, lines: int = 60) -> str:
+        return "--- operator log ---\n" + "\n".join(self.output().splitlines()[-lines:])
+
+    def until(self, check: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
+        """Poll `check` (bounded); fail with the operator's log if it times out or the operator dies."""
+        def probe() -> T | None:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"operator exited with {self.popen.returncode}\n{self.tail()}")
+            return check()
+        try:
+            return wait_until(probe, timeout, what)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.tail()}") from None
+
+    def stop(self) -> int:
+        """SIGTERM (what the kubelet sends); kopf stops cleanly. SIGKILL only if it hangs."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        return self.popen.returncode
+
+
+@contextmanager
+def running_operator(kube_cluster: KubeCluster, namespace: str, log_dir: Path, *, kubeconfig: Path | None = None,
+                     **env: str) -> Iterator[Operator]:
+    environ = kube_cluster.env()
+    if kubeconfig is not None:
+        environ["KUBECONFIG"] = str(kubeconfig)
+    paths = [str(REPO / d) for d in ("operator", "client", "backend")]
+    environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [environ.get("PYTHONPATH")] if p])
+    environ.update({"DC_OPERATOR_NAMESPACES": namespace, "DC_OPERATOR_RESYNC_SECONDS": "5",
+                    "DC_OPERATOR_IMAGE": IMAGE, **env})
+    log = log_dir / f"operator-{uuid.uuid4().hex[:6]}.log"
+    with log.open("wb") as out:
+        popen = subprocess.Popen([sys.executable, "-m", "dataclay_operator"], env=environ, stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    operator = Operator(popen, log)
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+# -- fixtures -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crd(kube_api: Any) -> dict[str, Any]:
+    """The chart's CRD file, installed and Established."""
+    ext = client.ApiextensionsV1Api(kube_api)
+    body = yaml.safe_load(CRD_FILE.read_text())
+    try:
+        ext.create_custom_resource_definition(body)
+    except ApiException as exc:
+        if exc.status != 409:  # already installed by another module (same file)
+            raise
+
+    def established() -> dict[str, Any] | None:
+        live = as_dict(kube_api, ext.read_custom_resource_definition(api.CRD_NAME))
+        conditions = (live.get("status") or {}).get("conditions") or []
+        return live if any(c["type"] == "Established" and c["status"] == "True" for c in conditions) else None
+
+    return wait_until(established, TIMEOUT, "the DataClay CRD to be established")
+
+
+@pytest.fixture
+def cluster(kube_api: Any, namespace: str, crd: dict[str, Any]) -> Cluster:
+    return Cluster(kube_api, namespace)
+
+
+# -- the CRD and server-side validation -----------------------------------------------------------------
+
+
+def test_crd_installs_with_status_subresource_and_printer_columns(crd: dict[str, Any], cluster: Cluster) -> None:
+    version = crd["spec"]["versions"][0]
+    assert version["name"] == api.VERSION and version["subresources"] == {"status": {}}
+    cluster.create("demo", {"replicas": 2})
+    table = raw_get(cluster.api, f"/apis/{api.API_VERSION}/namespaces/{cluster.ns}/{api.PLURAL}",
+                    accept="application/json;as=Table;v=v1;g=meta.k8s.io")
+    names = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0]
+    assert names == ["Name", "Ready", "Phase", "Age"]  # what `kubectl get dataclays` shows
+
+
+def test_server_applies_the_schema_defaults(cluster: Cluster) -> None:
+    created = cluster.create("defaults")
+    assert created["spec"] == {
+        "replicas": 1, "durability": "process", "imagePullPolicy": "IfNotPresent",
+        "storage": {"size": "1Gi"}, "metadata": {"storage": {"size": "1Gi"}},
+        "model": {"path": "/opt/dataclay/models"},
+        "pvcRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+    }
+
+
+@pytest.mark.parametrize("name, spec, expected", [
+    ("zero", {"replicas": 0}, "spec.replicas"),
+    ("negative", {"replicas": -2}, "spec.replicas"),
+    ("text", {"replicas": "three"}, "spec.replicas"),
+    ("fraction", {"replicas": 1.5}, "spec.replicas"),
+    ("durability", {"durability": "eventually"}, "spec.durability"),
+    ("size", {"storage": {"size": "lots"}}, "spec.storage.size"),
+    ("size-type", {"storage": {"size": 10}}, "spec.storage.size"),
+    ("limit", {"memoryLimit": "12 apples"}, "spec.memoryLimit"),
+    ("resources", {"resources": {"limits": {"memory": "x"}}}, "spec.resources.limits.memory"),
+    ("configmap", {"model": {"configMap": "Not_A_Name"}}, "spec.model.configMap"),
+    ("model-path", {"model": {"path": "relative/dir"}}, "spec.model.path"),
+    ("retention", {"pvcRetentionPolicy": {"whenDeleted": "Keep"}}, "spec.pvcRetentionPolicy.whenDeleted"),
+    ("pull", {"imagePullPolicy": "Sometimes"}, "spec.imagePullPolicy"),
+    ("image", {"image": ""}, "spec.image"),
+    ("a" * 41, {}, "at most 40 characters"),
+    ("9lives", {}, "starting with a letter"),
+])
+def test_invalid_dataclays_are_rejected_by_the_server(cluster: Cluster, name: str, spec: dict[str, Any],
+                                                      expected: str) -> None:
+    with pytest.raises(ApiException) as info:
+        cluster.create(name, spec)
+    assert info.value.status == 422
+    assert expected in json.loads(info.value.body)["message"]
+
+
+def test_storage_cannot_change_after_creation(cluster: Cluster) -> None:
+    cluster.create("fixed", {"storage": {"size": "1Gi"}})
+    with pytest.raises(ApiException) as info:
+        cluster.patch_spec("fixed", {"storage": {"size": "5Gi"}})
+    assert info.value.status == 422 and "storage cannot be changed" in info.value.body
+
+
+# -- the operator ----------------------------------------------------------------------------------------
+
+
+def test_operator_creates_children_with_owner_references(kube_cluster: KubeCluster, cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    created = cluster.create("store", {"replicas": 2, "model": {"configMap": "models"}})
+    owner = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": "store", "uid": created["metadata"]["uid"],
+             "controller": True, "blockOwnerDeletion": True}
+    health = closed_port()
+    with running_operator(kube_cluster, cluster.ns, tmp_path,
+                          DC_OPERATOR_LIVENESS=f"http://127.0.0.1:{health}/healthz") as op:
+        backend = op.until(lambda: cluster.sts("store-backend"), "the backend StatefulSet")
+        op.until(lambda: healthy(f"http://127.0.0.1:{health}/healthz"), "the liveness endpoint (chart probe)")
+        children = {
+            "metadata StatefulSet": op.until(lambda: cluster.sts("store-metadata"), "the metadata StatefulSet"),
+            "backend StatefulSet": backend,
+            "metadata Service": cluster.service("store-metadata"),
+            "backend Service": cluster.service("store-backend"),
+            "client ConfigMap": cluster.configmap("store-client"),
+        }
+        for what, child in children.items():
+            assert child is not None, what
+            assert child["metadata"]["ownerReferences"] == [owner], what
+            assert child["metadata"]["labels"][api.LABEL_MANAGED_BY] == api.MANAGER, what
+
+        assert backend["spec"]["replicas"] == 2 and backend["spec"]["serviceName"] == "store-backend"
+        (container,) = backend["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == IMAGE
+        env = {e["name"]: e for e in container["env"]}
+        assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        assert env["DC_ADVERTISE_HOST"]["value"] == f"$(POD_NAME).store-backend.{cluster.ns}.svc"
+        assert container["readinessProbe"]["grpc"]["port"] == api.BACKEND_PORT
+        assert children["backend Service"]["spec"]["clusterIP"] == "None"
+        assert children["metadata StatefulSet"]["spec"]["replicas"] == 1
+        assert children["client ConfigMap"]["data"] == {"DC_HOST": f"store-metadata.{cluster.ns}.svc",
+                                                        "DC_PORT": str(api.METADATA_PORT)}
+
+        # the controller manager's StatefulSet controller takes it from here: pods named for identity
+        pods = op.until(lambda: sorted(p["metadata"]["name"] for p in cluster.pods("app.kubernetes.io/instance=store"))
+                        if len(cluster.pods("app.kubernetes.io/instance=store")) == 3 else None, "three pods")
+        assert pods == ["store-backend-0", "store-backend-1", "store-metadata-0"]
+        claims = op.until(lambda: sorted(c["metadata"]["name"] for c in cluster.pvcs()) if len(cluster.pvcs()) == 3
+                          else None, "one PVC per pod")
+        assert claims == ["data-store-backend-0", "data-store-backend-1", "data-store-metadata-0"]
+        assert any("StatefulSet store-backend" in m for m in cluster.events("Created"))
+
+    # kopf added nothing to the DataClay: no finalizer (deletion never waits for the operator)
+    live = cluster.dc("store")
+    assert not live["metadata"].get("finalizers")
+    assert not [k for k in (live["metadata"].get("annotations") or {}) if "kopf" in k]
+
+
+def test_status_and_conditions_follow_the_pods(kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    cluster.create("store", {"replicas": 2})
+    with running_operator(kube_cluster, cluster.ns, tmp_path) as op:
+        pending = op.until(lambda: (d := cluster.dc("store")) and d.get("status", {}).get("observedGeneration") == 1
+                           and d, "the first status")
+        assert pending["status"]["phase"] == "Provisioning"
+        assert condition(pending, "Ready")["status"] == "False"
+        assert pending["status"]["desiredBackends"] == 2
+        op.until(lambda: len(cluster.pods("app.kubernetes.io/instance=store")) == 3, "pods")
+
+        cluster.ready("store", api.COMPONENT_METADATA)
+        cluster.ready("store", api.COMPONENT_BACKEND)
+        ready = op.until(lambda: (d := cluster.dc("store")) and d["status"].get("phase") == "Ready" and d,
+                         "phase Ready after the pods are ready")
+        status = ready["status"]
+        assert (status["ready"], status["readyBackends"], status["metadataReady"]) == ("2/2", 2, True)
+        assert status["endpoint"] == f"store-metadata.{cluster.ns}.svc:{api.METADATA_PORT}"
+        assert [b["pod"] for b in status["backends"]] == ["store-backend-0", "store-backend-1"]
+        assert all(b["ready"] for b in status["backends"])
+        assert (condition(ready, "Ready")["status"], condition(ready, "Ready")["reason"]) == ("True", "AllReady")
+        assert condition(ready, "Degraded")["status"] == "False"
+
+        table = raw_get(cluster.api, f"/apis/{api.API_VERSION}/namespaces/{cluster.ns}/{api.PLURAL}/store",
+                        accept="application/json;as=Table;v=v1;g=meta.k8s.io")
+        assert table["rows"][0]["cells"][:3] == ["store", "2/2", "Ready"]
+
+
+def test_replicas_and_image_changes_roll_out(kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    cluster.create("store", {"replicas": 1, "image": "dataclay:1"})
+    with running_operator(kube_cluster, cluster.ns, tmp_path) as op:
+        op.until(lambda: (d := cluster.dc("store")) and d.get("status", {}).get("observedGeneration") == 1,
+                 "the first pass")
+        cluster.patch_spec("store", {"replicas": 3, "image": "dataclay:2", "resources": {"limits": {"memory": "1Gi"}}})
+
+        def rolled() -> dict[str, Any] | None:
+            sts = cluster.sts("store-backend")
+            (container,) = sts["spec"]["template"]["spec"]["containers"]
+            ok = sts["spec"]["replicas"] == 3 and container["image"] == "dataclay:2"
+            return sts if ok else None
+
+        sts = op.until(rolled, "the backend StatefulSet at 3 replicas of dataclay:2")
+        assert sts["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"memory": "1Gi"}}
+        meta = cluster.sts("store-metadata")
+        assert meta["spec"]["template"]["spec"]["containers"][0]["image"] == "dataclay:2"
+        op.until(lambda: sorted(p["metadata"]["name"] for p in cluster.pods("app.kubernetes.io/component=backend"))
+                 == ["store-backend-0", "store-backend-1", "store-backend-2"], "three backend pods")
+        op.until(lambda: (d := cluster.dc("store"))["status"].get("observedGeneration") == 2 and
+                 d["status"]["desiredBackends"] == 3, "status of generation 2")
+        assert any("StatefulSet store-backend" in m for m in cluster.events("Updated"))
+
+
+def test_scale_down_that_cannot_drain_keeps_replicas_and_is_degraded(kube_cluster: KubeCluster, cluster: Cluster,
+                                                                     tmp_path: Path) -> None:
+    """No data plane answers: the drain fails, replicas stay, Degraded says why; scaling back clears it."""
+    cluster.create("store", {"replicas": 3})
+    env = {"DC_OPERATOR_DATAPLANE_HOST": "127.0.0.1", "DC_OPERATOR_DATAPLANE_PORT": str(closed_port())}
+    with running_operator(kube_cluster, cluster.ns, tmp_path, **env) as op:
+        op.until(lambda: (s := cluster.sts("store-backend")) and s["spec"]["replicas"] == 3, "3 backends")
+        cluster.patch_spec("store", {"replicas": 2})
+        degraded = op.until(lambda: (d := cluster.dc("store")) and condition(d, "Degraded").get("status") == "True"
+                            and d, "Degraded after the failed drain", timeout=120)
+        cond = condition(degraded, "Degraded")
+        assert cond["reason"] == "DrainFailed"
+        assert "store-backend-2" in cond["message"] and "nothing removed" in cond["message"]
+        assert degraded["status"]["phase"] == "Degraded"
+        assert degraded["status"]["drain"]["state"] == "Failed"
+        assert degraded["status"]["drain"]["backends"] == ["store-backend-2"]
+        assert cluster.sts("store-backend")["spec"]["replicas"] == 3  # nothing was removed
+        assert cluster.events("DrainStarted") and cluster.events("DrainFailed")
+        assert not cluster.events("ScaledDown")
+
+        cluster.patch_spec("store", {"replicas": 3})
+        healed = op.until(lambda: (d := cluster.dc("store")) and condition(d, "Degraded").get("status") == "False"
+                          and d, "Degraded cleared after scaling back")
+        assert "drain" not in healed["status"]
+        assert cluster.sts("store-backend")["spec"]["replicas"] == 3
+
+
+def test_operator_restart_heals_drift_without_duplicates(kube_cluster: KubeCluster, cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    cluster.create("store", {"replicas": 2, "image": "dataclay:1"})
+    with running_operator(kube_cluster, cluster.ns, tmp_path) as op:
+        op.until(lambda: cluster.sts("store-backend"), "the backend StatefulSet")
+        op.until(lambda: cluster.service("store-backend"), "the backend Service")
+    # while no operator runs: a child is deleted, another is edited by hand
+    cluster.core.delete_namespaced_service("store-backend", cluster.ns)
+    cluster.apps.patch_namespaced_stateful_set("store-backend", cluster.ns, {"spec": {"template": {"spec": {
+        "containers": [{"name": "backend", "image": "tampered:0"}]}}}})
+    with running_operator(kube_cluster, cluster.ns, tmp_path) as op:
+        op.until(lambda: cluster.service("store-backend"), "the Service recreated")
+        op.until(lambda: cluster.sts("store-backend")["spec"]["template"]["spec"]["containers"][0]["image"]
+                 == "dataclay:1", "the image restored")
+    statefulsets = [s.metadata.name for s in cluster.apps.list_namespaced_stateful_set(cluster.ns).items]
+    assert sorted(statefulsets) == ["store-backend", "store-metadata"]
+
+
+def test_a_foreign_object_with_a_childs_name_is_reported_not_taken_over(kube_cluster: KubeCluster, cluster: Cluster,
+                                                                        tmp_path: Path) -> None:
+    cluster.core.create_namespaced_config_map(cluster.ns, {"metadata": {"name": "store-client"}, "data": {"x": "1"}})
+    cluster.create("store")
+    with running_operator(kube_cluster, cluster.ns, tmp_path) as op:
+        degraded = op.until(lambda: (d := cluster.dc("store")) and condition(d, "Degraded").get("status") == "True"
+                            and d, "Degraded")
+        assert condition(degraded, "Degraded")["reason"] == "ReconcileFailed"
+        assert "ConfigMap store-client exists and is not controlled by this DataClay" in \
+            condition(degraded, "Degraded")["message"]
+        assert cluster.configmap("store-client")["data"] == {"x": "1"}  # untouched
+        cluster.core.delete_namespaced_config_map("store-client", cluster.ns)
+        op.until(lambda: condition(cluster.dc("store"), "Degraded").get("status") == "False",
+                 "recovery once the name is free", timeout=90)
+        assert cluster.configmap("store-client")["data"]["DC_PORT"] == str(api.METADATA_PORT)
+
+
+@pytest.mark.parametrize("when_deleted", ["Delete", "Retain"])
+def test_deleting_the_dataclay_cascades(kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path,
+                                        when_deleted: str) -> None:
+    cluster.create("store", {"replicas": 2, "pvcRetentionPolicy": {"whenDeleted": when_deleted}})
+    with running_operator(kube_cluster, cluster.ns, tmp_path) as op:
+        op.until(lambda: len(cluster.pvcs()) == 3, "the PVCs of 3 pods")
+        cluster.delete("store")
+        # the controller manager's garbage collector removes the children (no finalizer to wait for)
+        op.until(lambda: cluster.dc("store") is None, "the DataClay gone")
+        op.until(lambda: not any((cluster.sts("store-backend"), cluster.sts("store-metadata"),
+                                  cluster.service("store-backend"), cluster.service("store-metadata"),
+                                  cluster.configmap("store-client"))), "the children garbage-collected")
+        op.until(lambda: not cluster.pods("app.kubernetes.io/instance=store"), "the pods gone")
+        if when_deleted == "Delete":
+            op.until(lambda: not cluster.pvcs(), "the PVCs deleted")
+        else:
+            assert sorted(c["metadata"]["name"] for c in cluster.pvcs()) == [
+                "data-store-backend-0", "data-store-backend-1", "data-store-metadata-0"]
+
+
+# -- the Helm chart ---------------------------------------------------------------------------------------
+
+
+def helm(kube_cluster: KubeCluster, *args: str) -> str:
+    result = subprocess.run([str(kube_cluster.bin_dir / "helm"), *args], env=kube_cluster.env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={apps,batch}", "--set", "example.enabled=true"]])
+def test_chart_renders_and_lints(kube_cluster: KubeCluster, values: list[str]) -> None:
+    out = helm(kube_cluster, "lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in out
+    docs = [d for d in yaml.safe_load_all(helm(kube_cluster, "template", "rel", str(CHART), "--namespace", "ops",
+                                                 "--include-crds", *values)) if d]
+    kinds = sorted({d["kind"] for d in docs})
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= set(kinds)
+    crd = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
+    assert crd == yaml.safe_load(CRD_FILE.read_text())
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "dataclay_operator"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    if values:
+        assert env["DC_OPERATOR_NAMESPACES"] == "apps,batch"
+        assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch"]
+        assert [d["metadata"]["name"] for d in docs if d["kind"] == api.KIND] == ["example"]
+    else:
+        assert env["DC_OPERATOR_NAMESPACES"] == ""
+        assert not [d for d in docs if d["kind"] in ("Role", api.KIND)]
+
+
+def service_account_kubeconfig(kube_cluster: KubeCluster, kube_api: Any, namespace: str, name: str,
+                               path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount (TokenRequest), as the operator pod would."""
+    token = client.CoreV1Api(kube_api).create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    admin = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    doc = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": admin["clusters"][0]["name"], "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_helm_install_is_accepted_and_its_rbac_is_enough(kube_cluster: KubeCluster, cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    """Install the chart for real, then run the operator with the chart's ServiceAccount and
+    least-privilege Role: it must manage the chart's example DataClay without a single 403."""
+    release = f"dc{uuid.uuid4().hex[:6]}"
+    helm(kube_cluster, "install", release, str(CHART), "--namespace", cluster.ns,
+         "--set", f"watchNamespaces={{{cluster.ns}}}", "--set", "example.enabled=true", "--set", "example.replicas=2")
+    try:
+        deployment = cluster.apps.read_namespaced_deployment(f"{release}-dataclay-operator", cluster.ns)
+        assert deployment.spec.template.spec.service_account_name == f"{release}-dataclay-operator"
+        assert cluster.dc("example") is not None
+        assert cluster.api is not None and client.RbacAuthorizationV1Api(cluster.api).read_namespaced_role(
+            f"{release}-dataclay-operator", cluster.ns)
+
+        kubeconfig = service_account_kubeconfig(kube_cluster, cluster.api, cluster.ns,
+                                                f"{release}-dataclay-operator", tmp_path / "sa.kubeconfig")
+        with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig) as op:
+            op.until(lambda: cluster.sts("example-backend"), "the example's backend StatefulSet")
+            op.until(lambda: len(cluster.pods("app.kubernetes.io/instance=example")) == 3, "its pods")
+            cluster.ready("example", api.COMPONENT_METADATA)
+            cluster.ready("example", api.COMPONENT_BACKEND)
+            op.until(lambda: (d := cluster.dc("example")) and d.get("status", {}).get("phase") == "Ready",
+                     "the example Ready")
+            assert cluster.events("Created")  # Events are allowed too
+            log = op.output()
+        assert "403" not in log and "Forbidden" not in log and "forbidden" not in log, log
+    finally:
+        helm(kube_cluster, "uninstall", release, "--namespace", cluster.ns)
+
+
+# -- the scale-down drain, against real backend processes -------------------------------------------------
+
+
+def owned_count(metadata_port: int, backend_id: Any) -> int:
+    """Objects the metadata directory says a backend owns (the authority a drain empties); plain
+    gRPC, so it can run on any thread next to a started Client."""
+    import grpc
+
+    from dataclay.protocol import dataclay_pb2 as pb
+    from dataclay.protocol import dataclay_pb2_grpc as rpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{metadata_port}") as channel:
+        reply = rpc.MetadataStub(channel).ListOwnedObjects(pb.BackendRequest(backend_id=backend_id.bytes), timeout=30)
+    return len(reply.object_ids)
+
+
+def pod_named_cluster(data_dir: Path, dataclay_name: str, backends: int) -> Any:
+    """A local cluster (real metadata + backend processes) whose backends are named like the pods
+    of DataClay `dataclay_name` (`<name>-backend-<ordinal>`), as DC_BACKEND_NAME=$(POD_NAME) names them."""
+    from dataclay_backend.cluster import LocalCluster
+
+    class PodNamedCluster(LocalCluster):
+        def start_backend(self, index: int, env: dict[str, str] | None = None) -> Any:
+            name = api.backend_pod_name(dataclay_name, index)
+            args = ["--port", "0", "--name", name, "--data-dir", str(self.data_dir / name),
+                    "--advertise-host", self.host, "--metadata-host", self.host, "--metadata-port", str(self.port)]
+            for path in self.model_paths:
+                args += ["--model-path", str(path)]
+            self.backends[name] = self._spawn(name, "dataclay_backend.backend", args, env)
+            return self.backends[name]
+
+    return PodNamedCluster(data_dir, backends=backends, port=0, model_paths=[REPO / "tests" / "models"])
+
+
+DRAIN_OBJECTS = int(os.environ.get("DC_TEST_DRAIN_OBJECTS", "2000"))
+
+
+def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster: KubeCluster, cluster: Cluster,
+                                                                    tmp_path: Path) -> None:
+    """3 -> 2 backends: every object on store-backend-2 moves to the others, then replicas drop;
+    afterwards (store-backend-2 stopped, as its pod would be) every object is still there."""
+    import threading
+
+    from dataclay import Client
+    from hr import Company, Employee  # tests/models, on the path via tests/conftest.py
+
+    with pod_named_cluster(tmp_path / "dataplane", "store", backends=3) as dataplane:
+        with Client(host="127.0.0.1", port=dataplane.port) as writer:
+            by_name = {info.name: backend_id for backend_id, info in writer.get_backends().items()}
+            companies = []
+            for index in range(DRAIN_OBJECTS // 2):  # a Company and its Employee each
+                company = Company(f"C{index}", Employee(f"E{index}", float(index)))
+                company.make_persistent(backend_id=by_name["store-backend-2"])
+                companies.append(company.id)
+            kept = Company("stays", Employee("on backend 0", 1.0))
+            kept.make_persistent(backend_id=by_name["store-backend-0"])
+        assert owned_count(dataplane.port, by_name["store-backend-2"]) == DRAIN_OBJECTS
+
+        cluster.create("store", {"replicas": 3})
+        env = {"DC_OPERATOR_DATAPLANE_HOST": "127.0.0.1", "DC_OPERATOR_DATAPLANE_PORT": str(dataplane.port)}
+        with running_operator(kube_cluster, cluster.ns, tmp_path, **env) as op:
+            op.until(lambda: (s := cluster.sts("store-backend")) and s["spec"]["replicas"] == 3, "3 backends")
+
+            # Watch replicas: the moment they drop, store-backend-2 must already own nothing.
+            at_drop: list[int] = []
+            watching = threading.Event()
+
+            def watch_replicas() -> None:
+                from kubernetes import watch
+
+                w = watch.Watch()
+                watching.set()
+                for event in w.stream(cluster.apps.list_namespaced_stateful_set, cluster.ns,
+                                      field_selector="metadata.name=store-backend", timeout_seconds=240):
+                    if event["object"].spec.replicas == 2:
+                        at_drop.append(owned_count(dataplane.port, by_name["store-backend-2"]))
+                        w.stop()
+
+            watcher = threading.Thread(target=watch_replicas, daemon=True)
+            watcher.start()
+            assert watching.wait(10)
+            cluster.patch_spec("store", {"replicas": 2})
+            op.until(lambda: cluster.sts("store-backend")["spec"]["replicas"] == 2, "replicas lowered to 2",
+                     timeout=240)
+            watcher.join(30)
+            assert at_drop == [0], at_drop
+
+            done = op.until(lambda: (d := cluster.dc("store")) and d["status"].get("observedGeneration") == 2
+                            and "drain" not in d["status"] and d, "status after the scale-down")
+            assert condition(done, "Degraded")["status"] == "False"
+            (started,), (succeeded,), (scaled,) = (cluster.events(r) for r in ("DrainStarted", "DrainSucceeded",
+                                                                                 "ScaledDown"))
+            assert "store-backend-2" in started and f"moved {DRAIN_OBJECTS} objects" in succeeded
+            assert "3 -> 2" in scaled
+            print(f"\ndrain of {DRAIN_OBJECTS} objects through the operator: {succeeded}")
+
+        assert owned_count(dataplane.port, by_name["store-backend-2"]) == 0
+        dataplane.stop_process(dataplane.backends["store-backend-2"])  # its pod is gone
+        with Client(host="127.0.0.1", port=dataplane.port):
+            for index, company_id in enumerate(companies):
+                company = Company.get_by_id(company_id)
+                assert company.name == f"C{index}" and company.employee.salary == float(index)
+            assert Company.get_by_id(kept.id).employee.raise_salary(1.0) == 2.0
