@@ -1,0 +1,80 @@
+"""Identity of the DataClay API and the names and labels shared by every child object.
+
+Kept in one module so the CRD builder, the children and the kopf handlers cannot drift apart.
+"""
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "dataclay.bsc.es"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "DataClay"
+PLURAL: Final = "dataclays"
+SINGULAR: Final = "dataclay"
+SHORT_NAMES: Final = ("dc",)
+CATEGORIES: Final = ("dataclay",)
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+#: Field manager for server-side apply, and the value of the managed-by label.
+MANAGER: Final = "dataclay-operator"
+
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+APP_NAME: Final = "dataclay"
+
+COMPONENT_METADATA: Final = "metadata"
+COMPONENT_BACKEND: Final = "backend"
+
+#: Optional pod annotation carrying the backend id a backend registered with (see status.py).
+ANNOTATION_BACKEND_ID: Final = f"{GROUP}/backend-id"
+
+METADATA_PORT: Final = 16587
+BACKEND_PORT: Final = 6867
+DATA_DIR: Final = "/data"
+
+
+def metadata_name(name: str) -> str:
+    """Metadata StatefulSet and its (ClusterIP) Service: clients connect to this Service."""
+    return f"{name}-metadata"
+
+
+def backend_name(name: str) -> str:
+    """Backend StatefulSet and its governing headless Service (same name, different kinds)."""
+    return f"{name}-backend"
+
+
+def client_config_name(name: str) -> str:
+    """ConfigMap with DC_HOST/DC_PORT, for client pods to `envFrom`."""
+    return f"{name}-client"
+
+
+def backend_pod_name(name: str, ordinal: int) -> str:
+    """Pod name of backend `ordinal`; it is also the backend's dataClay name (DC_BACKEND_NAME)."""
+    return f"{backend_name(name)}-{ordinal}"
+
+
+def metadata_host(name: str, namespace: str) -> str:
+    """In-cluster DNS name of the metadata Service."""
+    return f"{metadata_name(name)}.{namespace}.svc"
+
+
+def selector_labels(name: str, component: str) -> dict[str, str]:
+    """Labels that select one component's pods; immutable in a StatefulSet, so never extended."""
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: name, LABEL_COMPONENT: component}
+
+
+def common_labels(name: str, component: str | None = None) -> dict[str, str]:
+    """Labels on every child: selector labels plus the ones the operator watches children by."""
+    labels = {LABEL_NAME: APP_NAME, LABEL_INSTANCE: name, LABEL_MANAGED_BY: MANAGER, LABEL_PART_OF: APP_NAME}
+    if component is not None:
+        labels[LABEL_COMPONENT] = component
+    return labels
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    """`k=v,k=v` form for list calls."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

@@ -1,0 +1,229 @@
+"""Every Kubernetes object a DataClay owns, as pure functions of the DataClay and its spec.
+
+Deterministic names (api.py), labels and a controller owner reference on each, so reconciling is
+"apply these objects" and deleting the DataClay lets the garbage collector remove them. Field
+values here are exactly the fields the operator owns (server-side apply field manager).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dataclay_operator import api
+from dataclay_operator.spec import DataClaySpec, StorageSpec
+
+RUN_AS: int = 10001  # the image's unprivileged user; also fsGroup so the PVC is writable
+TMP_VOLUME = "tmp"
+DATA_VOLUME = "data"
+MODEL_VOLUME = "model"
+
+
+def owner_reference(dc: Mapping[str, Any]) -> dict[str, Any]:
+    """Controller reference to the DataClay: cascades deletion and tells whose child this is."""
+    meta = dc["metadata"]
+    return {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": meta["name"], "uid": meta["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _meta(dc: Mapping[str, Any], name: str, component: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": dc["metadata"]["namespace"],
+        "labels": api.common_labels(dc["metadata"]["name"], component),
+        "ownerReferences": [owner_reference(dc)],
+    }
+
+
+def client_configmap(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]:
+    """DC_HOST/DC_PORT of the metadata service, for client pods (`envFrom: configMapRef`)."""
+    name, namespace = dc["metadata"]["name"], dc["metadata"]["namespace"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(dc, api.client_config_name(name), None),
+        "data": {"DC_HOST": api.metadata_host(name, namespace), "DC_PORT": str(api.METADATA_PORT)},
+    }
+
+
+def metadata_service(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]:
+    """Stable virtual IP and DNS name of the metadata service (what DC_HOST points at)."""
+    name = dc["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(dc, api.metadata_name(name), api.COMPONENT_METADATA),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": api.selector_labels(name, api.COMPONENT_METADATA),
+            "ports": [{"name": "grpc", "port": api.METADATA_PORT, "targetPort": "grpc", "protocol": "TCP"}],
+        },
+    }
+
+
+def backend_service(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]:
+    """Headless governing Service: gives each backend pod the stable DNS name it advertises.
+
+    Not-ready addresses are published so a starting backend can register under its name before
+    its readiness probe passes.
+    """
+    name = dc["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(dc, api.backend_name(name), api.COMPONENT_BACKEND),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": api.selector_labels(name, api.COMPONENT_BACKEND),
+            "ports": [{"name": "grpc", "port": api.BACKEND_PORT, "targetPort": "grpc", "protocol": "TCP"}],
+        },
+    }
+
+
+def _probes(port: int) -> dict[str, Any]:
+    """gRPC health (grpc.health.v1) probes; the startup probe allows a slow recovery of the data dir."""
+    grpc = {"port": port}
+    return {
+        "startupProbe": {"grpc": grpc, "periodSeconds": 2, "failureThreshold": 150, "timeoutSeconds": 2},
+        "readinessProbe": {"grpc": grpc, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 2},
+        "livenessProbe": {"grpc": grpc, "periodSeconds": 10, "failureThreshold": 6, "timeoutSeconds": 5},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def _pod_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _claim_template(name: str, component: str, storage: StorageSpec) -> dict[str, Any]:
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.size}}}
+    if storage.storage_class_name:
+        claim_spec["storageClassName"] = storage.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": DATA_VOLUME, "labels": api.selector_labels(name, component)},
+            "spec": claim_spec}
+
+
+def _retention(spec: DataClaySpec) -> dict[str, str]:
+    return {"whenDeleted": spec.pvc_retention.when_deleted.value, "whenScaled": spec.pvc_retention.when_scaled.value}
+
+
+def _statefulset(dc: Mapping[str, Any], spec: DataClaySpec, *, component: str, sts_name: str, service: str,
+                 replicas: int, container: dict[str, Any], storage: StorageSpec,
+                 extra_volumes: list[dict[str, Any]], pod_extra: dict[str, Any]) -> dict[str, Any]:
+    name = dc["metadata"]["name"]
+    pod_spec: dict[str, Any] = {
+        "enableServiceLinks": False,  # Service env vars like <NAME>_METADATA_PORT would shadow DC_* settings
+        "automountServiceAccountToken": False,  # the servers never call the Kubernetes API
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": _pod_security(),
+        "containers": [container],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}, *extra_volumes],
+        **pod_extra,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(dc, sts_name, component),
+        "spec": {
+            "serviceName": service,
+            "replicas": replicas,
+            "selector": {"matchLabels": api.selector_labels(name, component)},
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "persistentVolumeClaimRetentionPolicy": _retention(spec),
+            "template": {"metadata": {"labels": api.common_labels(name, component)}, "spec": pod_spec},
+            "volumeClaimTemplates": [_claim_template(name, component, storage)],
+        },
+    }
+
+
+def _env(pairs: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in pairs.items()]
+
+
+def _base_mounts() -> list[dict[str, Any]]:
+    return [{"name": DATA_VOLUME, "mountPath": api.DATA_DIR}, {"name": TMP_VOLUME, "mountPath": "/tmp"}]
+
+
+def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]:
+    """The metadata service: one replica with its own volume (backends and clients depend on it)."""
+    name = dc["metadata"]["name"]
+    container: dict[str, Any] = {
+        "name": "metadata",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["python", "-m", "dataclay_backend.metadata"],
+        "env": _env({"DC_METADATA_PORT": str(api.METADATA_PORT), "DC_DATA_DIR": api.DATA_DIR,
+                     "DC_DURABILITY": spec.durability.value}),
+        "ports": [{"name": "grpc", "containerPort": api.METADATA_PORT, "protocol": "TCP"}],
+        **_probes(api.METADATA_PORT),
+        "volumeMounts": _base_mounts(),
+        "securityContext": _container_security(),
+    }
+    if spec.metadata.resources:
+        container["resources"] = dict(spec.metadata.resources)
+    return _statefulset(dc, spec, component=api.COMPONENT_METADATA, sts_name=api.metadata_name(name),
+                        service=api.metadata_name(name), replicas=1, container=container,
+                        storage=spec.metadata.storage, extra_volumes=[], pod_extra={})
+
+
+def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int) -> dict[str, Any]:
+    """The backends. `replicas` comes from the scale plan, not straight from the spec: a scale-down
+    keeps the current count until the drain has emptied the backends that go away."""
+    name, namespace = dc["metadata"]["name"], dc["metadata"]["namespace"]
+    settings = {
+        "DC_BACKEND_NAME": "$(POD_NAME)",  # stable identity per pod; the id lives in its data dir
+        "DC_ADVERTISE_HOST": f"$(POD_NAME).{api.backend_name(name)}.{namespace}.svc",
+        "DC_HOST": api.metadata_host(name, namespace),
+        "DC_PORT": str(api.METADATA_PORT),
+        "DC_BACKEND_PORT": str(api.BACKEND_PORT),
+        "DC_DATA_DIR": api.DATA_DIR,
+        "DC_DURABILITY": spec.durability.value,
+        "DC_MODEL_PATH": spec.model.path,
+    }
+    if spec.memory_limit is not None:
+        settings["DC_MEMORY_LIMIT"] = str(spec.memory_limit)
+    mounts = _base_mounts()
+    volumes: list[dict[str, Any]] = []
+    if spec.model.config_map:
+        mounts.append({"name": MODEL_VOLUME, "mountPath": spec.model.path, "readOnly": True})
+        volumes.append({"name": MODEL_VOLUME, "configMap": {"name": spec.model.config_map}})
+    container: dict[str, Any] = {
+        "name": "backend",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["python", "-m", "dataclay_backend.backend"],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+            *_env(settings),
+        ],
+        "ports": [{"name": "grpc", "containerPort": api.BACKEND_PORT, "protocol": "TCP"}],
+        **_probes(api.BACKEND_PORT),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+    }
+    if spec.resources:
+        container["resources"] = dict(spec.resources)
+    spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+               "labelSelector": {"matchLabels": api.selector_labels(name, api.COMPONENT_BACKEND)}}]
+    return _statefulset(dc, spec, component=api.COMPONENT_BACKEND, sts_name=api.backend_name(name),
+                        service=api.backend_name(name), replicas=replicas, container=container,
+                        storage=spec.storage, extra_volumes=volumes,
+                        pod_extra={"topologySpreadConstraints": spread})
+
+
+def static_children(dc: Mapping[str, Any], spec: DataClaySpec) -> list[dict[str, Any]]:
+    """Children whose desired state depends on the spec alone (the backend StatefulSet also
+    depends on the scale plan), in creation order: the metadata service before anything uses it."""
+    return [client_configmap(dc, spec), metadata_service(dc, spec), metadata_statefulset(dc, spec),
+            backend_service(dc, spec)]
+
+
+#: StatefulSet fields the API server refuses to change; existing values are kept (see reconcile).
+STATEFULSET_IMMUTABLE = ("selector", "serviceName", "podManagementPolicy", "volumeClaimTemplates")

@@ -1,0 +1,84 @@
+"""Thin kopf handlers: watch events in, reconcile requests out.
+
+kopf watches DataClays and their StatefulSets; every handler only puts a (namespace, name) key on
+the controller's work queue. No change handlers, timers or daemons: those make kopf add a
+finalizer and annotations to every DataClay, and nothing here lives outside Kubernetes, so owner
+references and the garbage collector do all the cleanup. Resync comes from the work queue.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from dataclay_operator import api
+from dataclay_operator.config import OperatorConfig, load_config
+from dataclay_operator.controller import Controller
+from dataclay_operator.events import EventRecorder
+from dataclay_operator.kube import Kube
+from dataclay_operator.reconcile import Reconciler
+
+
+def needs_reconcile(event_type: str | None, body: Mapping[str, Any]) -> bool:
+    """Whether a DataClay watch event asks for a pass.
+
+    Initial listing and ADDED: yes (this is how the operator resumes after a restart). MODIFIED:
+    only when the spec generation is newer than the one status reports, so the operator's own
+    status writes do not trigger passes (status changes do not bump metadata.generation).
+    """
+    if event_type == "DELETED":
+        return False
+    if event_type != "MODIFIED":
+        return True
+    generation = (body.get("metadata") or {}).get("generation")
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return generation is None or observed is None or generation != observed
+
+
+def owner_key(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(namespace, name) of the DataClay controlling this child, if any."""
+    meta = body.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == api.KIND and ref.get("apiVersion", "").startswith(f"{api.GROUP}/"):
+            return meta.get("namespace"), ref.get("name")
+    return None
+
+
+@kopf.on.startup()
+def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = getattr(memo, "config", None) or load_config(os.environ)
+    settings.posting.level = logging.WARNING  # our own Events come from the reconciler
+    settings.watching.server_timeout = 300  # recycle watches so a silently dead connection heals
+    settings.watching.client_timeout = 330
+    kube = Kube.from_environment()
+    reconciler = Reconciler(kube=kube, config=config, events=EventRecorder(kube))
+    controller = Controller(reconciler.reconcile, workers=config.workers)
+    controller.start()
+    memo.controller = controller
+
+
+@kopf.on.cleanup()
+def stop(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = getattr(memo, "controller", None)
+    if controller is not None:
+        controller.stop()
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def dataclay_event(event: Mapping[str, Any], body: Mapping[str, Any], namespace: str, name: str,
+                         memo: kopf.Memo, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        memo.controller.forget((namespace, name))
+    elif needs_reconcile(event.get("type"), body):
+        memo.controller.enqueue((namespace, name))
+
+
+@kopf.on.event("apps", "v1", "statefulsets", labels={api.LABEL_MANAGED_BY: api.MANAGER})
+async def statefulset_event(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    """Child status changed (pods became ready, a rollout progressed): refresh the owner's status."""
+    key = owner_key(body)
+    if key is not None:
+        memo.controller.enqueue(key)

@@ -1,0 +1,272 @@
+"""One reconcile pass for one DataClay: children, scale-down drain, status.
+
+Level-based and idempotent: every pass reads the DataClay and its children, creates what is
+missing, patches what differs on the fields we own (server-side apply), and recomputes status
+from what it observed. A pass can be cut at any point (operator restart) and the next one simply
+continues: a scale-down whose drain did not finish still has spec.replicas below the StatefulSet's,
+so it drains again (moving nothing twice) before lowering replicas.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from dataclay_operator import api, children
+from dataclay_operator.compare import differing_paths, is_subset, keep_immutable
+from dataclay_operator.config import OperatorConfig
+from dataclay_operator.events import NORMAL, WARNING, EventRecorder
+from dataclay_operator.kube import Kube, KubeError, object_path, resource_path
+from dataclay_operator.scaling import ScalePlan, drain_retry_delay, plan_scale, replicas_after_drain
+from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
+from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, status_patch
+
+logger = logging.getLogger(__name__)
+
+#: drain(host, port, backend_names, on_progress) -> objects moved; raises if it cannot drain.
+DrainFn = Callable[[str, int, list[str], Callable[[int, int], None] | None], int]
+
+
+def dataplane_drain(host: str, port: int, backend_names: list[str],
+                    on_progress: Callable[[int, int], None] | None = None) -> int:
+    """The one data-plane call the operator makes (imported lazily: only a scale-down needs it)."""
+    from dataclay.admin import drain_backends
+
+    return drain_backends(host, port, backend_names, on_progress=on_progress)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dataclay_path(namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+    return resource_path(api.API_VERSION, api.PLURAL, namespace, name, subresource)
+
+
+def replicas_of(sts: Mapping[str, Any] | None) -> int | None:
+    return None if sts is None else int((sts.get("spec") or {}).get("replicas", 1))
+
+
+def describe_error(exc: BaseException) -> str:
+    """`Type: message`, one line, for conditions and events."""
+    text = " ".join(str(exc).split()) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+class ChildConflict(Exception):
+    """An object with a child's name exists but another controller (or nobody) owns it."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """When to reconcile this DataClay again: None means never (it is gone), else seconds."""
+
+    requeue_after: float | None
+
+
+@dataclass
+class _DrainFailure:
+    backends: tuple[str, ...]
+    failures: int
+    retry_at: float
+    progress: DrainProgress
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    config: OperatorConfig
+    events: EventRecorder
+    drain: DrainFn = dataplane_drain
+    now: Callable[[], datetime] = utc_now
+    progress_interval: float = 1.0  # at most one status write per interval while draining
+    _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- the pass ---------------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        dc = self.kube.get(dataclay_path(namespace, name))
+        if dc is None or dc["metadata"].get("deletionTimestamp"):
+            self._forget(namespace, name)
+            return Outcome(None)  # owner references cascade; nothing of ours outlives it
+        try:
+            spec = parse_spec(dc.get("spec"), self.config.default_image)
+        except SpecError as exc:
+            self.write_status(dc, None, error=(Reason.INVALID_SPEC, str(exc)))
+            return Outcome(self.config.resync_seconds)
+        try:
+            return self._reconcile(dc, spec)
+        except (KubeError, ChildConflict) as exc:
+            message = describe_error(exc)
+            logger.warning("%s/%s: reconcile failed: %s", namespace, name, message)
+            try:
+                self.write_status(dc, spec, error=(Reason.RECONCILE_FAILED, message))
+            except KubeError as status_exc:
+                logger.warning("%s/%s: status not written: %s", namespace, name, status_exc)
+            raise
+
+    def _reconcile(self, dc: dict[str, Any], spec: DataClaySpec) -> Outcome:
+        name = dc["metadata"]["name"]
+        for child in children.static_children(dc, spec):
+            self.ensure(dc, child)
+        live = self.kube.get(resource_path("apps/v1", "statefulsets", dc["metadata"]["namespace"], api.backend_name(name)))
+        plan = plan_scale(name, spec.replicas, replicas_of(live))
+        if live is not None and not plan.scale_down and replicas_of(live) != plan.replicas:
+            self.events.record(dc, NORMAL, "Scaling", f"backends {replicas_of(live)} -> {plan.replicas}")
+        self.ensure(dc, children.backend_statefulset(dc, spec, plan.replicas), live=live)
+        if not plan.scale_down:
+            self._forget(dc["metadata"]["namespace"], name)
+            self.write_status(dc, spec)
+            return Outcome(self.config.resync_seconds)
+        return self._scale_down(dc, spec, plan)
+
+    # -- scale-down ---------------------------------------------------------------------------------
+
+    def dataplane_address(self, dc: Mapping[str, Any]) -> tuple[str, int]:
+        """The metadata Service in the cluster, unless the operator is told otherwise."""
+        meta = dc["metadata"]
+        host = self.config.dataplane_host or api.metadata_host(meta["name"], meta["namespace"])
+        return host, self.config.dataplane_port or api.METADATA_PORT
+
+    def _scale_down(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> Outcome:
+        """Drain the backends that will go away, then (and only then) lower replicas."""
+        key = (dc["metadata"]["namespace"], dc["metadata"]["name"])
+        with self._lock:
+            failed = self._failed_drains.get(key)
+        if failed is not None and failed.backends == plan.drain and time.monotonic() < failed.retry_at:
+            self.write_status(dc, spec, drain=failed.progress)  # still failed; wait for the retry
+            return Outcome(failed.retry_at - time.monotonic())
+
+        progress = self._run_drain(dc, spec, plan)
+        if progress.error is not None:
+            failures = 1 if failed is None or failed.backends != plan.drain else failed.failures + 1
+            delay = drain_retry_delay(failures)
+            with self._lock:
+                self._failed_drains[key] = _DrainFailure(plan.drain, failures, time.monotonic() + delay, progress)
+            self.write_status(dc, spec, drain=progress)
+            return Outcome(delay)
+        self._forget(*key)
+
+        # The spec may have moved on while the drain ran: read it again before removing anything.
+        fresh = self.kube.get(dataclay_path(*key))
+        if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get("deletionTimestamp"):
+            return Outcome(None)
+        fresh_spec = parse_spec(fresh.get("spec"), self.config.default_image)
+        replicas = replicas_after_drain(plan.target, fresh_spec.replicas)
+        if replicas is None:  # asked for even fewer backends meanwhile: drain those first
+            self.write_status(fresh, fresh_spec)
+            return Outcome(0)
+        self.ensure(fresh, children.backend_statefulset(fresh, fresh_spec, replicas))
+        self.events.record(fresh, NORMAL, "ScaledDown",
+                           f"backends {plan.replicas} -> {replicas} after draining {', '.join(plan.drain)}")
+        self.write_status(fresh, fresh_spec)
+        return Outcome(self.config.resync_seconds)
+
+    def _run_drain(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> DrainProgress:
+        """Call the data plane's drain, reporting progress in status (throttled) and events."""
+        names = ", ".join(plan.drain)
+        host, port = self.dataplane_address(dc)
+        self.events.record(dc, NORMAL, "DrainStarted",
+                           f"scaling backends {plan.replicas} -> {plan.target}: moving every object off {names} "
+                           f"(via {host}:{port})")
+        state = {"progress": DrainProgress(plan.drain), "written": 0.0}
+        self.write_status(dc, spec, drain=state["progress"])
+
+        def on_progress(moved: int, total: int) -> None:
+            state["progress"] = DrainProgress(plan.drain, moved, total)
+            now = time.monotonic()
+            if now - state["written"] >= self.progress_interval or moved >= total:
+                state["written"] = now
+                try:
+                    self.write_status(dc, spec, drain=state["progress"])
+                except KubeError as exc:  # progress is informative; never abort a drain for it
+                    logger.warning("drain progress not written: %s", exc)
+
+        started = time.monotonic()
+        try:
+            moved = self.drain(host, port, list(plan.drain), on_progress)
+        except Exception as exc:  # noqa: BLE001 - any failure (typed DataClayException, transport,
+            # missing data plane) means the same thing here: keep the replicas and say why.
+            message = describe_error(exc)
+            last = state["progress"]
+            self.events.record(dc, WARNING, "DrainFailed",
+                               f"cannot drain {names}; replicas stay at {plan.replicas}, nothing removed: {message}")
+            return DrainProgress(plan.drain, last.moved, last.total, error=message)
+        self.events.record(dc, NORMAL, "DrainSucceeded",
+                           f"moved {moved} objects off {names} in {time.monotonic() - started:.1f}s")
+        return DrainProgress(plan.drain, moved, moved)
+
+    def _forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._failed_drains.pop((namespace, name), None)
+
+    # -- children -------------------------------------------------------------------------------------
+
+    def ensure(self, dc: Mapping[str, Any], desired: dict[str, Any], live: Any = ...) -> dict[str, Any]:
+        """Get, create if missing, patch if different (only the fields in `desired`)."""
+        path = object_path(desired)
+        if live is ...:
+            live = self.kube.get(path)
+        kind, child = desired["kind"], desired["metadata"]["name"]
+        if live is None:
+            created = self.kube.apply(desired, path)
+            self.events.record(dc, NORMAL, "Created", f"created {kind} {child}")
+            return created
+        owner = next((r for r in live["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+        if owner is None or owner.get("uid") != dc["metadata"]["uid"]:
+            raise ChildConflict(f"{kind} {child} exists and is not controlled by this DataClay; "
+                                f"delete or rename it")
+        if kind == "StatefulSet":
+            desired, kept = keep_immutable(desired, live, children.STATEFULSET_IMMUTABLE)
+            if kept:
+                logger.warning("%s %s: cannot change immutable %s; keeping the live values", kind, child,
+                               ", ".join(kept))
+        if is_subset(desired, live):
+            return live
+        paths = differing_paths(desired, live)
+        logger.info("%s %s differs at %s; patching", kind, child, ", ".join(paths))
+        patched = self.kube.apply(desired, path)
+        self.events.record(dc, NORMAL, "Updated", f"updated {kind} {child}: {', '.join(paths)}")
+        return patched
+
+    # -- status ---------------------------------------------------------------------------------------
+
+    def observe(self, dc: Mapping[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
+                error: tuple[Reason, str] | None = None) -> Observed:
+        meta = dc["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        pods = resource_path("v1", "pods", namespace)
+        sts = lambda n: self.kube.get(resource_path("apps/v1", "statefulsets", namespace, n))  # noqa: E731
+        desired = spec.replicas if spec is not None else int((dc.get("spec") or {}).get("replicas") or 0)
+        return Observed(
+            generation=int(meta.get("generation", 0)),
+            desired_backends=desired,
+            endpoint=f"{api.metadata_host(name, namespace)}:{api.METADATA_PORT}",
+            metadata_sts=sts(api.metadata_name(name)),
+            backend_sts=sts(api.backend_name(name)),
+            metadata_pods=self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_METADATA))),
+            backend_pods=self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND))),
+            drain=drain,
+            error=error,
+        )
+
+    def write_status(self, dc: dict[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
+                     error: tuple[Reason, str] | None = None) -> dict[str, Any]:
+        """Compute status from a fresh observation; patch it only if it changed."""
+        previous = dc.get("status") or {}
+        status = compute_status(self.observe(dc, spec, drain, error), previous, rfc3339(self.now()))
+        patch = status_patch(previous, status)
+        if patch is not None:
+            meta = dc["metadata"]
+            self.kube.merge_patch(dataclay_path(meta["namespace"], meta["name"], "status"), {"status": patch})
+            dc["status"] = status
+        return status

@@ -1,0 +1,166 @@
+"""The DataClay spec as typed data: defaults, enums and parsing.
+
+The CRD (crd.py) is generated from the constants here, and the API server applies the same
+defaults, so `parse_spec` only has to fill gaps for objects stored before a default existed.
+"""
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+
+class Durability(str, enum.Enum):
+    """When an acknowledged write is safe: `process` survives kill -9, `machine` also fsyncs."""
+
+    PROCESS = "process"
+    MACHINE = "machine"
+
+
+class RetentionPolicy(str, enum.Enum):
+    """StatefulSet persistentVolumeClaimRetentionPolicy values."""
+
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
+
+DEFAULT_REPLICAS: Final = 1
+DEFAULT_DURABILITY: Final = Durability.PROCESS
+DEFAULT_STORAGE_SIZE: Final = "1Gi"
+DEFAULT_METADATA_STORAGE_SIZE: Final = "1Gi"
+DEFAULT_MODEL_PATH: Final = "/opt/dataclay/models"
+DEFAULT_PULL_POLICY: Final = "IfNotPresent"
+DEFAULT_WHEN_DELETED: Final = RetentionPolicy.RETAIN
+DEFAULT_WHEN_SCALED: Final = RetentionPolicy.RETAIN
+
+#: Kubernetes resource.Quantity, unsigned (sizes and limits are never negative).
+QUANTITY_PATTERN: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)))?$"
+#: DNS-1123 subdomain (ConfigMap names).
+DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+_SUFFIXES: Final = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+}
+
+
+class SpecError(ValueError):
+    """A spec value the schema should have rejected (e.g. stored before the schema existed)."""
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    size: str
+    storage_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where backends import user classes from: the image itself, or a ConfigMap mounted at path."""
+
+    path: str = DEFAULT_MODEL_PATH
+    config_map: str | None = None
+
+
+@dataclass(frozen=True)
+class RetentionSpec:
+    when_deleted: RetentionPolicy = DEFAULT_WHEN_DELETED
+    when_scaled: RetentionPolicy = DEFAULT_WHEN_SCALED
+
+
+@dataclass(frozen=True)
+class MetadataSpec:
+    storage: StorageSpec = StorageSpec(DEFAULT_METADATA_STORAGE_SIZE)
+    resources: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataClaySpec:
+    image: str
+    replicas: int = DEFAULT_REPLICAS
+    image_pull_policy: str = DEFAULT_PULL_POLICY
+    durability: Durability = DEFAULT_DURABILITY
+    storage: StorageSpec = StorageSpec(DEFAULT_STORAGE_SIZE)
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    memory_limit: int | None = None
+    model: ModelSpec = ModelSpec()
+    metadata: MetadataSpec = MetadataSpec()
+    pvc_retention: RetentionSpec = RetentionSpec()
+
+
+def parse_quantity(value: str | int) -> Decimal:
+    """A Kubernetes quantity ("512Mi", "1G", "1e3", 100) as a number."""
+    text = str(value).strip()
+    if not re.match(QUANTITY_PATTERN, text):
+        raise SpecError(f"not a quantity: {value!r}")
+    match = re.match(r"^([0-9.]+)(.*)$", text)
+    assert match is not None
+    number, suffix = Decimal(match.group(1)), match.group(2)
+    if suffix in _SUFFIXES:
+        return number * Decimal(_SUFFIXES[suffix])
+    return number * Decimal(10) ** int(suffix[1:])  # exponent form: 1e3
+
+
+def quantity_bytes(value: str | int) -> int:
+    """A byte quantity rounded up to whole bytes (what DC_MEMORY_LIMIT takes)."""
+    amount = parse_quantity(value)
+    whole = int(amount)
+    return whole if whole == amount else whole + 1
+
+
+def _enum(cls: type[enum.Enum], raw: Any, default: enum.Enum, where: str) -> Any:
+    if raw is None:
+        return default
+    try:
+        return cls(raw)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in cls)  # type: ignore[attr-defined]
+        raise SpecError(f"{where}: {raw!r} is not one of {allowed}") from None
+
+
+def _storage(raw: Mapping[str, Any] | None, default_size: str, where: str) -> StorageSpec:
+    raw = raw or {}
+    size = str(raw.get("size") or default_size)
+    parse_quantity(size)
+    return StorageSpec(size=size, storage_class_name=raw.get("storageClassName") or None)
+
+
+def parse_spec(raw: Mapping[str, Any] | None, default_image: str) -> DataClaySpec:
+    """Typed spec with defaults; `default_image` is the operator's own image (spec.image unset)."""
+    raw = raw or {}
+    replicas = raw.get("replicas", DEFAULT_REPLICAS)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+        raise SpecError(f"spec.replicas: {replicas!r} is not an integer >= 1")
+    pull_policy = raw.get("imagePullPolicy") or DEFAULT_PULL_POLICY
+    if pull_policy not in PULL_POLICIES:
+        raise SpecError(f"spec.imagePullPolicy: {pull_policy!r} is not one of {', '.join(PULL_POLICIES)}")
+    memory_limit = raw.get("memoryLimit")
+    model = raw.get("model") or {}
+    metadata = raw.get("metadata") or {}
+    retention = raw.get("pvcRetentionPolicy") or {}
+    return DataClaySpec(
+        image=raw.get("image") or default_image,
+        replicas=replicas,
+        image_pull_policy=pull_policy,
+        durability=_enum(Durability, raw.get("durability"), DEFAULT_DURABILITY, "spec.durability"),
+        storage=_storage(raw.get("storage"), DEFAULT_STORAGE_SIZE, "spec.storage"),
+        resources=dict(raw.get("resources") or {}),
+        memory_limit=None if memory_limit is None else quantity_bytes(memory_limit),
+        model=ModelSpec(path=model.get("path") or DEFAULT_MODEL_PATH, config_map=model.get("configMap") or None),
+        metadata=MetadataSpec(
+            storage=_storage(metadata.get("storage"), DEFAULT_METADATA_STORAGE_SIZE, "spec.metadata.storage"),
+            resources=dict(metadata.get("resources") or {}),
+        ),
+        pvc_retention=RetentionSpec(
+            when_deleted=_enum(RetentionPolicy, retention.get("whenDeleted"), DEFAULT_WHEN_DELETED,
+                               "spec.pvcRetentionPolicy.whenDeleted"),
+            when_scaled=_enum(RetentionPolicy, retention.get("whenScaled"), DEFAULT_WHEN_SCALED,
+                              "spec.pvcRetentionPolicy.whenScaled"),
+        ),
+    )

@@ -1,0 +1,236 @@
+"""The DataClay status schema and its computation from observed objects (pure functions).
+
+Status is an explicit schema, not a bag of handler results: `phase`, `observedGeneration`,
+`ready` ("ready/desired", the printer column), `readyBackends`/`desiredBackends`, `metadataReady`,
+`endpoint`, `conditions` (Ready, Progressing, Degraded) with the typed reasons below, `backends`
+(pod, backendId, ready) and, while a scale-down drains or after it failed, `drain`.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dataclay_operator.api import ANNOTATION_BACKEND_ID
+
+
+class Phase(str, enum.Enum):
+    PROVISIONING = "Provisioning"  # not every desired backend (or the metadata service) is ready
+    READY = "Ready"
+    DRAINING = "Draining"  # a scale-down is moving objects off the backends that will go away
+    DEGRADED = "Degraded"  # see the Degraded condition's reason and message
+
+
+class ConditionType(str, enum.Enum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class Reason(str, enum.Enum):
+    """Machine-readable condition reasons (CamelCase, as metav1.Condition requires)."""
+
+    # Ready
+    ALL_READY = "AllReady"
+    METADATA_NOT_READY = "MetadataNotReady"
+    BACKENDS_NOT_READY = "BackendsNotReady"
+    # Progressing
+    CREATING = "Creating"
+    ROLLING_OUT = "RollingOut"
+    PODS_STARTING = "PodsStarting"
+    DRAINING = "Draining"
+    RECONCILED = "Reconciled"
+    # Degraded
+    DRAIN_FAILED = "DrainFailed"
+    RECONCILE_FAILED = "ReconcileFailed"
+    INVALID_SPEC = "InvalidSpec"
+    AS_EXPECTED = "AsExpected"
+
+
+#: Which reasons each condition type may carry (the CRD test checks the schema against these).
+REASONS_BY_TYPE: dict[ConditionType, frozenset[Reason]] = {
+    ConditionType.READY: frozenset({Reason.ALL_READY, Reason.METADATA_NOT_READY, Reason.BACKENDS_NOT_READY}),
+    ConditionType.PROGRESSING: frozenset({Reason.CREATING, Reason.ROLLING_OUT, Reason.PODS_STARTING,
+                                          Reason.DRAINING, Reason.RECONCILED}),
+    ConditionType.DEGRADED: frozenset({Reason.DRAIN_FAILED, Reason.RECONCILE_FAILED, Reason.INVALID_SPEC,
+                                       Reason.AS_EXPECTED}),
+}
+
+
+@dataclass(frozen=True)
+class DrainProgress:
+    """A scale-down drain in flight (`error` None) or stopped by an error (the replicas stayed)."""
+
+    backends: tuple[str, ...]
+    moved: int = 0
+    total: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything status is computed from, as read from the API server in one reconcile pass."""
+
+    generation: int
+    desired_backends: int
+    endpoint: str
+    metadata_sts: Mapping[str, Any] | None = None
+    backend_sts: Mapping[str, Any] | None = None
+    metadata_pods: Sequence[Mapping[str, Any]] = ()
+    backend_pods: Sequence[Mapping[str, Any]] = ()
+    drain: DrainProgress | None = None
+    error: tuple[Reason, str] | None = None  # ReconcileFailed / InvalidSpec and its message
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    """Ready condition True and not terminating."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def pod_ordinal(pod: Mapping[str, Any]) -> int:
+    """StatefulSet ordinal from the pod name suffix (`<sts>-<ordinal>`); -1 if it has none."""
+    suffix = (pod.get("metadata") or {}).get("name", "").rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def backend_entries(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """status.backends: one entry per backend pod, by ordinal.
+
+    The backend id is created by the backend in its data directory; the operator learns it only if
+    the pod carries the `dataclay.bsc.es/backend-id` annotation; otherwise the field is omitted.
+    """
+    entries = []
+    for pod in sorted(pods, key=pod_ordinal):
+        meta = pod.get("metadata") or {}
+        entry: dict[str, Any] = {"pod": meta.get("name", ""), "ready": pod_ready(pod)}
+        backend_id = (meta.get("annotations") or {}).get(ANNOTATION_BACKEND_ID)
+        if backend_id:
+            entry["backendId"] = backend_id
+        entries.append(entry)
+    return entries
+
+
+def statefulset_rolling_out(sts: Mapping[str, Any]) -> bool:
+    """The StatefulSet controller has not yet brought every pod to the current template."""
+    meta, spec, st = sts.get("metadata") or {}, sts.get("spec") or {}, sts.get("status") or {}
+    if st.get("observedGeneration", 0) < meta.get("generation", 1):
+        return True
+    if st.get("updateRevision") and st.get("currentRevision") != st.get("updateRevision"):
+        return True
+    return st.get("updatedReplicas", 0) < spec.get("replicas", 1)
+
+
+def _condition(ctype: ConditionType, ok: bool, reason: Reason, message: str) -> dict[str, Any]:
+    assert reason in REASONS_BY_TYPE[ctype], (ctype, reason)
+    return {"type": ctype.value, "status": "True" if ok else "False", "reason": reason.value, "message": message}
+
+
+def compute_conditions(observed: Observed, ready_backends: int, metadata_ready: bool) -> list[dict[str, Any]]:
+    """Ready, Progressing and Degraded (without timestamps; see `compute_status`)."""
+    desired = observed.desired_backends
+    summary = f"{ready_backends}/{desired} backends ready, metadata service {'ready' if metadata_ready else 'not ready'}"
+    if not metadata_ready:
+        ready = _condition(ConditionType.READY, False, Reason.METADATA_NOT_READY, summary)
+    elif ready_backends < desired:
+        ready = _condition(ConditionType.READY, False, Reason.BACKENDS_NOT_READY, summary)
+    else:
+        ready = _condition(ConditionType.READY, True, Reason.ALL_READY, summary)
+
+    drain = observed.drain
+    if drain is not None and drain.error is None:
+        progressing = _condition(ConditionType.PROGRESSING, True, Reason.DRAINING,
+                                 f"draining {', '.join(drain.backends)}: {drain.moved}/{drain.total} objects moved")
+    elif observed.metadata_sts is None or observed.backend_sts is None:
+        progressing = _condition(ConditionType.PROGRESSING, True, Reason.CREATING, "creating the StatefulSets")
+    elif any(statefulset_rolling_out(s) for s in (observed.metadata_sts, observed.backend_sts)):
+        progressing = _condition(ConditionType.PROGRESSING, True, Reason.ROLLING_OUT,
+                                 "the StatefulSets are rolling out a new pod template or replica count")
+    elif ready["status"] != "True":
+        progressing = _condition(ConditionType.PROGRESSING, True, Reason.PODS_STARTING, summary)
+    else:
+        progressing = _condition(ConditionType.PROGRESSING, False, Reason.RECONCILED, "up to date")
+
+    if drain is not None and drain.error is not None:
+        degraded = _condition(ConditionType.DEGRADED, True, Reason.DRAIN_FAILED,
+                              f"scale-down stopped, replicas unchanged and nothing removed: cannot drain "
+                              f"{', '.join(drain.backends)}: {drain.error}")
+    elif observed.error is not None:
+        degraded = _condition(ConditionType.DEGRADED, True, observed.error[0], observed.error[1])
+    else:
+        degraded = _condition(ConditionType.DEGRADED, False, Reason.AS_EXPECTED, "no problems detected")
+    return [ready, progressing, degraded]
+
+
+def with_transition_times(conditions: list[dict[str, Any]], previous: Sequence[Mapping[str, Any]],
+                          generation: int, now: str) -> list[dict[str, Any]]:
+    """Keep lastTransitionTime from `previous` when a condition's status did not change."""
+    before = {c.get("type"): c for c in previous}
+    result = []
+    for cond in conditions:
+        old = before.get(cond["type"])
+        changed = old is None or old.get("status") != cond["status"] or not old.get("lastTransitionTime")
+        result.append({**cond, "lastTransitionTime": now if changed else old["lastTransitionTime"],
+                       "observedGeneration": generation})
+    return result
+
+
+def compute_status(observed: Observed, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    """The full status for `observed`; `now` (RFC 3339) stamps conditions that changed."""
+    previous = previous or {}
+    desired = observed.desired_backends
+    ready_backends = sum(1 for p in observed.backend_pods if pod_ready(p) and 0 <= pod_ordinal(p) < desired)
+    metadata_ready = any(pod_ready(p) for p in observed.metadata_pods)
+    conditions = compute_conditions(observed, ready_backends, metadata_ready)
+    by_type = {c["type"]: c for c in conditions}
+    if by_type[ConditionType.DEGRADED.value]["status"] == "True":
+        phase = Phase.DEGRADED
+    elif by_type[ConditionType.PROGRESSING.value]["reason"] == Reason.DRAINING.value:
+        phase = Phase.DRAINING
+    elif by_type[ConditionType.READY.value]["status"] == "True":
+        phase = Phase.READY
+    else:
+        phase = Phase.PROVISIONING
+    status: dict[str, Any] = {
+        "observedGeneration": observed.generation,
+        "phase": phase.value,
+        "ready": f"{ready_backends}/{desired}",
+        "readyBackends": ready_backends,
+        "desiredBackends": desired,
+        "metadataReady": metadata_ready,
+        "endpoint": observed.endpoint,
+        "conditions": with_transition_times(conditions, previous.get("conditions") or [], observed.generation, now),
+        "backends": backend_entries(observed.backend_pods),
+    }
+    if observed.drain is not None:
+        drain = observed.drain
+        status["drain"] = {
+            "backends": list(drain.backends),
+            "objectsMoved": drain.moved,
+            "objectsTotal": drain.total,
+            "state": "Failed" if drain.error else "Running",
+            **({"message": drain.error} if drain.error else {}),
+        }
+    return status
+
+
+def status_patch(previous: Mapping[str, Any] | None, status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """JSON merge patch turning `previous` into `status` (None if equal).
+
+    Keys absent from `status` are nulled, which removes them, including kopf leftovers.
+    """
+    previous = previous or {}
+    if dict(previous) == dict(status):
+        return None
+    patch: dict[str, Any] = {key: None for key in previous if key not in status}
+    patch.update(status)
+    return patch
+
+
+def get_condition(status: Mapping[str, Any], ctype: ConditionType) -> Mapping[str, Any] | None:
+    """The condition of that type, if reported."""
+    return next((c for c in status.get("conditions") or [] if c.get("type") == ctype.value), None)
+

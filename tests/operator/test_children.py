@@ -1,0 +1,146 @@
+"""Children as data: names, labels, owner references, pod settings, volumes."""
+from typing import Any
+
+import pytest
+
+from dataclay_operator import api, children
+from dataclay_operator.compare import is_subset
+from dataclay_operator.spec import parse_spec
+
+DC: dict[str, Any] = {
+    "apiVersion": api.API_VERSION, "kind": api.KIND,
+    "metadata": {"name": "store", "namespace": "apps", "uid": "0000-uid", "generation": 1},
+    "spec": {"replicas": 3},
+}
+
+
+def spec(**raw: Any):
+    return parse_spec({"replicas": 3, **raw}, default_image="dataclay:test")
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def all_children(**raw: Any) -> list[dict[str, Any]]:
+    s = spec(**raw)
+    return [*children.static_children(DC, s), children.backend_statefulset(DC, s, s.replicas)]
+
+
+def test_deterministic_names_and_kinds():
+    got = [(c["kind"], c["metadata"]["name"]) for c in all_children()]
+    assert got == [("ConfigMap", "store-client"), ("Service", "store-metadata"), ("StatefulSet", "store-metadata"),
+                   ("Service", "store-backend"), ("StatefulSet", "store-backend")]
+    assert all_children() == all_children()  # pure: same input, same objects
+
+
+def test_every_child_is_controlled_by_the_dataclay():
+    for child in all_children():
+        assert child["metadata"]["namespace"] == "apps"
+        assert child["metadata"]["ownerReferences"] == [{
+            "apiVersion": "dataclay.bsc.es/v1alpha1", "kind": "DataClay", "name": "store", "uid": "0000-uid",
+            "controller": True, "blockOwnerDeletion": True}]
+        labels = child["metadata"]["labels"]
+        assert labels[api.LABEL_INSTANCE] == "store" and labels[api.LABEL_MANAGED_BY] == api.MANAGER
+
+
+@pytest.mark.parametrize("builder, component", [
+    (children.metadata_statefulset, api.COMPONENT_METADATA),
+    (lambda dc, s: children.backend_statefulset(dc, s, 3), api.COMPONENT_BACKEND),
+])
+def test_statefulset_selectors_match_template_and_service(builder, component):
+    sts = builder(DC, spec())
+    selector = sts["spec"]["selector"]["matchLabels"]
+    assert selector == api.selector_labels("store", component)
+    assert is_subset(selector, sts["spec"]["template"]["metadata"]["labels"])
+    service = {c["metadata"]["name"]: c for c in all_children() if c["kind"] == "Service"}[sts["spec"]["serviceName"]]
+    assert service["spec"]["selector"] == selector
+
+
+def test_metadata_statefulset():
+    sts = children.metadata_statefulset(DC, spec(durability="machine"))
+    assert sts["spec"]["replicas"] == 1
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "dataclay_backend.metadata"]
+    assert env_of(container) == {"DC_METADATA_PORT": "16587", "DC_DATA_DIR": "/data", "DC_DURABILITY": "machine"}
+    assert container["readinessProbe"]["grpc"] == {"port": 16587}
+    assert container["livenessProbe"]["grpc"] == {"port": 16587}
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+
+
+def test_backend_statefulset_identity_and_settings():
+    sts = children.backend_statefulset(DC, spec(memoryLimit="64Mi"), replicas=5)
+    assert sts["spec"]["replicas"] == 5  # from the scale plan, not from spec.replicas
+    assert sts["spec"]["serviceName"] == "store-backend"
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "dataclay_backend.backend"]
+    assert container["image"] == "dataclay:test"
+    env = env_of(container)
+    assert container["env"][0]["name"] == "POD_NAME"  # must precede the $(POD_NAME) references
+    assert env["POD_NAME"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
+    assert env["DC_BACKEND_NAME"] == "$(POD_NAME)"
+    assert env["DC_ADVERTISE_HOST"] == "$(POD_NAME).store-backend.apps.svc"
+    assert (env["DC_HOST"], env["DC_PORT"]) == ("store-metadata.apps.svc", "16587")
+    assert env["DC_BACKEND_PORT"] == "6867" and env["DC_DATA_DIR"] == "/data"
+    assert env["DC_MEMORY_LIMIT"] == str(64 * 2**20)
+    assert env["DC_MODEL_PATH"] == "/opt/dataclay/models"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"] == {"port": 6867}
+    assert pod["enableServiceLinks"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_backend_service_is_headless_and_publishes_starting_pods():
+    service = children.backend_service(DC, spec())
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["ports"][0]["port"] == 6867
+
+
+def test_client_configmap_points_at_the_metadata_service():
+    cm = children.client_configmap(DC, spec())
+    assert cm["data"] == {"DC_HOST": "store-metadata.apps.svc", "DC_PORT": "16587"}
+    meta_service = children.metadata_service(DC, spec())
+    assert meta_service["spec"]["ports"][0]["port"] == 16587 and meta_service["spec"]["type"] == "ClusterIP"
+
+
+def test_model_from_configmap_is_mounted_at_the_model_path():
+    sts = children.backend_statefulset(DC, spec(model={"configMap": "my-models", "path": "/models"}), 3)
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {"name": "model", "configMap": {"name": "my-models"}} in pod["volumes"]
+    assert {"name": "model", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    assert env_of(container)["DC_MODEL_PATH"] == "/models"
+
+
+def test_model_from_image_mounts_nothing():
+    sts = children.backend_statefulset(DC, spec(image="me/with-models:1"), 3)
+    pod = sts["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert pod["containers"][0]["image"] == "me/with-models:1"
+
+
+def test_storage_resources_and_pvc_retention():
+    s = spec(storage={"size": "20Gi", "storageClassName": "ssd"}, resources={"limits": {"memory": "2Gi"}},
+             pvcRetentionPolicy={"whenDeleted": "Delete", "whenScaled": "Retain"})
+    sts = children.backend_statefulset(DC, s, 3)
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}},
+                     "storageClassName": "ssd"}
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Retain"}
+    assert sts["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"memory": "2Gi"}}
+    meta = children.metadata_statefulset(DC, s)
+    assert meta["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    assert "resources" not in meta["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_image_change_only_touches_the_pod_template():
+    before = children.backend_statefulset(DC, spec(image="a:1"), 3)
+    after = children.backend_statefulset(DC, spec(image="a:2"), 3)
+    for key in children.STATEFULSET_IMMUTABLE:
+        assert before["spec"][key] == after["spec"][key]
+    assert before["spec"]["template"] != after["spec"]["template"]

@@ -1,0 +1,43 @@
+"""The files a cluster user touches agree with the operator: examples, kind config, Dockerfile."""
+from pathlib import Path
+
+import yaml
+
+from dataclay_operator import api, children
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def docs(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((ROOT / name).read_text()) if d]
+
+
+def test_client_pod_finds_the_metadata_service_of_the_example():
+    (dataclay,) = [d for d in docs("examples/dataclay.yaml") if d["kind"] == api.KIND]
+    model_cms = {d["metadata"]["name"] for d in docs("examples/dataclay.yaml") if d["kind"] == "ConfigMap"}
+    assert dataclay["spec"]["model"]["configMap"] in model_cms
+    manifests = docs("examples/client-pod.yaml")
+    (pod,) = [d for d in manifests if d["kind"] == "Pod"]
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["DC_HOST"] == api.metadata_name(dataclay["metadata"]["name"])
+    assert env["DC_PORT"] == str(api.METADATA_PORT)
+    scripts = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "ConfigMap"}
+    volumes = {v["name"]: v["configMap"]["name"] for v in pod["spec"]["volumes"]}
+    assert volumes["script"] in scripts and "client.py" in scripts[volumes["script"]]["data"]
+    assert volumes["model"] in model_cms  # the client imports the same model modules
+    compile(scripts[volumes["script"]]["data"]["client.py"], "client.py", "exec")
+
+
+def test_kind_cluster_has_several_workers():
+    (config,) = docs("kind-config.yaml")
+    roles = [node["role"] for node in config["nodes"]]
+    assert roles.count("control-plane") == 1 and roles.count("worker") >= 2
+
+
+def test_dockerfile_runs_the_operator_as_the_user_the_pods_expect():
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.startswith("#") and "FROM python:3.11-slim" in text
+    assert 'pip install ".[operator]"' in text
+    assert f"USER {children.RUN_AS}:{children.RUN_AS}" in text
+    assert 'CMD ["python", "-m", "dataclay_operator"]' in text

@@ -1,0 +1,43 @@
+"""Scale-down decisions: which backends to drain, and when replicas may drop."""
+import pytest
+
+from dataclay_operator.scaling import (DRAIN_RETRY_MAX, ScalePlan, backends_to_remove, drain_retry_delay,
+                                       plan_scale, replicas_after_drain)
+
+
+def test_create_uses_the_desired_replicas():
+    assert plan_scale("dc", 3, None) == ScalePlan(replicas=3, target=3)
+
+
+@pytest.mark.parametrize("desired, current", [(3, 3), (5, 3), (2, 1)])
+def test_scale_up_or_steady_needs_no_drain(desired, current):
+    plan = plan_scale("dc", desired, current)
+    assert plan == ScalePlan(replicas=desired, target=desired) and not plan.scale_down
+
+
+def test_scale_down_drains_the_highest_ordinals_and_keeps_replicas_until_done():
+    plan = plan_scale("dc", 2, 5)
+    assert plan.scale_down
+    assert plan.drain == ("dc-backend-2", "dc-backend-3", "dc-backend-4")
+    assert plan.replicas == 5  # written now: nothing is removed before the drain succeeds
+    assert plan.target == 2
+
+
+def test_backends_to_remove():
+    assert backends_to_remove("x", 3, 2) == ("x-backend-2",)
+    assert backends_to_remove("x", 3, 3) == ()
+
+
+@pytest.mark.parametrize("drained_from, desired_now, expected", [
+    (2, 2, 2),     # spec unchanged: lower to the target
+    (2, 4, 4),     # scaled back up while draining: safe, nothing un-drained goes away
+    (2, 1, None),  # asked for fewer meanwhile: backend 1 is not drained yet
+])
+def test_replicas_after_drain_rereads_the_spec(drained_from, desired_now, expected):
+    assert replicas_after_drain(drained_from, desired_now) == expected
+
+
+def test_drain_retry_backs_off_and_caps():
+    delays = [drain_retry_delay(n) for n in range(1, 10)]
+    assert delays[0] == 10 and delays[1] == 20 and delays == sorted(delays)
+    assert max(delays) == DRAIN_RETRY_MAX
