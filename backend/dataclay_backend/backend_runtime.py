@@ -81,9 +81,11 @@ class BackendRuntime(Runtime):
         self._chains = itertools.count()
         self._chain_prefix = self.local_backend_id.hex[:8]
         self._loop: asyncio.AbstractEventLoop | None = None
-        from dataclay_backend.mover import Mover  # the mover needs this module loaded
+        from dataclay_backend.mover import Mover  # these need this module loaded
+        from dataclay_backend.versioning import Versioning
 
         self.mover = Mover(self)
+        self.versioning = Versioning(self)
 
     # ------------------------------------------------------------------ identity
     def instance(self, object_id: UUID, class_path_: str, backend_id: UUID | None) -> DataClayObject:
@@ -311,18 +313,21 @@ class BackendRuntime(Runtime):
     def store_records(self, records: list[pb.ObjectRecord], alias: str) -> None:
         """StoreObjects: new objects sent by a client, checked, registered, then stored."""
         rows = []
+        entries = []
         for record in records:
             object_id = parse_uuid(record.object_id, "object id")
             import_class(record.class_path)
             try:
-                loads(record.state, lambda ref: None)
+                state = loads(record.state, lambda ref: None)
+                parent, original, _ = state.get("_dc_version") or (None, None, None)
             except Exception as exc:
                 raise InvalidRequestError(f"the state of object {object_id} cannot be decoded: {exc}", object_id=object_id) from None
             rows.append(StoredObject(object_id, record.class_path, 1, record.state))
+            entries.append(pb.ObjectEntry(
+                object_id=object_id.bytes, class_path=record.class_path, backend_id=self.local_backend_id.bytes,
+                version_parent=parent.bytes if parent else b"", version_original=original.bytes if original else b""))
         if not rows:
             raise InvalidRequestError("StoreObjects needs at least one object")
-        entries = [pb.ObjectEntry(object_id=r.object_id.bytes, class_path=r.class_path,
-                                  backend_id=self.local_backend_id.bytes) for r in rows]
         run_blocking(self.blocking.metadata("RegisterObjects", pb.RegisterObjectsRequest(objects=entries, alias=alias)))
         self.store.write(rows)
         for row in rows:
@@ -372,6 +377,7 @@ class BackendRuntime(Runtime):
         if stale_directory:
             run_blocking(self.blocking.metadata("DropObjects", pb.ObjectIdList(object_ids=[o.bytes for o in stale_directory])))
         self.owned = {object_id: path for object_id, path in stored.items() if object_id in assigned}
+        self.versioning.recover()
         return len(stale_local), len(stale_directory)
 
 

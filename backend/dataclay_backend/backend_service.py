@@ -158,3 +158,37 @@ class BackendService(rpc.BackendServicer):
     def AbortMove(self, request: pb.MoveId, context) -> pb.Empty:
         self.rt.mover.abort(parse_uuid(request.move_id, "move id"))
         return EMPTY
+
+    @handler
+    def NewVersion(self, request: pb.NewVersionRequest, context) -> pb.ObjectEntry:
+        rt = self.rt
+        destination = parse_uuid(request.destination, "destination backend id") if request.destination else None
+        with rt.request(_chain(context)):
+            return rt.versioning.new_version(parse_uuid(request.object_id, "object id"), destination, request.recursive)
+
+    @handler
+    def ConsolidateVersion(self, request: pb.ConsolidateRequest, context) -> pb.Empty:
+        rt = self.rt
+        with rt.request(_chain(context)):
+            rt.versioning.consolidate(parse_uuid(request.object_id, "object id"), request.force, request.discard)
+        return EMPTY
+
+    @handler
+    def StageWrite(self, request: pb.StageWriteRequest, context) -> pb.StageWriteReply:
+        chain = _chain(context)
+        if not chain:
+            raise InvalidRequestError("StageWrite must carry the transaction's call chain")
+        return self.rt.versioning.stage(
+            parse_uuid(request.txn_id, "transaction id"), chain, parse_uuid(request.object_id, "object id"),
+            request.state, request.expected_revision, request.force,
+        )
+
+    @handler
+    def ApplyWrites(self, request: pb.ApplyWritesRequest, context) -> pb.Empty:
+        self.rt.versioning.apply(parse_uuid(request.txn_id, "transaction id"), dict(request.base_revisions))
+        return EMPTY
+
+    @handler
+    def AbortWrites(self, request: pb.TransactionRequest, context) -> pb.Empty:
+        self.rt.versioning.abort(parse_uuid(request.txn_id, "transaction id"))
+        return EMPTY

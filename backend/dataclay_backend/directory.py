@@ -6,6 +6,7 @@ directly.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from dataclay.exceptions import (
     InvalidRequestError,
     ObjectMovingError,
     ObjectNotRegisteredError,
+    VersionConflictError,
+    VersionRetiredError,
 )
 from dataclay.transport import BackendInfo
 from dataclay_backend.sqlite_db import Database
@@ -37,7 +40,10 @@ CREATE TABLE IF NOT EXISTS backends (
 CREATE TABLE IF NOT EXISTS objects (
     id BLOB PRIMARY KEY,
     class_path TEXT NOT NULL,
-    backend_id BLOB NOT NULL
+    backend_id BLOB NOT NULL,
+    version_parent BLOB,            -- versions: lineage, for people and tools
+    version_original BLOB,
+    retired INTEGER NOT NULL DEFAULT 0  -- versions that were consolidated or discarded
 );
 CREATE INDEX IF NOT EXISTS objects_by_backend ON objects (backend_id);
 CREATE TABLE IF NOT EXISTS aliases (
@@ -45,6 +51,11 @@ CREATE TABLE IF NOT EXISTS aliases (
     object_id BLOB NOT NULL REFERENCES objects (id)
 );
 CREATE INDEX IF NOT EXISTS aliases_by_object ON aliases (object_id);
+CREATE TABLE IF NOT EXISTS transactions (
+    id BLOB PRIMARY KEY,
+    committed INTEGER NOT NULL,     -- 1 committed, 0 aborted, no row: undecided
+    apply TEXT                      -- JSON: what participants need to apply (base revisions)
+);
 """
 
 
@@ -53,6 +64,8 @@ class ObjectEntry:
     object_id: UUID
     class_path: str
     backend_id: UUID
+    version_parent: UUID | None = None
+    version_original: UUID | None = None
 
 
 class Directory:
@@ -107,8 +120,10 @@ class Directory:
                     raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
             try:
                 conn.executemany(
-                    "INSERT INTO objects VALUES (?, ?, ?)",
-                    [(e.object_id.bytes, e.class_path, e.backend_id.bytes) for e in entries],
+                    "INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0)",
+                    [(e.object_id.bytes, e.class_path, e.backend_id.bytes,
+                      e.version_parent.bytes if e.version_parent else None,
+                      e.version_original.bytes if e.version_original else None) for e in entries],
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExistError("one of the objects is already registered") from None
@@ -116,13 +131,24 @@ class Directory:
                 self._insert_alias(conn, alias, entries[0].object_id)
 
     def locate(self, object_id: UUID) -> ObjectEntry:
-        rows = self.db.query("SELECT class_path, backend_id FROM objects WHERE id=?", (object_id.bytes,))
+        rows = self.db.query(
+            "SELECT class_path, backend_id, version_parent, version_original, retired FROM objects WHERE id=?",
+            (object_id.bytes,),
+        )
         if not rows:
             raise ObjectNotRegisteredError(f"object {object_id} is not registered", object_id=object_id)
-        return ObjectEntry(object_id, rows[0][0], UUID(bytes=rows[0][1]))
+        class_path, backend, parent, original, retired = rows[0]
+        if retired:
+            original_id = UUID(bytes=original)
+            raise VersionRetiredError(
+                f"version {object_id} was consolidated or discarded; use its original {original_id}",
+                object_id=object_id, original_id=original_id,
+            )
+        return ObjectEntry(object_id, class_path, UUID(bytes=backend),
+                           UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None)
 
     def owned_by(self, backend_id: UUID) -> list[UUID]:
-        rows = self.db.query("SELECT id FROM objects WHERE backend_id=?", (backend_id.bytes,))
+        rows = self.db.query("SELECT id FROM objects WHERE backend_id=? AND NOT retired", (backend_id.bytes,))
         return [UUID(bytes=r[0]) for r in rows]
 
     def commit_move(self, object_ids: list[UUID], source: UUID, destination: UUID) -> None:
@@ -143,6 +169,28 @@ class Directory:
                     f"{source}; nothing was moved",
                     backend_id=source,
                 )
+
+    # ------------------------------------------------------------------ transactions
+    def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int]) -> None:
+        """The commit point of a consolidation; fails if a participant already aborted it."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT committed FROM transactions WHERE id=?", (txn_id.bytes,)).fetchone()
+            if row is not None and not row[0]:
+                raise VersionConflictError(f"transaction {txn_id} was aborted (a participant timed out); nothing changed")
+            conn.execute("INSERT OR REPLACE INTO transactions VALUES (?, 1, ?)", (txn_id.bytes, json.dumps(apply)))
+            for object_id in retire:
+                conn.execute("UPDATE objects SET retired=1 WHERE id=?", (object_id.bytes,))
+                conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
+
+    def resolve_transaction(self, txn_id: UUID) -> dict[str, int] | None:
+        """What to apply if committed, None if aborted. An undecided transaction is aborted
+        here and now (presumed abort), so a late commit of it fails."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT committed, apply FROM transactions WHERE id=?", (txn_id.bytes,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO transactions VALUES (?, 0, NULL)", (txn_id.bytes,))
+                return None
+            return json.loads(row[1]) if row[0] else None
 
     def drop_objects(self, object_ids: list[UUID]) -> None:
         with self.db.transaction() as conn:

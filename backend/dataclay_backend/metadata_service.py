@@ -12,7 +12,15 @@ from dataclay_backend.grpc_server import handler
 
 
 def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
-    return pb.ObjectEntry(object_id=entry.object_id.bytes, class_path=entry.class_path, backend_id=entry.backend_id.bytes)
+    return pb.ObjectEntry(
+        object_id=entry.object_id.bytes, class_path=entry.class_path, backend_id=entry.backend_id.bytes,
+        version_parent=entry.version_parent.bytes if entry.version_parent else b"",
+        version_original=entry.version_original.bytes if entry.version_original else b"",
+    )
+
+
+def _optional_uuid(raw: bytes, what: str) -> UUID | None:
+    return parse_uuid(raw, what) if raw else None
 
 
 class MetadataService(rpc.MetadataServicer):
@@ -40,7 +48,9 @@ class MetadataService(rpc.MetadataServicer):
     @handler
     def RegisterObjects(self, request: pb.RegisterObjectsRequest, context) -> pb.Empty:
         entries = [
-            ObjectEntry(parse_uuid(e.object_id, "object id"), e.class_path, parse_uuid(e.backend_id, "backend id"))
+            ObjectEntry(parse_uuid(e.object_id, "object id"), e.class_path, parse_uuid(e.backend_id, "backend id"),
+                        _optional_uuid(e.version_parent, "version parent"),
+                        _optional_uuid(e.version_original, "version original"))
             for e in request.objects
         ]
         self.directory.register_objects(entries, request.alias)
@@ -86,3 +96,16 @@ class MetadataService(rpc.MetadataServicer):
             parse_uuid(request.destination_backend_id, "destination backend id"),
         )
         return pb.Empty()
+
+    @handler
+    def CommitTransaction(self, request: pb.TransactionRequest, context) -> pb.Empty:
+        self.directory.commit_transaction(
+            parse_uuid(request.txn_id, "transaction id"), [parse_uuid(raw, "object id") for raw in request.retire],
+            dict(request.base_revisions),
+        )
+        return pb.Empty()
+
+    @handler
+    def ResolveTransaction(self, request: pb.TransactionRequest, context) -> pb.TransactionState:
+        apply = self.directory.resolve_transaction(parse_uuid(request.txn_id, "transaction id"))
+        return pb.TransactionState(committed=apply is not None, base_revisions=apply or {})

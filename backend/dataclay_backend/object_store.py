@@ -32,6 +32,14 @@ CREATE TABLE IF NOT EXISTS objects (
     staged BLOB             -- the move id while an incoming move is staged, NULL when live
 );
 CREATE INDEX IF NOT EXISTS objects_staged ON objects (staged) WHERE staged IS NOT NULL;
+CREATE TABLE IF NOT EXISTS staged_writes (  -- consolidations prepared here, not yet applied
+    txn BLOB NOT NULL,
+    id BLOB NOT NULL,
+    class_path TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (txn, id)
+);
 """
 
 
@@ -154,3 +162,22 @@ class ObjectStore:
             files = [r[0] for r in conn.execute("SELECT file FROM objects WHERE staged=? AND file IS NOT NULL", (move_id.bytes,))]
             conn.execute("DELETE FROM objects WHERE staged=?", (move_id.bytes,))
         self._unlink(files)
+
+    # ------------------------------------------------------------------ staged writes
+    def stage_write(self, txn_id: UUID, obj: StoredObject) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO staged_writes VALUES (?, ?, ?, ?, ?)",
+                         (txn_id.bytes, obj.object_id.bytes, obj.class_path, obj.revision, obj.state))
+
+    def staged_writes(self, txn_id: UUID | None = None) -> dict[UUID, list[StoredObject]]:
+        """Prepared writes by transaction (of one transaction, if given)."""
+        sql = "SELECT txn, id, class_path, revision, state FROM staged_writes"
+        rows = self.db.query(sql + " WHERE txn=?", (txn_id.bytes,)) if txn_id else self.db.query(sql)
+        writes: dict[UUID, list[StoredObject]] = {}
+        for txn, key, class_path, revision, state in rows:
+            writes.setdefault(UUID(bytes=txn), []).append(StoredObject(UUID(bytes=key), class_path, revision, state))
+        return writes
+
+    def forget_writes(self, txn_id: UUID) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM staged_writes WHERE txn=?", (txn_id.bytes,))

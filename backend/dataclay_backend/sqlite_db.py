@@ -43,7 +43,8 @@ class Database:
             self.conn.execute("COMMIT")
 
     def ensure_schema(self, schema: str) -> None:
-        """Create the tables and indexes of `schema` (statements separated by ';')."""
+        """Create the tables and indexes of `schema` (statements separated by ';', so no ';'
+        inside its comments)."""
         with self.transaction() as conn:
             for statement in filter(str.strip, schema.split(";")):
                 conn.execute(statement)

@@ -147,7 +147,9 @@ class DataClayObject:
     # Persistent objects pickle by reference through dataclay.serialization; a plain pickle
     # (dc_clone, by-value copies) carries the properties and a fresh identity.
     def __getstate__(self) -> dict[str, Any]:
-        return self._dc_state()
+        state = self._dc_state()
+        state.pop("_dc_version", None)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(
@@ -157,9 +159,13 @@ class DataClayObject:
         self.__dict__.update(state)
 
     def _dc_state(self) -> dict[str, Any]:
-        """The persistent properties that are set, from the local __dict__."""
+        """What is persisted: the properties that are set and, for a version, its lineage
+        (under "_dc_version")."""
         state = self.__dict__
-        return {name: state[name] for name in self._dc_properties if name in state}
+        persisted = {name: state[name] for name in self._dc_properties if name in state}
+        if "_dc_version" in state:
+            persisted["_dc_version"] = state["_dc_version"]
+        return persisted
 
     # ------------------------------------------------------------ dataClay's public API
     @property
@@ -177,6 +183,9 @@ class DataClayObject:
     dc_clone, a_dc_clone = twins(ops.dc_clone)
     dc_update, a_dc_update = twins(ops.dc_update)
     move, a_move = twins(ops.move)
+    new_version, a_new_version = twins(ops.new_version)
+    consolidate_version, a_consolidate_version = twins(ops.consolidate_version)
+    discard_version, a_discard_version = twins(ops.discard_version)
 
     @classmethod
     def get_by_id(cls: type[T], object_id: uuid.UUID | str) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
+import uuid
 from typing import ClassVar
 
 import grpc
@@ -30,7 +31,7 @@ class DataClayException(Exception):
         self.message = message
         self.fields = {key: str(value) for key, value in fields.items() if value is not None}
         for key, value in fields.items():
-            setattr(self, key, value)
+            setattr(self, key, _typed(key, value))
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -41,6 +42,16 @@ class DataClayException(Exception):
 
 
 _REGISTRY["DataClayException"] = DataClayException
+
+
+def _typed(key: str, value: object) -> object:
+    """Fields travel as text; ids (`*_id`) are UUIDs again on the other side."""
+    if key.endswith("_id") and isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _rebuild(type_name: str, message: str, fields: dict[str, str]) -> DataClayException:
@@ -109,7 +120,20 @@ class ObjectIsNotVersionError(DataClayException):
 
 
 class VersionConflictError(DataClayException):
+    """An ancestor of the version changed since the version was taken (or a sibling was
+    consolidated first); nothing was written. Use force=True to overwrite anyway."""
+
     grpc_code = grpc.StatusCode.ABORTED
+
+
+class VersionRetiredError(DoesNotExistError):
+    """The version was consolidated or discarded; use its original (`original_id`)."""
+
+
+class ObjectBusyError(DataClayException):
+    """The object stayed locked by other calls for too long; nothing was changed."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
 
 
 class ObjectMovingError(DataClayException):

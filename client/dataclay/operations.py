@@ -298,7 +298,9 @@ async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool
         return clones.get(ref[0]) or rt.resolve(ref)
 
     for object_id, record in records.items():
-        clones[object_id.bytes].__dict__.update(loads(record.state, resolve))
+        state = loads(record.state, resolve)
+        state.pop("_dc_version", None)  # a clone is a new object, not a version
+        clones[object_id.bytes].__dict__.update(state)
     return clones[obj.__dict__["_dc_id"].bytes]
 
 
@@ -308,6 +310,7 @@ async def dc_update(rt: "Runtime", t: Any, obj: "DataClayObject", other: "DataCl
         state = other._dc_state()
     else:
         state = loads((await _fetch_state(rt, t, other)).state, rt.resolve)
+    state.pop("_dc_version", None)  # the properties only, never the lineage
     if obj.__dict__["_dc_is_local"]:
         for name, value in state.items():
             setattr(obj, name, value)
@@ -386,7 +389,55 @@ async def move(
     return result
 
 
+# ------------------------------------------------------------------ versions
+
+
+async def new_version(
+    rt: "Runtime", t: Any, obj: "DataClayObject", backend_id: UUID | str | None = None, recursive: bool = False
+) -> "DataClayObject":
+    """A new persistent copy of obj that remembers where it came from, on obj's backend unless
+    backend_id says otherwise. recursive=True also versions what obj reaches through objects
+    owned by the same backend (the version then references those copies)."""
+    destination = _as_uuid(backend_id, "backend id") if backend_id is not None else None
+    if destination is not None:
+        await backend_info(rt, t, destination)
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.NewVersionRequest:
+        return pb.NewVersionRequest(object_id=object_id, destination=destination.bytes if destination else b"",
+                                    recursive=recursive)
+
+    entry = await at_owner(rt, t, obj, "NewVersion", request)
+    return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+
+
+async def consolidate_version(rt: "Runtime", t: Any, obj: "DataClayObject", force: bool = False) -> None:
+    """Write this version into every ancestor and the original, atomically, then retire it.
+    VersionConflictError if any of them changed since (unless force=True)."""
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.ConsolidateRequest:
+        return pb.ConsolidateRequest(object_id=object_id, force=force)
+
+    await at_owner(rt, t, obj, "ConsolidateVersion", request)
+    obj.__dict__["_dc_backend_id"] = None  # retired: the next use asks the directory, which says so
+
+
+async def discard_version(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
+    """Retire this version without writing it anywhere."""
+    object_id = obj.__dict__["_dc_id"].bytes
+
+    async def request(info: BackendInfo) -> pb.ConsolidateRequest:
+        return pb.ConsolidateRequest(object_id=object_id, discard=True)
+
+    await at_owner(rt, t, obj, "ConsolidateVersion", request)
+    obj.__dict__["_dc_backend_id"] = None
+
+
 __all__ = [
+    "new_version",
+    "consolidate_version",
+    "discard_version",
     "MoveResult",
     "move",
     "get_backends",

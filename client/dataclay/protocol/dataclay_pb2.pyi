@@ -177,6 +177,97 @@ class CommitMoveRequest(_message.Message):
     destination_backend_id: bytes
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., source_backend_id: _Optional[bytes] = ..., destination_backend_id: _Optional[bytes] = ...) -> None: ...
 
+class NewVersionRequest(_message.Message):
+    __slots__ = ("object_id", "destination", "recursive")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    destination: bytes
+    recursive: bool
+    def __init__(self, object_id: _Optional[bytes] = ..., destination: _Optional[bytes] = ..., recursive: _Optional[bool] = ...) -> None: ...
+
+class ConsolidateRequest(_message.Message):
+    __slots__ = ("object_id", "force", "discard")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    DISCARD_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    force: bool
+    discard: bool
+    def __init__(self, object_id: _Optional[bytes] = ..., force: _Optional[bool] = ..., discard: _Optional[bool] = ...) -> None: ...
+
+class StageWriteRequest(_message.Message):
+    __slots__ = ("txn_id", "object_id", "state", "expected_revision", "force")
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    object_id: bytes
+    state: bytes
+    expected_revision: int
+    force: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., object_id: _Optional[bytes] = ..., state: _Optional[bytes] = ..., expected_revision: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class StageWriteReply(_message.Message):
+    __slots__ = ("new_revision", "version_parent", "base_revision")
+    NEW_REVISION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_PARENT_FIELD_NUMBER: _ClassVar[int]
+    BASE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    new_revision: int
+    version_parent: bytes
+    base_revision: int
+    def __init__(self, new_revision: _Optional[int] = ..., version_parent: _Optional[bytes] = ..., base_revision: _Optional[int] = ...) -> None: ...
+
+class ApplyWritesRequest(_message.Message):
+    __slots__ = ("txn_id", "base_revisions")
+    class BaseRevisionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    base_revisions: _containers.ScalarMap[str, int]
+    def __init__(self, txn_id: _Optional[bytes] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class TransactionRequest(_message.Message):
+    __slots__ = ("txn_id", "retire", "base_revisions")
+    class BaseRevisionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TXN_ID_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_FIELD_NUMBER: _ClassVar[int]
+    BASE_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    txn_id: bytes
+    retire: _containers.RepeatedScalarFieldContainer[bytes]
+    base_revisions: _containers.ScalarMap[str, int]
+    def __init__(self, txn_id: _Optional[bytes] = ..., retire: _Optional[_Iterable[bytes]] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class TransactionState(_message.Message):
+    __slots__ = ("committed", "base_revisions")
+    class BaseRevisionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    BASE_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    committed: bool
+    base_revisions: _containers.ScalarMap[str, int]
+    def __init__(self, committed: _Optional[bool] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
 class BackendInfo(_message.Message):
     __slots__ = ("backend_id", "name", "host", "port")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
@@ -198,14 +289,18 @@ class BackendList(_message.Message):
     def __init__(self, backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., cluster_id: _Optional[bytes] = ...) -> None: ...
 
 class ObjectEntry(_message.Message):
-    __slots__ = ("object_id", "class_path", "backend_id")
+    __slots__ = ("object_id", "class_path", "backend_id", "version_parent", "version_original")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_PARENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     class_path: str
     backend_id: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ...) -> None: ...
+    version_parent: bytes
+    version_original: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ..., version_parent: _Optional[bytes] = ..., version_original: _Optional[bytes] = ...) -> None: ...
 
 class RegisterObjectsRequest(_message.Message):
     __slots__ = ("objects", "alias")

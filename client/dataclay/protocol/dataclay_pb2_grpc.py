@@ -89,6 +89,31 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveId.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
+        self.NewVersion = channel.unary_unary(
+                '/dataclay.v1.Backend/NewVersion',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.NewVersionRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
+                _registered_method=True)
+        self.ConsolidateVersion = channel.unary_unary(
+                '/dataclay.v1.Backend/ConsolidateVersion',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ConsolidateRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.StageWrite = channel.unary_unary(
+                '/dataclay.v1.Backend/StageWrite',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.StageWriteRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.StageWriteReply.FromString,
+                _registered_method=True)
+        self.ApplyWrites = channel.unary_unary(
+                '/dataclay.v1.Backend/ApplyWrites',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ApplyWritesRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.AbortWrites = channel.unary_unary(
+                '/dataclay.v1.Backend/AbortWrites',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class BackendServicer:
@@ -166,6 +191,37 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NewVersion(self, request, context):
+        """Versions: created and consolidated where the object lives.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConsolidateVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StageWrite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyWrites(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortWrites(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +278,31 @@ def add_BackendServicer_to_server(servicer, server):
             'AbortMove': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortMove,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveId.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'NewVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.NewVersion,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.NewVersionRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.SerializeToString,
+            ),
+            'ConsolidateVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConsolidateVersion,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ConsolidateRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'StageWrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.StageWrite,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.StageWriteRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.StageWriteReply.SerializeToString,
+            ),
+            'ApplyWrites': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyWrites,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ApplyWritesRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'AbortWrites': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortWrites,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
     }
@@ -532,6 +613,141 @@ class Backend:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def NewVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/NewVersion',
+            dataclay_dot_protocol_dot_dataclay__pb2.NewVersionRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConsolidateVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/ConsolidateVersion',
+            dataclay_dot_protocol_dot_dataclay__pb2.ConsolidateRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StageWrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/StageWrite',
+            dataclay_dot_protocol_dot_dataclay__pb2.StageWriteRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.StageWriteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyWrites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/ApplyWrites',
+            dataclay_dot_protocol_dot_dataclay__pb2.ApplyWritesRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortWrites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/AbortWrites',
+            dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class MetadataStub:
     """Missing associated documentation comment in .proto file."""
@@ -596,6 +812,16 @@ class MetadataStub:
                 '/dataclay.v1.Metadata/CommitMove',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.CommitMoveRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CommitTransaction = channel.unary_unary(
+                '/dataclay.v1.Metadata/CommitTransaction',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ResolveTransaction = channel.unary_unary(
+                '/dataclay.v1.Metadata/ResolveTransaction',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionState.FromString,
                 _registered_method=True)
 
 
@@ -671,6 +897,19 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitTransaction(self, request, context):
+        """Version consolidation: the commit point, and how participants learn its outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveTransaction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -728,6 +967,16 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.CommitMove,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.CommitMoveRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'CommitTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitTransaction,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'ResolveTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveTransaction,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1027,6 +1276,60 @@ class Metadata:
             '/dataclay.v1.Metadata/CommitMove',
             dataclay_dot_protocol_dot_dataclay__pb2.CommitMoveRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/CommitTransaction',
+            dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/ResolveTransaction',
+            dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.TransactionState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,317 @@
+"""Versions, on one backend: creating them, and both sides of consolidation.
+
+The protocol is described in dataclay.proto ("versions"). A version carries its lineage in its
+persisted state under VERSION_KEY: (parent id, original id, parent's revision when derived).
+Consolidation locks the version (and its versioned sub-objects, for recursive versions), then
+walks up the lineage one level at a time: at each level every member's state is staged on the
+owner of its ancestor at that level, with references between members rewritten to that level's
+objects. The staging owner checks the ancestor's revision against the one recorded when its
+child was derived (VersionConflictError otherwise, unless forced) and keeps it locked. Then one
+metadata transaction commits and retires the members, and every owner applies.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from dataclay import operations as ops
+from dataclay.dataclay_object import DataClayObject
+from dataclay.exceptions import (
+    ObjectBusyError,
+    ObjectIsNotVersionError,
+    ObjectWithWrongBackendIdError,
+    VersionConflictError,
+)
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.serialization import Ref, class_path, dumps, make_ref
+from dataclay.transport import CURRENT_CHAIN, BackendInfo, run_blocking
+from dataclay_backend import faults
+from dataclay_backend.backend_runtime import SCOPE, _digest_if_needed
+from dataclay_backend.object_store import StoredObject
+
+if TYPE_CHECKING:
+    from dataclay_backend.backend_runtime import BackendRuntime
+
+log = logging.getLogger(__name__)
+
+VERSION_KEY = "_dc_version"
+LOCK_TIMEOUT = 30.0
+# A prepared write waits this long for the coordinator's decision, then asks the metadata service.
+PARTICIPANT_TIMEOUT = float(os.environ.get("DC_CONSOLIDATION_TIMEOUT", "60"))
+
+
+@dataclass
+class _Prepared:
+    """A transaction prepared here: the objects it holds locked, and its timeout."""
+
+    objects: list[DataClayObject] = field(default_factory=list)
+    timer: threading.Timer | None = None
+
+
+def _properties(obj: DataClayObject) -> dict[str, Any]:
+    state = obj._dc_state()
+    state.pop(VERSION_KEY, None)
+    return state
+
+
+class Versioning:
+    def __init__(self, rt: "BackendRuntime") -> None:
+        self.rt = rt
+        self._lock = threading.Lock()
+        self._prepared: dict[UUID, _Prepared] = {}
+
+    # ================================================================== new_version
+    def new_version(self, object_id: UUID, destination: UUID | None, recursive: bool) -> pb.ObjectEntry:
+        """Copy the object (and, if recursive, what it reaches through objects owned here) into
+        new objects that record where they came from."""
+        rt = self.rt
+        rt.local_object(object_id)  # raises where it is, or that it does not exist
+        target = destination or rt.local_backend_id
+        scope = SCOPE.get()
+        chain = scope.chain if scope else rt.new_chain()
+        locked, _ = rt.mover._lock_closure([object_id], recursive, False, chain)
+        try:
+            copies = {obj.__dict__["_dc_id"]: uuid.uuid4() for obj in locked}
+
+            def remap(ref_obj: DataClayObject) -> Ref:
+                ref = make_ref(ref_obj)
+                copy = copies.get(ref_obj.__dict__["_dc_id"])
+                return (copy.bytes, ref[1], target.bytes) if copy else ref
+
+            records = []
+            for obj in locked:
+                meta = obj.__dict__
+                if not meta["_dc_is_loaded"]:
+                    rt.load_local(obj)
+                lineage = meta.get(VERSION_KEY)
+                state = _properties(obj)
+                state[VERSION_KEY] = (meta["_dc_id"], lineage[1] if lineage else meta["_dc_id"], meta.get("_dc_revision", 1))
+                records.append(pb.ObjectRecord(object_id=copies[meta["_dc_id"]].bytes, class_path=class_path(type(obj)),
+                                               state=dumps(state, remap)))
+        finally:
+            for obj in locked:
+                rt.lock_of(obj).release()
+        if target == rt.local_backend_id:
+            rt.store_records(records, "")
+        else:
+            info = run_blocking(ops.backend_info(rt, rt.blocking, target))
+            run_blocking(rt.blocking.backend(info, "StoreObjects", pb.StoreObjectsRequest(objects=records)))
+        root = records[0]
+        return pb.ObjectEntry(object_id=root.object_id, class_path=root.class_path, backend_id=target.bytes)
+
+    # ================================================================== coordinator
+    def consolidate(self, version_id: UUID, force: bool, discard: bool) -> None:
+        rt = self.rt
+        version = rt.local_object(version_id)
+        if not version.__dict__["_dc_is_loaded"]:
+            rt.load_local(version)
+        if VERSION_KEY not in version.__dict__:
+            raise ObjectIsNotVersionError(f"object {version_id} is not a version", object_id=version_id)
+        txn = uuid.uuid4()
+        chain = f"txn-{txn.hex[:12]}"
+        chain_token = CURRENT_CHAIN.set(chain)
+        locked, _ = rt.mover._lock_closure([version_id], True, False, chain)
+        members = [obj for obj in locked if VERSION_KEY in obj.__dict__]
+        for obj in locked:
+            if VERSION_KEY not in obj.__dict__:
+                rt.lock_of(obj).release()
+        participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
+        try:
+            base_revisions: dict[str, int] = {}
+            if not discard:
+                self._stage_all(txn, chain, members, force, participants, base_revisions)
+            faults.hit("consolidate.after_stage")
+            run_blocking(rt.blocking.metadata("CommitTransaction", pb.TransactionRequest(
+                txn_id=txn.bytes, retire=[m.__dict__["_dc_id"].bytes for m in members], base_revisions=base_revisions)))
+        except BaseException:
+            self._abort_all(txn, participants)
+            for obj in members:
+                rt.lock_of(obj).release()
+            CURRENT_CHAIN.reset(chain_token)
+            raise
+        faults.hit("consolidate.after_commit")
+        try:
+            for backend_id, info in participants.items():
+                request = pb.ApplyWritesRequest(txn_id=txn.bytes, base_revisions=base_revisions)
+                if info is None:
+                    self.apply(txn, base_revisions)
+                else:
+                    try:
+                        run_blocking(rt.blocking.backend(info, "ApplyWrites", request))
+                    except Exception as exc:  # it applies when it resolves the transaction
+                        log.warning("consolidation %s committed; %s will apply it later: %s", txn, info.describe(), exc)
+            self._retire(members)
+        finally:
+            for obj in members:
+                rt.lock_of(obj).release()
+            CURRENT_CHAIN.reset(chain_token)
+
+    def _stage_all(
+        self, txn: UUID, chain: str, members: list[DataClayObject], force: bool,
+        participants: dict[UUID, BackendInfo | None], base_revisions: dict[str, int],
+    ) -> None:
+        """Walk up the lineage, staging every member's state on its ancestor at each level."""
+        rt = self.rt
+        lineage = {m.__dict__["_dc_id"]: m.__dict__[VERSION_KEY] for m in members}
+        current = {m.__dict__["_dc_id"]: m.__dict__["_dc_id"] for m in members}  # member -> object at this level
+        while lineage:
+            level = {member: parent for member, (parent, _, _) in lineage.items()}  # member -> ancestor
+
+            def remap(ref_obj: DataClayObject) -> Ref:
+                ref = make_ref(ref_obj)
+                ancestor = level.get(ref_obj.__dict__["_dc_id"])
+                return (ancestor.bytes, ref[1], b"") if ancestor else ref
+
+            next_lineage = {}
+            for member in members:
+                member_id = member.__dict__["_dc_id"]
+                if member_id not in lineage:
+                    continue
+                parent_id, original_id, expected = lineage[member_id]
+                state = dumps(_properties(member), remap)
+                reply, backend_id, info = self._stage_one(txn, chain, member, parent_id, state, expected, force)
+                participants[backend_id] = info
+                if current[member_id] != member_id:  # an intermediate version: its base moves on
+                    base_revisions[current[member_id].hex] = reply.new_revision
+                current[member_id] = parent_id
+                if reply.version_parent:
+                    next_lineage[member_id] = (UUID(bytes=reply.version_parent), original_id, reply.base_revision)
+            lineage = next_lineage
+
+    def _stage_one(
+        self, txn: UUID, chain: str, member: DataClayObject, ancestor_id: UUID, state: bytes, expected: int, force: bool
+    ) -> tuple[pb.StageWriteReply, UUID, BackendInfo | None]:
+        rt = self.rt
+        if ancestor_id in rt.owned:
+            return self.stage(txn, chain, ancestor_id, state, expected, force), rt.local_backend_id, None
+        ancestor = rt.instance(ancestor_id, class_path(type(member)), None)
+        request = pb.StageWriteRequest(txn_id=txn.bytes, object_id=ancestor_id.bytes, state=state,
+                                       expected_revision=expected, force=force)
+        used: list[BackendInfo] = []
+
+        async def perform(info: BackendInfo) -> pb.StageWriteReply:
+            used.append(info)
+            return await rt.blocking.backend(info, "StageWrite", request)
+
+        reply = run_blocking(ops.with_owner(rt, rt.blocking, ancestor, perform))
+        return reply, used[-1].id, used[-1]
+
+    def _abort_all(self, txn: UUID, participants: dict[UUID, BackendInfo | None]) -> None:
+        for info in participants.values():
+            if info is None:
+                self.abort(txn)
+                continue
+            try:
+                run_blocking(self.rt.blocking.backend(info, "AbortWrites", pb.TransactionRequest(txn_id=txn.bytes)))
+            except Exception as exc:  # it resolves the transaction (aborted) by itself
+                log.warning("could not abort consolidation %s on %s: %s", txn, info.describe(), exc)
+
+    def _retire(self, members: list[DataClayObject]) -> None:
+        """The versions were consolidated (or discarded): they are gone from here."""
+        rt = self.rt
+        rt.store.delete(m.__dict__["_dc_id"] for m in members)
+        for member in members:
+            state = member.__dict__
+            rt.owned.pop(state["_dc_id"], None)
+            rt.loaded.discard(state["_dc_id"])
+            for name in (*member._dc_properties, VERSION_KEY):
+                state.pop(name, None)
+            state.update(_dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=None)
+
+    # ================================================================== participant
+    def stage(self, txn: UUID, chain: str, object_id: UUID, state: bytes, expected: int, force: bool) -> pb.StageWriteReply:
+        """Prepare: lock the ancestor, check it did not change, keep the new state durably."""
+        rt = self.rt
+        obj = rt.local_object(object_id)
+        lock = rt.lock_of(obj)
+        if not lock.acquire(chain, LOCK_TIMEOUT):
+            raise ObjectBusyError(f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s",
+                                  object_id=object_id)
+        try:
+            meta = obj.__dict__
+            if not meta["_dc_is_local"]:
+                raise ObjectWithWrongBackendIdError(f"object {object_id} moved", object_id=object_id,
+                                                    backend_id=meta["_dc_backend_id"])
+            if not meta["_dc_is_loaded"]:
+                rt.load_local(obj)
+            revision = meta.get("_dc_revision", 1)
+            if not force and revision != expected:
+                raise VersionConflictError(
+                    f"object {object_id} ({type(obj).__name__}) changed since the version was taken (revision "
+                    f"{expected}, now {revision}); nothing was written. Consolidate with force=True to overwrite it.",
+                    object_id=object_id,
+                )
+            rt.store.stage_write(txn, StoredObject(object_id, class_path(type(obj)), revision + 1, state))
+            faults.hit("stage.after_write")
+        except BaseException:
+            lock.release()
+            raise
+        with self._lock:
+            prepared = self._prepared.setdefault(txn, _Prepared())
+            prepared.objects.append(obj)
+            if prepared.timer is None:
+                prepared.timer = threading.Timer(PARTICIPANT_TIMEOUT, self.resolve, args=(txn,))
+                prepared.timer.daemon = True
+                prepared.timer.start()
+        lineage = meta.get(VERSION_KEY)
+        return pb.StageWriteReply(new_revision=revision + 1, version_parent=lineage[0].bytes if lineage else b"",
+                                  base_revision=lineage[2] if lineage else 0)
+
+    def _release(self, txn: UUID) -> None:
+        with self._lock:
+            prepared = self._prepared.pop(txn, None)
+        if prepared is not None:
+            if prepared.timer is not None:
+                prepared.timer.cancel()
+            for obj in prepared.objects:
+                self.rt.lock_of(obj).release()
+
+    def apply(self, txn: UUID, base_revisions: dict[str, int]) -> None:
+        """Commit: the prepared states become the objects' states (idempotent)."""
+        faults.hit("apply.before")
+        rt = self.rt
+        rows = []
+        for write in rt.store.staged_writes(txn).get(txn, []):
+            obj = rt._local_instance(write.object_id, write.class_path)
+            meta = obj.__dict__
+            if not meta["_dc_is_loaded"]:
+                rt.load_local(obj)
+            for name in obj._dc_properties:
+                meta.pop(name, None)
+            meta.update(rt.decode(write.state))
+            lineage = meta.get(VERSION_KEY)
+            if lineage and write.object_id.hex in base_revisions:
+                meta[VERSION_KEY] = (lineage[0], lineage[1], base_revisions[write.object_id.hex])
+            data = dumps(obj._dc_state(), make_ref)
+            meta.update(_dc_revision=write.revision, _dc_digest=_digest_if_needed(obj, data))
+            rows.append(StoredObject(write.object_id, write.class_path, write.revision, data))
+        rt.store.write(rows)
+        rt.store.forget_writes(txn)
+        self._release(txn)
+
+    def abort(self, txn: UUID) -> None:
+        self.rt.store.forget_writes(txn)
+        self._release(txn)
+
+    def resolve(self, txn: UUID) -> None:
+        """The coordinator went quiet (or we restarted): ask the metadata service."""
+        try:
+            state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
+        except Exception as exc:
+            log.warning("cannot resolve consolidation %s yet: %s", txn, exc)
+            return
+        if state.committed:
+            log.info("consolidation %s was committed: applying", txn)
+            self.apply(txn, dict(state.base_revisions))
+        else:
+            log.info("consolidation %s was not committed: discarding", txn)
+            self.abort(txn)
+
+    def recover(self) -> None:
+        for txn in self.rt.store.staged_writes():
+            self.resolve(txn)
