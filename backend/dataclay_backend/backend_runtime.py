@@ -39,6 +39,7 @@ class RequestScope:
     touched: dict[UUID, DataClayObject] = field(default_factory=dict)  # may have changed
     dirty: set[UUID] = field(default_factory=set)  # did change: a property was assigned
     new: dict[UUID, DataClayObject] = field(default_factory=dict)  # became persistent here
+    pending: set[UUID] = field(default_factory=set)  # touched objects not yet committed (no eviction)
 
 
 SCOPE: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("dataclay_scope", default=None)
@@ -174,8 +175,19 @@ class BackendRuntime(Runtime):
         except BaseException:
             lock.release()
             raise
-        scope.touched[obj.__dict__["_dc_id"]] = obj
+        object_id = obj.__dict__["_dc_id"]
+        if object_id not in scope.pending:  # under the object's lock, like the decrement in commit
+            scope.pending.add(object_id)
+            obj.__dict__["_dc_pending"] = obj.__dict__.get("_dc_pending", 0) + 1
+        scope.touched[object_id] = obj
         return True
+
+    def _unpend(self, obj: DataClayObject, scope: RequestScope) -> None:
+        """Under obj's lock: this request no longer needs obj kept in memory."""
+        object_id = obj.__dict__["_dc_id"]
+        if object_id in scope.pending:
+            scope.pending.discard(object_id)
+            obj.__dict__["_dc_pending"] -= 1
 
     def call_local(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
         scope = self._scope()
@@ -262,38 +274,33 @@ class BackendRuntime(Runtime):
         """Make what the request changed durable, in one transaction (see module docstring)."""
         if not scope.touched:
             return
-        rows: list[tuple[DataClayObject, StoredObject, bytes]] = []
+        rows: list[tuple[DataClayObject, StoredObject, bytes | None]] = []
         done: set[UUID] = set()
-        while len(done) < len(scope.touched):
-            for object_id, obj in list(scope.touched.items()):
-                if object_id in done:
-                    continue
-                done.add(object_id)
-                state = obj.__dict__
-                if not state["_dc_is_loaded"] or not state["_dc_is_local"]:
-                    continue
-                assigned = object_id in scope.dirty
+        try:
+            while len(done) < len(scope.touched):
+                for object_id, obj in list(scope.touched.items()):
+                    if object_id not in done:
+                        done.add(object_id)
+                        row = self._snapshot_for_commit(obj, scope)
+                        if row is not None:
+                            rows.append(row)
+            try:
+                if scope.new:
+                    self._register(list(scope.new.values()))
+                self.store.write(row for _, row, _ in rows)
+            except BaseException:
+                for obj in scope.new.values():
+                    obj.__dict__.update(_dc_is_registered=False, _dc_backend_id=None)
+                raise
+        finally:
+            for object_id in list(scope.pending):
+                obj = scope.touched[object_id]
                 lock = self.lock_of(obj)
                 lock.acquire(scope.chain)
                 try:
-                    in_place = _can_change_in_place(obj)
-                    if not assigned and not in_place:
-                        continue  # nothing was assigned and nothing can change in place
-                    data = dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
+                    self._unpend(obj, scope)
                 finally:
                     lock.release()
-                digest = _digest(data) if in_place else None
-                if assigned or digest != state.get("_dc_digest"):
-                    revision = state.get("_dc_revision", 0) + 1
-                    rows.append((obj, StoredObject(object_id, class_path(type(obj)), revision, data), digest))
-        try:
-            if scope.new:
-                self._register(list(scope.new.values()))
-            self.store.write(row for _, row, _ in rows)
-        except BaseException:
-            for obj in scope.new.values():
-                obj.__dict__.update(_dc_is_registered=False, _dc_backend_id=None)
-            raise
         for obj, row, digest in rows:
             obj.__dict__.update(_dc_revision=row.revision, _dc_digest=digest)
             self.loaded.touch(row.object_id, obj, len(row.state))
@@ -301,6 +308,29 @@ class BackendRuntime(Runtime):
             self.owned[object_id] = class_path(type(obj))
             self.heap[object_id] = obj
         self.loaded.evict()
+
+    def _snapshot_for_commit(self, obj: DataClayObject, scope: RequestScope) -> tuple[DataClayObject, StoredObject, bytes | None] | None:
+        """Under obj's lock: its new row, or None if it cannot have changed (or moved away)."""
+        state = obj.__dict__
+        object_id = state["_dc_id"]
+        lock = self.lock_of(obj)
+        lock.acquire(scope.chain)
+        try:
+            if not state["_dc_is_loaded"] or not state["_dc_is_local"]:
+                return None  # moved away meanwhile: the move carried the in-memory state
+            assigned = object_id in scope.dirty
+            in_place = _can_change_in_place(obj)
+            if not assigned and not in_place:
+                return None  # nothing was assigned and nothing can change in place
+            data = dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
+        finally:
+            self._unpend(obj, scope)  # pickled: it may be evicted now
+            lock.release()
+        digest = _digest(data) if in_place else None
+        if not assigned and digest == state.get("_dc_digest"):
+            return None
+        revision = state.get("_dc_revision", 0) + 1
+        return obj, StoredObject(object_id, class_path(type(obj)), revision, data), digest
 
     def _register(self, objects: list[DataClayObject], alias: str = "") -> None:
         entries = [

@@ -78,7 +78,8 @@ class LoadedSet:
             while self.total > self.memory_limit and self._sizes:
                 object_id, (obj, size) = self._sizes.popitem(last=False)
                 lock = obj.__dict__.get("_dc_lock")
-                if lock is not None and lock.owner is not None and not lock.owner.startswith(MOVE_CHAIN_PREFIX):
+                held = lock is not None and lock.owner is not None and not lock.owner.startswith(MOVE_CHAIN_PREFIX)
+                if held or obj.__dict__.get("_dc_pending"):  # in use, or a change not yet committed
                     skipped.append((object_id, (obj, size)))
                     continue
                 self.total -= size
