@@ -157,12 +157,10 @@ class Directory:
         with self.db.transaction() as conn:
             if not conn.execute("SELECT 1 FROM backends WHERE id=?", (destination.bytes,)).fetchone():
                 raise BackendNotFoundError(f"no backend {destination} is registered", backend_id=destination)
-            moved = 0
-            for object_id in object_ids:
-                moved += conn.execute(
-                    "UPDATE objects SET backend_id=? WHERE id=? AND backend_id=?",
-                    (destination.bytes, object_id.bytes, source.bytes),
-                ).rowcount
+            moved = conn.executemany(
+                "UPDATE objects SET backend_id=? WHERE id=? AND backend_id=?",
+                [(destination.bytes, object_id.bytes, source.bytes) for object_id in object_ids],
+            ).rowcount
             if moved != len(object_ids):
                 raise ObjectMovingError(
                     f"{len(object_ids) - moved} of {len(object_ids)} objects are no longer owned by backend "

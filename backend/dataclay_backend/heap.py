@@ -17,31 +17,40 @@ from uuid import UUID
 MOVE_CHAIN_PREFIX = "move-"
 
 
+_GUARD = threading.Lock()  # guards every ChainLock's few fields; held for microseconds
+
+
 class ChainLock:
     """A lock held by a call chain, not a thread: nested calls of the same chain (even ones
-    that come back through another backend) re-enter; other chains wait their turn."""
+    that come back through another backend) re-enter; other chains wait their turn. Cheap to
+    create and to take when free (a backend has one per object it touches); a condition to
+    wait on is made only when a second chain has to wait."""
 
-    __slots__ = ("_cond", "owner", "_depth")
+    __slots__ = ("owner", "_depth", "_waiting")
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
         self.owner: str | None = None
         self._depth = 0
+        self._waiting: threading.Condition | None = None
 
     def acquire(self, chain: str, timeout: float | None = None) -> bool:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self.owner is None or self.owner == chain, timeout):
-                return False
+        with _GUARD:
+            if self.owner is not None and self.owner != chain:
+                if self._waiting is None:
+                    self._waiting = threading.Condition(_GUARD)
+                if not self._waiting.wait_for(lambda: self.owner is None or self.owner == chain, timeout):
+                    return False
             self.owner = chain
             self._depth += 1
             return True
 
     def release(self) -> None:
-        with self._cond:
+        with _GUARD:
             self._depth -= 1
             if self._depth == 0:
                 self.owner = None
-                self._cond.notify()
+                if self._waiting is not None:
+                    self._waiting.notify()
 
 
 class LoadedSet:

@@ -9,6 +9,7 @@ arrives and the directory already names us (the source may have died right after
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ from dataclay import operations as ops
 from dataclay.dataclay_object import DataClayObject
 from dataclay.exceptions import BackendUnavailableError, InvalidRequestError, ObjectMovingError
 from dataclay.protocol import dataclay_pb2 as pb
-from dataclay.serialization import Ref, class_path, dumps, import_class, make_ref
+from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import run_blocking
 from dataclay_backend import faults
 from dataclay_backend.backend_runtime import SCOPE, parse_uuid
@@ -34,7 +35,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 * 1024 * 1024
+BATCH = 512  # objects locked, read and sent per step
 LOCK_TIMEOUT = 30.0  # how long a move waits for a busy object before giving up (nothing moved)
+
+
+def _references(state: bytes) -> list[Ref]:
+    """The references in a pickled state, without building the objects they point at."""
+    refs: list[Ref] = []
+
+    def collect(ref: Ref) -> None:
+        refs.append(ref)
+
+    loads(state, collect)
+    return refs
 
 
 class Mover:
@@ -59,18 +72,18 @@ class Mover:
         target = run_blocking(ops.backend_info(rt, rt.blocking, destination))
         scope = SCOPE.get()
         chain = scope.chain if scope else f"{MOVE_CHAIN_PREFIX}{uuid.uuid4().hex[:12]}"
-        locked, frontier = self._lock_closure(roots, recursive, only_owned, chain)
+        walk = _Walk(self, roots, recursive, only_owned, chain)
         move_id = uuid.uuid4()
-        ids = [obj.__dict__["_dc_id"] for obj in locked]
         try:
-            if not locked:
-                return pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
             sent = {"objects": 0, "bytes": 0}
-            progress(pb.MoveProgress(objects_total=len(locked)))
-            chunks = self._chunks(move_id, locked, chain, sent, progress)
+            chunks = self._chunks(move_id, walk, sent, progress)
             try:
-                rt.blocking.send_stream(target, "ReceiveObjects", chunks)
+                first = next(chunks, None)
+                if first is None:  # nothing to move (all roots gone meanwhile)
+                    return pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
+                rt.blocking.send_stream(target, "ReceiveObjects", itertools.chain([first], chunks))
                 faults.hit("move.after_stream")
+                ids = [obj.__dict__["_dc_id"] for obj in walk.locked]
                 run_blocking(rt.blocking.metadata("CommitMove", pb.CommitMoveRequest(
                     object_ids=[i.bytes for i in ids], source_backend_id=rt.local_backend_id.bytes,
                     destination_backend_id=destination.bytes)))
@@ -83,16 +96,15 @@ class Mover:
             except BackendUnavailableError as exc:  # it activates on restart: the directory says so
                 log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
             faults.hit("move.after_activate")
-            self._drop(locked, destination)
+            self._drop(walk.locked, destination)
             log.info("moved %d objects (%d bytes) to %s in %.3fs", len(ids), sent["bytes"], target.describe(),
                      time.perf_counter() - started)
             return pb.MoveProgress(
                 objects_total=len(ids), objects_sent=len(ids), bytes_sent=sent["bytes"], done=True,
-                moved_ids=[i.bytes for i in ids], frontier=frontier, seconds=time.perf_counter() - started,
+                moved_ids=[i.bytes for i in ids], frontier=walk.frontier_entries(), seconds=time.perf_counter() - started,
             )
         finally:
-            for obj in locked:
-                rt.lock_of(obj).release()
+            walk.release()
 
     def _abort_remote(self, target, move_id: UUID) -> None:
         try:
@@ -103,99 +115,48 @@ class Mover:
     def _lock_closure(
         self, roots: list[UUID], recursive: bool, only_owned: bool, chain: str
     ) -> tuple[list[DataClayObject], list[pb.ObjectEntry]]:
-        """Lock the roots and, if recursive, what they reach through objects owned here.
-        Returns the locked objects (in walk order) and the frontier: reachable objects
-        owned elsewhere."""
-        rt = self.rt
-        locked: list[DataClayObject] = []
-        seen: set[UUID] = set()
-        frontier: dict[UUID, pb.ObjectEntry] = {}
-        queue: deque[UUID] = deque()
-        for root in roots:
-            if root in rt.owned:
-                queue.append(root)
-            elif not only_owned:
-                rt.local_object(root)  # raises the redirect, or "not registered"
+        """Lock the roots and, if recursive, what they reach through objects owned here."""
+        walk = _Walk(self, roots, recursive, only_owned, chain)
         try:
-            while queue:
-                object_id = queue.popleft()
-                if object_id in seen:
-                    continue
-                seen.add(object_id)
-                class_path_ = rt.owned.get(object_id)
-                if class_path_ is None:  # moved away meanwhile
-                    continue
-                obj = rt._local_instance(object_id, class_path_)
-                if not rt.lock_of(obj).acquire(chain, LOCK_TIMEOUT):
-                    raise ObjectMovingError(
-                        f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s; nothing "
-                        "was moved, try again", object_id=object_id)
-                locked.append(obj)
-                if not obj.__dict__["_dc_is_local"]:  # moved away while we waited
-                    locked.pop()
-                    rt.lock_of(obj).release()
-                    continue
-                if recursive:
-                    for ref in self._references(obj, chain):
-                        ref_id = UUID(bytes=ref[0])
-                        if ref_id in rt.owned:
-                            queue.append(ref_id)
-                        elif ref_id not in frontier:
-                            frontier[ref_id] = pb.ObjectEntry(object_id=ref[0], class_path=ref[1], backend_id=ref[2])
-                if len(locked) % 1024 == 0:
-                    rt.loaded.evict()
+            for _ in walk.batches():
+                pass
         except BaseException:
-            for obj in locked:
-                rt.lock_of(obj).release()
+            walk.release()
             raise
-        return locked, list(frontier.values())
-
-    def _references(self, obj: DataClayObject, chain: str) -> list[Ref]:
-        refs: list[Ref] = []
-
-        def collect(ref_obj: DataClayObject) -> Ref:
-            ref = make_ref(ref_obj)
-            refs.append(ref)
-            return ref
-
-        if not obj.__dict__["_dc_is_loaded"]:
-            self.rt.load_local(obj)
-        dumps(obj._dc_state(), collect)
-        return refs
+        return walk.locked, walk.frontier_entries()
 
     def _chunks(
-        self, move_id: UUID, objects: list[DataClayObject], chain: str, sent: dict[str, int],
-        progress: Callable[[pb.MoveProgress], None],
+        self, move_id: UUID, walk: "_Walk", sent: dict[str, int], progress: Callable[[pb.MoveProgress], None]
     ) -> Iterator[pb.TransferChunk]:
-        """The transfer, generated lazily: memory holds about one chunk at a time."""
-        rt = self.rt
+        """The transfer, generated lazily from the walk, so the destination stores one chunk
+        while the source locks and reads the next: memory holds about one chunk at a time."""
         records: list[pb.ObjectRecord] = []
         size = 0
-        header = {"move_id": move_id.bytes, "source_backend_id": rt.local_backend_id.bytes}
-        for index, obj in enumerate(objects, start=1):
-            state = obj.__dict__
-            if not state["_dc_is_loaded"]:
-                rt.load_local(obj)
-            data = dumps(obj._dc_state(), make_ref)
-            path = class_path(type(obj))
-            revision = state.get("_dc_revision", 1)
-            for start in range(0, max(len(data), 1), CHUNK_BYTES):
-                piece = data[start:start + CHUNK_BYTES]
-                records.append(pb.ObjectRecord(object_id=state["_dc_id"].bytes, class_path=path, state=piece,
-                                               continues=start + CHUNK_BYTES < len(data), revision=revision))
-                size += len(piece)
-                if size >= CHUNK_BYTES:
-                    yield pb.TransferChunk(objects=records, **header)
-                    sent["bytes"] += size
-                    records, size = [], 0
-            sent["objects"] = index
-            if index % 1024 == 0:
-                rt.loaded.evict()
-                progress(pb.MoveProgress(objects_total=len(objects), objects_sent=index, bytes_sent=sent["bytes"]))
+        header = {"move_id": move_id.bytes, "source_backend_id": self.rt.local_backend_id.bytes}
+        for batch in walk.batches():
+            for obj, data in batch:
+                meta = obj.__dict__
+                # A change not yet committed travels with the state: count it as a revision.
+                revision = meta.get("_dc_revision", 1) + (1 if meta.get("_dc_pending") else 0)
+                object_id, path = meta["_dc_id"].bytes, class_path(type(obj))
+                for offset in range(0, max(len(data), 1), CHUNK_BYTES):
+                    piece = data[offset:offset + CHUNK_BYTES]
+                    records.append(pb.ObjectRecord(object_id=object_id, class_path=path, state=piece,
+                                                   continues=offset + CHUNK_BYTES < len(data), revision=revision))
+                    size += len(piece)
+                    if size >= CHUNK_BYTES:
+                        yield pb.TransferChunk(objects=records, **header)
+                        sent["bytes"] += size
+                        records, size = [], 0
+            sent["objects"] = len(walk.locked)
+            progress(pb.MoveProgress(objects_total=len(walk.locked), objects_sent=sent["objects"], bytes_sent=sent["bytes"]))
+            if records and size >= CHUNK_BYTES // 8:  # keep the destination busy
+                yield pb.TransferChunk(objects=records, **header)
+                sent["bytes"] += size
+                records, size = [], 0
         if records:
             yield pb.TransferChunk(objects=records, **header)
             sent["bytes"] += size
-        progress(pb.MoveProgress(objects_total=len(objects), objects_sent=len(objects), bytes_sent=sent["bytes"]))
 
     def _drop(self, objects: list[DataClayObject], destination: UUID) -> None:
         """After the commit: forget our copies; the instances become proxies to the new owner."""
@@ -255,7 +216,8 @@ class Mover:
                 self.staged_objects.pop(object_id, None)
                 rt.owned[object_id] = path
         for object_id, path in objects.items():
-            rt._local_instance(object_id, path)  # turns an existing proxy into the local object
+            if object_id in rt.heap:  # a proxy this backend already held becomes the local object
+                rt._local_instance(object_id, path)
 
     def abort(self, move_id: UUID) -> None:
         with self._lock:
@@ -282,3 +244,88 @@ class Mover:
             else:
                 self.rt.store.discard(move_id)
                 log.info("recovery: discarded uncommitted incoming move %s (%d objects)", move_id, len(objects))
+
+
+class _Walk:
+    """The objects a move (or a version) takes: the roots and, if recursive, what they reach
+    through objects owned here, locked and read a batch at a time. `batches()` yields lists
+    of (object, current state bytes); `locked` and the frontier (reachable objects owned
+    elsewhere) grow as it goes; `release()` lets every locked object go."""
+
+    def __init__(self, mover: Mover, roots: list[UUID], recursive: bool, only_owned: bool, chain: str) -> None:
+        self.rt = mover.rt
+        self.recursive = recursive
+        self.chain = chain
+        self.locked: list[DataClayObject] = []
+        self._seen: set[UUID] = set()
+        self._frontier: dict[UUID, pb.ObjectEntry] = {}
+        self._queue: deque[UUID] = deque()
+        for root in roots:
+            if root in self.rt.owned:
+                self._queue.append(root)
+            elif not only_owned:
+                self.rt.local_object(root)  # raises the redirect, or "not registered"
+
+    def frontier_entries(self) -> list[pb.ObjectEntry]:
+        return list(self._frontier.values())
+
+    def release(self) -> None:
+        for obj in self.locked:
+            self.rt.lock_of(obj).release()
+        self.locked = []
+
+    def batches(self) -> Iterator[list[tuple[DataClayObject, bytes]]]:
+        rt = self.rt
+        while self._queue:
+            batch: list[DataClayObject] = []
+            while self._queue and len(batch) < BATCH:
+                object_id = self._queue.popleft()
+                if object_id not in self._seen:
+                    self._seen.add(object_id)
+                    obj = self._lock_one(object_id)
+                    if obj is not None:
+                        self.locked.append(obj)
+                        batch.append(obj)
+            states = self._states(batch)
+            if self.recursive:
+                for data in states.values():
+                    for ref in _references(data):
+                        ref_id = UUID(bytes=ref[0])
+                        if ref_id in rt.owned:
+                            if ref_id not in self._seen:
+                                self._queue.append(ref_id)
+                        elif ref_id not in self._frontier:
+                            self._frontier[ref_id] = pb.ObjectEntry(object_id=ref[0], class_path=ref[1], backend_id=ref[2])
+            yield [(obj, states[obj.__dict__["_dc_id"]]) for obj in batch]
+
+    def _lock_one(self, object_id: UUID) -> DataClayObject | None:
+        """Lock one owned object; None if it moved away meanwhile."""
+        rt = self.rt
+        class_path_ = rt.owned.get(object_id)
+        if class_path_ is None:
+            return None
+        obj = rt._local_instance(object_id, class_path_)
+        lock = rt.lock_of(obj)
+        if not lock.acquire(self.chain, LOCK_TIMEOUT):
+            raise ObjectMovingError(
+                f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s; nothing was moved, "
+                "try again", object_id=object_id)
+        if not obj.__dict__["_dc_is_local"]:
+            lock.release()
+            return None
+        return obj
+
+    def _states(self, objects: list[DataClayObject]) -> dict[UUID, bytes]:
+        """Current states of locked objects: loaded ones from memory (which may hold a change
+        whose commit is still on its way), the others as stored, read in batches."""
+        states = {}
+        unloaded = []
+        for obj in objects:
+            meta = obj.__dict__
+            if meta["_dc_is_loaded"]:
+                states[meta["_dc_id"]] = dumps(obj._dc_state(), make_ref)
+            else:
+                unloaded.append(meta["_dc_id"])
+        for object_id, stored in self.rt.store.load_many(unloaded).items():
+            states[object_id] = stored.state
+        return states

@@ -20,6 +20,7 @@ from uuid import UUID
 from dataclay_backend.sqlite_db import Database
 
 INLINE_LIMIT = 1024 * 1024
+BATCH = 500  # ids per "IN (...)" query (SQLite allows 32766 parameters)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -113,10 +114,11 @@ class ObjectStore:
     @staticmethod
     def _files_of(conn, keys: list[bytes]) -> list[str]:
         files = []
-        for key in keys:
-            row = conn.execute("SELECT file FROM objects WHERE id=?", (key,)).fetchone()
-            if row and row[0]:
-                files.append(row[0])
+        for start in range(0, len(keys), BATCH):
+            batch = keys[start:start + BATCH]
+            marks = ",".join("?" * len(batch))
+            files += [row[0] for row in conn.execute(
+                f"SELECT file FROM objects WHERE file IS NOT NULL AND id IN ({marks})", batch)]
         return files
 
     def _unlink(self, names: list[str]) -> None:
@@ -133,6 +135,22 @@ class ObjectStore:
         if file is not None:
             state = (self.blobs / file).read_bytes()
         return StoredObject(object_id, class_path, revision, state)
+
+    def load_many(self, object_ids: list[UUID]) -> dict[UUID, StoredObject]:
+        """Live states of many objects, a few queries in all."""
+        found = {}
+        for start in range(0, len(object_ids), BATCH):
+            batch = [object_id.bytes for object_id in object_ids[start:start + BATCH]]
+            marks = ",".join("?" * len(batch))
+            for key, class_path, revision, state, file in self.db.query(
+                f"SELECT id, class_path, revision, state, file FROM objects WHERE staged IS NULL AND id IN ({marks})",
+                tuple(batch),
+            ):
+                object_id = UUID(bytes=key)
+                if file is not None:
+                    state = (self.blobs / file).read_bytes()
+                found[object_id] = StoredObject(object_id, class_path, revision, state)
+        return found
 
     def delete(self, object_ids: Iterable[UUID]) -> None:
         keys = [object_id.bytes for object_id in object_ids]

@@ -116,6 +116,9 @@ class Versioning:
         chain = f"txn-{txn.hex[:12]}"
         chain_token = CURRENT_CHAIN.set(chain)
         locked, _ = rt.mover._lock_closure([version_id], True, False, chain)
+        for obj in locked:
+            if not obj.__dict__["_dc_is_loaded"]:
+                rt.load_local(obj)
         members = [obj for obj in locked if VERSION_KEY in obj.__dict__]
         for obj in locked:
             if VERSION_KEY not in obj.__dict__:
