@@ -102,7 +102,7 @@ class BackendRuntime(Runtime):
             obj = self.heap.get(object_id)
             if obj is None:
                 cls = import_class(class_path_)
-                obj = cls.__new__(cls)
+                obj = object.__new__(cls)  # no __init__, no fresh id: it is filled in below
                 self.heap[object_id] = obj
             if not obj.__dict__.get("_dc_is_local") or obj.__dict__["_dc_id"] != object_id:
                 obj.__dict__.update(

@@ -60,6 +60,9 @@ class ObjectStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._fsync = durability == "machine"
         self._remove_unreferenced_files()
+        # Whether any state lives in a file: if none does, replacing or deleting rows need not
+        # look for files to remove (the common case, and the hot path of moves).
+        self._has_files = bool(self.db.query("SELECT 1 FROM objects WHERE file IS NOT NULL LIMIT 1"))
 
     def close(self) -> None:
         self.db.close()
@@ -103,6 +106,7 @@ class ObjectStore:
             if len(obj.state) > INLINE_LIMIT:
                 name = f"{obj.object_id.hex}.{obj.revision}.{uuid.uuid4().hex[:8]}"
                 self._write_file(name, obj.state)
+                self._has_files = True
                 rows.append((obj.object_id.bytes, obj.class_path, obj.revision, None, name, move))
             else:
                 rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
@@ -111,9 +115,10 @@ class ObjectStore:
             conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._unlink(replaced)
 
-    @staticmethod
-    def _files_of(conn, keys: list[bytes]) -> list[str]:
-        files = []
+    def _files_of(self, conn, keys: list[bytes]) -> list[str]:
+        files: list[str] = []
+        if not self._has_files:
+            return files
         for start in range(0, len(keys), BATCH):
             batch = keys[start:start + BATCH]
             marks = ",".join("?" * len(batch))

@@ -124,7 +124,7 @@ class Runtime:
         with self._heap_lock:
             obj = self.heap.get(object_id)
             if obj is None:
-                obj = cls.__new__(cls)
+                obj = object.__new__(cls)  # no __init__, no fresh id: it is filled in below
                 obj.__dict__.update(
                     _dc_id=object_id,
                     _dc_is_registered=True,
