@@ -8,48 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE / "models")]
 
 from bench_model import Blob, Company, Employee  # noqa: E402
+from common import best_seconds, latency, timed  # noqa: E402
 from floor import Floor  # noqa: E402
 
 from dataclay import Client  # noqa: E402
 from dataclay_backend.cluster import LocalCluster  # noqa: E402
 
 MiB = 1024 * 1024
-
-
-def latency(call: Callable[[], object], repeat: int, warmup: int = 200) -> dict[str, float]:
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    samples.sort()
-    return {
-        "p50_ms": round(statistics.median(samples) * 1e3, 4),
-        "p99_ms": round(samples[int(len(samples) * 0.99) - 1] * 1e3, 4),
-    }
-
-
-def best_seconds(run: Callable[[], float], repeat: int) -> float:
-    return min(run() for _ in range(repeat))
-
-
-def timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -116,7 +116,7 @@ class Mover:
         self, roots: list[UUID], recursive: bool, only_owned: bool, chain: str
     ) -> tuple[list[DataClayObject], list[pb.ObjectEntry]]:
         """Lock the roots and, if recursive, what they reach through objects owned here."""
-        walk = _Walk(self, roots, recursive, only_owned, chain)
+        walk = _Walk(self, roots, recursive, only_owned, chain, with_states=recursive)
         try:
             for _ in walk.batches():
                 pass
@@ -252,9 +252,12 @@ class _Walk:
     of (object, current state bytes); `locked` and the frontier (reachable objects owned
     elsewhere) grow as it goes; `release()` lets every locked object go."""
 
-    def __init__(self, mover: Mover, roots: list[UUID], recursive: bool, only_owned: bool, chain: str) -> None:
+    def __init__(
+        self, mover: Mover, roots: list[UUID], recursive: bool, only_owned: bool, chain: str, with_states: bool = True
+    ) -> None:
         self.rt = mover.rt
         self.recursive = recursive
+        self.with_states = with_states or recursive
         self.chain = chain
         self.locked: list[DataClayObject] = []
         self._seen: set[UUID] = set()
@@ -286,7 +289,7 @@ class _Walk:
                     if obj is not None:
                         self.locked.append(obj)
                         batch.append(obj)
-            states = self._states(batch)
+            states = self._states(batch) if self.with_states else {}
             if self.recursive:
                 for data in states.values():
                     for ref in _references(data):
@@ -296,7 +299,7 @@ class _Walk:
                                 self._queue.append(ref_id)
                         elif ref_id not in self._frontier:
                             self._frontier[ref_id] = pb.ObjectEntry(object_id=ref[0], class_path=ref[1], backend_id=ref[2])
-            yield [(obj, states[obj.__dict__["_dc_id"]]) for obj in batch]
+            yield [(obj, states.get(obj.__dict__["_dc_id"], b"")) for obj in batch]
 
     def _lock_one(self, object_id: UUID) -> DataClayObject | None:
         """Lock one owned object; None if it moved away meanwhile."""

@@ -98,8 +98,9 @@ class ObjectStore:
         return UUID(bytes=stored)
 
     # ------------------------------------------------------------------ objects
-    def write(self, objects: Iterable[StoredObject], staged: UUID | None = None) -> None:
-        """Insert or replace states, all in one transaction (as staged for move `staged`)."""
+    def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = ()) -> None:
+        """Insert or replace states (as staged for move `staged`), and delete objects, all in
+        one transaction."""
         move = staged.bytes if staged else None
         rows = []
         for obj in objects:
@@ -110,9 +111,11 @@ class ObjectStore:
                 rows.append((obj.object_id.bytes, obj.class_path, obj.revision, None, name, move))
             else:
                 rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
+        deleted = [object_id.bytes for object_id in delete]
         with self.db.transaction() as conn:
-            replaced = self._files_of(conn, [row[0] for row in rows])
+            replaced = self._files_of(conn, [row[0] for row in rows] + deleted)
             conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in deleted])
         self._unlink(replaced)
 
     def _files_of(self, conn, keys: list[bytes]) -> list[str]:

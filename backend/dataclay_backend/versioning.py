@@ -24,8 +24,10 @@ from dataclay.dataclay_object import DataClayObject
 from dataclay.exceptions import (
     ObjectBusyError,
     ObjectIsNotVersionError,
+    ObjectMovingError,
     ObjectWithWrongBackendIdError,
     VersionConflictError,
+    VersionRetiredError,
 )
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, make_ref
@@ -64,6 +66,10 @@ class Versioning:
         self.rt = rt
         self._lock = threading.Lock()
         self._prepared: dict[UUID, _Prepared] = {}
+        self.retired: dict[UUID, UUID] = {}  # version id -> original id, retired since start
+        self._to_announce: list[UUID] = []
+        self._announcer: threading.Thread | None = None
+        self._wakeup = threading.Event()
 
     # ================================================================== new_version
     def new_version(self, object_id: UUID, destination: UUID | None, recursive: bool) -> pb.ObjectEntry:
@@ -84,6 +90,7 @@ class Versioning:
                 return (copy.bytes, ref[1], target.bytes) if copy else ref
 
             records = []
+            lineages: dict[UUID, tuple[UUID, UUID]] = {}
             for obj in locked:
                 meta = obj.__dict__
                 if not meta["_dc_is_loaded"]:
@@ -91,13 +98,14 @@ class Versioning:
                 lineage = meta.get(VERSION_KEY)
                 state = _properties(obj)
                 state[VERSION_KEY] = (meta["_dc_id"], lineage[1] if lineage else meta["_dc_id"], meta.get("_dc_revision", 1))
+                lineages[copies[meta["_dc_id"]]] = state[VERSION_KEY][:2]
                 records.append(pb.ObjectRecord(object_id=copies[meta["_dc_id"]].bytes, class_path=class_path(type(obj)),
                                                state=dumps(state, remap)))
         finally:
             for obj in locked:
                 rt.lock_of(obj).release()
         if target == rt.local_backend_id:
-            rt.store_records(records, "")
+            rt.store_records(records, "", lineages)
         else:
             info = run_blocking(ops.backend_info(rt, rt.blocking, target))
             run_blocking(rt.blocking.backend(info, "StoreObjects", pb.StoreObjectsRequest(objects=records)))
@@ -123,6 +131,14 @@ class Versioning:
         for obj in locked:
             if VERSION_KEY not in obj.__dict__:
                 rt.lock_of(obj).release()
+        if discard or self._lineage_is_here(members):
+            try:
+                self._consolidate_here(members, chain, force, discard)
+            finally:
+                for obj in members:
+                    rt.lock_of(obj).release()
+                CURRENT_CHAIN.reset(chain_token)
+            return
         participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
         try:
             base_revisions: dict[str, int] = {}
@@ -153,6 +169,143 @@ class Versioning:
             for obj in members:
                 rt.lock_of(obj).release()
             CURRENT_CHAIN.reset(chain_token)
+
+    # ------------------------------------------------------- everything on this backend
+    def _lineage_is_here(self, members: list[DataClayObject]) -> bool:
+        """Whether every ancestor of every member lives here (then one local transaction is
+        atomic, and no two-phase commit is needed)."""
+        rt = self.rt
+        for member in members:
+            parent = member.__dict__[VERSION_KEY][0]
+            while parent is not None:
+                if parent not in rt.owned:
+                    return False
+                ancestor = rt._local_instance(parent, rt.owned[parent])
+                if not ancestor.__dict__["_dc_is_loaded"]:
+                    rt.load_local(ancestor)
+                lineage = ancestor.__dict__.get(VERSION_KEY)
+                parent = lineage[0] if lineage else None
+        return True
+
+    def _consolidate_here(self, members: list[DataClayObject], chain: str, force: bool, discard: bool) -> None:
+        """Check every ancestor under its lock, then write them all and delete the members in
+        one SQLite transaction; the directory learns of the retirement right after."""
+        rt = self.rt
+        held: list[DataClayObject] = []
+        try:
+            updates: list[tuple[DataClayObject, dict[str, Any], int]] = []
+            base: dict[UUID, int] = {}
+            lineage = {} if discard else {m.__dict__["_dc_id"]: m.__dict__[VERSION_KEY] for m in members}
+            current = {m.__dict__["_dc_id"]: m.__dict__["_dc_id"] for m in members}
+            while lineage:
+                level = {member: parent for member, (parent, _, _) in lineage.items()}
+
+                def remap(ref_obj: DataClayObject) -> Ref:
+                    ref = make_ref(ref_obj)
+                    ancestor = level.get(ref_obj.__dict__["_dc_id"])
+                    return (ancestor.bytes, ref[1], b"") if ancestor else ref
+
+                next_lineage = {}
+                for member in members:
+                    member_id = member.__dict__["_dc_id"]
+                    if member_id not in lineage:
+                        continue
+                    parent_id, original_id, expected = lineage[member_id]
+                    ancestor = self._hold_ancestor(parent_id, chain, held)
+                    revision = ancestor.__dict__.get("_dc_revision", 1)
+                    if not force and revision != expected:
+                        raise self._conflict(ancestor, expected, revision)
+                    updates.append((ancestor, rt.decode(dumps(_properties(member), remap)), revision + 1))
+                    if current[member_id] != member_id:
+                        base[current[member_id]] = revision + 1
+                    current[member_id] = parent_id
+                    ancestor_lineage = ancestor.__dict__.get(VERSION_KEY)
+                    if ancestor_lineage:
+                        next_lineage[member_id] = ancestor_lineage
+                lineage = next_lineage
+            rows = []
+            for ancestor, properties, revision in updates:
+                meta = ancestor.__dict__
+                for name in ancestor._dc_properties:
+                    meta.pop(name, None)
+                meta.update(properties)
+                if meta["_dc_id"] in base:
+                    meta[VERSION_KEY] = (*meta[VERSION_KEY][:2], base[meta["_dc_id"]])
+                data = dumps(ancestor._dc_state(), make_ref)
+                meta.update(_dc_revision=revision, _dc_digest=_digest_if_needed(ancestor, data))
+                rows.append(StoredObject(meta["_dc_id"], class_path(type(ancestor)), revision, data))
+            rt.store.write(rows, delete=[m.__dict__["_dc_id"] for m in members])
+            for row in rows:
+                rt.loaded.touch(row.object_id, rt.heap[row.object_id], len(row.state))
+        finally:
+            for ancestor in held:
+                rt.lock_of(ancestor).release()
+        self._retire(members, stored=False)
+        self._announce_retired(members)
+
+    def _hold_ancestor(self, object_id: UUID, chain: str, held: list[DataClayObject]) -> DataClayObject:
+        rt = self.rt
+        ancestor = rt._local_instance(object_id, rt.owned[object_id])
+        if not rt.lock_of(ancestor).acquire(chain, LOCK_TIMEOUT):
+            raise ObjectBusyError(f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s",
+                                  object_id=object_id)
+        held.append(ancestor)
+        if not ancestor.__dict__["_dc_is_local"]:
+            raise ObjectMovingError(f"object {object_id} moved away during the consolidation; try again",
+                                    object_id=object_id)
+        if not ancestor.__dict__["_dc_is_loaded"]:
+            rt.load_local(ancestor)
+        return ancestor
+
+    @staticmethod
+    def _conflict(obj: DataClayObject, expected: int, revision: int) -> VersionConflictError:
+        object_id = obj.__dict__["_dc_id"]
+        return VersionConflictError(
+            f"object {object_id} ({type(obj).__name__}) changed since the version was taken (revision "
+            f"{expected}, now {revision}); nothing was written. Consolidate with force=True to overwrite it.",
+            object_id=object_id,
+        )
+
+    # ------------------------------------------------------- retired versions
+    def check_not_retired(self, object_id: UUID) -> None:
+        original = self.retired.get(object_id)
+        if original is not None:
+            raise VersionRetiredError(
+                f"version {object_id} was consolidated or discarded; use its original {original}",
+                object_id=object_id, original_id=original,
+            )
+
+    def _announce_retired(self, members: list[DataClayObject]) -> None:
+        """Tell the directory after replying (this backend answers for them meanwhile). If we
+        crash first, recovery removes their entries: the directory never lists them as live."""
+        with self._lock:
+            self._to_announce.extend(m.__dict__["_dc_id"] for m in members)
+            if self._announcer is None or not self._announcer.is_alive():
+                self._announcer = threading.Thread(target=self._announce_loop, name="dataclay-retire", daemon=True)
+                self._announcer.start()
+        self._wakeup.set()
+
+    def _announce_loop(self) -> None:
+        delay = 0.05
+        while True:
+            self._wakeup.wait()
+            with self._lock:
+                batch, self._to_announce = self._to_announce, []
+                self._wakeup.clear()
+            if not batch:
+                continue
+            try:
+                run_blocking(self.rt.blocking.metadata("CommitTransaction", pb.TransactionRequest(
+                    txn_id=uuid.uuid4().bytes, retire=[object_id.bytes for object_id in batch])))
+                delay = 0.05
+            except Exception as exc:
+                log.warning("could not tell the directory that %d versions retired (retrying in %.1fs): %s",
+                            len(batch), delay, exc)
+                with self._lock:
+                    self._to_announce[:0] = batch
+                threading.Event().wait(delay)
+                delay = min(delay * 2, 30.0)
+                self._wakeup.set()
 
     def _stage_all(
         self, txn: UUID, chain: str, members: list[DataClayObject], force: bool,
@@ -214,12 +367,14 @@ class Versioning:
             except Exception as exc:  # it resolves the transaction (aborted) by itself
                 log.warning("could not abort consolidation %s on %s: %s", txn, info.describe(), exc)
 
-    def _retire(self, members: list[DataClayObject]) -> None:
+    def _retire(self, members: list[DataClayObject], stored: bool = True) -> None:
         """The versions were consolidated (or discarded): they are gone from here."""
         rt = self.rt
-        rt.store.delete(m.__dict__["_dc_id"] for m in members)
+        if stored:
+            rt.store.delete(m.__dict__["_dc_id"] for m in members)
         for member in members:
             state = member.__dict__
+            self.retired[state["_dc_id"]] = state[VERSION_KEY][1]
             rt.owned.pop(state["_dc_id"], None)
             rt.loaded.discard(state["_dc_id"])
             for name in (*member._dc_properties, VERSION_KEY):
@@ -244,11 +399,7 @@ class Versioning:
                 rt.load_local(obj)
             revision = meta.get("_dc_revision", 1)
             if not force and revision != expected:
-                raise VersionConflictError(
-                    f"object {object_id} ({type(obj).__name__}) changed since the version was taken (revision "
-                    f"{expected}, now {revision}); nothing was written. Consolidate with force=True to overwrite it.",
-                    object_id=object_id,
-                )
+                raise self._conflict(obj, expected, revision)
             rt.store.stage_write(txn, StoredObject(object_id, class_path(type(obj)), revision + 1, state))
             faults.hit("stage.after_write")
         except BaseException:

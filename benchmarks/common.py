@@ -1,0 +1,67 @@
+"""Timing helpers shared by the benchmarks, and the floors they are compared with."""
+from __future__ import annotations
+
+import os
+import pickle
+import statistics
+import tempfile
+import time
+from typing import Any, Callable
+
+
+def latency(call: Callable[[], object], repeat: int, warmup: int = 100) -> dict[str, float]:
+    """p50 / p99 of one call, in milliseconds."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    return {
+        "p50_ms": round(statistics.median(samples) * 1e3, 4),
+        "p99_ms": round(samples[max(int(len(samples) * 0.99) - 1, 0)] * 1e3, 4),
+    }
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def best_seconds(run: Callable[[], float], repeat: int) -> float:
+    return min(run() for _ in range(repeat))
+
+
+def pickle_seconds(states: list[dict[str, Any]]) -> float:
+    """Floor for moving objects: pickling their states, nothing else."""
+    return best_seconds(lambda: timed(lambda: [pickle.dumps(s, protocol=5) for s in states]), 3)
+
+
+def fsync_seconds() -> float:
+    """Floor for a durable commit: one small write and one fsync."""
+    with tempfile.NamedTemporaryFile() as file:
+        def once() -> float:
+            file.write(b"x" * 4096)
+            file.flush()
+            return timed(lambda: os.fsync(file.fileno()))
+        return statistics.median(once() for _ in range(20))
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
