@@ -10,7 +10,7 @@ import pytest
 
 from dataclay import Client
 from dataclay.admin import DrainError, drain_backends
-from dataclay.exceptions import BackendNotFoundError
+from dataclay.exceptions import BackendDrainingError, BackendNotFoundError
 from dataclay.protocol import dataclay_pb2 as pb
 from conftest import MODELS
 from hr import Company, Employee
@@ -43,6 +43,31 @@ def test_drain_moves_everything_off_and_balances(make_cluster):
             assert companies[index].employee.raise_salary(1.0) == index + 1.0
 
 
+def test_a_drained_backend_takes_no_new_objects_until_it_restarts(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        Employee("Old", 1.0).make_persistent(backend_id=ids[1])
+        assert drain_backends("127.0.0.1", cluster.port, ["backend-1"]) == 1
+        assert list(client.get_backends()) == [ids[0]]  # not offered any more
+        with pytest.raises(BackendDrainingError, match="backend-1"):
+            Employee("New", 1.0).make_persistent(backend_id=ids[1])
+        for _ in range(10):
+            Employee("Anywhere", 1.0).make_persistent()  # random placement avoids it
+        assert _owned_count(client, ids[1]) == 0
+        cluster.restart_backend("backend-1")  # e.g. the StatefulSet scaled up again
+        assert list(client.get_backends()) == ids
+        Employee("Back", 1.0).make_persistent(backend_id=ids[1])
+        assert _owned_count(client, ids[1]) == 1
+
+
+def test_drain_of_a_backend_that_never_registered(make_cluster):
+    cluster = make_cluster(backends=2)
+    assert drain_backends("127.0.0.1", cluster.port, ["backend-7"], missing_ok=True) == 0
+    with pytest.raises(BackendNotFoundError):
+        drain_backends("127.0.0.1", cluster.port, ["backend-7"])
+
+
 def test_drain_refuses_bad_requests(client, cluster):
     with pytest.raises(BackendNotFoundError, match="backend-9"):
         drain_backends("127.0.0.1", cluster.port, ["backend-9"])
@@ -66,10 +91,12 @@ def test_cli_move_and_drain(make_cluster):
         assert "moved 2 objects" in done.stdout and "2/2 objects (100%)" in done.stderr
         company.sync()
         assert company._dc_backend_id == ids[1]
-        done = _dataclay("drain", "backend-1", "--port", str(cluster.port))
-        assert done.returncode == 0 and "2 objects moved" in done.stdout
         failed = _dataclay("move", "no-such-alias", "backend-1", "--port", str(cluster.port))
         assert failed.returncode == 1 and "alias 'no-such-alias' does not exist" in failed.stderr
+        done = _dataclay("drain", "backend-1", "--port", str(cluster.port))
+        assert done.returncode == 0 and "2 objects moved" in done.stdout
+        refused = _dataclay("move", "cli-company", "backend-1", "--port", str(cluster.port))
+        assert refused.returncode == 1 and "is being drained" in refused.stderr
 
 
 def test_cli_demo():

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from dataclay.exceptions import (
     AliasAlreadyExistError,
+    BackendDrainingError,
     AliasDoesNotExistError,
     AlreadyExistError,
     BackendNotFoundError,
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS backends (
     id BLOB NOT NULL UNIQUE,
     name TEXT NOT NULL UNIQUE,
     host TEXT NOT NULL,
-    port INTEGER NOT NULL
+    port INTEGER NOT NULL,
+    draining INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS objects (
     id BLOB PRIMARY KEY,
@@ -95,18 +97,35 @@ class Directory:
                         name=info.name, backend_id=info.id,
                     )
                 conn.execute("DELETE FROM backends WHERE id=?", (row[0],))
-            updated = conn.execute(
-                "UPDATE backends SET name=?, host=?, port=? WHERE id=?", (info.name, info.host, info.port, info.id.bytes)
+            updated = conn.execute(  # a backend that (re)starts takes objects again
+                "UPDATE backends SET name=?, host=?, port=?, draining=0 WHERE id=?",
+                (info.name, info.host, info.port, info.id.bytes),
             ).rowcount
             if not updated:
                 conn.execute(
-                    "INSERT INTO backends (id, name, host, port) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO backends (id, name, host, port, draining) VALUES (?, ?, ?, ?, 0)",
                     (info.id.bytes, info.name, info.host, info.port),
                 )
 
     def backends(self) -> list[BackendInfo]:
-        rows = self.db.query("SELECT id, name, host, port FROM backends ORDER BY seq")
-        return [BackendInfo(UUID(bytes=r[0]), r[1], r[2], r[3]) for r in rows]
+        rows = self.db.query("SELECT id, name, host, port, draining FROM backends ORDER BY seq")
+        return [BackendInfo(UUID(bytes=r[0]), r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    def set_draining(self, backend_id: UUID, draining: bool) -> None:
+        with self.db.transaction() as conn:
+            if not conn.execute("UPDATE backends SET draining=? WHERE id=?", (int(draining), backend_id.bytes)).rowcount:
+                raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
+
+    @staticmethod
+    def _require_not_draining(conn: sqlite3.Connection, backend_id: UUID) -> None:
+        row = conn.execute("SELECT name, draining FROM backends WHERE id=?", (backend_id.bytes,)).fetchone()
+        if row is None:
+            raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
+        if row[1]:
+            raise BackendDrainingError(
+                f"backend {row[0]} ({backend_id}) is being drained and takes no new objects; use another backend",
+                backend_id=backend_id,
+            )
 
     # ------------------------------------------------------------------ objects
     def register_objects(self, entries: list[ObjectEntry], alias: str = "") -> None:
@@ -116,8 +135,7 @@ class Directory:
         backend_ids = {entry.backend_id for entry in entries}
         with self.db.transaction() as conn:
             for backend_id in backend_ids:
-                if not conn.execute("SELECT 1 FROM backends WHERE id=?", (backend_id.bytes,)).fetchone():
-                    raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
+                self._require_not_draining(conn, backend_id)
             try:
                 conn.executemany(
                     "INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0)",
@@ -155,8 +173,7 @@ class Directory:
         """The commit point of a move: every object goes from source to destination, or none
         does (if any is not owned by source any more, e.g. a concurrent move took it)."""
         with self.db.transaction() as conn:
-            if not conn.execute("SELECT 1 FROM backends WHERE id=?", (destination.bytes,)).fetchone():
-                raise BackendNotFoundError(f"no backend {destination} is registered", backend_id=destination)
+            self._require_not_draining(conn, destination)
             moved = conn.executemany(
                 "UPDATE objects SET backend_id=? WHERE id=? AND backend_id=?",
                 [(destination.bytes, object_id.bytes, source.bytes) for object_id in object_ids],

@@ -29,7 +29,7 @@ class MetadataService(rpc.MetadataServicer):
 
     def _backend_list(self) -> pb.BackendList:
         return pb.BackendList(
-            backends=[pb.BackendInfo(backend_id=b.id.bytes, name=b.name, host=b.host, port=b.port)
+            backends=[pb.BackendInfo(backend_id=b.id.bytes, name=b.name, host=b.host, port=b.port, draining=b.draining)
                       for b in self.directory.backends()],
             cluster_id=self.directory.cluster_id.bytes,
         )
@@ -109,3 +109,8 @@ class MetadataService(rpc.MetadataServicer):
     def ResolveTransaction(self, request: pb.TransactionRequest, context) -> pb.TransactionState:
         apply = self.directory.resolve_transaction(parse_uuid(request.txn_id, "transaction id"))
         return pb.TransactionState(committed=apply is not None, base_revisions=apply or {})
+
+    @handler
+    def SetDraining(self, request: pb.BackendRequest, context) -> pb.Empty:
+        self.directory.set_draining(parse_uuid(request.backend_id, "backend id"), request.draining)
+        return pb.Empty()

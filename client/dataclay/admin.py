@@ -26,19 +26,37 @@ class DrainError(DataClayException):
     """A drain could not empty the backends (the message says which and why)."""
 
 
-async def drain(rt: Runtime, t: Any, backend_names: list[str], on_progress: Progress | None = None) -> int:
+async def drain(
+    rt: Runtime, t: Any, backend_names: list[str], on_progress: Progress | None = None, missing_ok: bool = False
+) -> int:
     backends = await ops.get_backends(rt, t)
     by_name = {info.name: info for info in backends.values()}
     unknown = sorted(set(backend_names) - set(by_name))
-    if unknown:
+    if unknown and not missing_ok:
         raise BackendNotFoundError(f"no backend named {', '.join(unknown)} (known: {', '.join(by_name)})")
-    remaining = [info for info in backends.values() if info.name not in backend_names]
+    names = [name for name in backend_names if name in by_name]  # never registered: nothing to move
+    remaining = [info for info in backends.values() if info.name not in backend_names and not info.draining]
     if not remaining:
         raise DrainError("cannot drain every backend: at least one must remain to take the objects")
+    try:
+        return await _drain_passes(rt, t, names, by_name, remaining, on_progress)
+    except BaseException:
+        for name in names:  # the drain is off: they take objects again
+            try:
+                await t.metadata("SetDraining", pb.BackendRequest(backend_id=by_name[name].id.bytes, draining=False))
+            except DataClayException:
+                pass
+        raise
+
+
+async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: dict, remaining: list,
+                        on_progress: Progress | None) -> int:
     moved, total = 0, 0
     for _ in range(MAX_PASSES):
         owned = {}
         for name in backend_names:
+            # every pass: a backend that restarted meanwhile cleared the mark when it re-registered
+            await t.metadata("SetDraining", pb.BackendRequest(backend_id=by_name[name].id.bytes, draining=True))
             reply = await t.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=by_name[name].id.bytes))
             if reply.object_ids:
                 owned[name] = list(reply.object_ids)
@@ -59,14 +77,19 @@ async def drain(rt: Runtime, t: Any, backend_names: list[str], on_progress: Prog
                 if on_progress is not None:
                     on_progress(moved, total)
     left = {name: len(ids) for name, ids in owned.items()}
-    raise DrainError(f"after {MAX_PASSES} passes these backends still own objects: {left}; are clients still "
-                     "creating objects there? Stop them and drain again")
+    raise DrainError(f"after {MAX_PASSES} passes these backends still own objects: {left}; are active methods "
+                     "still creating objects there? Drain again")
 
 
-def drain_backends(host: str, port: int, backend_names: list[str], on_progress: Progress | None = None) -> int:
-    """Move every object off the named backends onto the others; returns how many moved."""
+def drain_backends(
+    host: str, port: int, backend_names: list[str], on_progress: Progress | None = None, missing_ok: bool = False
+) -> int:
+    """Move every object off the named backends onto the others; returns how many moved.
+    The backends are marked as draining (no new objects) and stay so once empty; a backend
+    clears the mark when it starts again. With missing_ok, names that never registered are
+    taken as already empty (a pod that never came up)."""
     rt = Runtime(f"{host}:{port}")
     try:
-        return run_blocking(drain(rt, rt.blocking, backend_names, on_progress))
+        return run_blocking(drain(rt, rt.blocking, backend_names, on_progress, missing_ok))
     finally:
         rt.close()

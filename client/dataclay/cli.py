@@ -87,7 +87,11 @@ class ProgressLine:
 
 
 def _resolve_backend(client, name_or_id: str):
-    for backend_id, info in client.get_backends().items():
+    from dataclay import operations as ops
+    from dataclay.transport import run_blocking
+
+    rt = client.runtime  # every registered backend, draining ones too: the move says why it cannot
+    for backend_id, info in run_blocking(ops.get_backends(rt, rt.blocking)).items():
         if name_or_id in (info.name, str(backend_id)):
             return backend_id
     from dataclay.exceptions import BackendNotFoundError

@@ -55,16 +55,21 @@ class Client:
         self.stop()
 
     def get_backends(self) -> dict[UUID, BackendInfo]:
-        """Backend id -> BackendInfo(id, name, host, port), in registration order."""
+        """Backend id -> BackendInfo(id, name, host, port), in registration order; backends
+        being drained (about to go away) are left out."""
         rt = self._runtime()
-        return run_blocking(ops.get_backends(rt, rt.blocking))
+        return _usable(run_blocking(ops.get_backends(rt, rt.blocking)))
 
     async def a_get_backends(self) -> dict[UUID, BackendInfo]:
         rt = self._runtime()
-        return await ops.get_backends(rt, rt.async_transport())
+        return _usable(await ops.get_backends(rt, rt.async_transport()))
 
     def _runtime(self) -> Runtime:
         if self.runtime is None:
             self.start()
         assert self.runtime is not None
         return self.runtime
+
+
+def _usable(backends: dict[UUID, BackendInfo]) -> dict[UUID, BackendInfo]:
+    return {backend_id: info for backend_id, info in backends.items() if not info.draining}

@@ -109,6 +109,12 @@ class BackendError(DataClayException):
     """A backend failed for a reason of its own."""
 
 
+class BackendDrainingError(BackendError):
+    """The backend is being drained (it is about to go away): put new objects elsewhere."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class BackendUnavailableError(BackendError):
     """A backend (or the metadata service) could not be reached; the message names it."""
 

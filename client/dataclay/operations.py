@@ -194,7 +194,8 @@ async def make_persistent(
             await add_alias(rt, t, obj, alias)
         return
     if backend_id is None:
-        backend_id = rt.local_backend_id or random.choice(list(await get_backends(rt, t, refresh=False)))
+        backends = await get_backends(rt, t, refresh=False)
+        backend_id = rt.local_backend_id or random.choice([b.id for b in backends.values() if not b.draining] or list(backends))
     target = _as_uuid(backend_id, "backend id")
     await backend_info(rt, t, target)
     await store_graph(rt, t, [obj], target, alias)

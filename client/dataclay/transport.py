@@ -32,6 +32,7 @@ class BackendInfo:
     name: str
     host: str
     port: int
+    draining: bool = False  # being emptied before it goes away: takes no new objects
 
     @property
     def address(self) -> str:
@@ -42,7 +43,7 @@ class BackendInfo:
 
     @classmethod
     def from_pb(cls, info: pb.BackendInfo) -> "BackendInfo":
-        return cls(UUID(bytes=info.backend_id), info.name, info.host, info.port)
+        return cls(UUID(bytes=info.backend_id), info.name, info.host, info.port, info.draining)
 
 
 def run_blocking(coro: Coroutine[Any, Any, R]) -> R:

@@ -33,10 +33,11 @@ DrainFn = Callable[[str, int, list[str], Callable[[int, int], None] | None], int
 
 def dataplane_drain(host: str, port: int, backend_names: list[str],
                     on_progress: Callable[[int, int], None] | None = None) -> int:
-    """The one data-plane call the operator makes (imported lazily: only a scale-down needs it)."""
+    """The one data-plane call the operator makes (imported lazily: only a scale-down needs it).
+    A pod that never registered its backend has nothing to drain (missing_ok)."""
     from dataclay.admin import drain_backends
 
-    return drain_backends(host, port, backend_names, on_progress=on_progress)
+    return drain_backends(host, port, backend_names, on_progress=on_progress, missing_ok=True)
 
 
 def utc_now() -> datetime:

@@ -269,16 +269,18 @@ class TransactionState(_message.Message):
     def __init__(self, committed: _Optional[bool] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class BackendInfo(_message.Message):
-    __slots__ = ("backend_id", "name", "host", "port")
+    __slots__ = ("backend_id", "name", "host", "port", "draining")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     backend_id: bytes
     name: str
     host: str
     port: int
-    def __init__(self, backend_id: _Optional[bytes] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+    draining: bool
+    def __init__(self, backend_id: _Optional[bytes] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class BackendList(_message.Message):
     __slots__ = ("backends", "cluster_id")
@@ -331,7 +333,9 @@ class ObjectIdList(_message.Message):
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class BackendRequest(_message.Message):
-    __slots__ = ("backend_id",)
+    __slots__ = ("backend_id", "draining")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     backend_id: bytes
-    def __init__(self, backend_id: _Optional[bytes] = ...) -> None: ...
+    draining: bool
+    def __init__(self, backend_id: _Optional[bytes] = ..., draining: _Optional[bool] = ...) -> None: ...

@@ -803,6 +803,11 @@ class MetadataStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
                 _registered_method=True)
+        self.SetDraining = channel.unary_unary(
+                '/dataclay.v1.Metadata/SetDraining',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
         self.DropObjects = channel.unary_unary(
                 '/dataclay.v1.Metadata/DropObjects',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
@@ -884,6 +889,13 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDraining(self, request, context):
+        """Mark a backend as being drained (no new objects, no moves to it), or not any more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DropObjects(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -957,6 +969,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ListOwnedObjects,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
+            ),
+            'SetDraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDraining,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
             'DropObjects': grpc.unary_unary_rpc_method_handler(
                     servicer.DropObjects,
@@ -1222,6 +1239,33 @@ class Metadata:
             '/dataclay.v1.Metadata/ListOwnedObjects',
             dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/SetDraining',
+            dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
