@@ -15,6 +15,7 @@ import contextvars
 import hashlib
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, Iterator
 from uuid import UUID
@@ -64,9 +65,20 @@ def _can_change_in_place(obj: DataClayObject) -> bool:
     return False
 
 
-def _digest_if_needed(obj: DataClayObject, data: bytes) -> bytes | None:
+def _hint_free_ref(obj: DataClayObject) -> Ref:
+    return (obj.__dict__["_dc_id"].bytes, class_path(type(obj)), b"")
+
+
+def _state_digest(obj: DataClayObject) -> bytes:
+    """What commits compare to tell whether an object changed in place: its state with
+    references written without their owner hints (a referenced object that moved elsewhere
+    is no change of this one)."""
+    return _digest(dumps(obj._dc_state(), _hint_free_ref))
+
+
+def _digest_if_needed(obj: DataClayObject) -> bytes | None:
     """The digest that later commits compare against, for objects that need one."""
-    return _digest(data) if _can_change_in_place(obj) else None
+    return _state_digest(obj) if _can_change_in_place(obj) else None
 
 
 class BackendRuntime(Runtime):
@@ -79,6 +91,7 @@ class BackendRuntime(Runtime):
         self.loaded = LoadedSet(memory_limit)
         self._load_lock = threading.Lock()
         self._lock_creation = threading.Lock()
+        self._settled = threading.Condition()  # notified when an object has no commit on its way
         self._chains = itertools.count()
         self._chain_prefix = self.local_backend_id.hex[:8]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,11 +197,34 @@ class BackendRuntime(Runtime):
         return True
 
     def _unpend(self, obj: DataClayObject, scope: RequestScope) -> None:
-        """Under obj's lock: this request no longer needs obj kept in memory."""
+        """Under obj's lock: this request's change of obj is in SQLite (or was nothing)."""
         object_id = obj.__dict__["_dc_id"]
         if object_id in scope.pending:
             scope.pending.discard(object_id)
             obj.__dict__["_dc_pending"] -= 1
+            if not obj.__dict__["_dc_pending"]:
+                with self._settled:
+                    self._settled.notify_all()
+
+    def hold_settled(self, obj: DataClayObject, chain: str, timeout: float) -> bool:
+        """Lock obj for `chain` once no other request has a change of it on its way to SQLite,
+        so that what is stored (and its revision) is what is in memory. Moves, consolidations
+        and new versions take objects this way. False on timeout (lock not held)."""
+        deadline = time.monotonic() + timeout
+        lock = self.lock_of(obj)
+        scope = SCOPE.get()
+        while True:
+            if not lock.acquire(chain, max(deadline - time.monotonic(), 0)):
+                return False
+            own = 1 if scope is not None and obj.__dict__["_dc_id"] in scope.pending else 0
+            if obj.__dict__.get("_dc_pending", 0) <= own:
+                return True
+            lock.release()
+            with self._settled:
+                settled = self._settled.wait_for(
+                    lambda: obj.__dict__.get("_dc_pending", 0) <= own, max(deadline - time.monotonic(), 0))
+            if not settled:
+                return False
 
     def call_local(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
         scope = self._scope()
@@ -231,7 +267,8 @@ class BackendRuntime(Runtime):
                     f"object {state['_dc_id']} is not stored on backend {self.name}", object_id=state["_dc_id"]
                 )
             state.update(self.decode(stored.state))
-            state.update(_dc_is_loaded=True, _dc_revision=stored.revision, _dc_digest=_digest_if_needed(obj, stored.state))
+            state.update(_dc_is_loaded=True, _dc_revision=stored.revision)
+            state["_dc_digest"] = _digest_if_needed(obj)
         self.loaded.touch(state["_dc_id"], obj, len(stored.state))
 
     # ------------------------------------------------------------------ async methods
@@ -303,7 +340,6 @@ class BackendRuntime(Runtime):
                 finally:
                     lock.release()
         for obj, row, digest in rows:
-            obj.__dict__.update(_dc_revision=row.revision, _dc_digest=digest)
             self.loaded.touch(row.object_id, obj, len(row.state))
         for object_id, obj in scope.new.items():
             self.owned[object_id] = class_path(type(obj))
@@ -311,7 +347,9 @@ class BackendRuntime(Runtime):
         self.loaded.evict()
 
     def _snapshot_for_commit(self, obj: DataClayObject, scope: RequestScope) -> tuple[DataClayObject, StoredObject, bytes | None] | None:
-        """Under obj's lock: its new row, or None if it cannot have changed (or moved away)."""
+        """Under obj's lock: its new row, or None if it cannot have changed (or moved away).
+        The revision is taken here, under the lock, so two commits of one object get
+        increasing revisions in the order of their snapshots; the store keeps the higher."""
         state = obj.__dict__
         object_id = state["_dc_id"]
         lock = self.lock_of(obj)
@@ -323,14 +361,14 @@ class BackendRuntime(Runtime):
             in_place = _can_change_in_place(obj)
             if not assigned and not in_place:
                 return None  # nothing was assigned and nothing can change in place
+            digest = _state_digest(obj) if in_place else None
+            if not assigned and digest == state.get("_dc_digest"):
+                return None
             data = dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
+            revision = state["_dc_revision"] = state.get("_dc_revision", 0) + 1
+            state["_dc_digest"] = digest
         finally:
-            self._unpend(obj, scope)  # pickled: it may be evicted now
             lock.release()
-        digest = _digest(data) if in_place else None
-        if not assigned and digest == state.get("_dc_digest"):
-            return None
-        revision = state.get("_dc_revision", 0) + 1
         return obj, StoredObject(object_id, class_path(type(obj)), revision, data), digest
 
     def _register(self, objects: list[DataClayObject], alias: str = "") -> None:
@@ -379,8 +417,9 @@ class BackendRuntime(Runtime):
         for obj, row in zip(objects, rows):
             obj.__dict__.update(
                 _dc_is_registered=True, _dc_is_local=True, _dc_is_loaded=True,
-                _dc_backend_id=self.local_backend_id, _dc_revision=1, _dc_digest=_digest_if_needed(obj, row.state),
+                _dc_backend_id=self.local_backend_id, _dc_revision=1,
             )
+            obj.__dict__["_dc_digest"] = _digest_if_needed(obj)
             self.owned[row.object_id] = row.class_path
             self.heap[row.object_id] = obj
             self.loaded.touch(row.object_id, obj, len(row.state))

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from dataclay import operations as ops
 from dataclay.dataclay_object import DataClayObject
-from dataclay.exceptions import BackendUnavailableError, InvalidRequestError, ObjectMovingError
+from dataclay.exceptions import BackendUnavailableError, InvalidRequestError, ObjectBusyError
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import run_blocking
@@ -136,8 +136,7 @@ class Mover:
         for batch in walk.batches():
             for obj, data in batch:
                 meta = obj.__dict__
-                # A change not yet committed travels with the state: count it as a revision.
-                revision = meta.get("_dc_revision", 1) + (1 if meta.get("_dc_pending") else 0)
+                revision = meta.get("_dc_revision", 1)  # settled: memory, store and revision agree
                 object_id, path = meta["_dc_id"].bytes, class_path(type(obj))
                 for offset in range(0, max(len(data), 1), CHUNK_BYTES):
                     piece = data[offset:offset + CHUNK_BYTES]
@@ -308,19 +307,18 @@ class _Walk:
         if class_path_ is None:
             return None
         obj = rt._local_instance(object_id, class_path_)
-        lock = rt.lock_of(obj)
-        if not lock.acquire(self.chain, LOCK_TIMEOUT):
-            raise ObjectMovingError(
-                f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s; nothing was moved, "
+        if not rt.hold_settled(obj, self.chain, LOCK_TIMEOUT):
+            raise ObjectBusyError(
+                f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s; nothing was changed, "
                 "try again", object_id=object_id)
         if not obj.__dict__["_dc_is_local"]:
-            lock.release()
+            rt.lock_of(obj).release()
             return None
         return obj
 
     def _states(self, objects: list[DataClayObject]) -> dict[UUID, bytes]:
-        """Current states of locked objects: loaded ones from memory (which may hold a change
-        whose commit is still on its way), the others as stored, read in batches."""
+        """Current states of settled, locked objects: loaded ones from memory, the others as
+        stored, read in batches."""
         states = {}
         unloaded = []
         for obj in objects:

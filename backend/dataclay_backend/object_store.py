@@ -100,33 +100,47 @@ class ObjectStore:
     # ------------------------------------------------------------------ objects
     def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = ()) -> None:
         """Insert or replace states (as staged for move `staged`), and delete objects, all in
-        one transaction."""
+        one transaction. A live row is only ever replaced by a higher revision: two commits
+        of one object that reach SQLite out of order leave the newer state."""
         move = staged.bytes if staged else None
         rows = []
+        new_files = {}
         for obj in objects:
             if len(obj.state) > INLINE_LIMIT:
                 name = f"{obj.object_id.hex}.{obj.revision}.{uuid.uuid4().hex[:8]}"
                 self._write_file(name, obj.state)
                 self._has_files = True
+                new_files[obj.object_id.bytes] = name
                 rows.append((obj.object_id.bytes, obj.class_path, obj.revision, None, name, move))
             else:
                 rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
         deleted = [object_id.bytes for object_id in delete]
         with self.db.transaction() as conn:
-            replaced = self._files_of(conn, [row[0] for row in rows] + deleted)
-            conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", rows)
+            before = self._files_of(conn, [row[0] for row in rows] + deleted)
+            if staged is not None:
+                conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", rows)
+            else:
+                conn.executemany(
+                    "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                    "class_path=excluded.class_path, revision=excluded.revision, state=excluded.state, "
+                    "file=excluded.file, staged=excluded.staged WHERE excluded.revision > objects.revision", rows)
             conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in deleted])
-        self._unlink(replaced)
+            after = self._files_of(conn, [row[0] for row in rows])
+        # remove the files no row points at any more: replaced ones, deleted ones, and new ones
+        # whose row lost to a newer revision
+        kept = set(after.values())
+        self._unlink([f for f in [*before.values(), *new_files.values()] if f not in kept])
 
-    def _files_of(self, conn, keys: list[bytes]) -> list[str]:
-        files: list[str] = []
+    def _files_of(self, conn, keys: list[bytes]) -> dict[bytes, str]:
+        """The files behind these objects' states, by object id."""
+        files: dict[bytes, str] = {}
         if not self._has_files:
             return files
         for start in range(0, len(keys), BATCH):
             batch = keys[start:start + BATCH]
             marks = ",".join("?" * len(batch))
-            files += [row[0] for row in conn.execute(
-                f"SELECT file FROM objects WHERE file IS NOT NULL AND id IN ({marks})", batch)]
+            files.update(conn.execute(
+                f"SELECT id, file FROM objects WHERE file IS NOT NULL AND id IN ({marks})", batch).fetchall())
         return files
 
     def _unlink(self, names: list[str]) -> None:
@@ -165,7 +179,7 @@ class ObjectStore:
         with self.db.transaction() as conn:
             files = self._files_of(conn, keys)
             conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in keys])
-        self._unlink(files)
+        self._unlink(list(files.values()))
 
     def classes(self) -> dict[UUID, str]:
         """Every live object id with its class path."""

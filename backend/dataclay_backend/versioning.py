@@ -232,7 +232,7 @@ class Versioning:
                 if meta["_dc_id"] in base:
                     meta[VERSION_KEY] = (*meta[VERSION_KEY][:2], base[meta["_dc_id"]])
                 data = dumps(ancestor._dc_state(), make_ref)
-                meta.update(_dc_revision=revision, _dc_digest=_digest_if_needed(ancestor, data))
+                meta.update(_dc_revision=revision, _dc_digest=_digest_if_needed(ancestor))
                 rows.append(StoredObject(meta["_dc_id"], class_path(type(ancestor)), revision, data))
             rt.store.write(rows, delete=[m.__dict__["_dc_id"] for m in members])
             for row in rows:
@@ -246,7 +246,7 @@ class Versioning:
     def _hold_ancestor(self, object_id: UUID, chain: str, held: list[DataClayObject]) -> DataClayObject:
         rt = self.rt
         ancestor = rt._local_instance(object_id, rt.owned[object_id])
-        if not rt.lock_of(ancestor).acquire(chain, LOCK_TIMEOUT):
+        if not rt.hold_settled(ancestor, chain, LOCK_TIMEOUT):
             raise ObjectBusyError(f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s",
                                   object_id=object_id)
         held.append(ancestor)
@@ -387,7 +387,7 @@ class Versioning:
         rt = self.rt
         obj = rt.local_object(object_id)
         lock = rt.lock_of(obj)
-        if not lock.acquire(chain, LOCK_TIMEOUT):
+        if not rt.hold_settled(obj, chain, LOCK_TIMEOUT):
             raise ObjectBusyError(f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s",
                                   object_id=object_id)
         try:
@@ -442,7 +442,7 @@ class Versioning:
             if lineage and write.object_id.hex in base_revisions:
                 meta[VERSION_KEY] = (lineage[0], lineage[1], base_revisions[write.object_id.hex])
             data = dumps(obj._dc_state(), make_ref)
-            meta.update(_dc_revision=write.revision, _dc_digest=_digest_if_needed(obj, data))
+            meta.update(_dc_revision=write.revision, _dc_digest=_digest_if_needed(obj))
             rows.append(StoredObject(write.object_id, write.class_path, write.revision, data))
         rt.store.write(rows)
         rt.store.forget_writes(txn)
