@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, Iterator
 from uuid import UUID
 
-from dataclay.dataclay_object import DataClayObject
+from dataclay.dataclay_object import IMMUTABLE_TYPES, DataClayObject
 from dataclay.exceptions import (
     InvalidRequestError,
     ObjectNotRegisteredError,
@@ -50,9 +50,6 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-_IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), UUID})
-
-
 def _can_change_in_place(obj: DataClayObject) -> bool:
     """Whether a property value could change without an assignment (a list, a dict, ...).
     If not, only assignments (which mark the object dirty) can change the object, and an
@@ -60,7 +57,7 @@ def _can_change_in_place(obj: DataClayObject) -> bool:
     state = obj.__dict__
     for name in obj._dc_properties:
         value = state.get(name)
-        if type(value) not in _IMMUTABLE and not getattr(value, "_dc_is_dataclay_object", False):
+        if type(value) not in IMMUTABLE_TYPES and not getattr(value, "_dc_is_dataclay_object", False):
             return True
     return False
 
@@ -225,6 +222,15 @@ class BackendRuntime(Runtime):
                     lambda: obj.__dict__.get("_dc_pending", 0) <= own, max(deadline - time.monotonic(), 0))
             if not settled:
                 return False
+
+    def touch_local(self, obj: DataClayObject) -> None:
+        """A mutable property value of obj was read while serving a request: the request may
+        change it in place, so obj is committed (if it changed) with the request."""
+        scope = SCOPE.get()
+        if scope is None or obj.__dict__["_dc_id"] in scope.touched:
+            return
+        if self._hold(obj, scope):
+            self.lock_of(obj).release()
 
     def call_local(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
         scope = self._scope()

@@ -80,7 +80,11 @@ class BackendService(rpc.BackendServicer):
                     f"{class_path(type(obj))} has no active method {request.method!r}",
                     object_id=obj.__dict__["_dc_id"], method=request.method,
                 )
-            args, kwargs = self._decode(request.payload, "arguments")
+            arguments = self._decode(request.payload, "arguments")
+            if not (isinstance(arguments, tuple) and len(arguments) == 2
+                    and isinstance(arguments[0], tuple) and isinstance(arguments[1], dict)):
+                raise InvalidRequestError("the arguments of a call must be a pickled (args tuple, kwargs dict)")
+            args, kwargs = arguments
             if inspect.iscoroutinefunction(method):
                 result = rt.run_coroutine(method(obj, *args, **kwargs))
             else:

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from dataclay import operations as ops
 from dataclay.dataclay_object import DataClayObject
-from dataclay.exceptions import BackendUnavailableError, InvalidRequestError, ObjectBusyError
+from dataclay.exceptions import InvalidRequestError, ObjectBusyError
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import run_blocking
@@ -93,7 +93,7 @@ class Mover:
             faults.hit("move.after_commit")
             try:
                 run_blocking(rt.blocking.backend(target, "ActivateMove", pb.MoveId(move_id=move_id.bytes)))
-            except BackendUnavailableError as exc:  # it activates on restart: the directory says so
+            except Exception as exc:  # past the commit: it activates on the next call for them, or on restart
                 log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
             faults.hit("move.after_activate")
             self._drop(walk.locked, destination)
@@ -173,11 +173,12 @@ class Mover:
     def receive(self, chunks: Iterable[pb.TransferChunk]) -> None:
         """Stage an incoming transfer: stored, not live, until activated."""
         rt = self.rt
-        move_id: UUID | None = None
+        moves: set[UUID] = set()
         partial: dict[bytes, list[bytes]] = {}
         try:
             for chunk in chunks:
                 move_id = parse_uuid(chunk.move_id, "move id")
+                moves.add(move_id)
                 rows = []
                 for record in chunk.objects:
                     pieces = partial.setdefault(record.object_id, [])
@@ -186,6 +187,10 @@ class Mover:
                         continue
                     del partial[record.object_id]
                     object_id = parse_uuid(record.object_id, "object id")
+                    if object_id in rt.owned:
+                        raise InvalidRequestError(
+                            f"object {object_id} is already live on backend {rt.name}; a transfer cannot replace it",
+                            object_id=object_id)
                     import_class(record.class_path)
                     rows.append(StoredObject(object_id, record.class_path, record.revision or 1, b"".join(pieces)))
                 rt.store.write(rows, staged=move_id)
@@ -198,7 +203,7 @@ class Mover:
             if partial:
                 raise InvalidRequestError("the transfer ended in the middle of an object")
         except BaseException:
-            if move_id is not None:
+            for move_id in moves:
                 self.abort(move_id)
             raise
 

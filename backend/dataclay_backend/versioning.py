@@ -457,7 +457,13 @@ class Versioning:
         try:
             state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
         except Exception as exc:
-            log.warning("cannot resolve consolidation %s yet: %s", txn, exc)
+            retry = min(PARTICIPANT_TIMEOUT, 5.0)
+            log.warning("cannot resolve consolidation %s yet (retrying in %.0fs): %s", txn, retry, exc)
+            with self._lock:
+                prepared = self._prepared.setdefault(txn, _Prepared())
+                prepared.timer = threading.Timer(retry, self.resolve, args=(txn,))
+                prepared.timer.daemon = True
+                prepared.timer.start()
             return
         if state.committed:
             log.info("consolidation %s was committed: applying", txn)

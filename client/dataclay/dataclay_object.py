@@ -22,6 +22,8 @@ from dataclay.runtime import current_runtime, twins
 
 T = TypeVar("T", bound="DataClayObject")
 _MISSING = object()
+# Values that cannot change without an assignment (references to objects count as such).
+IMMUTABLE_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), uuid.UUID})
 _get_by_id, _a_get_by_id = twins(ops.get_by_id)
 _get_by_alias, _a_get_by_alias = twins(ops.get_by_alias)
 _delete_alias, _a_delete_alias = twins(ops.delete_alias)
@@ -42,9 +44,12 @@ class PersistentProperty:
         state = obj.__dict__
         if state["_dc_is_local"]:
             try:
-                return state[self.name]
+                value = state[self.name]
             except KeyError:
                 return self._missing(obj)
+            if state["_dc_is_registered"] and type(value) not in IMMUTABLE_TYPES and not hasattr(value, "_dc_id"):
+                current_runtime().touch_local(obj)  # a list, dict, ... handed out may change in place
+            return value
         return current_runtime().get_attribute(obj, self.name)
 
     def __set__(self, obj: Any, value: Any) -> None:

@@ -111,6 +111,9 @@ class Runtime:
     def load_local(self, obj: "DataClayObject") -> None:
         raise DataClayException(f"{obj!r} is local and persistent, which only a backend can hold")
 
+    def touch_local(self, obj: "DataClayObject") -> None:
+        raise DataClayException(f"{obj!r} is local and persistent, which only a backend can hold")
+
     def store_local(self, objects: list["DataClayObject"], states: list[bytes], alias: str | None) -> None:
         raise DataClayException("only a backend stores objects")
 
