@@ -243,14 +243,20 @@ class BackendRuntime(Runtime):
 
     async def call_local_async(self, obj: DataClayObject, func: Callable, args: tuple, kwargs: dict) -> Any:
         scope = self._scope()
-        if not self._hold(obj, scope):
-            from dataclay import operations as ops
-
-            return await ops.call_method(self, self.async_transport(), obj, func.__name__, args, kwargs)
+        lock = self.lock_of(obj)
+        if not lock.acquire(scope.chain, timeout=0):  # never block the event loop: wait in a thread
+            await asyncio.to_thread(lock.acquire, scope.chain)
         try:
-            return await func(obj, *args, **kwargs)
+            if not self._hold(obj, scope):  # re-enters the lock we hold: does not block
+                from dataclay import operations as ops
+
+                return await ops.call_method(self, self.async_transport(), obj, func.__name__, args, kwargs)
+            try:
+                return await func(obj, *args, **kwargs)
+            finally:
+                lock.release()
         finally:
-            self.lock_of(obj).release()
+            lock.release()
 
     def write_local(self, obj: DataClayObject, name: str, value: Any) -> None:
         scope = self._scope()

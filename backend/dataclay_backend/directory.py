@@ -178,6 +178,10 @@ class Directory:
                 "UPDATE objects SET backend_id=? WHERE id=? AND backend_id=?",
                 [(destination.bytes, object_id.bytes, source.bytes) for object_id in object_ids],
             ).rowcount
+            if moved == 0 and object_ids and all(
+                self.locate_in(conn, object_id) == destination for object_id in object_ids
+            ):
+                return  # committed already: this is a retry after a lost reply
             if moved != len(object_ids):
                 raise ObjectMovingError(
                     f"{len(object_ids) - moved} of {len(object_ids)} objects are no longer owned by backend "
@@ -206,6 +210,11 @@ class Directory:
                 conn.execute("INSERT INTO transactions VALUES (?, 0, NULL)", (txn_id.bytes,))
                 return None
             return json.loads(row[1]) if row[0] else None
+
+    @staticmethod
+    def locate_in(conn: sqlite3.Connection, object_id: UUID) -> UUID | None:
+        row = conn.execute("SELECT backend_id FROM objects WHERE id=?", (object_id.bytes,)).fetchone()
+        return UUID(bytes=row[0]) if row else None
 
     def drop_objects(self, object_ids: list[UUID]) -> None:
         with self.db.transaction() as conn:

@@ -20,7 +20,14 @@ from uuid import UUID
 
 from dataclay import operations as ops
 from dataclay.dataclay_object import DataClayObject
-from dataclay.exceptions import InvalidRequestError, ObjectBusyError
+from dataclay.exceptions import (
+    BackendDrainingError,
+    BackendNotFoundError,
+    InvalidRequestError,
+    ObjectBusyError,
+    ObjectMovingError,
+    OutcomeUnknownError,
+)
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import run_blocking
@@ -84,9 +91,10 @@ class Mover:
                 rt.blocking.send_stream(target, "ReceiveObjects", itertools.chain([first], chunks))
                 faults.hit("move.after_stream")
                 ids = [obj.__dict__["_dc_id"] for obj in walk.locked]
-                run_blocking(rt.blocking.metadata("CommitMove", pb.CommitMoveRequest(
-                    object_ids=[i.bytes for i in ids], source_backend_id=rt.local_backend_id.bytes,
-                    destination_backend_id=destination.bytes)))
+                self._commit(ids, destination)
+            except OutcomeUnknownError:
+                self._in_doubt(walk.locked, destination, target, move_id)
+                raise
             except BaseException:
                 self._abort_remote(target, move_id)
                 raise
@@ -105,6 +113,56 @@ class Mover:
             )
         finally:
             walk.release()
+
+    def _commit(self, ids: list[UUID], destination: UUID) -> None:
+        """The commit point. CommitMove is idempotent, so a failure that may have come after
+        the metadata service committed (a lost reply) is retried a few times."""
+        rt = self.rt
+        request = pb.CommitMoveRequest(object_ids=[i.bytes for i in ids], source_backend_id=rt.local_backend_id.bytes,
+                                       destination_backend_id=destination.bytes)
+        error: Exception | None = None
+        for delay in (0.0, 0.1, 0.5, 1.0, 2.0):
+            threading.Event().wait(delay)
+            try:
+                run_blocking(rt.blocking.metadata("CommitMove", request))
+                return
+            except (ObjectMovingError, BackendDrainingError, BackendNotFoundError, InvalidRequestError):
+                raise  # refused: definitely not committed
+            except Exception as exc:
+                error = exc
+        raise OutcomeUnknownError(
+            f"moving {len(ids)} objects from backend {rt.name} may or may not have committed (the metadata service "
+            f"did not answer: {error}); they are not served until it answers again", backend_id=rt.local_backend_id)
+
+    def _in_doubt(self, objects: list[DataClayObject], destination: UUID, target, move_id: UUID) -> None:
+        """The commit's outcome is unknown: serve none of these objects (never two owners)
+        until the directory says who owns them, then finish or undo the move."""
+        rt = self.rt
+        classes = {obj.__dict__["_dc_id"]: class_path(type(obj)) for obj in objects}
+        self._drop(objects, destination, delete_rows=False)
+
+        def settle() -> None:
+            first = next(iter(classes))
+            try:
+                entry = run_blocking(rt.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=first.bytes)))
+            except Exception:
+                timer = threading.Timer(2.0, settle)
+                timer.daemon = True
+                timer.start()
+                return
+            if UUID(bytes=entry.backend_id) == destination:
+                rt.store.delete(classes)
+                log.info("move %s turned out committed: %d objects now live on %s", move_id, len(classes), target.describe())
+            else:
+                rt.owned.update(classes)
+                for object_id, path in classes.items():
+                    rt._local_instance(object_id, path)
+                self._abort_remote(target, move_id)
+                log.info("move %s turned out not committed: %d objects served here again", move_id, len(classes))
+
+        timer = threading.Timer(1.0, settle)
+        timer.daemon = True
+        timer.start()
 
     def _abort_remote(self, target, move_id: UUID) -> None:
         try:
@@ -157,10 +215,11 @@ class Mover:
             yield pb.TransferChunk(objects=records, **header)
             sent["bytes"] += size
 
-    def _drop(self, objects: list[DataClayObject], destination: UUID) -> None:
+    def _drop(self, objects: list[DataClayObject], destination: UUID, delete_rows: bool = True) -> None:
         """After the commit: forget our copies; the instances become proxies to the new owner."""
         rt = self.rt
-        rt.store.delete(obj.__dict__["_dc_id"] for obj in objects)
+        if delete_rows:
+            rt.store.delete(obj.__dict__["_dc_id"] for obj in objects)
         for obj in objects:
             state = obj.__dict__
             rt.owned.pop(state["_dc_id"], None)

@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from uuid import UUID
 
 from dataclay import operations as ops
@@ -26,6 +26,7 @@ from dataclay.exceptions import (
     ObjectIsNotVersionError,
     ObjectMovingError,
     ObjectWithWrongBackendIdError,
+    OutcomeUnknownError,
     VersionConflictError,
     VersionRetiredError,
 )
@@ -141,12 +142,15 @@ class Versioning:
             return
         participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
         try:
-            base_revisions: dict[str, int] = {}
-            if not discard:
-                self._stage_all(txn, chain, members, force, participants, base_revisions)
+            base_revisions = self._stage_all(txn, chain, members, force, participants)
             faults.hit("consolidate.after_stage")
-            run_blocking(rt.blocking.metadata("CommitTransaction", pb.TransactionRequest(
-                txn_id=txn.bytes, retire=[m.__dict__["_dc_id"].bytes for m in members], base_revisions=base_revisions)))
+            self._commit(txn, members, base_revisions)
+        except OutcomeUnknownError:
+            self._settle_later(txn, members)  # participants settle their own part, in the same way
+            for obj in members:
+                rt.lock_of(obj).release()
+            CURRENT_CHAIN.reset(chain_token)
+            raise
         except BaseException:
             self._abort_all(txn, participants)
             for obj in members:
@@ -192,48 +196,29 @@ class Versioning:
         one SQLite transaction; the directory learns of the retirement right after."""
         rt = self.rt
         held: list[DataClayObject] = []
+        updates: list[tuple[DataClayObject, bytes, int]] = []
+
+        def check(member: DataClayObject, parent_id: UUID, expected: int, state: bytes) -> tuple[int, tuple | None]:
+            ancestor = self._hold_ancestor(parent_id, chain, held)
+            revision = ancestor.__dict__.get("_dc_revision", 1)
+            if not force and revision != expected:
+                raise self._conflict(ancestor, expected, revision)
+            updates.append((ancestor, state, revision + 1))
+            return revision + 1, ancestor.__dict__.get(VERSION_KEY)
+
         try:
-            updates: list[tuple[DataClayObject, dict[str, Any], int]] = []
-            base: dict[UUID, int] = {}
-            lineage = {} if discard else {m.__dict__["_dc_id"]: m.__dict__[VERSION_KEY] for m in members}
-            current = {m.__dict__["_dc_id"]: m.__dict__["_dc_id"] for m in members}
-            while lineage:
-                level = {member: parent for member, (parent, _, _) in lineage.items()}
-
-                def remap(ref_obj: DataClayObject) -> Ref:
-                    ref = make_ref(ref_obj)
-                    ancestor = level.get(ref_obj.__dict__["_dc_id"])
-                    return (ancestor.bytes, ref[1], b"") if ancestor else ref
-
-                next_lineage = {}
-                for member in members:
-                    member_id = member.__dict__["_dc_id"]
-                    if member_id not in lineage:
-                        continue
-                    parent_id, original_id, expected = lineage[member_id]
-                    ancestor = self._hold_ancestor(parent_id, chain, held)
-                    revision = ancestor.__dict__.get("_dc_revision", 1)
-                    if not force and revision != expected:
-                        raise self._conflict(ancestor, expected, revision)
-                    updates.append((ancestor, rt.decode(dumps(_properties(member), remap)), revision + 1))
-                    if current[member_id] != member_id:
-                        base[current[member_id]] = revision + 1
-                    current[member_id] = parent_id
-                    ancestor_lineage = ancestor.__dict__.get(VERSION_KEY)
-                    if ancestor_lineage:
-                        next_lineage[member_id] = ancestor_lineage
-                lineage = next_lineage
+            base = {} if discard else self._walk_lineage(members, check)
             rows = []
-            for ancestor, properties, revision in updates:
+            for ancestor, state, revision in updates:
                 meta = ancestor.__dict__
                 for name in ancestor._dc_properties:
                     meta.pop(name, None)
-                meta.update(properties)
+                meta.update(rt.decode(state))
                 if meta["_dc_id"] in base:
                     meta[VERSION_KEY] = (*meta[VERSION_KEY][:2], base[meta["_dc_id"]])
-                data = dumps(ancestor._dc_state(), make_ref)
                 meta.update(_dc_revision=revision, _dc_digest=_digest_if_needed(ancestor))
-                rows.append(StoredObject(meta["_dc_id"], class_path(type(ancestor)), revision, data))
+                rows.append(StoredObject(meta["_dc_id"], class_path(type(ancestor)), revision,
+                                         dumps(ancestor._dc_state(), make_ref)))
             rt.store.write(rows, delete=[m.__dict__["_dc_id"] for m in members])
             for row in rows:
                 rt.loaded.touch(row.object_id, rt.heap[row.object_id], len(row.state))
@@ -242,6 +227,42 @@ class Versioning:
                 rt.lock_of(ancestor).release()
         self._retire(members, stored=False)
         self._announce_retired(members)
+
+    @staticmethod
+    def _walk_lineage(
+        members: list[DataClayObject], visit: Callable[[DataClayObject, UUID, int, bytes], tuple[int, tuple | None]]
+    ) -> dict[UUID, int]:
+        """Walk up the lineage one level at a time. At each level, every member's state, with
+        references between members rewritten to that level's objects, goes to
+        `visit(member, ancestor id, revision the ancestor must still have, state)`, which
+        returns the ancestor's new revision and its own lineage (None for an original).
+        Returns the new base revision of each intermediate version."""
+        base: dict[UUID, int] = {}
+        lineage = {m.__dict__["_dc_id"]: m.__dict__[VERSION_KEY] for m in members}
+        current = {m.__dict__["_dc_id"]: m.__dict__["_dc_id"] for m in members}  # member -> object at this level
+        while lineage:
+            level = {member: parent for member, (parent, _, _) in lineage.items()}
+
+            def remap(ref_obj: DataClayObject) -> Ref:
+                ref = make_ref(ref_obj)
+                object_id = ref_obj.__dict__["_dc_id"]
+                ancestor = level.get(object_id) or (current[object_id] if current.get(object_id, object_id) != object_id else None)
+                return (ancestor.bytes, ref[1], b"") if ancestor else ref
+
+            next_lineage = {}
+            for member in members:
+                member_id = member.__dict__["_dc_id"]
+                if member_id not in lineage:
+                    continue
+                parent_id, _, expected = lineage[member_id]
+                new_revision, parent_lineage = visit(member, parent_id, expected, dumps(_properties(member), remap))
+                if current[member_id] != member_id:  # an intermediate version: its base moves on
+                    base[current[member_id]] = new_revision
+                current[member_id] = parent_id
+                if parent_lineage:
+                    next_lineage[member_id] = parent_lineage
+            lineage = next_lineage
+        return base
 
     def _hold_ancestor(self, object_id: UUID, chain: str, held: list[DataClayObject]) -> DataClayObject:
         rt = self.rt
@@ -309,35 +330,65 @@ class Versioning:
 
     def _stage_all(
         self, txn: UUID, chain: str, members: list[DataClayObject], force: bool,
-        participants: dict[UUID, BackendInfo | None], base_revisions: dict[str, int],
-    ) -> None:
-        """Walk up the lineage, staging every member's state on its ancestor at each level."""
+        participants: dict[UUID, BackendInfo | None],
+    ) -> dict[str, int]:
+        """Prepare every ancestor on its owner; returns what the commit record must carry."""
+
+        def stage(member: DataClayObject, parent_id: UUID, expected: int, state: bytes) -> tuple[int, tuple | None]:
+            reply, backend_id, info = self._stage_one(txn, chain, member, parent_id, state, expected, force)
+            participants[backend_id] = info
+            lineage = (UUID(bytes=reply.version_parent), None, reply.base_revision) if reply.version_parent else None
+            return reply.new_revision, lineage
+
+        return {object_id.hex: revision for object_id, revision in self._walk_lineage(members, stage).items()}
+
+    def _commit(self, txn: UUID, members: list[DataClayObject], base_revisions: dict[str, int]) -> None:
+        """The commit point. A failure that may have happened after the metadata service
+        committed (a lost reply) is settled by asking it: presumed abort makes that answer
+        final. Returns only if committed; raises if not, or if it cannot be known yet."""
         rt = self.rt
-        lineage = {m.__dict__["_dc_id"]: m.__dict__[VERSION_KEY] for m in members}
-        current = {m.__dict__["_dc_id"]: m.__dict__["_dc_id"] for m in members}  # member -> object at this level
-        while lineage:
-            level = {member: parent for member, (parent, _, _) in lineage.items()}  # member -> ancestor
+        request = pb.TransactionRequest(txn_id=txn.bytes, retire=[m.__dict__["_dc_id"].bytes for m in members],
+                                        base_revisions=base_revisions)
+        try:
+            run_blocking(rt.blocking.metadata("CommitTransaction", request))
+            return
+        except VersionConflictError:
+            raise  # definitely not committed
+        except Exception as failure:
+            error: Exception = failure
+        for delay in (0.1, 0.5, 1.0, 2.0):
+            threading.Event().wait(delay)
+            try:
+                state = run_blocking(rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
+            except Exception as exc:
+                error = exc
+                continue
+            if state.committed:
+                return
+            raise error
+        raise OutcomeUnknownError(
+            f"the outcome of consolidating {members[0].__dict__['_dc_id']} is unknown (the metadata service did not "
+            f"answer: {error}); every backend involved settles it with the metadata service once it is back",
+            object_id=members[0].__dict__["_dc_id"],
+        )
 
-            def remap(ref_obj: DataClayObject) -> Ref:
-                ref = make_ref(ref_obj)
-                ancestor = level.get(ref_obj.__dict__["_dc_id"])
-                return (ancestor.bytes, ref[1], b"") if ancestor else ref
+    def _settle_later(self, txn: UUID, members: list[DataClayObject]) -> None:
+        """Retire the members once the metadata service says the consolidation committed."""
 
-            next_lineage = {}
-            for member in members:
-                member_id = member.__dict__["_dc_id"]
-                if member_id not in lineage:
-                    continue
-                parent_id, original_id, expected = lineage[member_id]
-                state = dumps(_properties(member), remap)
-                reply, backend_id, info = self._stage_one(txn, chain, member, parent_id, state, expected, force)
-                participants[backend_id] = info
-                if current[member_id] != member_id:  # an intermediate version: its base moves on
-                    base_revisions[current[member_id].hex] = reply.new_revision
-                current[member_id] = parent_id
-                if reply.version_parent:
-                    next_lineage[member_id] = (UUID(bytes=reply.version_parent), original_id, reply.base_revision)
-            lineage = next_lineage
+        def settle() -> None:
+            try:
+                state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
+            except Exception:
+                timer = threading.Timer(min(PARTICIPANT_TIMEOUT, 5.0), settle)
+                timer.daemon = True
+                timer.start()
+                return
+            if state.committed:
+                self._retire(members)
+
+        settle_timer = threading.Timer(min(PARTICIPANT_TIMEOUT, 5.0), settle)
+        settle_timer.daemon = True
+        settle_timer.start()
 
     def _stage_one(
         self, txn: UUID, chain: str, member: DataClayObject, ancestor_id: UUID, state: bytes, expected: int, force: bool

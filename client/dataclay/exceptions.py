@@ -136,6 +136,13 @@ class VersionRetiredError(DoesNotExistError):
     """The version was consolidated or discarded; use its original (`original_id`)."""
 
 
+class OutcomeUnknownError(DataClayException):
+    """The metadata service could not be asked whether the operation committed; it is settled
+    (all or nothing) as soon as the service answers again. Check the objects before retrying."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
 class ObjectBusyError(DataClayException):
     """The object stayed locked by other calls for too long; nothing was changed."""
 
