@@ -76,14 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     set_runtime(rt)
     server = Server(args.listen, args.port)
     rpc.add_BackendServicer_to_server(BackendService(rt), server.grpc)
-    server.start()
-    try:
+    try:  # the port is bound but nothing is served until recovery is done
         register(rt, store, args.advertise_host, server.port, args.metadata_timeout)
         dropped_local, dropped_directory = rt.recover()
     except Exception as exc:
         log.error("cannot start: %s", exc)
-        server.stop(0)
         raise SystemExit(2) from None
+    server.start()
     server.set_serving()
     report_ready(args.ready_fd, server.port)
     log.info(

@@ -410,6 +410,11 @@ class BackendRuntime(Runtime):
                 except Exception as exc:
                     raise InvalidRequestError(
                         f"the state of object {object_id} cannot be decoded: {exc}", object_id=object_id) from None
+                unknown = set(state) - set(import_class(record.class_path)._dc_properties) - {"_dc_version"}
+                if unknown:
+                    raise InvalidRequestError(
+                        f"the state of object {object_id} has names that are not persistent properties of "
+                        f"{record.class_path}: {sorted(unknown)}", object_id=object_id)
             rows.append(StoredObject(object_id, record.class_path, 1, record.state))
             entries.append(pb.ObjectEntry(
                 object_id=object_id.bytes, class_path=record.class_path, backend_id=self.local_backend_id.bytes,

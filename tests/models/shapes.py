@@ -36,6 +36,16 @@ class Node(DataClayObject):
         return len(self.children)
 
     @activemethod
+    def push_into(self, other: Node, value: int) -> int:
+        """Changes another (local) object in place, through a property read."""
+        other.children.append(value)
+        return len(other.children)
+
+    @activemethod
+    def peek(self) -> int:
+        return len(self.children)
+
+    @activemethod
     def chain_sum(self) -> int:
         """Walks the chain: each hop runs where that node lives."""
         return self.value + (self.next.chain_sum() if self.next is not None else 0)
