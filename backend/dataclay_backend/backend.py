@@ -10,6 +10,7 @@ import grpc
 from dataclay.exceptions import ClusterMismatchError
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.runtime import set_runtime
 from dataclay.transport import translate
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     rt = BackendRuntime(f"{args.metadata_host}:{args.metadata_port}", store, args.name, args.memory_limit)
     set_runtime(rt)
     server = Server(args.listen, args.port)
-    rpc.add_BackendServicer_to_server(BackendService(rt), server.grpc)
+    codec.add_backend_servicer(BackendService(rt), server.grpc)
     try:  # the port is bound but nothing is served until recovery is done
         register(rt, store, args.advertise_host, server.port, args.metadata_timeout)
         dropped_local, dropped_directory = rt.recover()

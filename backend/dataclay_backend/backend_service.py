@@ -49,14 +49,14 @@ class BackendService(rpc.BackendServicer):
         return EMPTY
 
     @handler
-    def GetAttribute(self, request: pb.GetAttributeRequest, context) -> pb.Payload:
+    def GetAttribute(self, request: pb.GetAttributeRequest, context) -> pb.Payload | bytes:
         rt = self.rt
         with rt.request():
             obj = rt.local_object(parse_uuid(request.object_id, "object id"))
             _check_property(obj, request.name)
             value = getattr(obj, request.name)
             if type(value) is bytes:
-                return pb.Payload(raw=value)
+                return value  # sent as Payload.raw by dataclay.protocol.codec
             return pb.Payload(payload=rt.encode_reply(value))
 
     @handler

@@ -21,6 +21,7 @@ from dataclay.exceptions import (
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
 )
+from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import BackendInfo
@@ -208,15 +209,15 @@ async def get_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str)
         return pb.GetAttributeRequest(object_id=object_id, name=name)
 
     reply = await at_owner(rt, t, obj, "GetAttribute", request)
-    return reply.raw if reply.WhichOneof("value") == "raw" else rt.decode(reply.payload)
+    return reply if isinstance(reply, bytes) else rt.decode(reply.payload)  # bytes: a raw value
 
 
 async def set_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, value: Any) -> None:
     object_id = obj.__dict__["_dc_id"].bytes
 
-    async def request(info: BackendInfo) -> pb.SetAttributeRequest:
+    async def request(info: BackendInfo) -> pb.SetAttributeRequest | codec.RawSet:
         if type(value) is bytes:
-            return pb.SetAttributeRequest(object_id=object_id, name=name, raw=value)
+            return codec.RawSet(object_id, name, value)
         return pb.SetAttributeRequest(object_id=object_id, name=name, payload=await encode_for(rt, t, value, info.id))
 
     await at_owner(rt, t, obj, "SetAttribute", request)

@@ -18,6 +18,7 @@ import grpc
 from dataclay.exceptions import BackendError, BackendUnavailableError, from_detail
 from dataclay.protocol import CHAIN_METADATA_KEY, ERROR_METADATA_KEY, UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 
 R = TypeVar("R")
@@ -97,7 +98,7 @@ class BlockingTransport:
     def _stub(self, info: BackendInfo) -> rpc.BackendStub:
         stub = self._backend_stubs.get(info.address)
         if stub is None:
-            stub = self._backend_stubs[info.address] = rpc.BackendStub(self._channel(info.address))
+            stub = self._backend_stubs[info.address] = codec.backend_stub(self._channel(info.address))
         return stub
 
     async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
@@ -152,7 +153,7 @@ class AsyncTransport:
     def _stub(self, info: BackendInfo) -> rpc.BackendStub:
         stub = self._backend_stubs.get(info.address)
         if stub is None:
-            stub = self._backend_stubs[info.address] = rpc.BackendStub(self._channel(info.address))
+            stub = self._backend_stubs[info.address] = codec.backend_stub(self._channel(info.address))
         return stub
 
     async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
