@@ -101,10 +101,10 @@ class BackendRuntime(Runtime):
     # ------------------------------------------------------------------ identity
     def instance(self, object_id: UUID, class_path_: str, backend_id: UUID | None) -> DataClayObject:
         if object_id in self.owned:
-            return self._local_instance(object_id, self.owned[object_id])
+            return self.local_instance(object_id, self.owned[object_id])
         return super().instance(object_id, class_path_, backend_id)
 
-    def _local_instance(self, object_id: UUID, class_path_: str) -> DataClayObject:
+    def local_instance(self, object_id: UUID, class_path_: str) -> DataClayObject:
         obj = self.heap.get(object_id)
         if obj is not None and obj.__dict__["_dc_is_local"]:
             return obj
@@ -121,16 +121,26 @@ class BackendRuntime(Runtime):
                 )
         return obj
 
+    def became_remote(self, objects: list[DataClayObject], backend_id: UUID | None, delete_rows: bool = True) -> None:
+        """These objects are no longer ours (moved, or retired versions): forget the stored
+        copies (unless the caller already did) and keep the instances as proxies."""
+        if delete_rows:
+            self.store.delete(obj.__dict__["_dc_id"] for obj in objects)
+        for obj in objects:
+            self.owned.pop(obj.__dict__["_dc_id"], None)
+            self.loaded.discard(obj.__dict__["_dc_id"])
+        super().became_remote(objects, backend_id)
+
     def local_object(self, object_id: UUID) -> DataClayObject:
         """The owned object with this id, or the typed error that tells the caller where it is."""
         class_path_ = self.owned.get(object_id)
         if class_path_ is not None:
-            return self._local_instance(object_id, class_path_)
+            return self.local_instance(object_id, class_path_)
         self.versioning.check_not_retired(object_id)
         entry = run_blocking(self.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=object_id.bytes)))
         owner = UUID(bytes=entry.backend_id)
         if self.mover.activate_if_committed(object_id, owner):
-            return self._local_instance(object_id, self.owned[object_id])
+            return self.local_instance(object_id, self.owned[object_id])
         if owner == self.local_backend_id:
             raise ObjectNotRegisteredError(
                 f"object {object_id} is assigned to backend {self.name} but not stored there", object_id=object_id
@@ -384,11 +394,15 @@ class BackendRuntime(Runtime):
         return obj, StoredObject(object_id, class_path(type(obj)), revision, data), digest
 
     def _register(self, objects: list[DataClayObject], alias: str = "") -> None:
-        entries = [
+        self._register_entries([
             pb.ObjectEntry(object_id=o.__dict__["_dc_id"].bytes, class_path=class_path(type(o)),
                            backend_id=self.local_backend_id.bytes)
             for o in objects
-        ]
+        ], alias)
+
+    def _register_entries(self, entries: list[pb.ObjectEntry], alias: str = "") -> None:
+        """New objects of this backend into the directory (before they are stored here: a
+        crash in between leaves entries that recovery removes, never unlisted objects)."""
         run_blocking(self.blocking.metadata("RegisterObjects", pb.RegisterObjectsRequest(objects=entries, alias=alias)))
 
     def store_records(
@@ -421,7 +435,7 @@ class BackendRuntime(Runtime):
                 version_parent=parent.bytes if parent else b"", version_original=original.bytes if original else b""))
         if not rows:
             raise InvalidRequestError("StoreObjects needs at least one object")
-        run_blocking(self.blocking.metadata("RegisterObjects", pb.RegisterObjectsRequest(objects=entries, alias=alias)))
+        self._register_entries(entries, alias)
         self.store.write(rows)
         for row in rows:
             self.owned[row.object_id] = row.class_path

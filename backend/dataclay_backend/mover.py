@@ -104,7 +104,7 @@ class Mover:
             except Exception as exc:  # past the commit: it activates on the next call for them, or on restart
                 log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
             faults.hit("move.after_activate")
-            self._drop(walk.locked, destination)
+            rt.became_remote(walk.locked, destination)
             log.info("moved %d objects (%d bytes) to %s in %.3fs", len(ids), sent["bytes"], target.describe(),
                      time.perf_counter() - started)
             return pb.MoveProgress(
@@ -139,7 +139,7 @@ class Mover:
         until the directory says who owns them, then finish or undo the move."""
         rt = self.rt
         classes = {obj.__dict__["_dc_id"]: class_path(type(obj)) for obj in objects}
-        self._drop(objects, destination, delete_rows=False)
+        rt.became_remote(objects, destination, delete_rows=False)
 
         def settle() -> None:
             first = next(iter(classes))
@@ -156,7 +156,7 @@ class Mover:
             else:
                 rt.owned.update(classes)
                 for object_id, path in classes.items():
-                    rt._local_instance(object_id, path)
+                    rt.local_instance(object_id, path)
                 self._abort_remote(target, move_id)
                 log.info("move %s turned out not committed: %d objects served here again", move_id, len(classes))
 
@@ -170,7 +170,7 @@ class Mover:
         except Exception as exc:  # it discards the staged copy on restart anyway
             log.warning("could not abort move %s on %s: %s", move_id, target.describe(), exc)
 
-    def _lock_closure(
+    def lock_closure(
         self, roots: list[UUID], recursive: bool, only_owned: bool, chain: str
     ) -> tuple[list[DataClayObject], list[pb.ObjectEntry]]:
         """Lock the roots and, if recursive, what they reach through objects owned here."""
@@ -214,19 +214,6 @@ class Mover:
         if records:
             yield pb.TransferChunk(objects=records, **header)
             sent["bytes"] += size
-
-    def _drop(self, objects: list[DataClayObject], destination: UUID, delete_rows: bool = True) -> None:
-        """After the commit: forget our copies; the instances become proxies to the new owner."""
-        rt = self.rt
-        if delete_rows:
-            rt.store.delete(obj.__dict__["_dc_id"] for obj in objects)
-        for obj in objects:
-            state = obj.__dict__
-            rt.owned.pop(state["_dc_id"], None)
-            rt.loaded.discard(state["_dc_id"])
-            for name in obj._dc_properties:
-                state.pop(name, None)
-            state.update(_dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=destination)
 
     # ================================================================== destination side
     def receive(self, chunks: Iterable[pb.TransferChunk]) -> None:
@@ -280,7 +267,7 @@ class Mover:
                 rt.owned[object_id] = path
         for object_id, path in objects.items():
             if object_id in rt.heap:  # a proxy this backend already held becomes the local object
-                rt._local_instance(object_id, path)
+                rt.local_instance(object_id, path)
 
     def abort(self, move_id: UUID) -> None:
         with self._lock:
@@ -370,7 +357,7 @@ class _Walk:
         class_path_ = rt.owned.get(object_id)
         if class_path_ is None:
             return None
-        obj = rt._local_instance(object_id, class_path_)
+        obj = rt.local_instance(object_id, class_path_)
         if not rt.hold_settled(obj, self.chain, LOCK_TIMEOUT):
             raise ObjectBusyError(
                 f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s; nothing was changed, "

@@ -81,7 +81,7 @@ class Versioning:
         target = destination or rt.local_backend_id
         scope = SCOPE.get()
         chain = scope.chain if scope else rt.new_chain()
-        locked, _ = rt.mover._lock_closure([object_id], recursive, False, chain)
+        locked, _ = rt.mover.lock_closure([object_id], recursive, False, chain)
         try:
             copies = {obj.__dict__["_dc_id"]: uuid.uuid4() for obj in locked}
 
@@ -124,7 +124,7 @@ class Versioning:
         txn = uuid.uuid4()
         chain = f"txn-{txn.hex[:12]}"
         chain_token = CURRENT_CHAIN.set(chain)
-        locked, _ = rt.mover._lock_closure([version_id], True, False, chain)
+        locked, _ = rt.mover.lock_closure([version_id], True, False, chain)
         for obj in locked:
             if not obj.__dict__["_dc_is_loaded"]:
                 rt.load_local(obj)
@@ -184,7 +184,7 @@ class Versioning:
             while parent is not None:
                 if parent not in rt.owned:
                     return False
-                ancestor = rt._local_instance(parent, rt.owned[parent])
+                ancestor = rt.local_instance(parent, rt.owned[parent])
                 if not ancestor.__dict__["_dc_is_loaded"]:
                     rt.load_local(ancestor)
                 lineage = ancestor.__dict__.get(VERSION_KEY)
@@ -266,7 +266,7 @@ class Versioning:
 
     def _hold_ancestor(self, object_id: UUID, chain: str, held: list[DataClayObject]) -> DataClayObject:
         rt = self.rt
-        ancestor = rt._local_instance(object_id, rt.owned[object_id])
+        ancestor = rt.local_instance(object_id, rt.owned[object_id])
         if not rt.hold_settled(ancestor, chain, LOCK_TIMEOUT):
             raise ObjectBusyError(f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s",
                                   object_id=object_id)
@@ -420,17 +420,9 @@ class Versioning:
 
     def _retire(self, members: list[DataClayObject], stored: bool = True) -> None:
         """The versions were consolidated (or discarded): they are gone from here."""
-        rt = self.rt
-        if stored:
-            rt.store.delete(m.__dict__["_dc_id"] for m in members)
         for member in members:
-            state = member.__dict__
-            self.retired[state["_dc_id"]] = state[VERSION_KEY][1]
-            rt.owned.pop(state["_dc_id"], None)
-            rt.loaded.discard(state["_dc_id"])
-            for name in (*member._dc_properties, VERSION_KEY):
-                state.pop(name, None)
-            state.update(_dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=None)
+            self.retired[member.__dict__["_dc_id"]] = member.__dict__[VERSION_KEY][1]
+        self.rt.became_remote(members, None, delete_rows=stored)
 
     # ================================================================== participant
     def stage(self, txn: UUID, chain: str, object_id: UUID, state: bytes, expected: int, force: bool) -> pb.StageWriteReply:
@@ -482,7 +474,7 @@ class Versioning:
         rt = self.rt
         rows = []
         for write in rt.store.staged_writes(txn).get(txn, []):
-            obj = rt._local_instance(write.object_id, write.class_path)
+            obj = rt.local_instance(write.object_id, write.class_path)
             meta = obj.__dict__
             if not meta["_dc_is_loaded"]:
                 rt.load_local(obj)

@@ -145,12 +145,13 @@ class Runtime:
     def decode(self, data: bytes) -> Any:
         return loads(data, self.resolve)
 
-    def became_remote(self, objects: list["DataClayObject"], backend_id: UUID) -> None:
-        """Objects just stored on `backend_id`: from now on they are proxies here."""
+    def became_remote(self, objects: list["DataClayObject"], backend_id: UUID | None) -> None:
+        """These objects now live on `backend_id` (None: nowhere, a retired version): from now
+        on they are proxies here."""
         with self._heap_lock:
             for obj in objects:
                 state = obj.__dict__
-                for name in obj._dc_properties:
+                for name in (*obj._dc_properties, "_dc_version"):
                     state.pop(name, None)
                 state.update(
                     _dc_is_registered=True, _dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=backend_id
