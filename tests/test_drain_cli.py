@@ -110,18 +110,20 @@ def test_cli_up_runs_in_the_foreground_until_ctrl_c(tmp_path):
         [sys.executable, "-m", "dataclay.cli", "up", "--backends", "2", "--port", "0", "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=MODELS,
     )
-    printed = b""
-    deadline = time.monotonic() + 60
-    while b"Press Ctrl-C" not in printed:
-        assert select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))[0], printed
-        chunk = os.read(process.stdout.fileno(), 4096)
-        assert chunk, printed
-        printed += chunk
-    port = int(printed.decode().split("127.0.0.1:")[1].split(",")[0])
-    with Client(host="127.0.0.1", port=port) as client:
-        assert [info.name for info in client.get_backends().values()] == ["backend-0", "backend-1"]
-        Employee("Up", 1.0).make_persistent(alias="up")
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    try:
+        printed = b""
+        deadline = time.monotonic() + 60
+        while b"Press Ctrl-C" not in printed:
+            assert select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))[0], printed
+            chunk = os.read(process.stdout.fileno(), 4096)
+            assert chunk, printed
+            printed += chunk
+        port = int(printed.decode().split("127.0.0.1:")[1].split(",")[0])
+        with Client(host="127.0.0.1", port=port) as client:
+            assert [info.name for info in client.get_backends().values()] == ["backend-0", "backend-1"]
+            Employee("Up", 1.0).make_persistent(alias="up")
+    finally:
+        process.send_signal(signal.SIGINT)  # also when the test fails: never leave servers behind
+        output, _ = process.communicate(timeout=60)
     assert process.returncode == 0 and b"stopped." in output
     assert (tmp_path / "metadata" / "metadata.sqlite").exists()

@@ -47,7 +47,7 @@ def test_user_exception_arrives_as_itself(client, witness):
 def test_unknown_backend(client, witness):
     with pytest.raises(BackendNotFoundError, match="no backend"):
         Employee("X", 1.0).make_persistent(backend_id=uuid.uuid4())
-    with pytest.raises(DataClayException, match="not a UUID"):
+    with pytest.raises(InvalidRequestError, match="not a UUID"):
         Employee("X", 1.0).make_persistent(backend_id="not-a-uuid")
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from dataclay import DataClayObject
 from dataclay.exceptions import AliasAlreadyExistError, AliasDoesNotExistError, ObjectNotRegisteredError
-from hr import Company, Employee
+from hr import Employee
 from shapes import Blob, Node
 
 

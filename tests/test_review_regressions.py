@@ -10,13 +10,12 @@ from dataclay import Client
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
-from hr import Employee
 from shapes import Node
 
 
 def test_in_place_change_of_another_local_object_survives_kill_9(make_cluster):
     cluster = make_cluster(backends=1)
-    with Client(host="127.0.0.1", port=cluster.port) as client:
+    with Client(host="127.0.0.1", port=cluster.port):
         box, holder = Node(0), Node(1)
         box.make_persistent()
         holder.make_persistent()
@@ -28,7 +27,7 @@ def test_in_place_change_of_another_local_object_survives_kill_9(make_cluster):
 
 def test_concurrent_increments_under_eviction_survive_kill_9(make_cluster):
     cluster = make_cluster(backends=1, memory_limit="2Ki")  # constant eviction
-    with Client(host="127.0.0.1", port=cluster.port) as client:
+    with Client(host="127.0.0.1", port=cluster.port):
         counters = [Node(0) for _ in range(4)]
         for counter in counters:
             counter.make_persistent()
@@ -122,3 +121,25 @@ def test_malformed_call_arguments_and_states(client):
                 pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path="shapes.Node", state=sneaky)]))
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert node.bump() == 2
+
+
+def test_callback_reading_a_list_of_the_calling_object_does_not_deadlock(client):
+    ids = list(client.get_backends())
+    caller = Node(1)
+    caller.children = [1, 2, 3]
+    caller.make_persistent(backend_id=ids[0])
+    other = Node(2)
+    other.make_persistent(backend_id=ids[1])
+    assert caller.ask_about_me(other) == 3
+
+
+def test_async_transports_of_finished_loops_are_released(client):
+    node = Node(1)
+    node.make_persistent()
+
+    async def read() -> int:
+        return await node.a_sync() or node.value
+
+    for _ in range(5):
+        asyncio.run(read())
+    assert len(client.runtime._async) == 1

@@ -121,7 +121,7 @@ def test_parallel_tasks_each_consolidate_without_losing_work(client):
     def task() -> None:
         try:
             for _ in range(per_task):
-                while True:
+                for _attempt in range(100):
                     version = employee.new_version()
                     version.raise_salary(1.0)
                     try:
@@ -129,6 +129,8 @@ def test_parallel_tasks_each_consolidate_without_losing_work(client):
                         break
                     except VersionConflictError:
                         version.discard_version()  # someone else got there first: redo on fresh state
+                else:
+                    raise AssertionError("100 conflicts in a row: optimistic retry never got through")
         except BaseException as exc:
             errors.append(exc)
 

@@ -23,6 +23,7 @@ from uuid import UUID
 from dataclay.dataclay_object import IMMUTABLE_TYPES, DataClayObject
 from dataclay.exceptions import (
     InvalidRequestError,
+    ObjectBusyError,
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
 )
@@ -30,7 +31,7 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import CURRENT_CHAIN, run_blocking
-from dataclay_backend.heap import ChainLock, LoadedSet
+from dataclay_backend.heap import LOCK_TIMEOUT, ChainLock, LoadedSet
 from dataclay_backend.object_store import ObjectStore, StoredObject
 
 
@@ -139,8 +140,8 @@ class BackendRuntime(Runtime):
         self.versioning.check_not_retired(object_id)
         entry = run_blocking(self.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=object_id.bytes)))
         owner = UUID(bytes=entry.backend_id)
-        if self.mover.activate_if_committed(object_id, owner):
-            return self.local_instance(object_id, self.owned[object_id])
+        if self.mover.activate_if_committed(object_id, owner) or object_id in self.owned:
+            return self.local_instance(object_id, self.owned[object_id])  # arrived while we asked
         if owner == self.local_backend_id:
             raise ObjectNotRegisteredError(
                 f"object {object_id} is assigned to backend {self.name} but not stored there", object_id=object_id
@@ -182,11 +183,24 @@ class BackendRuntime(Runtime):
         return lock
 
     # ------------------------------------------------ object model hooks (local objects)
+    def acquire(self, obj: DataClayObject, chain: str, settled: bool = False) -> None:
+        """Lock obj for `chain` (once its commits have landed, if `settled`), or fail with
+        ObjectBusyError after LOCK_TIMEOUT: no call waits forever."""
+        if settled:
+            held = self.hold_settled(obj, chain, LOCK_TIMEOUT)
+        else:
+            held = self.lock_of(obj).acquire(chain, LOCK_TIMEOUT)
+        if not held:
+            object_id = obj.__dict__["_dc_id"]
+            raise ObjectBusyError(
+                f"object {object_id} on backend {self.name} stayed busy for {LOCK_TIMEOUT:.0f}s (another call holds "
+                "it); nothing was changed, try again", object_id=object_id)
+
     def _hold(self, obj: DataClayObject, scope: RequestScope) -> bool:
         """Take obj's lock for this chain and load it. False (lock not held) if obj moved
         away while we waited: the caller then forwards to the new owner."""
         lock = self.lock_of(obj)
-        lock.acquire(scope.chain)
+        self.acquire(obj, scope.chain)
         try:
             if not obj.__dict__["_dc_is_local"]:
                 lock.release()
@@ -255,7 +269,7 @@ class BackendRuntime(Runtime):
         scope = self._scope()
         lock = self.lock_of(obj)
         if not lock.acquire(scope.chain, timeout=0):  # never block the event loop: wait in a thread
-            await asyncio.to_thread(lock.acquire, scope.chain)
+            await asyncio.to_thread(self.acquire, obj, scope.chain)
         try:
             if not self._hold(obj, scope):  # re-enters the lock we hold: does not block
                 from dataclay import operations as ops

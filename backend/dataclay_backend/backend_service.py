@@ -51,7 +51,7 @@ class BackendService(rpc.BackendServicer):
     @handler
     def GetAttribute(self, request: pb.GetAttributeRequest, context) -> pb.Payload | bytes:
         rt = self.rt
-        with rt.request():
+        with rt.request(_chain(context)):
             obj = rt.local_object(parse_uuid(request.object_id, "object id"))
             _check_property(obj, request.name)
             value = getattr(obj, request.name)
@@ -94,7 +94,7 @@ class BackendService(rpc.BackendServicer):
     @handler
     def GetObjectState(self, request: pb.ObjectRequest, context) -> pb.ObjectRecord:
         rt = self.rt
-        with rt.request():
+        with rt.request(_chain(context)):
             obj = rt.local_object(parse_uuid(request.object_id, "object id"))
             return pb.ObjectRecord(object_id=request.object_id, class_path=class_path(type(obj)), state=rt.snapshot(obj))
 

@@ -174,10 +174,13 @@ class Directory:
         does (if any is not owned by source any more, e.g. a concurrent move took it)."""
         with self.db.transaction() as conn:
             self._require_not_draining(conn, destination)
-            moved = conn.executemany(
-                "UPDATE objects SET backend_id=? WHERE id=? AND backend_id=?",
-                [(destination.bytes, object_id.bytes, source.bytes) for object_id in object_ids],
-            ).rowcount
+            moved = 0
+            for start in range(0, len(object_ids), 500):
+                batch = [object_id.bytes for object_id in object_ids[start:start + 500]]
+                moved += conn.execute(
+                    f"UPDATE objects SET backend_id=? WHERE backend_id=? AND id IN ({','.join('?' * len(batch))})",
+                    (destination.bytes, source.bytes, *batch),
+                ).rowcount
             if moved == 0 and object_ids and all(
                 self.locate_in(conn, object_id) == destination for object_id in object_ids
             ):

@@ -8,6 +8,7 @@ it committed), so unloading is just dropping the properties; the next access loa
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -15,6 +16,8 @@ from uuid import UUID
 
 # Chains of moves: they hold objects only to keep writers out, so those objects may be unloaded.
 MOVE_CHAIN_PREFIX = "move-"
+# How long any call waits for an object another call holds before it fails with ObjectBusyError.
+LOCK_TIMEOUT = float(os.environ.get("DC_LOCK_TIMEOUT", "60"))
 
 
 _GUARD = threading.Lock()  # guards every ChainLock's few fields; held for microseconds

@@ -24,7 +24,6 @@ from dataclay.exceptions import (
     BackendDrainingError,
     BackendNotFoundError,
     InvalidRequestError,
-    ObjectBusyError,
     ObjectMovingError,
     OutcomeUnknownError,
 )
@@ -43,7 +42,6 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 * 1024 * 1024
 BATCH = 512  # objects locked, read and sent per step
-LOCK_TIMEOUT = 30.0  # how long a move waits for a busy object before giving up (nothing moved)
 
 
 def _references(state: bytes) -> list[Ref]:
@@ -99,12 +97,16 @@ class Mover:
                 self._abort_remote(target, move_id)
                 raise
             faults.hit("move.after_commit")
-            try:
-                run_blocking(rt.blocking.backend(target, "ActivateMove", pb.MoveId(move_id=move_id.bytes)))
-            except Exception as exc:  # past the commit: it activates on the next call for them, or on restart
-                log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
+            # Past the commit the directory decides: the destination also activates on the first
+            # call for one of these objects (or on restart), so we need not wait for it here.
+            activated = rt.blocking.start(target, "ActivateMove", pb.MoveId(move_id=move_id.bytes))
             faults.hit("move.after_activate")
             rt.became_remote(walk.locked, destination)
+            walk.release()  # held calls go to the new owner now
+            try:
+                activated()
+            except Exception as exc:
+                log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
             log.info("moved %d objects (%d bytes) to %s in %.3fs", len(ids), sent["bytes"], target.describe(),
                      time.perf_counter() - started)
             return pb.MoveProgress(
@@ -258,13 +260,14 @@ class Mover:
         rt = self.rt
         faults.hit("activate.before")
         with self._lock:
-            objects = self.staged_moves.pop(move_id, None)
+            objects = self.staged_moves.get(move_id)
             if objects is None:
                 return  # already active (a call for one of them activated it first)
             rt.store.activate(move_id)
-            for object_id, path in objects.items():
+            rt.owned.update(objects)  # owned before no longer staged: never neither
+            del self.staged_moves[move_id]
+            for object_id in objects:
                 self.staged_objects.pop(object_id, None)
-                rt.owned[object_id] = path
         for object_id, path in objects.items():
             if object_id in rt.heap:  # a proxy this backend already held becomes the local object
                 rt.local_instance(object_id, path)
@@ -358,10 +361,7 @@ class _Walk:
         if class_path_ is None:
             return None
         obj = rt.local_instance(object_id, class_path_)
-        if not rt.hold_settled(obj, self.chain, LOCK_TIMEOUT):
-            raise ObjectBusyError(
-                f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s; nothing was changed, "
-                "try again", object_id=object_id)
+        rt.acquire(obj, self.chain, settled=True)
         if not obj.__dict__["_dc_is_local"]:
             rt.lock_of(obj).release()
             return None

@@ -19,6 +19,14 @@ from uuid import UUID
 
 from dataclay_backend.sqlite_db import Database
 
+# A live row is only ever replaced by a higher revision; staged rows (incoming moves) replace.
+_UPSERT = (
+    "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET class_path=excluded.class_path, "
+    "revision=excluded.revision, state=excluded.state, file=excluded.file, staged=excluded.staged "
+    "WHERE excluded.revision > objects.revision"
+)
+_STAGE = "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)"
+
 INLINE_LIMIT = 1024 * 1024
 BATCH = 500  # ids per "IN (...)" query (SQLite allows 32766 parameters)
 
@@ -115,15 +123,13 @@ class ObjectStore:
             else:
                 rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
         deleted = [object_id.bytes for object_id in delete]
+        upsert = _STAGE if staged is not None else _UPSERT
+        if len(rows) == 1 and not deleted and not self._has_files:
+            self.db.execute(upsert, rows[0])  # the common commit: one row, one statement
+            return
         with self.db.transaction() as conn:
             before = self._files_of(conn, [row[0] for row in rows] + deleted)
-            if staged is not None:
-                conn.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", rows)
-            else:
-                conn.executemany(
-                    "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                    "class_path=excluded.class_path, revision=excluded.revision, state=excluded.state, "
-                    "file=excluded.file, staged=excluded.staged WHERE excluded.revision > objects.revision", rows)
+            conn.executemany(upsert, rows)
             conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in deleted])
             after = self._files_of(conn, [row[0] for row in rows])
         # remove the files no row points at any more: replaced ones, deleted ones, and new ones

@@ -49,6 +49,11 @@ class Database:
             for statement in filter(str.strip, schema.split(";")):
                 conn.execute(statement)
 
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        """One statement as its own transaction (the connection is in autocommit mode)."""
+        with self.lock:
+            self.conn.execute(sql, params)
+
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self.lock:
             return self.conn.execute(sql, params).fetchall()

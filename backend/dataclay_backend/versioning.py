@@ -22,7 +22,6 @@ from uuid import UUID
 from dataclay import operations as ops
 from dataclay.dataclay_object import DataClayObject
 from dataclay.exceptions import (
-    ObjectBusyError,
     ObjectIsNotVersionError,
     ObjectMovingError,
     ObjectWithWrongBackendIdError,
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VERSION_KEY = "_dc_version"
-LOCK_TIMEOUT = 30.0
 # A prepared write waits this long for the coordinator's decision, then asks the metadata service.
 PARTICIPANT_TIMEOUT = float(os.environ.get("DC_CONSOLIDATION_TIMEOUT", "60"))
 
@@ -267,9 +265,7 @@ class Versioning:
     def _hold_ancestor(self, object_id: UUID, chain: str, held: list[DataClayObject]) -> DataClayObject:
         rt = self.rt
         ancestor = rt.local_instance(object_id, rt.owned[object_id])
-        if not rt.hold_settled(ancestor, chain, LOCK_TIMEOUT):
-            raise ObjectBusyError(f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s",
-                                  object_id=object_id)
+        rt.acquire(ancestor, chain, settled=True)
         held.append(ancestor)
         if not ancestor.__dict__["_dc_is_local"]:
             raise ObjectMovingError(f"object {object_id} moved away during the consolidation; try again",
@@ -430,9 +426,7 @@ class Versioning:
         rt = self.rt
         obj = rt.local_object(object_id)
         lock = rt.lock_of(obj)
-        if not rt.hold_settled(obj, chain, LOCK_TIMEOUT):
-            raise ObjectBusyError(f"object {object_id} on backend {rt.name} stayed busy for {LOCK_TIMEOUT:.0f}s",
-                                  object_id=object_id)
+        rt.acquire(obj, chain, settled=True)
         try:
             meta = obj.__dict__
             if not meta["_dc_is_local"]:

@@ -1,6 +1,7 @@
 """The exception tree, and how exceptions cross the wire.
 
-Every class here is in the allow-list (`_REGISTRY`) by being a subclass of DataClayException. A
+Every DataClayException subclass defined in this project's packages is in the allow-list
+(`_REGISTRY`, by class name, which must be unique). A
 server turns an exception into a gRPC status code plus an `ErrorDetail` (class name, message,
 structured fields); the client rebuilds the same class from the allow-list. Nothing is ever
 recognised by matching message strings. Exceptions raised by user code inside an active method
@@ -35,7 +36,10 @@ class DataClayException(Exception):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        if cls.__module__.split(".")[0] in ("dataclay", "dataclay_backend", "dataclay_operator"):
+            if cls.__name__ in _REGISTRY:
+                raise TypeError(f"two exception classes named {cls.__name__}: names cross the wire, keep them unique")
+            _REGISTRY[cls.__name__] = cls
 
     def __reduce__(self):  # picklable with its fields (used by the test harness and users)
         return (_rebuild, (type(self).__name__, self.message, self.fields))
@@ -176,8 +180,9 @@ class RemoteActiveMethodError(DataClayException):
 
 
 def to_detail(exc: BaseException) -> tuple[grpc.StatusCode, pb.ErrorDetail]:
-    """Encode any exception for the wire: ours by class and fields, user ones pickled."""
-    if isinstance(exc, DataClayException):
+    """Encode any exception for the wire: ours by class and fields, user ones (including
+    users' own subclasses of ours) pickled."""
+    if isinstance(exc, DataClayException) and _REGISTRY.get(type(exc).__name__) is type(exc):
         return exc.grpc_code, pb.ErrorDetail(
             type=type(exc).__name__, message=exc.message, fields=exc.fields
         )

@@ -186,6 +186,16 @@ async def encode_for(rt: "Runtime", t: Any, value: Any, backend_id: UUID) -> byt
 # ------------------------------------------------------------------ object operations
 
 
+async def _any_backend(rt: "Runtime", t: Any) -> UUID:
+    """A backend that takes new objects, at random (as dataClay picks one)."""
+    candidates = [b.id for b in (await get_backends(rt, t, refresh=False)).values() if not b.draining]
+    if not candidates:
+        candidates = [b.id for b in (await get_backends(rt, t)).values() if not b.draining]
+    if not candidates:
+        raise BackendNotFoundError("no backend is available to store new objects (none registered, or all draining)")
+    return random.choice(candidates)
+
+
 async def make_persistent(
     rt: "Runtime", t: Any, obj: "DataClayObject", alias: str | None = None, backend_id: UUID | str | None = None
 ) -> None:
@@ -195,8 +205,7 @@ async def make_persistent(
             await add_alias(rt, t, obj, alias)
         return
     if backend_id is None:
-        backends = await get_backends(rt, t, refresh=False)
-        backend_id = rt.local_backend_id or random.choice([b.id for b in backends.values() if not b.draining] or list(backends))
+        backend_id = rt.local_backend_id or await _any_backend(rt, t)
     target = _as_uuid(backend_id, "backend id")
     await backend_info(rt, t, target)
     await store_graph(rt, t, [obj], target, alias)

@@ -64,23 +64,24 @@ class Runtime:
     def __init__(self, metadata_address: str) -> None:
         self.metadata_address = metadata_address
         self.blocking = BlockingTransport(metadata_address)
-        self._async: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncTransport]" = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async: dict[asyncio.AbstractEventLoop, AsyncTransport] = {}
         self.heap: "weakref.WeakValueDictionary[UUID, DataClayObject]" = weakref.WeakValueDictionary()
         self.backends: dict[UUID, BackendInfo] = {}
         self._heap_lock = threading.Lock()
 
     def async_transport(self) -> AsyncTransport:
+        """The async transport of the running loop (grpc.aio channels belong to one loop)."""
         loop = asyncio.get_running_loop()
         transport = self._async.get(loop)
         if transport is None:
+            for closed in [other for other in self._async if other.is_closed()]:
+                del self._async[closed]  # e.g. earlier asyncio.run() calls: their channels are gone
             transport = self._async[loop] = AsyncTransport(self.metadata_address)
         return transport
 
     def close(self) -> None:
         self.blocking.close()
-        self._async.clear()  # aio channels close with their loops
+        self._async.clear()
 
     # ------------------------------------------------ blocking forms for the object model
     def get_attribute(self, obj: "DataClayObject", name: str) -> Any:

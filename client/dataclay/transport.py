@@ -7,10 +7,9 @@ thread hop. The async transport awaits grpc.aio calls in the running loop.
 """
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Coroutine, Iterator, TypeVar
+from typing import Any, AsyncIterator, Callable, Coroutine, Iterator, TypeVar
 from uuid import UUID
 
 import grpc
@@ -115,6 +114,18 @@ class BlockingTransport:
         except grpc.RpcError as error:
             raise translate(error, info.describe()) from None
 
+    def start(self, info: BackendInfo, method: str, request: Any) -> Callable[[], Any]:
+        """Start a call without waiting for it; the function returned waits for its result."""
+        future = getattr(self._stub(info), method).future(request, metadata=_call_metadata())
+
+        def result() -> Any:
+            try:
+                return future.result()
+            except grpc.RpcError as error:
+                raise translate(error, info.describe()) from None
+
+        return result
+
     def send_stream(self, info: BackendInfo, method: str, requests: Iterator[Any]) -> Any:
         """A client-streaming call (backends use it to transfer objects)."""
         try:
@@ -133,7 +144,6 @@ class AsyncTransport:
     """The same calls on grpc.aio channels, bound to one event loop."""
 
     def __init__(self, metadata_address: str) -> None:
-        self.loop = asyncio.get_running_loop()
         self._metadata_address = metadata_address
         self._channels: list[grpc.aio.Channel] = []
         self._metadata_stub = rpc.MetadataStub(self._channel(metadata_address))
@@ -169,7 +179,3 @@ class AsyncTransport:
         except grpc.RpcError as error:
             raise translate(error, info.describe()) from None
 
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
-        self._channels.clear()

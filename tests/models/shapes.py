@@ -42,6 +42,15 @@ class Node(DataClayObject):
         return len(other.children)
 
     @activemethod
+    def ask_about_me(self, other: Node) -> int:
+        """other, on another backend, reads a list property of self while self's call runs."""
+        return other.count_children_of(self)
+
+    @activemethod
+    def count_children_of(self, other: Node) -> int:
+        return len(other.children)
+
+    @activemethod
     def peek(self) -> int:
         return len(self.children)
 
