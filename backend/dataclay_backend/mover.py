@@ -34,6 +34,7 @@ from dataclay_backend import faults
 from dataclay_backend.backend_runtime import SCOPE, parse_uuid
 from dataclay_backend.heap import MOVE_CHAIN_PREFIX
 from dataclay_backend.object_store import StoredObject
+from dataclay_backend.retry import keep_trying
 
 if TYPE_CHECKING:
     from dataclay_backend.backend_runtime import BackendRuntime
@@ -124,7 +125,7 @@ class Mover:
                                        destination_backend_id=destination.bytes)
         error: Exception | None = None
         for delay in (0.0, 0.1, 0.5, 1.0, 2.0):
-            threading.Event().wait(delay)
+            time.sleep(delay)  # bounded backoff before asking again
             try:
                 run_blocking(rt.blocking.metadata("CommitMove", request))
                 return
@@ -143,15 +144,9 @@ class Mover:
         classes = {obj.__dict__["_dc_id"]: class_path(type(obj)) for obj in objects}
         rt.became_remote(objects, destination, delete_rows=False)
 
-        def settle() -> None:
+        def settle() -> bool:
             first = next(iter(classes))
-            try:
-                entry = run_blocking(rt.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=first.bytes)))
-            except Exception:
-                timer = threading.Timer(2.0, settle)
-                timer.daemon = True
-                timer.start()
-                return
+            entry = run_blocking(rt.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=first.bytes)))
             if UUID(bytes=entry.backend_id) == destination:
                 rt.store.delete(classes)
                 log.info("move %s turned out committed: %d objects now live on %s", move_id, len(classes), target.describe())
@@ -161,10 +156,9 @@ class Mover:
                     rt.local_instance(object_id, path)
                 self._abort_remote(target, move_id)
                 log.info("move %s turned out not committed: %d objects served here again", move_id, len(classes))
+            return True
 
-        timer = threading.Timer(1.0, settle)
-        timer.daemon = True
-        timer.start()
+        keep_trying(settle, f"settling move {move_id} of {len(classes)} objects from backend {rt.name}")
 
     def _abort_remote(self, target, move_id: UUID) -> None:
         try:

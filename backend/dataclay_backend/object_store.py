@@ -87,6 +87,12 @@ class ObjectStore:
             if self._fsync:
                 file.flush()
                 os.fsync(file.fileno())
+        if self._fsync:  # the new name too must survive a power cut before the row points at it
+            folder = os.open(self.blobs, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
     # ------------------------------------------------------------------ identity
     def get_meta(self, key: str) -> bytes | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -35,6 +36,7 @@ from dataclay.transport import CURRENT_CHAIN, BackendInfo, run_blocking
 from dataclay_backend import faults
 from dataclay_backend.backend_runtime import SCOPE, _digest_if_needed
 from dataclay_backend.object_store import StoredObject
+from dataclay_backend.retry import keep_trying
 
 if TYPE_CHECKING:
     from dataclay_backend.backend_runtime import BackendRuntime
@@ -66,9 +68,6 @@ class Versioning:
         self._lock = threading.Lock()
         self._prepared: dict[UUID, _Prepared] = {}
         self.retired: dict[UUID, UUID] = {}  # version id -> original id, retired since start
-        self._to_announce: list[UUID] = []
-        self._announcer: threading.Thread | None = None
-        self._wakeup = threading.Event()
 
     # ================================================================== new_version
     def new_version(self, object_id: UUID, destination: UUID | None, recursive: bool) -> pb.ObjectEntry:
@@ -295,34 +294,14 @@ class Versioning:
     def _announce_retired(self, members: list[DataClayObject]) -> None:
         """Tell the directory after replying (this backend answers for them meanwhile). If we
         crash first, recovery removes their entries: the directory never lists them as live."""
-        with self._lock:
-            self._to_announce.extend(m.__dict__["_dc_id"] for m in members)
-            if self._announcer is None or not self._announcer.is_alive():
-                self._announcer = threading.Thread(target=self._announce_loop, name="dataclay-retire", daemon=True)
-                self._announcer.start()
-        self._wakeup.set()
+        ids = [m.__dict__["_dc_id"].bytes for m in members]
 
-    def _announce_loop(self) -> None:
-        delay = 0.05
-        while True:
-            self._wakeup.wait()
-            with self._lock:
-                batch, self._to_announce = self._to_announce, []
-                self._wakeup.clear()
-            if not batch:
-                continue
-            try:
-                run_blocking(self.rt.blocking.metadata("CommitTransaction", pb.TransactionRequest(
-                    txn_id=uuid.uuid4().bytes, retire=[object_id.bytes for object_id in batch])))
-                delay = 0.05
-            except Exception as exc:
-                log.warning("could not tell the directory that %d versions retired (retrying in %.1fs): %s",
-                            len(batch), delay, exc)
-                with self._lock:
-                    self._to_announce[:0] = batch
-                threading.Event().wait(delay)
-                delay = min(delay * 2, 30.0)
-                self._wakeup.set()
+        def announce() -> bool:
+            run_blocking(self.rt.blocking.metadata("CommitTransaction", pb.TransactionRequest(
+                txn_id=uuid.uuid4().bytes, retire=ids)))
+            return True
+
+        keep_trying(announce, f"telling the directory that {len(ids)} versions retired", delay=0.0)
 
     def _stage_all(
         self, txn: UUID, chain: str, members: list[DataClayObject], force: bool,
@@ -353,7 +332,7 @@ class Versioning:
         except Exception as failure:
             error: Exception = failure
         for delay in (0.1, 0.5, 1.0, 2.0):
-            threading.Event().wait(delay)
+            time.sleep(delay)  # bounded backoff before asking again
             try:
                 state = run_blocking(rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
             except Exception as exc:
@@ -371,20 +350,13 @@ class Versioning:
     def _settle_later(self, txn: UUID, members: list[DataClayObject]) -> None:
         """Retire the members once the metadata service says the consolidation committed."""
 
-        def settle() -> None:
-            try:
-                state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
-            except Exception:
-                timer = threading.Timer(min(PARTICIPANT_TIMEOUT, 5.0), settle)
-                timer.daemon = True
-                timer.start()
-                return
+        def settle() -> bool:
+            state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
             if state.committed:
                 self._retire(members)
+            return True
 
-        settle_timer = threading.Timer(min(PARTICIPANT_TIMEOUT, 5.0), settle)
-        settle_timer.daemon = True
-        settle_timer.start()
+        keep_trying(settle, f"settling consolidation {txn}")
 
     def _stage_one(
         self, txn: UUID, chain: str, member: DataClayObject, ancestor_id: UUID, state: bytes, expected: int, force: bool
@@ -492,16 +464,13 @@ class Versioning:
     def resolve(self, txn: UUID) -> None:
         """The coordinator went quiet (or we restarted): ask the metadata service."""
         try:
-            state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
+            self._resolve_once(txn)
         except Exception as exc:
-            retry = min(PARTICIPANT_TIMEOUT, 5.0)
-            log.warning("cannot resolve consolidation %s yet (retrying in %.0fs): %s", txn, retry, exc)
-            with self._lock:
-                prepared = self._prepared.setdefault(txn, _Prepared())
-                prepared.timer = threading.Timer(retry, self.resolve, args=(txn,))
-                prepared.timer.daemon = True
-                prepared.timer.start()
-            return
+            log.warning("cannot resolve consolidation %s yet: %s", txn, exc)
+            keep_trying(lambda: self._resolve_once(txn) or True, f"resolving consolidation {txn}")
+
+    def _resolve_once(self, txn: UUID) -> None:
+        state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
         if state.committed:
             log.info("consolidation %s was committed: applying", txn)
             self.apply(txn, dict(state.base_revisions))
