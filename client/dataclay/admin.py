@@ -1,9 +1,9 @@
 """Operations on the cluster itself, for people (the CLI) and for the operator.
 
-`drain_backends` empties backends before they go away (a StatefulSet scale-down): it moves every
-object they own, in batches of plain (non-recursive) moves spread round-robin over the
-remaining backends, and repeats until they own nothing (objects created meanwhile are caught
-by the next pass).
+`drain_backends` empties backends before they go away (a StatefulSet scale-down): it marks them
+as draining, moves every object they own in batches of plain (non-recursive) moves spread
+round-robin over the remaining backends, and repeats (at most MAX_PASSES times) until they own
+nothing (objects created meanwhile are caught by the next pass).
 """
 from __future__ import annotations
 

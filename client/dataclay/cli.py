@@ -1,4 +1,4 @@
-"""The `dataclay` command: run a local cluster, run the demo."""
+"""The `dataclay` command: `up` (a local cluster), `demo`, `move` and `drain` (with progress)."""
 from __future__ import annotations
 
 import argparse

@@ -51,4 +51,15 @@ def run(client: Client, say: Callable[[str], None] = print) -> None:
     new_salary = company.employee.raise_salary(10.0)
     say(f"5. company.employee.raise_salary(10.0) ran on backend {employee._dc_backend_id} -> {new_salary}")
     assert new_salary == 1010.0
+    result = company.move(backend_ids[0], recursive=True)
+    say(f"6. company.move(backend 0, recursive=True) moved {result.objects} object(s) in {result.seconds * 1000:.1f} ms; "
+        f"John stays on {employee._dc_backend_id}: he was already there")
+    assert company._dc_backend_id == employee._dc_backend_id == backend_ids[0]
+    version = employee.new_version(backend_id=backend_ids[-1])
+    version.salary = 2000.0
+    say(f"7. a version of John on backend {version._dc_backend_id} earns {version.salary}; John still earns {employee.salary}")
+    assert employee.salary == 1010.0
+    version.consolidate_version()
+    say(f"8. version.consolidate_version(): John now earns {employee.salary}")
+    assert employee.salary == 2000.0
     say("Demo finished: every step behaved as expected.")
