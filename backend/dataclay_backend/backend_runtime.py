@@ -33,6 +33,7 @@ from dataclay.serialization import Ref, class_path, dumps, import_class, loads, 
 from dataclay.transport import CURRENT_CHAIN, run_blocking
 from dataclay_backend.heap import LOCK_TIMEOUT, ChainLock, LoadedSet
 from dataclay_backend.object_store import ObjectStore, StoredObject
+from dataclay_backend.wire import parse_uuid
 
 
 @dataclass
@@ -348,7 +349,7 @@ class BackendRuntime(Runtime):
         """Make what the request changed durable, in one transaction (see module docstring)."""
         if not scope.touched:
             return
-        rows: list[tuple[DataClayObject, StoredObject, bytes | None]] = []
+        rows: list[tuple[DataClayObject, StoredObject]] = []
         done: set[UUID] = set()
         try:
             while len(done) < len(scope.touched):
@@ -361,7 +362,7 @@ class BackendRuntime(Runtime):
             try:
                 if scope.new:
                     self._register(list(scope.new.values()))
-                self.store.write(row for _, row, _ in rows)
+                self.store.write(row for _, row in rows)
             except BaseException:
                 for obj in scope.new.values():
                     obj.__dict__.update(_dc_is_registered=False, _dc_backend_id=None)
@@ -375,14 +376,14 @@ class BackendRuntime(Runtime):
                     self._unpend(obj, scope)
                 finally:
                     lock.release()
-        for obj, row, digest in rows:
+        for obj, row in rows:
             self.loaded.touch(row.object_id, obj, len(row.state))
         for object_id, obj in scope.new.items():
             self.owned[object_id] = class_path(type(obj))
             self.heap[object_id] = obj
         self.loaded.evict()
 
-    def _snapshot_for_commit(self, obj: DataClayObject, scope: RequestScope) -> tuple[DataClayObject, StoredObject, bytes | None] | None:
+    def _snapshot_for_commit(self, obj: DataClayObject, scope: RequestScope) -> tuple[DataClayObject, StoredObject] | None:
         """Under obj's lock: its new row, or None if it cannot have changed (or moved away).
         The revision is taken here, under the lock, so two commits of one object get
         increasing revisions in the order of their snapshots; the store keeps the higher."""
@@ -405,7 +406,7 @@ class BackendRuntime(Runtime):
             state["_dc_digest"] = digest
         finally:
             lock.release()
-        return obj, StoredObject(object_id, class_path(type(obj)), revision, data), digest
+        return obj, StoredObject(object_id, class_path(type(obj)), revision, data)
 
     def _register(self, objects: list[DataClayObject], alias: str = "") -> None:
         self._register_entries([
@@ -502,8 +503,3 @@ class BackendRuntime(Runtime):
         self.versioning.recover()
         return len(stale_local), len(stale_directory)
 
-
-def parse_uuid(raw: bytes, what: str) -> UUID:
-    if len(raw) != 16:
-        raise InvalidRequestError(f"{what} must be 16 bytes, got {len(raw)}")
-    return UUID(bytes=raw)

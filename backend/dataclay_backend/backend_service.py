@@ -13,7 +13,8 @@ from dataclay.protocol import CHAIN_METADATA_KEY
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.serialization import class_path
-from dataclay_backend.backend_runtime import SCOPE, BackendRuntime, RequestScope, parse_uuid
+from dataclay_backend.backend_runtime import SCOPE, BackendRuntime, RequestScope
+from dataclay_backend.wire import parse_uuid
 from dataclay_backend.grpc_server import handler, stream_handler
 
 EMPTY = pb.Empty()

@@ -82,9 +82,8 @@ class LoadedSet:
             if old is not None:
                 self.total -= old[1]
 
-    def evict(self) -> list[Any]:
+    def evict(self) -> None:
         """Unload least recently used objects that no call holds, until under the limit."""
-        evicted = []
         with self._lock:
             skipped = []
             while self.total > self.memory_limit and self._sizes:
@@ -99,8 +98,6 @@ class LoadedSet:
                 for name in obj._dc_properties:
                     state.pop(name, None)
                 state["_dc_is_loaded"] = False
-                evicted.append(obj)
             for object_id, entry in reversed(skipped):
                 self._sizes[object_id] = entry
                 self._sizes.move_to_end(object_id, last=False)
-        return evicted

@@ -1,12 +1,11 @@
 """The metadata service's gRPC face: decode, call the Directory, encode. No decisions here."""
 from __future__ import annotations
 
-from uuid import UUID
 
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.transport import BackendInfo
-from dataclay_backend.backend_runtime import parse_uuid
+from dataclay_backend.wire import optional_uuid, parse_uuid
 from dataclay_backend.directory import Directory, ObjectEntry
 from dataclay_backend.grpc_server import handler
 
@@ -18,9 +17,6 @@ def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
         version_original=entry.version_original.bytes if entry.version_original else b"",
     )
 
-
-def _optional_uuid(raw: bytes, what: str) -> UUID | None:
-    return parse_uuid(raw, what) if raw else None
 
 
 class MetadataService(rpc.MetadataServicer):
@@ -49,8 +45,8 @@ class MetadataService(rpc.MetadataServicer):
     def RegisterObjects(self, request: pb.RegisterObjectsRequest, context) -> pb.Empty:
         entries = [
             ObjectEntry(parse_uuid(e.object_id, "object id"), e.class_path, parse_uuid(e.backend_id, "backend id"),
-                        _optional_uuid(e.version_parent, "version parent"),
-                        _optional_uuid(e.version_original, "version original"))
+                        optional_uuid(e.version_parent, "version parent"),
+                        optional_uuid(e.version_original, "version original"))
             for e in request.objects
         ]
         self.directory.register_objects(entries, request.alias)

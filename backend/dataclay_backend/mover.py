@@ -31,7 +31,8 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import run_blocking
 from dataclay_backend import faults
-from dataclay_backend.backend_runtime import SCOPE, parse_uuid
+from dataclay_backend.backend_runtime import SCOPE
+from dataclay_backend.wire import parse_uuid
 from dataclay_backend.heap import MOVE_CHAIN_PREFIX
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.retry import keep_trying

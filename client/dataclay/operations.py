@@ -425,24 +425,20 @@ async def new_version(
 async def consolidate_version(rt: "Runtime", t: Any, obj: "DataClayObject", force: bool = False) -> None:
     """Write this version into every ancestor and the original, atomically, then retire it.
     VersionConflictError if any of them changed since (unless force=True)."""
-    object_id = obj.__dict__["_dc_id"].bytes
-
-    async def request(info: BackendInfo) -> pb.ConsolidateRequest:
-        return pb.ConsolidateRequest(object_id=object_id, force=force)
-
-    await at_owner(rt, t, obj, "ConsolidateVersion", request)
-    obj.__dict__["_dc_backend_id"] = None  # retired: the next use asks the directory, which says so
+    await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__["_dc_id"].bytes, force=force))
 
 
 async def discard_version(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
     """Retire this version without writing it anywhere."""
-    object_id = obj.__dict__["_dc_id"].bytes
+    await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__["_dc_id"].bytes, discard=True))
 
-    async def request(info: BackendInfo) -> pb.ConsolidateRequest:
-        return pb.ConsolidateRequest(object_id=object_id, discard=True)
 
-    await at_owner(rt, t, obj, "ConsolidateVersion", request)
-    obj.__dict__["_dc_backend_id"] = None
+async def _retire_version(rt: "Runtime", t: Any, obj: "DataClayObject", request: pb.ConsolidateRequest) -> None:
+    async def same(info: BackendInfo) -> pb.ConsolidateRequest:
+        return request
+
+    await at_owner(rt, t, obj, "ConsolidateVersion", same)
+    obj.__dict__["_dc_backend_id"] = None  # retired: the next use asks the directory, which says so
 
 
 __all__ = [
