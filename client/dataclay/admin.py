@@ -81,6 +81,17 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
                      "still creating objects there? Drain again")
 
 
+def backend_ids(host: str, port: int, timeout: float | None = None) -> dict[str, UUID]:
+    """Backend name -> backend id, as registered (the operator puts them in its status)."""
+    from dataclay.protocol import UNLIMITED_MESSAGES
+    from dataclay.protocol import dataclay_pb2_grpc as rpc
+    import grpc
+
+    with grpc.insecure_channel(f"{host}:{port}", options=UNLIMITED_MESSAGES) as channel:
+        reply = rpc.MetadataStub(channel).ListBackends(pb.Empty(), timeout=timeout)
+    return {info.name: UUID(bytes=info.backend_id) for info in reply.backends}
+
+
 def drain_backends(
     host: str, port: int, backend_names: list[str], on_progress: Progress | None = None, missing_ok: bool = False
 ) -> int:

@@ -29,9 +29,6 @@ APP_NAME: Final = "dataclay"
 COMPONENT_METADATA: Final = "metadata"
 COMPONENT_BACKEND: Final = "backend"
 
-#: Optional pod annotation carrying the backend id a backend registered with (see status.py).
-ANNOTATION_BACKEND_ID: Final = f"{GROUP}/backend-id"
-
 METADATA_PORT: Final = 16587
 BACKEND_PORT: Final = 6867
 DATA_DIR: Final = "/data"

@@ -23,7 +23,7 @@ from dataclay_operator.events import NORMAL, WARNING, EventRecorder
 from dataclay_operator.kube import Kube, KubeError, object_path, resource_path
 from dataclay_operator.scaling import ScalePlan, drain_retry_delay, plan_scale, replicas_after_drain
 from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
-from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, status_patch
+from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, pod_ready, status_patch
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,16 @@ def dataplane_drain(host: str, port: int, backend_names: list[str],
     from dataclay.admin import drain_backends
 
     return drain_backends(host, port, backend_names, on_progress=on_progress, missing_ok=True)
+
+
+def dataplane_backend_ids(host: str, port: int) -> dict[str, str]:
+    """Backend pod name -> backend id, from the metadata service (1 s at most)."""
+    from dataclay.admin import backend_ids
+
+    return {name: str(backend_id) for name, backend_id in backend_ids(host, port, timeout=1.0).items()}
+
+
+BACKEND_IDS_INTERVAL = 10.0  # ask the metadata service for backend ids at most this often
 
 
 def utc_now() -> datetime:
@@ -90,6 +100,7 @@ class Reconciler:
     now: Callable[[], datetime] = utc_now
     progress_interval: float = 1.0  # at most one status write per interval while draining
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
+    _backend_ids: dict[tuple[str, str], tuple[float, dict[str, str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- the pass ---------------------------------------------------------------------------------
@@ -126,8 +137,10 @@ class Reconciler:
         self.ensure(dc, children.backend_statefulset(dc, spec, plan.replicas), live=live)
         if not plan.scale_down:
             self._forget(dc["metadata"]["namespace"], name)
-            self.write_status(dc, spec)
-            return Outcome(self.config.resync_seconds)
+            status = self.write_status(dc, spec)
+            missing_ids = any(b["ready"] and "backendId" not in b for b in status.get("backends", []))
+            return Outcome(min(self.config.resync_seconds, BACKEND_IDS_INTERVAL) if missing_ids
+                           else self.config.resync_seconds)
         return self._scale_down(dc, spec, plan)
 
     # -- scale-down ---------------------------------------------------------------------------------
@@ -248,6 +261,7 @@ class Reconciler:
         pods = resource_path("v1", "pods", namespace)
         sts = lambda n: self.kube.get(resource_path("apps/v1", "statefulsets", namespace, n))  # noqa: E731
         desired = spec.replicas if spec is not None else int((dc.get("spec") or {}).get("replicas") or 0)
+        backend_pods = self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND)))
         return Observed(
             generation=int(meta.get("generation", 0)),
             desired_backends=desired,
@@ -255,10 +269,25 @@ class Reconciler:
             metadata_sts=sts(api.metadata_name(name)),
             backend_sts=sts(api.backend_name(name)),
             metadata_pods=self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_METADATA))),
-            backend_pods=self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND))),
+            backend_pods=backend_pods,
             drain=drain,
             error=error,
+            backend_ids=self.known_backend_ids(dc, backend_pods),
         )
+
+    def known_backend_ids(self, dc: Mapping[str, Any], backend_pods: list[dict[str, Any]]) -> dict[str, str]:
+        """Backend ids of the pods, asked of the metadata service only when a ready pod's id is
+        unknown and at most every BACKEND_IDS_INTERVAL (status never waits on the data plane)."""
+        key = (dc["metadata"]["namespace"], dc["metadata"]["name"])
+        asked_at, ids = self._backend_ids.get(key, (float("-inf"), {}))
+        unknown = [p for p in backend_pods if pod_ready(p) and p["metadata"]["name"] not in ids]
+        if unknown and time.monotonic() - asked_at >= BACKEND_IDS_INTERVAL:
+            try:
+                ids = dataplane_backend_ids(*self.dataplane_address(dc))
+            except Exception as exc:  # the data plane may be starting, or unreachable from here
+                logger.debug("%s/%s: backend ids not available: %s", *key, exc)
+            self._backend_ids[key] = (time.monotonic(), ids)
+        return ids
 
     def write_status(self, dc: dict[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
                      error: tuple[Reason, str] | None = None) -> dict[str, Any]:

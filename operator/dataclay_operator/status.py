@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-from dataclay_operator.api import ANNOTATION_BACKEND_ID
 
 
 class Phase(str, enum.Enum):
@@ -81,6 +79,7 @@ class Observed:
     backend_pods: Sequence[Mapping[str, Any]] = ()
     drain: DrainProgress | None = None
     error: tuple[Reason, str] | None = None  # ReconcileFailed / InvalidSpec and its message
+    backend_ids: Mapping[str, str] = field(default_factory=dict)  # pod name -> backend id (data plane)
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -97,17 +96,19 @@ def pod_ordinal(pod: Mapping[str, Any]) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
-def backend_entries(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def backend_entries(pods: Sequence[Mapping[str, Any]], backend_ids: Mapping[str, str] | None = None
+                    ) -> list[dict[str, Any]]:
     """status.backends: one entry per backend pod, by ordinal.
 
-    The backend id is created by the backend in its data directory; the operator learns it only if
-    the pod carries the `dataclay.bsc.es/backend-id` annotation; otherwise the field is omitted.
+    The backend id is created by the backend in its data directory and registered under the pod's
+    name; the operator learns it from the metadata service (`backend_ids`, pod name -> id) and
+    omits it while it does not know it.
     """
     entries = []
     for pod in sorted(pods, key=pod_ordinal):
         meta = pod.get("metadata") or {}
         entry: dict[str, Any] = {"pod": meta.get("name", ""), "ready": pod_ready(pod)}
-        backend_id = (meta.get("annotations") or {}).get(ANNOTATION_BACKEND_ID)
+        backend_id = (backend_ids or {}).get(entry["pod"])
         if backend_id:
             entry["backendId"] = backend_id
         entries.append(entry)
@@ -203,7 +204,7 @@ def compute_status(observed: Observed, previous: Mapping[str, Any] | None, now: 
         "metadataReady": metadata_ready,
         "endpoint": observed.endpoint,
         "conditions": with_transition_times(conditions, previous.get("conditions") or [], observed.generation, now),
-        "backends": backend_entries(observed.backend_pods),
+        "backends": backend_entries(observed.backend_pods, observed.backend_ids),
     }
     if observed.drain is not None:
         drain = observed.drain

@@ -604,6 +604,13 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
         env = {"DC_OPERATOR_DATAPLANE_HOST": "127.0.0.1", "DC_OPERATOR_DATAPLANE_PORT": str(dataplane.port)}
         with running_operator(kube_cluster, cluster.ns, tmp_path, **env) as op:
             op.until(lambda: (s := cluster.sts("store-backend")) and s["spec"]["replicas"] == 3, "3 backends")
+            op.until(lambda: len(cluster.pods("app.kubernetes.io/instance=store")) == 4, "pods")
+            # Ready backend pods are listed with the id each registered under its pod name.
+            cluster.ready("store", api.COMPONENT_BACKEND)
+            listed = op.until(lambda: (d := cluster.dc("store")) and len(d["status"].get("backends", [])) == 3
+                              and all("backendId" in b for b in d["status"]["backends"]) and d["status"]["backends"],
+                              "backend ids in status")
+            assert {b["pod"]: b["backendId"] for b in listed} == {name: str(by_name[name]) for name in by_name}
 
             # Watch replicas: the moment they drop, store-backend-2 must already own nothing.
             at_drop: list[int] = []

@@ -123,7 +123,7 @@ def test_printer_columns_point_at_status_fields():
 
 def test_every_status_the_operator_writes_fits_the_schema():
     """Nothing compute_status produces would be pruned or rejected by the status schema."""
-    pods = [{"metadata": {"name": f"dc-backend-{i}", "annotations": {api.ANNOTATION_BACKEND_ID: f"id-{i}"}},
+    pods = [{"metadata": {"name": f"dc-backend-{i}"},
              "status": {"conditions": [{"type": "Ready", "status": "True"}]}} for i in range(3)]
     sts = {"metadata": {"generation": 1}, "spec": {"replicas": 3},
            "status": {"observedGeneration": 1, "updatedReplicas": 3, "readyReplicas": 3}}
@@ -132,7 +132,7 @@ def test_every_status_the_operator_writes_fits_the_schema():
         for error in (None, (Reason.RECONCILE_FAILED, "boom")):
             observed = Observed(generation=2, desired_backends=2, endpoint="dc-metadata.ns.svc:16587",
                                 metadata_sts=sts, backend_sts=sts, metadata_pods=pods[:1], backend_pods=pods,
-                                drain=drain, error=error)
+                                drain=drain, error=error, backend_ids={f"dc-backend-{i}": f"id-{i}" for i in range(3)})
             status = compute_status(observed, None, "2024-01-01T00:00:00Z")
             assert undeclared_fields(status, status_schema, "status") == []
 

@@ -1,7 +1,6 @@
 """Status computed from observed objects: phase, counts, conditions with typed reasons."""
 from typing import Any
 
-from dataclay_operator import api
 from dataclay_operator.status import (ConditionType, DrainProgress, Observed, Phase, Reason, backend_entries,
                                       compute_status, get_condition, status_patch)
 
@@ -128,9 +127,9 @@ def test_status_patch_removes_stale_keys():
 
 def test_backend_entries_by_ordinal_with_ids_when_known():
     pods = [pod("dc-backend-10"), pod("dc-backend-2", ready=False),
-            pod("dc-backend-1", annotations={api.ANNOTATION_BACKEND_ID: "b1"}),
+            pod("dc-backend-1"),
             pod("dc-backend-0", deletionTimestamp="2024-01-01T00:00:00Z")]
-    assert backend_entries(pods) == [
+    assert backend_entries(pods, {"dc-backend-1": "b1", "dc-backend-7": "gone"}) == [
         {"pod": "dc-backend-0", "ready": False},  # terminating
         {"pod": "dc-backend-1", "ready": True, "backendId": "b1"},
         {"pod": "dc-backend-2", "ready": False},
