@@ -79,12 +79,14 @@ async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
 
 
 async def at_owner(
-    rt: "Runtime", t: Any, obj: "DataClayObject", method: str, request: Callable[[BackendInfo], Awaitable[Any]]
+    rt: "Runtime", t: Any, obj: "DataClayObject", method: str,
+    request: Any | Callable[[BackendInfo], Awaitable[Any]],
 ) -> Any:
-    """Call `method` on the backend that owns obj, following redirects (bounded)."""
+    """Call `method` on the backend that owns obj, following redirects (bounded). `request` is
+    the message, or a coroutine function that makes it for the backend it goes to."""
 
     async def call(info: BackendInfo) -> Any:
-        return await t.backend(info, method, await request(info))
+        return await t.backend(info, method, await request(info) if callable(request) else request)
 
     return await with_owner(rt, t, obj, call)
 
@@ -212,11 +214,7 @@ async def make_persistent(
 
 
 async def get_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str) -> Any:
-    object_id = obj.__dict__["_dc_id"].bytes
-
-    async def request(info: BackendInfo) -> pb.GetAttributeRequest:
-        return pb.GetAttributeRequest(object_id=object_id, name=name)
-
+    request = pb.GetAttributeRequest(object_id=obj.__dict__["_dc_id"].bytes, name=name)
     reply = await at_owner(rt, t, obj, "GetAttribute", request)
     return reply if isinstance(reply, bytes) else rt.decode(reply.payload)  # bytes: a raw value
 
@@ -274,12 +272,7 @@ async def sync(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
 
 
 async def _fetch_state(rt: "Runtime", t: Any, obj: "DataClayObject") -> pb.ObjectRecord:
-    object_id = obj.__dict__["_dc_id"].bytes
-
-    async def request(info: BackendInfo) -> pb.ObjectRequest:
-        return pb.ObjectRequest(object_id=object_id)
-
-    return await at_owner(rt, t, obj, "GetObjectState", request)
+    return await at_owner(rt, t, obj, "GetObjectState", pb.ObjectRequest(object_id=obj.__dict__["_dc_id"].bytes))
 
 
 async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool = False) -> "DataClayObject":
@@ -412,12 +405,8 @@ async def new_version(
     destination = _as_uuid(backend_id, "backend id") if backend_id is not None else None
     if destination is not None:
         await backend_info(rt, t, destination)
-    object_id = obj.__dict__["_dc_id"].bytes
-
-    async def request(info: BackendInfo) -> pb.NewVersionRequest:
-        return pb.NewVersionRequest(object_id=object_id, destination=destination.bytes if destination else b"",
-                                    recursive=recursive)
-
+    request = pb.NewVersionRequest(object_id=obj.__dict__["_dc_id"].bytes,
+                                   destination=destination.bytes if destination else b"", recursive=recursive)
     entry = await at_owner(rt, t, obj, "NewVersion", request)
     return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
 
@@ -434,10 +423,7 @@ async def discard_version(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
 
 
 async def _retire_version(rt: "Runtime", t: Any, obj: "DataClayObject", request: pb.ConsolidateRequest) -> None:
-    async def same(info: BackendInfo) -> pb.ConsolidateRequest:
-        return request
-
-    await at_owner(rt, t, obj, "ConsolidateVersion", same)
+    await at_owner(rt, t, obj, "ConsolidateVersion", request)
     obj.__dict__["_dc_backend_id"] = None  # retired: the next use asks the directory, which says so
 
 

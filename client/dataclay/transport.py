@@ -74,31 +74,42 @@ def _call_metadata() -> tuple[tuple[str, str], ...] | None:
     return ((CHAIN_METADATA_KEY, chain),) if chain else None
 
 
-class BlockingTransport:
+class _Stubs:
+    """Channels and stubs by address, for one kind of channel (blocking or grpc.aio)."""
+
+    def __init__(self, metadata_address: str, open_channel: Callable[..., Any]) -> None:
+        self._metadata_address = metadata_address
+        self._open_channel = open_channel
+        self._channels: list[Any] = []
+        self._metadata_stub = rpc.MetadataStub(self._channel(metadata_address))
+        self._backend_stubs: dict[str, Any] = {}
+
+    def _channel(self, address: str) -> Any:
+        channel = self._open_channel(address, options=UNLIMITED_MESSAGES)
+        self._channels.append(channel)
+        return channel
+
+    def _stub(self, info: BackendInfo) -> Any:
+        stub = self._backend_stubs.get(info.address)
+        if stub is None:
+            stub = self._backend_stubs[info.address] = codec.backend_stub(self._channel(info.address))
+        return stub
+
+    def _metadata_failed(self, error: grpc.RpcError) -> BaseException:
+        return translate(error, f"the metadata service at {self._metadata_address}")
+
+
+class BlockingTransport(_Stubs):
     """Calls straight from the calling thread on shared grpc channels."""
 
     def __init__(self, metadata_address: str) -> None:
-        self._metadata_address = metadata_address
-        self._channels: list[grpc.Channel] = []
-        self._metadata_stub = rpc.MetadataStub(self._channel(metadata_address))
-        self._backend_stubs: dict[str, rpc.BackendStub] = {}
-
-    def _channel(self, address: str) -> grpc.Channel:
-        channel = grpc.insecure_channel(address, options=UNLIMITED_MESSAGES)
-        self._channels.append(channel)
-        return channel
+        super().__init__(metadata_address, grpc.insecure_channel)
 
     async def metadata(self, method: str, request: Any) -> Any:
         try:
             return getattr(self._metadata_stub, method)(request, metadata=_call_metadata())
         except grpc.RpcError as error:
-            raise translate(error, f"the metadata service at {self._metadata_address}") from None
-
-    def _stub(self, info: BackendInfo) -> rpc.BackendStub:
-        stub = self._backend_stubs.get(info.address)
-        if stub is None:
-            stub = self._backend_stubs[info.address] = codec.backend_stub(self._channel(info.address))
-        return stub
+            raise self._metadata_failed(error) from None
 
     async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
         try:
@@ -140,31 +151,17 @@ class BlockingTransport:
         self._backend_stubs.clear()
 
 
-class AsyncTransport:
+class AsyncTransport(_Stubs):
     """The same calls on grpc.aio channels, bound to one event loop."""
 
     def __init__(self, metadata_address: str) -> None:
-        self._metadata_address = metadata_address
-        self._channels: list[grpc.aio.Channel] = []
-        self._metadata_stub = rpc.MetadataStub(self._channel(metadata_address))
-        self._backend_stubs: dict[str, rpc.BackendStub] = {}
-
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(address, options=UNLIMITED_MESSAGES)
-        self._channels.append(channel)
-        return channel
+        super().__init__(metadata_address, grpc.aio.insecure_channel)
 
     async def metadata(self, method: str, request: Any) -> Any:
         try:
             return await getattr(self._metadata_stub, method)(request, metadata=_call_metadata())
         except grpc.RpcError as error:
-            raise translate(error, f"the metadata service at {self._metadata_address}") from None
-
-    def _stub(self, info: BackendInfo) -> rpc.BackendStub:
-        stub = self._backend_stubs.get(info.address)
-        if stub is None:
-            stub = self._backend_stubs[info.address] = codec.backend_stub(self._channel(info.address))
-        return stub
+            raise self._metadata_failed(error) from None
 
     async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
         try:
