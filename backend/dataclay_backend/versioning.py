@@ -122,21 +122,23 @@ class Versioning:
         chain = f"txn-{txn.hex[:12]}"
         chain_token = CURRENT_CHAIN.set(chain)
         locked, _ = rt.mover.lock_closure([version_id], True, False, chain)
-        for obj in locked:
-            if not obj.__dict__["_dc_is_loaded"]:
-                rt.load_local(obj)
-        members = [obj for obj in locked if VERSION_KEY in obj.__dict__]
-        for obj in locked:
-            if VERSION_KEY not in obj.__dict__:
-                rt.lock_of(obj).release()
-        if discard or self._lineage_is_here(members):
-            try:
+        try:
+            for obj in locked:
+                if not obj.__dict__["_dc_is_loaded"]:
+                    rt.load_local(obj)
+            members = [obj for obj in locked if VERSION_KEY in obj.__dict__]  # the versioned objects
+            if discard or self._lineage_is_here(members):
                 self._consolidate_here(members, chain, force, discard)
-            finally:
-                for obj in members:
-                    rt.lock_of(obj).release()
-                CURRENT_CHAIN.reset(chain_token)
-            return
+            else:
+                self._consolidate_across(txn, chain, members, force)
+        finally:
+            for obj in locked:
+                rt.lock_of(obj).release()
+            CURRENT_CHAIN.reset(chain_token)
+
+    def _consolidate_across(self, txn: UUID, chain: str, members: list[DataClayObject], force: bool) -> None:
+        """The two-phase commit, for lineages that span backends (see module docstring)."""
+        rt = self.rt
         participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
         try:
             base_revisions = self._stage_all(txn, chain, members, force, participants)
@@ -144,32 +146,21 @@ class Versioning:
             self._commit(txn, members, base_revisions)
         except OutcomeUnknownError:
             self._settle_later(txn, members)  # participants settle their own part, in the same way
-            for obj in members:
-                rt.lock_of(obj).release()
-            CURRENT_CHAIN.reset(chain_token)
             raise
         except BaseException:
             self._abort_all(txn, participants)
-            for obj in members:
-                rt.lock_of(obj).release()
-            CURRENT_CHAIN.reset(chain_token)
             raise
         faults.hit("consolidate.after_commit")
-        try:
-            for backend_id, info in participants.items():
-                request = pb.ApplyWritesRequest(txn_id=txn.bytes, base_revisions=base_revisions)
-                if info is None:
-                    self.apply(txn, base_revisions)
-                else:
-                    try:
-                        run_blocking(rt.blocking.backend(info, "ApplyWrites", request))
-                    except Exception as exc:  # it applies when it resolves the transaction
-                        log.warning("consolidation %s committed; %s will apply it later: %s", txn, info.describe(), exc)
-            self._retire(members)
-        finally:
-            for obj in members:
-                rt.lock_of(obj).release()
-            CURRENT_CHAIN.reset(chain_token)
+        for info in participants.values():
+            if info is None:
+                self.apply(txn, base_revisions)
+                continue
+            request = pb.ApplyWritesRequest(txn_id=txn.bytes, base_revisions=base_revisions)
+            try:
+                run_blocking(rt.blocking.backend(info, "ApplyWrites", request))
+            except Exception as exc:  # it applies when it resolves the transaction
+                log.warning("consolidation %s committed; %s will apply it later: %s", txn, info.describe(), exc)
+        self._retire(members)
 
     # ------------------------------------------------------- everything on this backend
     def _lineage_is_here(self, members: list[DataClayObject]) -> bool:
