@@ -84,3 +84,19 @@ def test_eviction_bounds_memory_and_reloads_on_demand(make_cluster):
         assert stats.loaded_objects < 40  # some were evicted
         for index, blob in enumerate(blobs):
             assert blob.data == bytes([index]) * 8192  # evicted ones come back intact
+
+
+def test_large_states_rewritten_and_killed_keep_the_last_acknowledged_one(make_cluster):
+    cluster = make_cluster(backends=1)
+    with Client(host="127.0.0.1", port=cluster.port):
+        blob = Blob(b"")
+        blob.make_persistent()
+        for round_ in range(4):  # alternates between the object's two state files
+            blob.data = bytes([round_]) * (3 * 1024 * 1024)
+        cluster.kill_backend("backend-0")
+        cluster.start_backend(0)
+        assert blob.data == bytes([3]) * (3 * 1024 * 1024)
+        blobs_dir = cluster.data_dir / "backend-0" / "blobs"
+        assert len(list(blobs_dir.iterdir())) == 1  # the other slot was unreferenced: removed at start
+        blob.data = b"small again"
+        assert blob.size() == len(b"small again")

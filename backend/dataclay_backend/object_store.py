@@ -1,16 +1,17 @@
 """A backend's durable object states, under its data directory.
 
 Each object is one SQLite row (class, revision, state). A state larger than INLINE_LIMIT is kept
-in a file of its own under blobs/ instead (SQLite writes big values slowly and caps one value
-at about 1 GB, and a 1 GiB attribute must work): the file is written (and fsynced, with
-durability "machine") before the transaction that points the row at it, and the file it
-replaces is removed after, so a crash leaves either the old or the new state and at worst an
-unreferenced file, which the next start removes. The backend's identity (backend id, and the
+in a file under blobs/ instead (SQLite writes big values slowly and caps one value at about
+1 GB, and a 1 GiB attribute must work). Such an object has two file slots: a new state is
+written (and fsynced, with durability "machine") into the slot its row does not point at, then
+one transaction points the row at it, so a crash leaves either the old or the new state; the
+next new state reuses the other slot's disk pages. The next start removes unreferenced files. The backend's identity (backend id, and the
 cluster it belongs to) is kept here too.
 """
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ class ObjectStore:
         self.blobs = data_dir / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._fsync = durability == "machine"
+        self._file_locks: dict[bytes, threading.Lock] = {}  # large states: one writer per object
+        self._file_locks_guard = threading.Lock()
         self._remove_unreferenced_files()
         # Whether any state lives in a file: if none does, replacing or deleting rows need not
         # look for files to remove (the common case, and the hot path of moves).
@@ -82,8 +85,10 @@ class ObjectStore:
                 path.unlink()
 
     def _write_file(self, name: str, data: bytes) -> None:
-        with open(self.blobs / name, "wb") as file:
+        path = self.blobs / name
+        with open(path, "r+b" if path.exists() else "wb") as file:
             file.write(data)
+            file.truncate()
             if self._fsync:
                 file.flush()
                 os.fsync(file.fileno())
@@ -117,31 +122,53 @@ class ObjectStore:
         one transaction. A live row is only ever replaced by a higher revision: two commits
         of one object that reach SQLite out of order leave the newer state."""
         move = staged.bytes if staged else None
-        rows = []
-        new_files = {}
-        for obj in objects:
-            if len(obj.state) > INLINE_LIMIT:
-                name = f"{obj.object_id.hex}.{obj.revision}.{uuid.uuid4().hex[:8]}"
-                self._write_file(name, obj.state)
-                self._has_files = True
-                new_files[obj.object_id.bytes] = name
-                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, None, name, move))
-            else:
-                rows.append((obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
+        objects = list(objects)
         deleted = [object_id.bytes for object_id in delete]
         upsert = _STAGE if staged is not None else _UPSERT
-        if len(rows) == 1 and not deleted and not self._has_files:
-            self.db.execute(upsert, rows[0])  # the common commit: one row, one statement
+        large = sorted({obj.object_id.bytes for obj in objects if len(obj.state) > INLINE_LIMIT})
+        if not large and len(objects) == 1 and not deleted and not self._has_files:
+            obj = objects[0]  # the common commit: one small row, one statement
+            self.db.execute(upsert, (obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
             return
-        with self.db.transaction() as conn:
-            before = self._files_of(conn, [row[0] for row in rows] + deleted)
-            conn.executemany(upsert, rows)
-            conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in deleted])
-            after = self._files_of(conn, [row[0] for row in rows])
-        # remove the files no row points at any more: replaced ones, deleted ones, and new ones
-        # whose row lost to a newer revision
-        kept = set(after.values())
-        self._unlink([f for f in [*before.values(), *new_files.values()] if f not in kept])
+        locks = [self._file_lock(key) for key in large]  # sorted: no two writers wait on each other
+        for lock in locks:
+            lock.acquire()
+        try:
+            rows = []
+            for obj in objects:
+                key = obj.object_id.bytes
+                if key in large:
+                    name = self._free_slot(obj.object_id)
+                    self._write_file(name, obj.state)
+                    self._has_files = True
+                    rows.append((key, obj.class_path, obj.revision, None, name, move))
+                else:
+                    rows.append((key, obj.class_path, obj.revision, obj.state, None, move))
+            with self.db.transaction() as conn:
+                before = self._files_of(conn, [row[0] for row in rows])
+                gone = self._files_of(conn, deleted)
+                conn.executemany(upsert, rows)
+                conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in deleted])
+                after = self._files_of(conn, [row[0] for row in rows])
+            # a state that became small leaves its files behind; the other slot of a large one stays
+            self._unlink([name for key, name in before.items() if key not in after])
+            self._unlink_slots(gone)
+        finally:
+            for lock in locks:
+                lock.release()
+
+    def _file_lock(self, key: bytes) -> threading.Lock:
+        with self._file_locks_guard:
+            return self._file_locks.setdefault(key, threading.Lock())
+
+    def _free_slot(self, object_id: UUID) -> str:
+        """The one of the object's two state files that its stored row does not use: writing
+        it never touches the committed state, and rewriting reuses its disk pages (much faster
+        than a new file, for a large state rewritten again and again)."""
+        rows = self.db.query("SELECT file FROM objects WHERE id=?", (object_id.bytes,))
+        current = rows[0][0] if rows else None
+        first, second = f"{object_id.hex}.a", f"{object_id.hex}.b"
+        return second if current == first else first
 
     def _files_of(self, conn, keys: list[bytes]) -> dict[bytes, str]:
         """The files behind these objects' states, by object id."""
@@ -191,7 +218,11 @@ class ObjectStore:
         with self.db.transaction() as conn:
             files = self._files_of(conn, keys)
             conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in keys])
-        self._unlink(list(files.values()))
+        self._unlink_slots(files)
+
+    def _unlink_slots(self, files: dict[bytes, str]) -> None:
+        """Both state files of each deleted object that had one (the referenced one and the other slot)."""
+        self._unlink([f"{UUID(bytes=key).hex}.{slot}" for key in files for slot in "ab"])
 
     def classes(self) -> dict[UUID, str]:
         """Every live object id with its class path."""
