@@ -58,8 +58,7 @@ class Controller:
                 key = self.queue.get()
             except ShutDown:
                 return
-            if key is None:
-                continue
+            assert key is not None  # get() without a timeout waits for a key
             try:
                 self._process(key)
             finally:

@@ -115,6 +115,3 @@ class WorkQueue(Generic[K]):
             self._shutdown = True
             self._cond.notify_all()
 
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._queue)
