@@ -177,8 +177,8 @@ class Directory:
             moved = 0
             for start in range(0, len(object_ids), 500):
                 batch = [object_id.bytes for object_id in object_ids[start:start + 500]]
-                moved += conn.execute(
-                    f"UPDATE objects SET backend_id=? WHERE backend_id=? AND id IN ({','.join('?' * len(batch))})",
+                moved += conn.execute(  # "+backend_id": look up by id, never scan the source's objects
+                    f"UPDATE objects SET backend_id=? WHERE +backend_id=? AND id IN ({','.join('?' * len(batch))})",
                     (destination.bytes, source.bytes, *batch),
                 ).rowcount
             if moved == 0 and object_ids and all(

@@ -70,16 +70,19 @@ class ObjectStore:
         self._fsync = durability == "machine"
         self._file_locks: dict[bytes, threading.Lock] = {}  # large states: one writer per object
         self._file_locks_guard = threading.Lock()
+        # Every object whose state may live in a file (a superset: an id joins before its first
+        # file is written, and leaves when its row is deleted). Rows of other objects need no
+        # look for files to remove when they are replaced or deleted: the hot path of commits and moves.
+        self._file_ids: set[bytes] = set()
         self._remove_unreferenced_files()
-        # Whether any state lives in a file: if none does, replacing or deleting rows need not
-        # look for files to remove (the common case, and the hot path of moves).
-        self._has_files = bool(self.db.query("SELECT 1 FROM objects WHERE file IS NOT NULL LIMIT 1"))
 
     def close(self) -> None:
         self.db.close()
 
     def _remove_unreferenced_files(self) -> None:
-        referenced = {row[0] for row in self.db.query("SELECT file FROM objects WHERE file IS NOT NULL")}
+        rows = self.db.query("SELECT id, file FROM objects WHERE file IS NOT NULL")
+        self._file_ids = {key for key, _ in rows}
+        referenced = {name for _, name in rows}
         for path in self.blobs.iterdir():
             if path.name not in referenced:
                 path.unlink()
@@ -126,10 +129,11 @@ class ObjectStore:
         deleted = [object_id.bytes for object_id in delete]
         upsert = _STAGE if staged is not None else _UPSERT
         large = sorted({obj.object_id.bytes for obj in objects if len(obj.state) > INLINE_LIMIT})
-        if not large and len(objects) == 1 and not deleted and not self._has_files:
+        if not large and len(objects) == 1 and not deleted and objects[0].object_id.bytes not in self._file_ids:
             obj = objects[0]  # the common commit: one small row, one statement
             self.db.execute(upsert, (obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
             return
+        self._file_ids.update(large)
         locks = [self._file_lock(key) for key in large]  # sorted: no two writers wait on each other
         for lock in locks:
             lock.acquire()
@@ -140,7 +144,6 @@ class ObjectStore:
                 if key in large:
                     name = self._free_slot(obj.object_id)
                     self._write_file(name, obj.state)
-                    self._has_files = True
                     rows.append((key, obj.class_path, obj.revision, None, name, move))
                 else:
                     rows.append((key, obj.class_path, obj.revision, obj.state, None, move))
@@ -153,6 +156,7 @@ class ObjectStore:
             # a state that became small leaves its files behind; the other slot of a large one stays
             self._unlink([name for key, name in before.items() if key not in after])
             self._unlink_slots(gone)
+            self._file_ids.difference_update(deleted)
         finally:
             for lock in locks:
                 lock.release()
@@ -173,8 +177,7 @@ class ObjectStore:
     def _files_of(self, conn, keys: list[bytes]) -> dict[bytes, str]:
         """The files behind these objects' states, by object id."""
         files: dict[bytes, str] = {}
-        if not self._has_files:
-            return files
+        keys = [key for key in keys if key in self._file_ids]
         for start in range(0, len(keys), BATCH):
             batch = keys[start:start + BATCH]
             marks = ",".join("?" * len(batch))
@@ -219,6 +222,7 @@ class ObjectStore:
             files = self._files_of(conn, keys)
             conn.executemany("DELETE FROM objects WHERE id=?", [(key,) for key in keys])
         self._unlink_slots(files)
+        self._file_ids.difference_update(keys)
 
     def _unlink_slots(self, files: dict[bytes, str]) -> None:
         """Both state files of each deleted object that had one (the referenced one and the other slot)."""
