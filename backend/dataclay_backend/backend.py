@@ -1,6 +1,7 @@
 """A backend: `python -m dataclay_backend.backend`."""
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from uuid import UUID
@@ -55,7 +56,15 @@ def register(rt: BackendRuntime, store: ObjectStore, host: str, port: int, timeo
         )
 
 
+def tune_gc() -> None:
+    """A backend keeps many long-lived objects (instances, states, locks); with the default
+    thresholds a move or a large graph allocating 100,000 small objects sets off full
+    collections that walk all of them again and again. Collect young objects 50x less often."""
+    gc.set_threshold(35_000, 20, 20)
+
+
 def main(argv: list[str] | None = None) -> None:
+    tune_gc()
     parser = base_parser("dataClay backend: stores objects and runs their active methods")
     parser.add_argument("--port", type=int, default=int(env_default("DC_BACKEND_PORT", "6867")), help="0 picks a free port")
     parser.add_argument("--name", default=env_default("DC_BACKEND_NAME") or env_default("HOSTNAME", "backend"))
@@ -83,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(2) from None
+    gc.freeze()  # what recovery loaded lives as long as the process: never scan it again
     server.start()
     server.set_serving()
     report_ready(args.ready_fd, server.port)

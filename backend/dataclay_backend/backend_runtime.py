@@ -111,16 +111,27 @@ class BackendRuntime(Runtime):
         if obj is not None and obj.__dict__["_dc_is_local"]:
             return obj
         with self._heap_lock:
-            obj = self.heap.get(object_id)
-            if obj is None:
-                cls = import_class(class_path_)
-                obj = object.__new__(cls)  # no __init__, no fresh id: it is filled in below
-                self.heap[object_id] = obj
-            if not obj.__dict__.get("_dc_is_local") or obj.__dict__["_dc_id"] != object_id:
-                obj.__dict__.update(
-                    _dc_id=object_id, _dc_is_registered=True, _dc_is_local=True,
-                    _dc_is_loaded=False, _dc_backend_id=self.local_backend_id,
-                )
+            return self._local_instance_locked(object_id, class_path_)
+
+    def local_instances(self, pairs: list[tuple[UUID, str]]) -> list[DataClayObject]:
+        """local_instance of many (object id, class path) pairs, taking the heap lock once."""
+        with self._heap_lock:
+            return [self._local_instance_locked(object_id, path) for object_id, path in pairs]
+
+    def _local_instance_locked(self, object_id: UUID, class_path_: str) -> DataClayObject:
+        obj = self.heap.get(object_id)
+        if obj is None:
+            obj = object.__new__(import_class(class_path_))  # no __init__, no fresh id
+            obj.__dict__.update(  # complete before another thread can find it in the heap
+                _dc_id=object_id, _dc_is_registered=True, _dc_is_local=True,
+                _dc_is_loaded=False, _dc_backend_id=self.local_backend_id, _dc_lock=ChainLock(),
+            )
+            self.heap[object_id] = obj
+        elif not obj.__dict__.get("_dc_is_local") or obj.__dict__["_dc_id"] != object_id:
+            obj.__dict__.update(
+                _dc_id=object_id, _dc_is_registered=True, _dc_is_local=True,
+                _dc_is_loaded=False, _dc_backend_id=self.local_backend_id,
+            )
         return obj
 
     def became_remote(self, objects: list[DataClayObject], backend_id: UUID | None, delete_rows: bool = True) -> None:
@@ -128,9 +139,10 @@ class BackendRuntime(Runtime):
         copies (unless the caller already did) and keep the instances as proxies."""
         if delete_rows:
             self.store.delete(obj.__dict__["_dc_id"] for obj in objects)
-        for obj in objects:
-            self.owned.pop(obj.__dict__["_dc_id"], None)
-            self.loaded.discard(obj.__dict__["_dc_id"])
+        ids = [obj.__dict__["_dc_id"] for obj in objects]
+        for object_id in ids:
+            self.owned.pop(object_id, None)
+        self.loaded.discard(*ids)
         super().became_remote(objects, backend_id)
 
     def local_object(self, object_id: UUID) -> DataClayObject:

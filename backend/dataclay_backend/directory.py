@@ -46,8 +46,8 @@ CREATE TABLE IF NOT EXISTS objects (
     version_parent BLOB,            -- versions: lineage, for people and tools
     version_original BLOB,
     retired INTEGER NOT NULL DEFAULT 0  -- versions that were consolidated or discarded
-);
-CREATE INDEX IF NOT EXISTS objects_by_backend ON objects (backend_id);
+);  -- no index by backend (every move would update it): listing a backend's objects (at its start,
+    -- or to drain it) scans instead, 5 ms per 100,000 objects
 CREATE TABLE IF NOT EXISTS aliases (
     alias TEXT PRIMARY KEY,
     object_id BLOB NOT NULL REFERENCES objects (id)
@@ -177,8 +177,8 @@ class Directory:
             moved = 0
             for start in range(0, len(object_ids), 500):
                 batch = [object_id.bytes for object_id in object_ids[start:start + 500]]
-                moved += conn.execute(  # "+backend_id": look up by id, never scan the source's objects
-                    f"UPDATE objects SET backend_id=? WHERE +backend_id=? AND id IN ({','.join('?' * len(batch))})",
+                moved += conn.execute(
+                    f"UPDATE objects SET backend_id=? WHERE backend_id=? AND id IN ({','.join('?' * len(batch))})",
                     (destination.bytes, source.bytes, *batch),
                 ).rowcount
             if moved == 0 and object_ids and all(

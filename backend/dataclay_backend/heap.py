@@ -49,11 +49,34 @@ class ChainLock:
 
     def release(self) -> None:
         with _GUARD:
-            self._depth -= 1
-            if self._depth == 0:
-                self.owner = None
-                if self._waiting is not None:
-                    self._waiting.notify()
+            self._release()
+
+    def _release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.owner = None
+            if self._waiting is not None:
+                self._waiting.notify()
+
+    @staticmethod
+    def take_free(locks: list["ChainLock"], chain: str) -> list[bool]:
+        """Take, for `chain`, each of these locks that no other chain holds, without waiting:
+        whether each was taken. One pass under the guard (moves take thousands at a time)."""
+        taken = []
+        with _GUARD:
+            for lock in locks:
+                free = lock.owner is None or lock.owner == chain
+                if free:
+                    lock.owner = chain
+                    lock._depth += 1
+                taken.append(free)
+        return taken
+
+    @staticmethod
+    def release_all(locks: list["ChainLock"]) -> None:
+        with _GUARD:
+            for lock in locks:
+                lock._release()
 
 
 class LoadedSet:
@@ -76,11 +99,12 @@ class LoadedSet:
             self._sizes[object_id] = (obj, size)
             self.total += size
 
-    def discard(self, object_id: UUID) -> None:
+    def discard(self, *object_ids: UUID) -> None:
         with self._lock:
-            old = self._sizes.pop(object_id, None)
-            if old is not None:
-                self.total -= old[1]
+            for object_id in object_ids:
+                old = self._sizes.pop(object_id, None)
+                if old is not None:
+                    self.total -= old[1]
 
     def evict(self) -> None:
         """Unload least recently used objects that no call holds, until under the limit."""

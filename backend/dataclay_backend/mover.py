@@ -28,12 +28,12 @@ from dataclay.exceptions import (
     OutcomeUnknownError,
 )
 from dataclay.protocol import dataclay_pb2 as pb
-from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
+from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref, may_reference
 from dataclay.transport import run_blocking
 from dataclay_backend import faults
 from dataclay_backend.backend_runtime import SCOPE
 from dataclay_backend.wire import parse_uuid
-from dataclay_backend.heap import MOVE_CHAIN_PREFIX
+from dataclay_backend.heap import MOVE_CHAIN_PREFIX, ChainLock
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.retry import keep_trying
 
@@ -49,6 +49,8 @@ BATCH = 512  # objects locked, read and sent per step
 def _references(state: bytes) -> list[Ref]:
     """The references in a pickled state, without building the objects they point at."""
     refs: list[Ref] = []
+    if not may_reference(state):
+        return refs
 
     def collect(ref: Ref) -> None:
         refs.append(ref)
@@ -188,11 +190,12 @@ class Mover:
         records: list[pb.ObjectRecord] = []
         size = 0
         header = {"move_id": move_id.bytes, "source_backend_id": self.rt.local_backend_id.bytes}
+        paths: dict[type, str] = {}
         for batch in walk.batches():
-            for obj, data in batch:
-                meta = obj.__dict__
-                revision = meta.get("_dc_revision", 1)  # settled: memory, store and revision agree
-                object_id, path = meta["_dc_id"].bytes, class_path(type(obj))
+            for obj, data, revision in batch:
+                cls = type(obj)
+                path = paths.get(cls) or paths.setdefault(cls, class_path(cls))
+                object_id = obj.__dict__["_dc_id"].bytes
                 for offset in range(0, max(len(data), 1), CHUNK_BYTES):
                     piece = data[offset:offset + CHUNK_BYTES]
                     records.append(pb.ObjectRecord(object_id=object_id, class_path=path, state=piece,
@@ -204,7 +207,7 @@ class Mover:
                         records, size = [], 0
             sent["objects"] = len(walk.locked)
             progress(pb.MoveProgress(objects_total=len(walk.locked), objects_sent=sent["objects"], bytes_sent=sent["bytes"]))
-            if records and size >= CHUNK_BYTES // 8:  # keep the destination busy
+            if records:  # after every batch: the destination stores it while we walk the next
                 yield pb.TransferChunk(objects=records, **header)
                 sent["bytes"] += size
                 records, size = [], 0
@@ -297,7 +300,7 @@ class Mover:
 class _Walk:
     """The objects a move (or a version) takes: the roots and, if recursive, what they reach
     through objects owned here, locked and read a batch at a time. `batches()` yields lists
-    of (object, current state bytes); `locked` and the frontier (reachable objects owned
+    of (object, current state bytes, revision); `locked` and the frontier (reachable objects owned
     elsewhere) grow as it goes; `release()` lets every locked object go."""
 
     def __init__(
@@ -321,25 +324,24 @@ class _Walk:
         return list(self._frontier.values())
 
     def release(self) -> None:
-        for obj in self.locked:
-            self.rt.lock_of(obj).release()
+        ChainLock.release_all([self.rt.lock_of(obj) for obj in self.locked])
         self.locked = []
 
-    def batches(self) -> Iterator[list[tuple[DataClayObject, bytes]]]:
+    def batches(self) -> Iterator[list[tuple[DataClayObject, bytes, int]]]:
+        """Batches of (object, state, revision); settled, so memory, store and revision agree."""
         rt = self.rt
         while self._queue:
-            batch: list[DataClayObject] = []
-            while self._queue and len(batch) < BATCH:
+            ids: list[UUID] = []
+            while self._queue and len(ids) < BATCH:
                 object_id = self._queue.popleft()
                 if object_id not in self._seen:
                     self._seen.add(object_id)
-                    obj = self._lock_one(object_id)
-                    if obj is not None:
-                        self.locked.append(obj)
-                        batch.append(obj)
+                    ids.append(object_id)
+            batch = self._lock_many(ids)
+            self.locked.extend(batch)
             states = self._states(batch) if self.with_states else {}
             if self.recursive:
-                for data in states.values():
+                for data, _ in states.values():
                     for ref in _references(data):
                         ref_id = UUID(bytes=ref[0])
                         if ref_id in rt.owned:
@@ -347,7 +349,31 @@ class _Walk:
                                 self._queue.append(ref_id)
                         elif ref_id not in self._frontier:
                             self._frontier[ref_id] = pb.ObjectEntry(object_id=ref[0], class_path=ref[1], backend_id=ref[2])
-            yield [(obj, states.get(obj.__dict__["_dc_id"], b"")) for obj in batch]
+            yield [(obj, *states.get(obj.__dict__["_dc_id"], (b"", 1))) for obj in batch]
+
+    def _lock_many(self, ids: list[UUID]) -> list[DataClayObject]:
+        """Lock the owned objects among `ids`: those free and settled in one pass, the others
+        one by one, waiting for them (the rest moved away meanwhile)."""
+        rt = self.rt
+        owned = [(object_id, path) for object_id in ids if (path := rt.owned.get(object_id)) is not None]
+        objects = rt.local_instances(owned)
+        locks = [rt.lock_of(obj) for obj in objects]
+        scope = SCOPE.get()
+        pending = scope.pending if scope is not None else ()
+        locked, unsettled = [], []
+        for obj, lock, taken in zip(objects, locks, ChainLock.take_free(locks, self.chain)):
+            meta = obj.__dict__
+            if taken and meta["_dc_is_local"] and meta.get("_dc_pending", 0) <= (meta["_dc_id"] in pending):
+                locked.append(obj)
+            else:
+                if taken:
+                    lock.release()
+                unsettled.append(meta["_dc_id"])
+        for object_id in unsettled:
+            obj = self._lock_one(object_id)
+            if obj is not None:
+                locked.append(obj)
+        return locked
 
     def _lock_one(self, object_id: UUID) -> DataClayObject | None:
         """Lock one owned object; None if it moved away meanwhile."""
@@ -362,17 +388,17 @@ class _Walk:
             return None
         return obj
 
-    def _states(self, objects: list[DataClayObject]) -> dict[UUID, bytes]:
-        """Current states of settled, locked objects: loaded ones from memory, the others as
-        stored, read in batches."""
+    def _states(self, objects: list[DataClayObject]) -> dict[UUID, tuple[bytes, int]]:
+        """Current states and revisions of settled, locked objects: loaded ones from memory,
+        the others as stored, read in batches."""
         states = {}
         unloaded = []
         for obj in objects:
             meta = obj.__dict__
             if meta["_dc_is_loaded"]:
-                states[meta["_dc_id"]] = dumps(obj._dc_state(), make_ref)
+                states[meta["_dc_id"]] = (dumps(obj._dc_state(), make_ref), meta.get("_dc_revision", 1))
             else:
                 unloaded.append(meta["_dc_id"])
         for object_id, stored in self.rt.store.load_many(unloaded).items():
-            states[object_id] = stored.state
+            states[object_id] = (stored.state, stored.revision)
         return states

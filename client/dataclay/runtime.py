@@ -157,7 +157,8 @@ class Runtime:
                 state.update(
                     _dc_is_registered=True, _dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=backend_id
                 )
-                self.heap[state["_dc_id"]] = obj
+                if self.heap.get(state["_dc_id"]) is not obj:
+                    self.heap[state["_dc_id"]] = obj
 
     def relocated(self, object_ids: list[UUID], backend_id: UUID) -> None:
         """These objects now live on backend_id: fix the proxies this process holds."""

@@ -78,6 +78,13 @@ def loads(data: bytes, resolve: Callable[[Ref], Any]) -> Any:
     return _Unpickler(io.BytesIO(data), resolve).load()
 
 
+def may_reference(data: bytes) -> bool:
+    """False only if `data` (from dumps) certainly holds no reference: every reference is
+    written with the BINPERSID opcode, so a state without that byte has none. Lets a walk
+    over many states skip unpickling most of them."""
+    return pickle.BINPERSID in data
+
+
 def make_ref(obj: Any) -> Ref:
     backend = obj._dc_backend_id
     return (obj._dc_id.bytes, class_path(type(obj)), backend.bytes if backend else b"")
