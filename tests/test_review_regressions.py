@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from dataclay import Client
+from dataclay.exceptions import VersionConflictError
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -145,3 +146,25 @@ def test_async_transports_of_finished_loops_are_released(client):
     for _ in range(5):
         asyncio.run(read())
     assert len(client.runtime._async) == 1
+
+
+def test_a_move_keeps_the_revision_of_an_object_not_in_memory(make_cluster):
+    """A move read unloaded objects' states from the store but sent them as revision 1, so a
+    later change could bring the revision back to what a version recorded, and consolidating
+    that version overwrote the change without a conflict."""
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        first, second = list(client.get_backends())
+        counter = Node(0)
+        counter.make_persistent(backend_id=first)
+        for _ in range(3):
+            counter.bump()
+        version = counter.new_version()
+        cluster.restart_backend("backend-0")  # the counter is now only in the store
+        counter.move(second)
+        for _ in range(3):
+            counter.bump()
+        version.value = -1
+        with pytest.raises(VersionConflictError):
+            version.consolidate_version()
+        assert counter.value == 6
