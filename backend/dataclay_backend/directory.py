@@ -169,25 +169,26 @@ class Directory:
         rows = self.db.query("SELECT id FROM objects WHERE backend_id=? AND NOT retired", (backend_id.bytes,))
         return [UUID(bytes=r[0]) for r in rows]
 
-    def commit_move(self, object_ids: list[UUID], source: UUID, destination: UUID) -> None:
-        """The commit point of a move: every object goes from source to destination, or none
-        does (if any is not owned by source any more, e.g. a concurrent move took it)."""
+    def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID) -> None:
+        """The commit point of a move: every object (by its id's 16 bytes) goes from source to
+        destination, or none does (if any is not owned by source any more, e.g. a concurrent
+        move took it)."""
         with self.db.transaction() as conn:
             self._require_not_draining(conn, destination)
             moved = 0
-            for start in range(0, len(object_ids), 500):
-                batch = [object_id.bytes for object_id in object_ids[start:start + 500]]
+            for start in range(0, len(object_keys), 500):
+                batch = object_keys[start:start + 500]
                 moved += conn.execute(
                     f"UPDATE objects SET backend_id=? WHERE backend_id=? AND id IN ({','.join('?' * len(batch))})",
                     (destination.bytes, source.bytes, *batch),
                 ).rowcount
-            if moved == 0 and object_ids and all(
-                self.locate_in(conn, object_id) == destination for object_id in object_ids
+            if moved == 0 and object_keys and all(
+                self.locate_in(conn, UUID(bytes=key)) == destination for key in object_keys
             ):
                 return  # committed already: this is a retry after a lost reply
-            if moved != len(object_ids):
+            if moved != len(object_keys):
                 raise ObjectMovingError(
-                    f"{len(object_ids) - moved} of {len(object_ids)} objects are no longer owned by backend "
+                    f"{len(object_keys) - moved} of {len(object_keys)} objects are no longer owned by backend "
                     f"{source}; nothing was moved",
                     backend_id=source,
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.transport import BackendInfo
-from dataclay_backend.wire import optional_uuid, parse_uuid
+from dataclay_backend.wire import optional_uuid, parse_keys, parse_uuid
 from dataclay_backend.directory import Directory, ObjectEntry
 from dataclay_backend.grpc_server import handler
 
@@ -87,7 +87,7 @@ class MetadataService(rpc.MetadataServicer):
     @handler
     def CommitMove(self, request: pb.CommitMoveRequest, context) -> pb.Empty:
         self.directory.commit_move(
-            [parse_uuid(raw, "object id") for raw in request.object_ids],
+            parse_keys(request.object_ids, "object id"),
             parse_uuid(request.source_backend_id, "source backend id"),
             parse_uuid(request.destination_backend_id, "destination backend id"),
         )

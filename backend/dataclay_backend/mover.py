@@ -92,8 +92,8 @@ class Mover:
                     return pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
                 rt.blocking.send_stream(target, "ReceiveObjects", itertools.chain([first], chunks))
                 faults.hit("move.after_stream")
-                ids = [obj.__dict__["_dc_id"] for obj in walk.locked]
-                self._commit(ids, destination)
+                keys = [obj.__dict__["_dc_id"].bytes for obj in walk.locked]
+                self._commit(keys, destination)
             except OutcomeUnknownError:
                 self._in_doubt(walk.locked, destination, target, move_id)
                 raise
@@ -111,20 +111,20 @@ class Mover:
                 activated()
             except Exception as exc:
                 log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
-            log.info("moved %d objects (%d bytes) to %s in %.3fs", len(ids), sent["bytes"], target.describe(),
+            log.info("moved %d objects (%d bytes) to %s in %.3fs", len(keys), sent["bytes"], target.describe(),
                      time.perf_counter() - started)
             return pb.MoveProgress(
-                objects_total=len(ids), objects_sent=len(ids), bytes_sent=sent["bytes"], done=True,
-                moved_ids=[i.bytes for i in ids], frontier=walk.frontier_entries(), seconds=time.perf_counter() - started,
+                objects_total=len(keys), objects_sent=len(keys), bytes_sent=sent["bytes"], done=True,
+                moved_ids=keys, frontier=walk.frontier_entries(), seconds=time.perf_counter() - started,
             )
         finally:
             walk.release()
 
-    def _commit(self, ids: list[UUID], destination: UUID) -> None:
+    def _commit(self, keys: list[bytes], destination: UUID) -> None:
         """The commit point. CommitMove is idempotent, so a failure that may have come after
         the metadata service committed (a lost reply) is retried a few times."""
         rt = self.rt
-        request = pb.CommitMoveRequest(object_ids=[i.bytes for i in ids], source_backend_id=rt.local_backend_id.bytes,
+        request = pb.CommitMoveRequest(object_ids=keys, source_backend_id=rt.local_backend_id.bytes,
                                        destination_backend_id=destination.bytes)
         error: Exception | None = None
         for delay in (0.0, 0.1, 0.5, 1.0, 2.0):
@@ -137,7 +137,7 @@ class Mover:
             except Exception as exc:
                 error = exc
         raise OutcomeUnknownError(
-            f"moving {len(ids)} objects from backend {rt.name} may or may not have committed (the metadata service "
+            f"moving {len(keys)} objects from backend {rt.name} may or may not have committed (the metadata service "
             f"did not answer: {error}); they are not served until it answers again", backend_id=rt.local_backend_id)
 
     def _in_doubt(self, objects: list[DataClayObject], destination: UUID, target, move_id: UUID) -> None:
