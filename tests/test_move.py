@@ -123,6 +123,31 @@ def test_ten_thousand_objects(client):
     assert children[123].where() == str(ids[1])
 
 
+def test_an_object_that_comes_back_keeps_its_stored_copy(make_cluster):
+    """A source deletes the rows of objects that left after the move returns, one move after
+    another; an object that left and came back before its turn must keep its row."""
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        big = Node(-1)
+        big.children = [Node(i) for i in range(20_000)]
+        big.make_persistent(backend_id=ids[0])
+        small = Node(7)
+        small.make_persistent(backend_id=ids[0])
+        big.move(ids[1], recursive=True)  # 20,001 rows to delete on backend-0
+        small.move(ids[1])  # its row is deleted after those
+        small.move(ids[0])  # ... by when it is back
+        small.bump()
+    cluster.stop()
+    cluster.start()  # recovery: the directory and the stores must agree
+    with Client(host="127.0.0.1", port=cluster.port):
+        assert small.value == 8 and small._dc_backend_id == ids[0]
+        children = big.children
+        assert children[19_999].value == 19_999
+    cluster.stop()
+    _assert_each_object_once(cluster, {big._dc_id, small._dc_id, *(child._dc_id for child in children)})
+
+
 def test_move_to_current_owner_and_bad_input(client):
     ids = list(client.get_backends())
     node = Node(1)
