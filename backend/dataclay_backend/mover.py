@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 * 1024 * 1024
 BATCH = 512  # objects locked, read and sent per step
+FIRST_BATCH = 32
 
 
 def _references(state: bytes) -> list[Ref]:
@@ -330,9 +331,11 @@ class _Walk:
     def batches(self) -> Iterator[list[tuple[DataClayObject, bytes, int]]]:
         """Batches of (object, state, revision); settled, so memory, store and revision agree."""
         rt = self.rt
+        size = FIRST_BATCH  # small at first, so the destination starts storing at once
         while self._queue:
             ids: list[UUID] = []
-            while self._queue and len(ids) < BATCH:
+            size = min(size * 2, BATCH)
+            while self._queue and len(ids) < size:
                 object_id = self._queue.popleft()
                 if object_id not in self._seen:
                     self._seen.add(object_id)
