@@ -110,6 +110,16 @@ def test_malformed_requests(client, witness):
     raw = channel.unary_unary("/dataclay.v1.Backend/GetAttribute")
     with pytest.raises(grpc.RpcError):
         raw(b"\xff\xff\xff")
+    # A raw value that names no object, a short id, or a property the class does not have.
+    set_raw = channel.unary_unary("/dataclay.v1.Backend/SetRawAttribute")
+    for metadata, expected in [
+        ((), InvalidRequestError),
+        ((("dataclay-object-id-bin", b"short"), ("dataclay-property", "salary")), InvalidRequestError),
+        ((("dataclay-object-id-bin", witness._dc_id.bytes), ("dataclay-property", "nope")), AttributeNotFoundError),
+    ]:
+        with pytest.raises(grpc.RpcError) as raised:
+            set_raw(b"value", metadata=metadata)
+        assert isinstance(_error(raised.value), expected)
     channel.close()
 
 

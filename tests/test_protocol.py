@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from dataclay.protocol.generate import SOURCE_ROOT, generate
+from shapes import Blob
 
 
 def test_generated_code_is_fresh(tmp_path: Path):
@@ -12,22 +13,25 @@ def test_generated_code_is_fresh(tmp_path: Path):
         )
 
 
-def test_large_value_codec_is_wire_identical_to_the_proto():
-    import os
+def test_a_bytes_value_is_the_whole_message_both_ways(client):
+    """The wire contract of dataclay.proto for raw values, spoken by a plain gRPC client."""
+    import grpc
 
-    from dataclay.protocol import codec
+    from dataclay.protocol import UNLIMITED_MESSAGES
     from dataclay.protocol import dataclay_pb2 as pb
 
-    for value in (b"", b"x", os.urandom(300), os.urandom(70_000)):
-        encoded = codec.encode_payload(value)
-        assert encoded == pb.Payload(raw=value).SerializeToString()
-        assert codec.decode_payload(encoded) == value
-        request = codec.RawSet(os.urandom(16), "data", value)
-        encoded = codec.encode_set_attribute(request)
-        assert encoded == pb.SetAttributeRequest(object_id=request.object_id, name="data", raw=value).SerializeToString()
-        decoded = codec.decode_set_attribute(encoded)
-        assert (decoded.object_id, decoded.name, decoded.raw) == (request.object_id, "data", value)
-    pickled = pb.Payload(payload=b"abc").SerializeToString()
-    assert codec.decode_payload(pickled) == pb.Payload(payload=b"abc")
-    other = pb.SetAttributeRequest(object_id=b"1" * 16, name="x", payload=b"p")
-    assert codec.decode_set_attribute(other.SerializeToString()) == other
+    blob = Blob(b"")
+    blob.make_persistent()
+    backend = client.get_backends()[blob._dc_backend_id]
+    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+        set_raw = channel.unary_unary("/dataclay.v1.Backend/SetRawAttribute")
+        get = channel.unary_unary("/dataclay.v1.Backend/GetAttribute")
+        value = bytes(range(256)) * 1000
+        set_raw(value, metadata=(("dataclay-object-id-bin", blob._dc_id.bytes), ("dataclay-property", "data")))
+        request = pb.GetAttributeRequest(object_id=blob._dc_id.bytes, name="data").SerializeToString()
+        reply, call = get.with_call(request)
+        assert reply == value and ("dataclay-raw", "1") in call.trailing_metadata()
+        blob.data = [1, 2]  # not bytes: a pickled Payload, unflagged
+        reply, call = get.with_call(request)
+        assert pb.Payload.FromString(reply).payload and "dataclay-raw" not in dict(call.trailing_metadata() or ())
+    assert blob.data == [1, 2]

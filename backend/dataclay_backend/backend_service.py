@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
+from typing import Any, Callable
 
 import grpc
 
 from dataclay.exceptions import ActiveMethodNotFoundError, AttributeNotFoundError, InvalidRequestError
-from dataclay.protocol import CHAIN_METADATA_KEY
+from dataclay.protocol import CHAIN_METADATA_KEY, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.serialization import class_path
@@ -57,17 +58,24 @@ class BackendService(rpc.BackendServicer):
             _check_property(obj, request.name)
             value = getattr(obj, request.name)
             if type(value) is bytes:
-                return value  # sent as Payload.raw by dataclay.protocol.codec
+                return value  # the whole reply (dataclay.protocol.codec)
             return pb.Payload(payload=rt.encode_reply(value))
 
     @handler
     def SetAttribute(self, request: pb.SetAttributeRequest, context) -> pb.Empty:
+        return self._set_attribute(request.object_id, request.name, lambda: self._decode(request.payload, "value"), context)
+
+    @handler
+    def SetRawAttribute(self, request: bytes, context) -> pb.Empty:
+        object_id, name = codec.raw_set_target(context.invocation_metadata())
+        return self._set_attribute(object_id, name, lambda: request, context)
+
+    def _set_attribute(self, object_id: bytes, name: str, value: Callable[[], Any], context) -> pb.Empty:
         rt = self.rt
         with rt.request(_chain(context)):
-            obj = rt.local_object(parse_uuid(request.object_id, "object id"))
-            _check_property(obj, request.name)
-            raw = request.WhichOneof("value") == "raw"
-            setattr(obj, request.name, request.raw if raw else self._decode(request.payload, "value"))
+            obj = rt.local_object(parse_uuid(object_id, "object id"))
+            _check_property(obj, name)
+            setattr(obj, name, value())
         return EMPTY
 
     @handler

@@ -1,119 +1,103 @@
-"""A faster codec for the two messages that carry large raw values, wire-identical to
-dataclay.proto: `Payload` with its `raw` field set, and `SetAttributeRequest` with `raw`.
+"""The calls that carry large raw values, done with fewer copies than protobuf makes.
 
 protobuf copies a bytes field when a message is built and again when it is serialized (and
 twice more when parsed and read). For a 64 MiB attribute those copies cost more than the network
-transfer, so these messages are encoded and decoded by hand, with one copy each way; every other
-case goes through the generated code. Both sides register these (de)serializers through
-`backend_stub` and `add_backend_servicer`.
+transfer. So, as dataclay.proto says, a property value that is a `bytes` object travels as the
+whole gRPC message: the reply of GetAttribute (flagged by the response metadata), and the
+request of SetRawAttribute (naming the object and property in the request metadata). Every
+other case goes through the generated code. Both sides register these through `backend_stub`
+and `add_backend_servicer`.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 
+from dataclay.protocol import OBJECT_ID_METADATA_KEY, PROPERTY_METADATA_KEY, RAW_METADATA_KEY
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 
 SERVICE = "dataclay.v1.Backend"
-# tag = field number << 3 | wire type 2 (length-delimited)
-_PAYLOAD_RAW = b"\x12"  # Payload.raw = 2
-_SET_OBJECT_ID, _SET_NAME, _SET_RAW = 0x0A, 0x12, 0x22  # SetAttributeRequest fields 1, 2, 4
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(data):
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise ValueError("truncated varint")
+_RAW_REPLY = ((RAW_METADATA_KEY, "1"),)
 
 
 class RawSet:
-    """A SetAttributeRequest whose value is raw bytes (reads like the generated message)."""
+    """What a client passes to stub.SetAttribute to set a property to a `bytes` value."""
 
     __slots__ = ("object_id", "name", "raw")
 
     def __init__(self, object_id: bytes, name: str, raw: bytes) -> None:
         self.object_id, self.name, self.raw = object_id, name, raw
 
-    def WhichOneof(self, group: str) -> str:  # noqa: N802 (protobuf's spelling)
-        return "raw"
+
+class _SetAttribute:
+    """stub.SetAttribute: a RawSet goes as SetRawAttribute, anything else as SetAttribute."""
+
+    def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
+        self._message = channel.unary_unary(
+            f"/{SERVICE}/SetAttribute", request_serializer=pb.SetAttributeRequest.SerializeToString,
+            response_deserializer=pb.Empty.FromString)
+        self._raw = channel.unary_unary(f"/{SERVICE}/SetRawAttribute", response_deserializer=pb.Empty.FromString)
+
+    def __call__(self, request: pb.SetAttributeRequest | RawSet, metadata: Any = None, **options: Any) -> Any:
+        if isinstance(request, RawSet):
+            names = ((OBJECT_ID_METADATA_KEY, request.object_id), (PROPERTY_METADATA_KEY, request.name))
+            return self._raw(request.raw, metadata=(*(metadata or ()), *names), **options)
+        return self._message(request, metadata=metadata, **options)
 
 
-def encode_payload(message: pb.Payload | bytes) -> bytes:
-    if isinstance(message, bytes):
-        return _PAYLOAD_RAW + _varint(len(message)) + message
-    return message.SerializeToString()
+def raw_set_target(metadata: Any) -> tuple[bytes, str]:
+    """The object id and property a SetRawAttribute call names (empty if it names none)."""
+    found = dict(metadata or ())
+    return found.get(OBJECT_ID_METADATA_KEY, b""), found.get(PROPERTY_METADATA_KEY, "")
 
 
-def decode_payload(data: bytes) -> pb.Payload | bytes:
-    """Raw bytes when the message is just `raw`; the generated message otherwise."""
-    if data[:1] == _PAYLOAD_RAW:
-        length, pos = _read_varint(data, 1)
-        if pos + length == len(data):
-            return data[pos:]
+class _GetAttribute:
+    """stub.GetAttribute: returns the value's bytes for a raw reply, else the Payload."""
+
+    def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
+        self._call = channel.unary_unary(  # the reply is decoded below, once its metadata is known
+            f"/{SERVICE}/GetAttribute", request_serializer=pb.GetAttributeRequest.SerializeToString)
+        self._aio = isinstance(channel, grpc.aio.Channel)
+
+    def __call__(self, request: pb.GetAttributeRequest, metadata: Any = None, **options: Any) -> Any:
+        if self._aio:
+            return self._async(request, metadata, options)
+        reply, call = self._call.with_call(request, metadata=metadata, **options)
+        return _reply(reply, call.trailing_metadata())
+
+    async def _async(self, request: pb.GetAttributeRequest, metadata: Any, options: dict[str, Any]) -> Any:
+        call = self._call(request, metadata=metadata, **options)
+        reply = await call
+        return _reply(reply, await call.trailing_metadata())
+
+
+def _reply(data: bytes, metadata: Any) -> pb.Payload | bytes:
+    if any(key == RAW_METADATA_KEY for key, _ in metadata or ()):
+        return data
     return pb.Payload.FromString(data)
 
 
-def encode_set_attribute(message: pb.SetAttributeRequest | RawSet) -> bytes:
-    if isinstance(message, RawSet):
-        name = message.name.encode()
-        return b"".join((
-            bytes((_SET_OBJECT_ID,)), _varint(len(message.object_id)), message.object_id,
-            bytes((_SET_NAME,)), _varint(len(name)), name,
-            bytes((_SET_RAW,)), _varint(len(message.raw)), message.raw,
-        ))
-    return message.SerializeToString()
+def _flag_raw_replies(method: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def serve(request: Any, context: grpc.ServicerContext) -> Any:
+        reply = method(request, context)
+        if isinstance(reply, bytes):
+            context.set_trailing_metadata(_RAW_REPLY)
+        return reply
+
+    return serve
 
 
-def decode_set_attribute(data: bytes) -> pb.SetAttributeRequest | RawSet:
-    """A RawSet for the exact layout encode_set_attribute writes; the generated message (which
-    validates everything) for anything else."""
-    try:
-        fields: dict[int, bytes] = {}
-        pos = 0
-        for tag in (_SET_OBJECT_ID, _SET_NAME, _SET_RAW):
-            if pos >= len(data) or data[pos] != tag:
-                raise ValueError
-            length, pos = _read_varint(data, pos + 1)
-            if tag == _SET_RAW:
-                if pos + length != len(data):
-                    raise ValueError
-                return RawSet(fields[_SET_OBJECT_ID], fields[_SET_NAME].decode(), data[pos:])
-            fields[tag] = data[pos:pos + length]
-            pos += length
-    except (ValueError, UnicodeDecodeError):
-        pass
-    return pb.SetAttributeRequest.FromString(data)
+def _encode_reply(reply: pb.Payload | bytes) -> bytes:
+    return reply if isinstance(reply, bytes) else reply.SerializeToString()
 
 
 def backend_stub(channel: grpc.Channel | grpc.aio.Channel) -> Any:
     """The generated Backend stub, with the large-value calls on this codec."""
     stub = rpc.BackendStub(channel)
-    stub.GetAttribute = channel.unary_unary(
-        f"/{SERVICE}/GetAttribute", request_serializer=pb.GetAttributeRequest.SerializeToString,
-        response_deserializer=decode_payload)
-    stub.SetAttribute = channel.unary_unary(
-        f"/{SERVICE}/SetAttribute", request_serializer=encode_set_attribute,
-        response_deserializer=pb.Empty.FromString)
+    stub.GetAttribute = _GetAttribute(channel)
+    stub.SetAttribute = _SetAttribute(channel)
     return stub
 
 
@@ -134,9 +118,10 @@ def add_backend_servicer(servicer: rpc.BackendServicer, server: grpc.Server) -> 
     capture = _Capture()
     rpc.add_BackendServicer_to_server(servicer, capture)
     handlers = dict(capture.handlers)
-    handlers["GetAttribute"] = grpc.unary_unary_rpc_method_handler(
-        servicer.GetAttribute, request_deserializer=pb.GetAttributeRequest.FromString, response_serializer=encode_payload)
-    handlers["SetAttribute"] = grpc.unary_unary_rpc_method_handler(
-        servicer.SetAttribute, request_deserializer=decode_set_attribute, response_serializer=pb.Empty.SerializeToString)
+    handlers["GetAttribute"] = grpc.unary_unary_rpc_method_handler(  # a bytes value is the whole reply
+        _flag_raw_replies(servicer.GetAttribute), request_deserializer=pb.GetAttributeRequest.FromString,
+        response_serializer=_encode_reply)
+    handlers["SetRawAttribute"] = grpc.unary_unary_rpc_method_handler(  # the message is the value
+        servicer.SetRawAttribute, response_serializer=pb.Empty.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)

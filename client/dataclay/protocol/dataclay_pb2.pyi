@@ -68,16 +68,18 @@ class GetAttributeRequest(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...
 
 class SetAttributeRequest(_message.Message):
-    __slots__ = ("object_id", "name", "payload", "raw")
+    __slots__ = ("object_id", "name", "payload")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    RAW_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     name: str
     payload: bytes
-    raw: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., raw: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, object_id: _Optional[bytes] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class RawBytes(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class CallRequest(_message.Message):
     __slots__ = ("object_id", "method", "payload")
@@ -90,12 +92,10 @@ class CallRequest(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., method: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class Payload(_message.Message):
-    __slots__ = ("payload", "raw")
+    __slots__ = ("payload",)
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    RAW_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
-    raw: bytes
-    def __init__(self, payload: _Optional[bytes] = ..., raw: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
 
 class BackendStats(_message.Message):
     __slots__ = ("backend_id", "name", "owned_objects", "loaded_objects", "loaded_bytes", "memory_limit")

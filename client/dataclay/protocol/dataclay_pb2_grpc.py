@@ -49,6 +49,11 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.SetAttributeRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
+        self.SetRawAttribute = channel.unary_unary(
+                '/dataclay.v1.Backend/SetRawAttribute',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.RawBytes.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
         self.CallActiveMethod = channel.unary_unary(
                 '/dataclay.v1.Backend/CallActiveMethod',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.CallRequest.SerializeToString,
@@ -127,13 +132,26 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAttribute(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The reply is a Payload; or, when the response metadata has `dataclay-raw` (the value is a
+        `bytes` object), the value's bytes themselves, not a protobuf encoding (which would copy
+        a 64 MiB value twice more). dataclay/protocol/codec.py sends and receives it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetAttribute(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRawAttribute(self, request, context):
+        """Set a property to a `bytes` value. The message is the value itself, not a protobuf
+        encoding (framing it would copy a 64 MiB value twice more); the object and the property
+        are named by the request metadata keys `dataclay-object-id-bin` and `dataclay-property`.
+        dataclay/protocol/codec.py sends and receives it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -238,6 +256,11 @@ def add_BackendServicer_to_server(servicer, server):
             'SetAttribute': grpc.unary_unary_rpc_method_handler(
                     servicer.SetAttribute,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.SetAttributeRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'SetRawAttribute': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRawAttribute,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.RawBytes.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
             'CallActiveMethod': grpc.unary_unary_rpc_method_handler(
@@ -386,6 +409,33 @@ class Backend:
             target,
             '/dataclay.v1.Backend/SetAttribute',
             dataclay_dot_protocol_dot_dataclay__pb2.SetAttributeRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRawAttribute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/SetRawAttribute',
+            dataclay_dot_protocol_dot_dataclay__pb2.RawBytes.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
             options,
             channel_credentials,
