@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine, Iterator
+from typing import Any, BinaryIO, Callable, Coroutine, Iterator
 from uuid import UUID
 
 from dataclay.dataclay_object import IMMUTABLE_TYPES, DataClayObject
@@ -29,10 +29,10 @@ from dataclay.exceptions import (
 )
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
-from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
+from dataclay.serialization import Ref, class_path, dump, dumps, import_class, loads, make_ref
 from dataclay.transport import CURRENT_CHAIN, run_blocking
 from dataclay_backend.heap import LOCK_TIMEOUT, ChainLock, LoadedSet
-from dataclay_backend.object_store import ObjectStore, StoredObject
+from dataclay_backend.object_store import INLINE_LIMIT, ObjectStore, StoredObject
 from dataclay_backend.wire import parse_uuid
 
 
@@ -62,6 +62,38 @@ def _can_change_in_place(obj: DataClayObject) -> bool:
         if type(value) not in IMMUTABLE_TYPES and not getattr(value, "_dc_is_dataclay_object", False):
             return True
     return False
+
+
+class _ImmutableState:
+    """A large state whose values are all immutable (bytes, str, numbers): the store pickles
+    it straight into its file, after the object's lock is released (the values cannot change
+    meanwhile), with no copy of it in memory: a 64 MiB write saves copying 64 MiB."""
+
+    __slots__ = ("values", "size")
+
+    def __init__(self, values: dict[str, Any], size: int) -> None:
+        self.values, self.size = values, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def write_to(self, file: BinaryIO) -> None:
+        dump(self.values, file, _no_reference)
+
+
+def _no_reference(obj: Any) -> Ref:
+    raise AssertionError("an immutable state holds no persistent object")
+
+
+def _large_immutable_size(values: dict[str, Any]) -> int:
+    """The size of a state that _ImmutableState can write, or 0."""
+    size = 0
+    for value in values.values():
+        if type(value) not in IMMUTABLE_TYPES:
+            return 0
+        if type(value) in (bytes, str):
+            size += len(value)
+    return size if size > INLINE_LIMIT else 0
 
 
 def _hint_free_ref(obj: DataClayObject) -> Ref:
@@ -413,7 +445,9 @@ class BackendRuntime(Runtime):
             digest = _state_digest(obj) if in_place else None
             if not assigned and digest == state.get("_dc_digest"):
                 return None
-            data = dumps(obj._dc_state(), lambda ref_obj: self._reference(ref_obj, scope))
+            values = obj._dc_state()
+            size = _large_immutable_size(values)
+            data = _ImmutableState(values, size) if size else dumps(values, lambda ref: self._reference(ref, scope))
             revision = state["_dc_revision"] = state.get("_dc_revision", 0) + 1
             state["_dc_digest"] = digest
         finally:

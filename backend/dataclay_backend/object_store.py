@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Protocol
 from uuid import UUID
 
 from dataclay_backend.sqlite_db import Database
@@ -53,12 +53,20 @@ CREATE TABLE IF NOT EXISTS staged_writes (  -- consolidations prepared here, not
 """
 
 
+class StateWriter(Protocol):
+    """A large state that writes itself into its file (no copy of it in memory first)."""
+
+    def __len__(self) -> int: ...  # about its size; more than INLINE_LIMIT
+
+    def write_to(self, file: BinaryIO) -> None: ...
+
+
 @dataclass(frozen=True)
 class StoredObject:
     object_id: UUID
     class_path: str
     revision: int
-    state: bytes
+    state: bytes | StateWriter
 
 
 class ObjectStore:
@@ -87,10 +95,13 @@ class ObjectStore:
             if path.name not in referenced:
                 path.unlink()
 
-    def _write_file(self, name: str, data: bytes) -> None:
+    def _write_file(self, name: str, data: bytes | StateWriter) -> None:
         path = self.blobs / name
         with open(path, "r+b" if path.exists() else "wb") as file:
-            file.write(data)
+            if isinstance(data, bytes):
+                file.write(data)
+            else:
+                data.write_to(file)
             file.truncate()
             if self._fsync:
                 file.flush()

@@ -11,7 +11,7 @@ import importlib
 import io
 import pickle
 from functools import lru_cache
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from dataclay.exceptions import ClassNotFoundError
 
@@ -49,7 +49,7 @@ def import_class(path: str) -> type:
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, on_object: Callable[[Any], Ref]) -> None:
+    def __init__(self, file: IO[bytes], on_object: Callable[[Any], Ref]) -> None:
         super().__init__(file, protocol=PROTOCOL)
         self._on_object = on_object
 
@@ -72,6 +72,11 @@ def dumps(value: Any, on_object: Callable[[Any], Ref]) -> bytes:
     buffer = io.BytesIO()
     _Pickler(buffer, on_object).dump(value)
     return buffer.getvalue()
+
+
+def dump(value: Any, file: IO[bytes], on_object: Callable[[Any], Ref]) -> None:
+    """dumps() straight into a file: a large bytes value goes to the file without a copy."""
+    _Pickler(file, on_object).dump(value)
 
 
 def loads(data: bytes, resolve: Callable[[Ref], Any]) -> Any:
