@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 4 * 1024 * 1024
 BATCH = 512  # objects locked, read and sent per step
 FIRST_BATCH = 32
+EARLY_OBJECTS = 2048
 
 
 def _references(state: bytes) -> list[Ref]:
@@ -208,7 +209,9 @@ class Mover:
                         records, size = [], 0
             sent["objects"] = len(walk.locked)
             progress(pb.MoveProgress(objects_total=len(walk.locked), objects_sent=sent["objects"], bytes_sent=sent["bytes"]))
-            if records:  # after every batch: the destination stores it while we walk the next
+            # Early on, after every batch: the destination starts storing while we walk the next.
+            # Then in chunks of an eighth of CHUNK_BYTES: each is one transaction there.
+            if records and (size >= CHUNK_BYTES // 8 or sent["objects"] <= EARLY_OBJECTS):
                 yield pb.TransferChunk(objects=records, **header)
                 sent["bytes"] += size
                 records, size = [], 0
