@@ -139,6 +139,8 @@ class ObjectStore:
         objects = list(objects)
         deleted = [object_id.bytes for object_id in delete]
         upsert = _STAGE if staged is not None else _UPSERT
+        if not objects and not deleted:
+            return  # a request that changed nothing: no transaction at all
         large = sorted({obj.object_id.bytes for obj in objects if len(obj.state) > INLINE_LIMIT})
         if not large and len(objects) == 1 and not deleted and objects[0].object_id.bytes not in self._file_ids:
             obj = objects[0]  # the common commit: one small row, one statement
