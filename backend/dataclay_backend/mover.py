@@ -224,25 +224,29 @@ class Mover:
         """Stage an incoming transfer: stored, not live, until activated."""
         rt = self.rt
         moves: set[UUID] = set()
-        partial: dict[bytes, list[bytes]] = {}
+        partial: dict[bytes, list[bytes]] = {}  # objects larger than a chunk, in pieces
+        classes: set[str] = set()  # class paths checked importable here
         try:
             for chunk in chunks:
                 move_id = parse_uuid(chunk.move_id, "move id")
                 moves.add(move_id)
                 rows = []
                 for record in chunk.objects:
-                    pieces = partial.setdefault(record.object_id, [])
-                    pieces.append(record.state)
-                    if record.continues:
-                        continue
-                    del partial[record.object_id]
-                    object_id = parse_uuid(record.object_id, "object id")
+                    key, state = record.object_id, record.state
+                    if record.continues or key in partial:
+                        partial.setdefault(key, []).append(state)
+                        if record.continues:
+                            continue
+                        state = b"".join(partial.pop(key))
+                    object_id = parse_uuid(key, "object id")
                     if object_id in rt.owned:
                         raise InvalidRequestError(
                             f"object {object_id} is already live on backend {rt.name}; a transfer cannot replace it",
                             object_id=object_id)
-                    import_class(record.class_path)
-                    rows.append(StoredObject(object_id, record.class_path, record.revision or 1, b"".join(pieces)))
+                    if record.class_path not in classes:
+                        import_class(record.class_path)
+                        classes.add(record.class_path)
+                    rows.append(StoredObject(object_id, record.class_path, record.revision or 1, state))
                 rt.store.write(rows, staged=move_id)
                 with self._lock:
                     staged = self.staged_moves.setdefault(move_id, {})
