@@ -114,8 +114,8 @@ def test_malformed_requests(client, witness):
     set_raw = channel.unary_unary("/dataclay.v1.Backend/SetRawAttribute")
     for metadata, expected in [
         ((), InvalidRequestError),
-        ((("dataclay-object-id-bin", b"short"), ("dataclay-property", "salary")), InvalidRequestError),
-        ((("dataclay-object-id-bin", witness._dc_id.bytes), ("dataclay-property", "nope")), AttributeNotFoundError),
+        ((("dataclay-object-id-bin", b"short"), ("dataclay-property-bin", b"salary")), InvalidRequestError),
+        ((("dataclay-object-id-bin", witness._dc_id.bytes), ("dataclay-property-bin", b"nope")), AttributeNotFoundError),
     ]:
         with pytest.raises(grpc.RpcError) as raised:
             set_raw(b"value", metadata=metadata)

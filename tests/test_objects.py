@@ -6,7 +6,7 @@ import pytest
 from dataclay import DataClayObject
 from dataclay.exceptions import AliasAlreadyExistError, AliasDoesNotExistError, ObjectNotRegisteredError
 from hr import Employee
-from shapes import Blob, Node
+from shapes import Bild, Blob, Node
 
 
 def test_attribute_write_and_read_through_proxy(client):
@@ -156,6 +156,13 @@ def test_large_bytes_attribute_round_trip(client):
     blob.data = data
     assert blob.size() == len(data)
     assert blob.data == data
+
+
+def test_bytes_property_with_a_non_ascii_name(client):
+    bild = Bild()
+    bild.make_persistent()
+    bild.größe = b"\x00\xff" * 1000
+    assert bild.größe == b"\x00\xff" * 1000
 
 
 def test_get_by_id_of_unknown_object(client):

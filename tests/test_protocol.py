@@ -27,7 +27,7 @@ def test_a_bytes_value_is_the_whole_message_both_ways(client):
         set_raw = channel.unary_unary("/dataclay.v1.Backend/SetRawAttribute")
         get = channel.unary_unary("/dataclay.v1.Backend/GetAttribute")
         value = bytes(range(256)) * 1000
-        set_raw(value, metadata=(("dataclay-object-id-bin", blob._dc_id.bytes), ("dataclay-property", "data")))
+        set_raw(value, metadata=(("dataclay-object-id-bin", blob._dc_id.bytes), ("dataclay-property-bin", "data".encode())))
         request = pb.GetAttributeRequest(object_id=blob._dc_id.bytes, name="data").SerializeToString()
         reply, call = get.with_call(request)
         assert reply == value and ("dataclay-raw", "1") in call.trailing_metadata()

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
-# Chains of moves: they hold objects only to keep writers out, so those objects may be unloaded.
-MOVE_CHAIN_PREFIX = "move-"
+# The chain eviction holds an object's lock with while it unloads it.
+EVICTION_CHAIN = "evict"
 # How long any call waits for an object another call holds before it fails with ObjectBusyError.
 LOCK_TIMEOUT = float(os.environ.get("DC_LOCK_TIMEOUT", "60"))
 
@@ -107,21 +107,28 @@ class LoadedSet:
                     self.total -= old[1]
 
     def evict(self) -> None:
-        """Unload least recently used objects that no call holds, until under the limit."""
+        """Unload least recently used objects that no call holds, until under the limit. Each
+        is unloaded holding its lock (taken only if free: never waits), so no call, move or
+        version ever sees it half unloaded."""
         with self._lock:
             skipped = []
             while self.total > self.memory_limit and self._sizes:
                 object_id, (obj, size) = self._sizes.popitem(last=False)
-                lock = obj.__dict__.get("_dc_lock")
-                held = lock is not None and lock.owner is not None and not lock.owner.startswith(MOVE_CHAIN_PREFIX)
-                if held or obj.__dict__.get("_dc_pending"):  # in use, or a change not yet committed
-                    skipped.append((object_id, (obj, size)))
-                    continue
-                self.total -= size
                 state = obj.__dict__
-                for name in obj._dc_properties:
-                    state.pop(name, None)
-                state["_dc_is_loaded"] = False
+                lock = state.setdefault("_dc_lock", ChainLock())  # as BackendRuntime.lock_of
+                if not ChainLock.take_free([lock], EVICTION_CHAIN)[0]:
+                    skipped.append((object_id, (obj, size)))  # in use
+                    continue
+                try:
+                    if state.get("_dc_pending"):  # a change not yet committed
+                        skipped.append((object_id, (obj, size)))
+                        continue
+                    self.total -= size
+                    state["_dc_is_loaded"] = False
+                    for name in obj._dc_properties:
+                        state.pop(name, None)
+                finally:
+                    lock.release()
             for object_id, entry in reversed(skipped):
                 self._sizes[object_id] = entry
                 self._sizes.move_to_end(object_id, last=False)

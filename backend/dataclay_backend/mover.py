@@ -33,7 +33,7 @@ from dataclay.transport import run_blocking
 from dataclay_backend import faults
 from dataclay_backend.backend_runtime import SCOPE
 from dataclay_backend.wire import parse_uuid
-from dataclay_backend.heap import MOVE_CHAIN_PREFIX, ChainLock
+from dataclay_backend.heap import ChainLock
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.retry import keep_trying
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MOVE_CHAIN_PREFIX = "move-"  # chains of moves not made from within a call
 CHUNK_BYTES = 4 * 1024 * 1024
 BATCH = 512  # objects locked, read and sent per step
 FIRST_BATCH = 32
@@ -305,6 +306,10 @@ class Mover:
                 log.info("recovery: discarded uncommitted incoming move %s (%d objects)", move_id, len(objects))
 
 
+class _WalkClosed(Exception):
+    """The walk was released while it was still running."""
+
+
 class _Walk:
     """The objects a move (or a version) takes: the roots and, if recursive, what they reach
     through objects owned here, locked and read a batch at a time. `batches()` yields lists
@@ -319,6 +324,8 @@ class _Walk:
         self.with_states = with_states or recursive
         self.chain = chain
         self.locked: list[DataClayObject] = []
+        self._guard = threading.Lock()  # `locked` and `_closed`: a failed stream may still be walking
+        self._closed = False
         self._seen: set[UUID] = set()
         self._frontier: dict[UUID, pb.ObjectEntry] = {}
         self._queue: deque[UUID] = deque()
@@ -332,23 +339,41 @@ class _Walk:
         return list(self._frontier.values())
 
     def release(self) -> None:
-        ChainLock.release_all([self.rt.lock_of(obj) for obj in self.locked])
-        self.locked = []
+        """Let every locked object go; a walk still running (in gRPC's thread, after the
+        transfer failed) stops and lets go of anything it locks afterwards."""
+        with self._guard:
+            self._closed = True
+            locked, self.locked = self.locked, []
+        ChainLock.release_all([self.rt.lock_of(obj) for obj in locked])
+
+    def _keep(self, objects: list[DataClayObject]) -> None:
+        """Record objects just locked (so release() lets them go), unless the walk is over."""
+        with self._guard:
+            if not self._closed:
+                self.locked.extend(objects)
+                return
+        ChainLock.release_all([self.rt.lock_of(obj) for obj in objects])
+        raise _WalkClosed
 
     def batches(self) -> Iterator[list[tuple[DataClayObject, bytes, int]]]:
         """Batches of (object, state, revision); settled, so memory, store and revision agree."""
+        try:
+            yield from self._batches()
+        except _WalkClosed:
+            return
+
+    def _batches(self) -> Iterator[list[tuple[DataClayObject, bytes, int]]]:
         rt = self.rt
         size = FIRST_BATCH  # small at first, so the destination starts storing at once
         while self._queue:
             ids: list[UUID] = []
-            size = min(size * 2, BATCH)
             while self._queue and len(ids) < size:
                 object_id = self._queue.popleft()
                 if object_id not in self._seen:
                     self._seen.add(object_id)
                     ids.append(object_id)
+            size = min(size * 2, BATCH)
             batch = self._lock_many(ids)
-            self.locked.extend(batch)
             states = self._states(batch) if self.with_states else {}
             if self.recursive:
                 for data, _ in states.values():
@@ -362,27 +387,31 @@ class _Walk:
             yield [(obj, *states.get(obj.__dict__["_dc_id"], (b"", 1))) for obj in batch]
 
     def _lock_many(self, ids: list[UUID]) -> list[DataClayObject]:
-        """Lock the owned objects among `ids`: those free and settled in one pass, the others
-        one by one, waiting for them (the rest moved away meanwhile)."""
+        """Lock the owned objects among `ids`, in order, as one by one would (the others moved
+        away meanwhile): the leading ones that are free and settled in one pass; from the first
+        that is not, one at a time, waiting. Never holds a later object while waiting for an
+        earlier one (a call holding the earlier one may need the later one)."""
         rt = self.rt
         owned = [(object_id, path) for object_id in ids if (path := rt.owned.get(object_id)) is not None]
         objects = rt.local_instances(owned)
         locks = [rt.lock_of(obj) for obj in objects]
         scope = SCOPE.get()
         pending = scope.pending if scope is not None else ()
-        locked, unsettled = [], []
-        for obj, lock, taken in zip(objects, locks, ChainLock.take_free(locks, self.chain)):
+        taken = ChainLock.take_free(locks, self.chain)
+        ready = 0
+        for obj, was_taken in zip(objects, taken):
             meta = obj.__dict__
-            if taken and meta["_dc_is_local"] and meta.get("_dc_pending", 0) <= (meta["_dc_id"] in pending):
-                locked.append(obj)
-            else:
-                if taken:
-                    lock.release()
-                unsettled.append(meta["_dc_id"])
-        for object_id in unsettled:
-            obj = self._lock_one(object_id)
-            if obj is not None:
-                locked.append(obj)
+            if not (was_taken and meta["_dc_is_local"] and meta.get("_dc_pending", 0) <= (meta["_dc_id"] in pending)):
+                break
+            ready += 1
+        ChainLock.release_all([lock for lock, was_taken in zip(locks[ready:], taken[ready:]) if was_taken])
+        locked = objects[:ready]
+        self._keep(locked)
+        for obj in objects[ready:]:
+            one = self._lock_one(obj.__dict__["_dc_id"])
+            if one is not None:
+                self._keep([one])
+                locked.append(one)
         return locked
 
     def _lock_one(self, object_id: UUID) -> DataClayObject | None:

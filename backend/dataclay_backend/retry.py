@@ -4,17 +4,18 @@
 `keep_trying(attempt, what)` calls `attempt()` in the background until it returns True, waiting
 longer each time (capped), and gives up after a bounded number of tries with an error that says
 what to do: every one of these is also settled by the backend's recovery when it restarts.
-Attempts run on a few long-lived threads (starting a thread per attempt cost a consolidation a
-third of its time); one timer thread hands them over when they are due.
+Attempts run on a few long-lived daemon threads (starting a thread per attempt cost a
+consolidation a third of its time; daemons, so that an attempt stuck on a peer never holds up a
+backend's exit); one timer thread hands them over when they are due.
 """
 from __future__ import annotations
 
 import heapq
 import itertools
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -26,25 +27,27 @@ WORKERS = 4  # attempts that may wait on the metadata service at once
 
 
 class _Scheduler:
-    """Runs callables on the worker pool, now or after a delay."""
+    """Runs callables on WORKERS daemon threads, now or after a delay."""
 
     def __init__(self) -> None:
-        self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dataclay-settle")
+        self._ready: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._due: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
-        self._timer: threading.Thread | None = None
+        self._started = False
 
     def call_later(self, delay: float, function: Callable[[], None]) -> None:
-        if delay <= 0:
-            self._workers.submit(function)
-            return
         with self._changed:
-            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), function))
-            if self._timer is None:
-                self._timer = threading.Thread(target=self._hand_over, name="dataclay-settle-timer", daemon=True)
-                self._timer.start()
-            self._changed.notify()
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._hand_over, name="dataclay-settle-timer", daemon=True).start()
+                for number in range(WORKERS):
+                    threading.Thread(target=self._work, name=f"dataclay-settle-{number}", daemon=True).start()
+            if delay > 0:
+                heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), function))
+                self._changed.notify()
+                return
+        self._ready.put(function)
 
     def _hand_over(self) -> None:
         while True:
@@ -52,7 +55,15 @@ class _Scheduler:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
                 _, _, function = heapq.heappop(self._due)
-            self._workers.submit(function)
+            self._ready.put(function)
+
+    def _work(self) -> None:
+        while True:
+            function = self._ready.get()
+            try:
+                function()
+            except Exception:  # never lose a worker
+                log.exception("settling in the background failed")
 
 
 _SCHEDULER = _Scheduler()
@@ -60,16 +71,17 @@ _SCHEDULER = _Scheduler()
 
 def keep_trying(attempt: Callable[[], bool], what: str, delay: float = FIRST_DELAY, attempts: int = ATTEMPTS) -> None:
     def run() -> None:
+        following = min(max(delay * 2, FIRST_DELAY), MAX_DELAY)
         try:
             done = attempt()
         except Exception as exc:  # the metadata service (or a backend) is not answering yet
-            log.warning("%s: not yet (%s); trying again in %.1fs", what, exc, max(delay * 2, FIRST_DELAY))
+            log.warning("%s: not yet (%s); trying again in %.1fs", what, exc, following)
             done = False
         if done:
             return
         if attempts <= 1:
             log.error("%s: gave up; restarting this backend settles it from the metadata service", what)
             return
-        keep_trying(attempt, what, min(max(delay * 2, FIRST_DELAY), MAX_DELAY), attempts - 1)
+        keep_trying(attempt, what, following, attempts - 1)
 
     _SCHEDULER.call_later(delay, run)

@@ -115,3 +115,9 @@ class Blob(DataClayObject):
     @activemethod
     def size(self) -> int:
         return len(self.data)
+
+
+class Bild(DataClayObject):
+    """A property whose name is not ASCII (it travels in call metadata when raw)."""
+
+    größe: bytes

@@ -42,15 +42,16 @@ class _SetAttribute:
 
     def __call__(self, request: pb.SetAttributeRequest | RawSet, metadata: Any = None, **options: Any) -> Any:
         if isinstance(request, RawSet):
-            names = ((OBJECT_ID_METADATA_KEY, request.object_id), (PROPERTY_METADATA_KEY, request.name))
+            names = ((OBJECT_ID_METADATA_KEY, request.object_id), (PROPERTY_METADATA_KEY, request.name.encode()))
             return self._raw(request.raw, metadata=(*(metadata or ()), *names), **options)
         return self._message(request, metadata=metadata, **options)
 
 
 def raw_set_target(metadata: Any) -> tuple[bytes, str]:
-    """The object id and property a SetRawAttribute call names (empty if it names none)."""
+    """The object id and property a SetRawAttribute call names (empty if it names none, or
+    a name that is not UTF-8, which matches no property)."""
     found = dict(metadata or ())
-    return found.get(OBJECT_ID_METADATA_KEY, b""), found.get(PROPERTY_METADATA_KEY, "")
+    return found.get(OBJECT_ID_METADATA_KEY, b""), found.get(PROPERTY_METADATA_KEY, b"").decode(errors="replace")
 
 
 class _GetAttribute:

@@ -149,7 +149,8 @@ class BackendServicer:
     def SetRawAttribute(self, request, context):
         """Set a property to a `bytes` value. The message is the value itself, not a protobuf
         encoding (framing it would copy a 64 MiB value twice more); the object and the property
-        are named by the request metadata keys `dataclay-object-id-bin` and `dataclay-property`.
+        are named by the request metadata keys `dataclay-object-id-bin` (16 bytes) and
+        `dataclay-property-bin` (the property name in UTF-8).
         dataclay/protocol/codec.py sends and receives it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
