@@ -132,7 +132,7 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAttribute(self, request, context):
-        """The reply is a Payload; or, when the response metadata has `dataclay-raw` (the value is a
+        """The reply is a Payload; or, when the trailing metadata has `dataclay-raw` (the value is a
         `bytes` object), the value's bytes themselves, not a protobuf encoding (which would copy
         a 64 MiB value twice more). dataclay/protocol/codec.py sends and receives it.
         """
