@@ -119,8 +119,8 @@ class BackendRuntime(Runtime):
         self.name = name
         self.local_backend_id = store.backend_id()
         self.owned: dict[UUID, str] = {}  # object id -> class path, for every object stored here
-        self.loaded = LoadedSet(memory_limit)
         self._load_lock = threading.Lock()
+        self.loaded = LoadedSet(memory_limit, self._load_lock)
         self._lock_creation = threading.Lock()
         self._settled = threading.Condition()  # notified when an object has no commit on its way
         self._chains = itertools.count()

@@ -14,8 +14,12 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
-# The chain eviction holds an object's lock with while it unloads it.
-EVICTION_CHAIN = "evict"
+# The chain eviction holds an object's lock with while it unloads it: not printable ASCII, so
+# no request can name it in its dataclay-chain metadata.
+EVICTION_CHAIN = "\x00evict"
+# Chains of moves: they hold objects only to keep writers out, so those objects may be unloaded
+# (the walk reads a loaded state holding the load lock, as eviction unloads one).
+MOVE_CHAIN_PREFIX = "move-"
 # How long any call waits for an object another call holds before it fails with ObjectBusyError.
 LOCK_TIMEOUT = float(os.environ.get("DC_LOCK_TIMEOUT", "60"))
 
@@ -80,10 +84,13 @@ class ChainLock:
 
 
 class LoadedSet:
-    """Loaded instances in LRU order with their sizes; picks what to unload past a limit."""
+    """Loaded instances in LRU order with their sizes; picks what to unload past a limit.
+    `load_lock` is the lock loads happen under: an object is unloaded holding it too, so a
+    read that reloads the object (reads take no object lock) never interleaves with it."""
 
-    def __init__(self, memory_limit: int) -> None:
+    def __init__(self, memory_limit: int, load_lock: threading.Lock) -> None:
         self.memory_limit = memory_limit
+        self.load_lock = load_lock
         self._sizes: "OrderedDict[UUID, tuple[Any, int]]" = OrderedDict()
         self.total = 0
         self._lock = threading.Lock()
@@ -107,20 +114,24 @@ class LoadedSet:
                     self.total -= old[1]
 
     def evict(self) -> None:
-        """Unload least recently used objects that no call holds, until under the limit. Each
-        is unloaded holding its lock (taken only if free: never waits), so no call, move or
-        version ever sees it half unloaded."""
-        with self._lock:
+        """Unload least recently used objects that no call holds (a move may), until under the
+        limit. Each is unloaded holding its lock (taken only if free: never waits) or held by
+        a move, and holding the load lock: no call, read, move or version sees it half unloaded."""
+        if self.total <= self.memory_limit:
+            return  # the common case: no need to wait for a load in progress
+        with self._lock, self.load_lock:
             skipped = []
             while self.total > self.memory_limit and self._sizes:
                 object_id, (obj, size) = self._sizes.popitem(last=False)
                 state = obj.__dict__
-                lock = state.setdefault("_dc_lock", ChainLock())  # as BackendRuntime.lock_of
-                if not ChainLock.take_free([lock], EVICTION_CHAIN)[0]:
-                    skipped.append((object_id, (obj, size)))  # in use
-                    continue
+                lock = state.get("_dc_lock")
+                if lock is None:
+                    lock = state.setdefault("_dc_lock", ChainLock())  # as BackendRuntime.lock_of
+                taken = ChainLock.take_free([lock], EVICTION_CHAIN)[0]
                 try:
-                    if state.get("_dc_pending"):  # a change not yet committed
+                    owner = lock.owner
+                    if not (taken or (owner is not None and owner.startswith(MOVE_CHAIN_PREFIX))) \
+                            or state.get("_dc_pending"):  # in use, or a change not yet committed
                         skipped.append((object_id, (obj, size)))
                         continue
                     self.total -= size
@@ -128,7 +139,8 @@ class LoadedSet:
                     for name in obj._dc_properties:
                         state.pop(name, None)
                 finally:
-                    lock.release()
+                    if taken:
+                        lock.release()
             for object_id, entry in reversed(skipped):
                 self._sizes[object_id] = entry
                 self._sizes.move_to_end(object_id, last=False)

@@ -33,7 +33,7 @@ from dataclay.transport import run_blocking
 from dataclay_backend import faults
 from dataclay_backend.backend_runtime import SCOPE
 from dataclay_backend.wire import parse_uuid
-from dataclay_backend.heap import ChainLock
+from dataclay_backend.heap import MOVE_CHAIN_PREFIX, ChainLock
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.retry import keep_trying
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MOVE_CHAIN_PREFIX = "move-"  # chains of moves not made from within a call
 CHUNK_BYTES = 4 * 1024 * 1024
 BATCH = 512  # objects locked, read and sent per step
 FIRST_BATCH = 32
@@ -432,12 +431,13 @@ class _Walk:
         the others as stored, read in batches."""
         states = {}
         unloaded = []
-        for obj in objects:
-            meta = obj.__dict__
-            if meta["_dc_is_loaded"]:
-                states[meta["_dc_id"]] = (dumps(obj._dc_state(), make_ref), meta.get("_dc_revision", 1))
-            else:
-                unloaded.append(meta["_dc_id"])
+        with self.rt.loaded.load_lock:  # eviction may unload objects a move holds, but not meanwhile
+            for obj in objects:
+                meta = obj.__dict__
+                if meta["_dc_is_loaded"]:
+                    states[meta["_dc_id"]] = (dumps(obj._dc_state(), make_ref), meta.get("_dc_revision", 1))
+                else:
+                    unloaded.append(meta["_dc_id"])
         for object_id, stored in self.rt.store.load_many(unloaded).items():
             states[object_id] = (stored.state, stored.revision)
         return states
