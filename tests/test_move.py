@@ -13,6 +13,7 @@ from dataclay.exceptions import (
     ObjectBusyError,
     ObjectMovingError,
     ObjectNotRegisteredError,
+    VersionConflictError,
 )
 from hr import Company, Employee
 from shapes import Node
@@ -146,6 +147,27 @@ def test_an_object_that_comes_back_keeps_its_stored_copy(make_cluster):
         assert children[19_999].value == 19_999
     cluster.stop()
     _assert_each_object_once(cluster, {big._dc_id, small._dc_id, *(child._dc_id for child in children)})
+
+
+def test_a_call_moves_what_it_just_changed(make_cluster):
+    """Within an active method, a move takes the call's own uncommitted changes along (it
+    used to wait for them to commit, which waited for the move, until ObjectBusyError)."""
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        root = Node(0)
+        root.children = [Node(i) for i in range(200)]  # beyond the walk's first batches
+        root.make_persistent(backend_id=ids[0])
+        version = root.children[150].new_version()
+        assert root.bump_all_and_move(str(ids[1])) == 201
+        cluster.kill_backend("backend-1")  # what the destination stored is what survives
+        cluster.start_backend(1)
+        children = root.children
+        assert root.value == 1 and [c.value for c in children] == list(range(1, 201))
+        assert {c._dc_backend_id for c in children} == {ids[1]}
+        version.value = -1
+        with pytest.raises(VersionConflictError):  # the change moved as a new revision
+            version.consolidate_version()
 
 
 def test_move_to_current_owner_and_bad_input(client):

@@ -96,6 +96,14 @@ def _large_immutable_size(values: dict[str, Any]) -> int:
     return size if size > INLINE_LIMIT else 0
 
 
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _hint_free_ref(obj: DataClayObject) -> Ref:
     return (obj.__dict__["_dc_id"].bytes, class_path(type(obj)), b"")
 
@@ -176,6 +184,22 @@ class BackendRuntime(Runtime):
             self.owned.pop(object_id, None)
         self.loaded.discard(*ids)
         super().became_remote(objects, backend_id)
+
+    def move_here(
+        self, obj: DataClayObject, target: UUID, recursive: bool, on_progress: Callable[[int, int], None] | None
+    ) -> pb.MoveProgress | None:
+        """Within a blocking call served here, move objects owned here in the call's own scope
+        (a Move request to ourselves would wait for the call's uncommitted changes to commit,
+        which wait for the move). Async methods ask the owner, never blocking the event loop."""
+        object_id = obj.__dict__["_dc_id"]
+        if SCOPE.get() is None or object_id not in self.owned or _in_event_loop():
+            return None
+
+        def progress(update: pb.MoveProgress) -> None:
+            if on_progress is not None and update.objects_total:
+                on_progress(update.objects_sent, update.objects_total)
+
+        return self.mover.move([object_id], target, recursive, False, progress)
 
     def local_object(self, object_id: UUID) -> DataClayObject:
         """The owned object with this id, or the typed error that tells the caller where it is."""

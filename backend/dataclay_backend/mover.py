@@ -87,6 +87,8 @@ class Mover:
         move_id = uuid.uuid4()
         try:
             sent = {"objects": 0, "bytes": 0}
+            # gRPC's request-consumer thread pulls all but the first chunk, in a copy of this
+            # thread's context: the walk sees the request scope (test_a_call_moves_what_it_just_changed)
             chunks = self._chunks(move_id, walk, sent, progress)
             try:
                 first = next(chunks, None)
@@ -431,11 +433,16 @@ class _Walk:
         the others as stored, read in batches."""
         states = {}
         unloaded = []
+        scope = SCOPE.get()
+        pending = scope.pending if scope is not None else ()  # changed by the call that moves them
         with self.rt.loaded.load_lock:  # eviction may unload objects a move holds, but not meanwhile
             for obj in objects:
                 meta = obj.__dict__
                 if meta["_dc_is_loaded"]:
-                    states[meta["_dc_id"]] = (dumps(obj._dc_state(), make_ref), meta.get("_dc_revision", 1))
+                    revision = meta.get("_dc_revision", 1)
+                    if meta["_dc_id"] in pending:  # the move stores this change: a new revision
+                        revision = meta["_dc_revision"] = revision + 1
+                    states[meta["_dc_id"]] = (dumps(obj._dc_state(), make_ref), revision)
                 else:
                     unloaded.append(meta["_dc_id"])
         for object_id, stored in self.rt.store.load_many(unloaded).items():

@@ -347,6 +347,9 @@ async def _move_from_owner(
     rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: ProgressCallback | None
 ) -> pb.MoveProgress:
     object_id = obj.__dict__["_dc_id"].bytes
+    here = rt.move_here(obj, target, recursive, on_progress)
+    if here is not None:
+        return here
 
     async def perform(info: BackendInfo) -> pb.MoveProgress:
         request = pb.MoveRequest(object_ids=[object_id], destination=target.bytes, recursive=recursive)

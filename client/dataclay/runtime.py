@@ -160,6 +160,14 @@ class Runtime:
                 if self.heap.get(state["_dc_id"]) is not obj:
                     self.heap[state["_dc_id"]] = obj
 
+    def move_here(
+        self, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: Callable[[int, int], None] | None
+    ) -> Any:
+        """A backend moves an object it owns itself (returning the final MoveProgress) when a
+        call it is serving asks, so that the call's own changes, not yet committed, go along;
+        None: ask the owner. A client always asks the owner."""
+        return None
+
     def relocated(self, object_ids: list[UUID], backend_id: UUID) -> None:
         """These objects now live on backend_id: fix the proxies this process holds."""
         for object_id in object_ids:

@@ -99,6 +99,14 @@ class Node(DataClayObject):
         return self.value
 
     @activemethod
+    def bump_all_and_move(self, backend_id: str) -> int:
+        """Changes itself and every child, then moves them all from within this call."""
+        for child in self.children:
+            child.bump()
+        self.value += 1
+        return self.move(backend_id, recursive=True).objects
+
+    @activemethod
     async def slow_double(self, delay: float) -> int:
         await asyncio.sleep(delay)
         self.value *= 2
