@@ -31,7 +31,7 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
 from dataclay.serialization import Ref, class_path, dump, dumps, import_class, loads, make_ref
 from dataclay.transport import CURRENT_CHAIN, run_blocking
-from dataclay_backend.heap import LOCK_TIMEOUT, ChainLock, LoadedSet
+from dataclay_backend.heap import LOCK_TIMEOUT, ChainLock, LoadedSet, lock_of
 from dataclay_backend.object_store import INLINE_LIMIT, ObjectStore, StoredObject
 from dataclay_backend.wire import parse_uuid
 
@@ -46,6 +46,13 @@ class RequestScope:
 
 
 SCOPE: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("dataclay_scope", default=None)
+
+
+def is_settled(obj: DataClayObject, scope: RequestScope | None) -> bool:
+    """No request but `scope`'s own has a change of obj on its way to SQLite: what is stored
+    (and its revision) is what is in memory, apart from that request's own change."""
+    own = 1 if scope is not None and obj.__dict__["_dc_id"] in scope.pending else 0
+    return obj.__dict__.get("_dc_pending", 0) <= own
 
 
 def _digest(data: bytes) -> bytes:
@@ -129,7 +136,7 @@ class BackendRuntime(Runtime):
         self.owned: dict[UUID, str] = {}  # object id -> class path, for every object stored here
         self._load_lock = threading.Lock()
         self.loaded = LoadedSet(memory_limit, self._load_lock)
-        self._lock_creation = threading.Lock()
+        self._loop_creation = threading.Lock()
         self._settled = threading.Condition()  # notified when an object has no commit on its way
         self._chains = itertools.count()
         self._chain_prefix = self.local_backend_id.hex[:8]
@@ -244,12 +251,7 @@ class BackendRuntime(Runtime):
             raise RuntimeError("a persistent object was changed outside of a request")
         return scope
 
-    def lock_of(self, obj: DataClayObject) -> ChainLock:
-        lock = obj.__dict__.get("_dc_lock")
-        if lock is None:
-            with self._lock_creation:
-                lock = obj.__dict__.setdefault("_dc_lock", ChainLock())
-        return lock
+    lock_of = staticmethod(lock_of)
 
     # ------------------------------------------------ object model hooks (local objects)
     def acquire(self, obj: DataClayObject, chain: str, settled: bool = False) -> None:
@@ -306,15 +308,12 @@ class BackendRuntime(Runtime):
         while True:
             if not lock.acquire(chain, max(deadline - time.monotonic(), 0)):
                 return False
-            own = 1 if scope is not None and obj.__dict__["_dc_id"] in scope.pending else 0
-            if obj.__dict__.get("_dc_pending", 0) <= own:
+            if is_settled(obj, scope):
                 return True
             lock.release()
             with self._settled:
-                settled = self._settled.wait_for(
-                    lambda: obj.__dict__.get("_dc_pending", 0) <= own, max(deadline - time.monotonic(), 0))
-            if not settled:
-                return False
+                if not self._settled.wait_for(lambda: is_settled(obj, scope), max(deadline - time.monotonic(), 0)):
+                    return False
 
     def touch_local(self, obj: DataClayObject) -> None:
         """A mutable property value of obj was read while serving a request: the request may
@@ -381,7 +380,7 @@ class BackendRuntime(Runtime):
         """Run an `async def` active method on this backend's event loop thread, in the
         caller's request scope, and wait for it."""
         if self._loop is None:
-            with self._lock_creation:
+            with self._loop_creation:
                 if self._loop is None:
                     loop = asyncio.new_event_loop()
                     threading.Thread(target=loop.run_forever, name="dataclay-async", daemon=True).start()

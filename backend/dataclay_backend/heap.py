@@ -83,6 +83,12 @@ class ChainLock:
                 lock._release()
 
 
+def lock_of(obj: Any) -> ChainLock:
+    """obj's ChainLock, made on first use (dict.setdefault is atomic: one lock per object)."""
+    lock = obj.__dict__.get("_dc_lock")
+    return lock if lock is not None else obj.__dict__.setdefault("_dc_lock", ChainLock())
+
+
 class LoadedSet:
     """Loaded instances in LRU order with their sizes; picks what to unload past a limit.
     `load_lock` is the lock loads happen under: an object is unloaded holding it too, so a
@@ -124,9 +130,7 @@ class LoadedSet:
             while self.total > self.memory_limit and self._sizes:
                 object_id, (obj, size) = self._sizes.popitem(last=False)
                 state = obj.__dict__
-                lock = state.get("_dc_lock")
-                if lock is None:
-                    lock = state.setdefault("_dc_lock", ChainLock())  # as BackendRuntime.lock_of
+                lock = lock_of(obj)
                 taken = ChainLock.take_free([lock], EVICTION_CHAIN)[0]
                 try:
                     owner = lock.owner

@@ -31,7 +31,7 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref, may_reference
 from dataclay.transport import run_blocking
 from dataclay_backend import faults
-from dataclay_backend.backend_runtime import SCOPE
+from dataclay_backend.backend_runtime import SCOPE, is_settled
 from dataclay_backend.wire import parse_uuid
 from dataclay_backend.heap import MOVE_CHAIN_PREFIX, ChainLock
 from dataclay_backend.object_store import StoredObject
@@ -397,12 +397,10 @@ class _Walk:
         objects = rt.local_instances(owned)
         locks = [rt.lock_of(obj) for obj in objects]
         scope = SCOPE.get()
-        pending = scope.pending if scope is not None else ()
         taken = ChainLock.take_free(locks, self.chain)
         ready = 0
         for obj, was_taken in zip(objects, taken):
-            meta = obj.__dict__
-            if not (was_taken and meta["_dc_is_local"] and meta.get("_dc_pending", 0) <= (meta["_dc_id"] in pending)):
+            if not (was_taken and obj.__dict__["_dc_is_local"] and is_settled(obj, scope)):
                 break
             ready += 1
         ChainLock.release_all([lock for lock, was_taken in zip(locks[ready:], taken[ready:]) if was_taken])
