@@ -1,44 +1,33 @@
-"""Fixtures for tests against real local clusters (real processes, real gRPC on loopback)."""
+"""Root conftest: only marks each test with its level, by directory. It imports nothing from
+grpc, dataclay or dataclay_backend, so `pytest tests/unit` loads only what the tests need.
+
+    tests/unit/...         -> unit         no processes, no network: seconds
+    tests/integration/...  -> integration  real local clusters (processes, gRPC on loopback)
+    tests/k8s/...          -> k8s          a real kube-apiserver (binaries from scripts/build-k8s-tools.sh)
+
+The fixtures of each level live in its own conftest.py; tests/models is the test model shared
+by all three (each level's conftest puts it on sys.path).
+"""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from dataclay import Client
-from dataclay_backend.cluster import LocalCluster
-
-TESTS = Path(__file__).parent
-MODELS = TESTS / "models"
-sys.path[:0] = [str(MODELS), str(TESTS / "client_only")]
+TESTS = Path(__file__).resolve().parent
+LEVELS = ("unit", "integration", "k8s")
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """One shared cluster of 3 backends for tests that do not kill or restart anything."""
-    with LocalCluster(tmp_path_factory.mktemp("cluster"), backends=3, port=0, model_paths=[MODELS]) as running:
-        yield running
+def level_of(path: Path) -> str | None:
+    try:
+        top = Path(path).resolve().relative_to(TESTS).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return top if top in LEVELS else None
 
 
-@pytest.fixture
-def client(cluster: LocalCluster) -> Iterator[Client]:
-    with Client(host="127.0.0.1", port=cluster.port) as connected:
-        yield connected
-
-
-@pytest.fixture
-def make_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
-    """A private cluster per test, for tests that kill, restart or reconfigure processes."""
-    started: list[LocalCluster] = []
-
-    def make(backends: int = 2, data_dir: Path | None = None, **options) -> LocalCluster:
-        running = LocalCluster(data_dir or tmp_path / f"cluster{len(started)}", backends=backends, port=0,
-                               model_paths=[MODELS], **options).start()
-        started.append(running)
-        return running
-
-    yield make
-    for running in started:
-        running.stop()
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        level = level_of(item.path)
+        if level is not None:
+            item.add_marker(getattr(pytest.mark, level))

@@ -32,6 +32,9 @@ from typing import Any, TypeVar
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MODELS = REPO_ROOT / "tests" / "models"  # the test model, imported by the drain test
+if str(MODELS) not in sys.path:
+    sys.path.insert(0, str(MODELS))
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-k8s-tools.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "helm")
 START_TIMEOUT = float(os.environ.get("DC_K8S_START_TIMEOUT", "120"))

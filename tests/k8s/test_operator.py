@@ -586,7 +586,7 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
     import threading
 
     from dataclay import Client
-    from hr import Company, Employee  # tests/models, on the path via tests/conftest.py
+    from hr import Company, Employee  # tests/models, on the path via tests/k8s/conftest.py
 
     with pod_named_cluster(tmp_path / "dataplane", "store", backends=3) as dataplane:
         with Client(host="127.0.0.1", port=dataplane.port) as writer:

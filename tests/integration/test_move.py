@@ -4,6 +4,7 @@ import threading
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
 
 from dataclay import Client
@@ -15,6 +16,9 @@ from dataclay.exceptions import (
     ObjectNotRegisteredError,
     VersionConflictError,
 )
+from dataclay.protocol import UNLIMITED_MESSAGES
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
 from hr import Company, Employee
 from shapes import Node
 
@@ -319,3 +323,38 @@ def test_move_to_a_backend_that_is_down_changes_nothing(make_cluster):
         with pytest.raises(BackendUnavailableError, match="backend-1"):
             company.move(ids[1], recursive=True)
         assert company._dc_backend_id == ids[0] and company.employee.raise_salary(1.0) == 2.0
+
+
+def test_a_transfer_cannot_replace_a_live_object(client):
+    node = Node(1)
+    node.make_persistent()
+    backend = client.get_backends()[node._dc_backend_id]
+    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+        chunk = pb.TransferChunk(move_id=uuid.uuid4().bytes, source_backend_id=uuid.uuid4().bytes, objects=[
+            pb.ObjectRecord(object_id=node._dc_id.bytes, class_path="shapes.Node", state=b"\x80\x05}\x94.")])
+        with pytest.raises(grpc.RpcError) as raised:
+            rpc.BackendStub(channel).ReceiveObjects(iter([chunk]))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert node.value == 1
+
+
+def test_a_move_keeps_the_revision_of_an_object_not_in_memory(make_cluster):
+    """A move read unloaded objects' states from the store but sent them as revision 1, so a
+    later change could bring the revision back to what a version recorded, and consolidating
+    that version overwrote the change without a conflict."""
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        first, second = list(client.get_backends())
+        counter = Node(0)
+        counter.make_persistent(backend_id=first)
+        for _ in range(3):
+            counter.bump()
+        version = counter.new_version()
+        cluster.restart_backend("backend-0")  # the counter is now only in the store
+        counter.move(second)
+        for _ in range(3):
+            counter.bump()
+        version.value = -1
+        with pytest.raises(VersionConflictError):
+            version.consolidate_version()
+        assert counter.value == 6

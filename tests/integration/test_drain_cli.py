@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,9 @@ from dataclay import Client
 from dataclay.admin import DrainError, drain_backends
 from dataclay.exceptions import BackendDrainingError, BackendNotFoundError
 from dataclay.protocol import dataclay_pb2 as pb
-from conftest import MODELS
 from hr import Company, Employee
+
+MODELS = Path(__file__).parents[1] / "models"  # the backends' model path (cwd of the CLI runs)
 
 
 def _owned_count(client, backend_id) -> int:

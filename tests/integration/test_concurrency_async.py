@@ -47,3 +47,28 @@ def test_async_api(cluster):
             client.stop()
 
     asyncio.run(scenario())
+
+
+def test_two_async_methods_on_one_object_do_not_deadlock(client):
+    node = Node(1)
+    node.make_persistent()
+
+    async def both() -> list[int]:
+        return sorted(await asyncio.gather(node.slow_double(0.2), node.slow_double(0.2)))
+
+    async def run() -> list[int]:
+        return await asyncio.wait_for(both(), timeout=30)
+
+    assert asyncio.run(run()) == [2, 4]
+
+
+def test_async_transports_of_finished_loops_are_released(client):
+    node = Node(1)
+    node.make_persistent()
+
+    async def read() -> int:
+        return await node.a_sync() or node.value
+
+    for _ in range(5):
+        asyncio.run(read())
+    assert len(client.runtime._async) == 1

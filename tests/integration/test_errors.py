@@ -151,3 +151,22 @@ def test_error_classes_round_trip_through_the_wire_encoding():
     assert type(rebuilt) is AliasAlreadyExistError and rebuilt.alias == "a"
     unknown = from_detail(pb.ErrorDetail(type="NotInTheAllowList", message="m"))
     assert type(unknown) is DataClayException
+
+
+def test_malformed_call_arguments_and_states(client):
+    node = Node(1)
+    node.make_persistent()
+    backend = client.get_backends()[node._dc_backend_id]
+    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+        stub = rpc.BackendStub(channel)
+        import pickle
+
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.CallActiveMethod(pb.CallRequest(object_id=node._dc_id.bytes, method="bump", payload=pickle.dumps(7)))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        sneaky = pickle.dumps({"value": 1, "_dc_lock": None})
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.StoreObjects(pb.StoreObjectsRequest(objects=[
+                pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path="shapes.Node", state=sneaky)]))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert node.bump() == 2

@@ -5,7 +5,7 @@ import yaml
 
 from dataclay_operator import api, children
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def docs(name: str) -> list[dict]:

@@ -168,3 +168,13 @@ def test_bytes_property_with_a_non_ascii_name(client):
 def test_get_by_id_of_unknown_object(client):
     with pytest.raises(ObjectNotRegisteredError):
         Employee.get_by_id(uuid.uuid4())
+
+
+def test_callback_reading_a_list_of_the_calling_object_does_not_deadlock(client):
+    ids = list(client.get_backends())
+    caller = Node(1)
+    caller.children = [1, 2, 3]
+    caller.make_persistent(backend_id=ids[0])
+    other = Node(2)
+    other.make_persistent(backend_id=ids[1])
+    assert caller.ask_about_me(other) == 3

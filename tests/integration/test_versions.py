@@ -238,3 +238,29 @@ def test_kill_9_during_consolidation(make_cluster, victim, point, applied):
             assert version.salary == 2.0
             with pytest.raises(VersionConflictError):  # the original changed just now
                 version.consolidate_version()
+
+
+def test_recursive_version_of_a_version_points_back_at_originals(client):
+    part = Node(1)
+    doc = Node(0, part)
+    doc.make_persistent()
+    v1 = doc.new_version(recursive=True)
+    v2 = v1.new_version(recursive=True)
+    v2.next.value = 5
+    v2.consolidate_version()
+    assert doc.next is part and part.value == 5 and v1.next.value == 5
+
+
+def test_a_referenced_object_moving_is_no_change(client):
+    ids = list(client.get_backends())
+    referenced = Node(1)
+    referenced.make_persistent(backend_id=ids[1])
+    bag = Node(0)
+    bag.children = [referenced]
+    bag.make_persistent(backend_id=ids[0])
+    version = bag.new_version()
+    referenced.move(ids[2])
+    assert bag.peek() == 1  # a read: must not count as a change of bag
+    version.value = 9
+    version.consolidate_version()  # no false VersionConflictError
+    assert bag.value == 9

@@ -8,7 +8,7 @@ import yaml
 
 from dataclay_backend.cluster import LocalCluster
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def _config_map(path: Path, name: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import yaml
 from dataclay_operator import api, crd, spec as specmod
 from dataclay_operator.status import ConditionType, DrainProgress, Observed, Phase, Reason, compute_status
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "charts" / "dataclay" / "crds" / "dataclays.yaml"
+CRD_FILE = Path(__file__).resolve().parents[3] / "charts" / "dataclay" / "crds" / "dataclays.yaml"
 
 
 def schema() -> dict[str, Any]:
@@ -138,7 +138,7 @@ def test_every_status_the_operator_writes_fits_the_schema():
 
 
 def test_the_example_manifests_fit_the_schema():
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     for path in [root / "examples" / "dataclay.yaml"]:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == api.KIND:
