@@ -1,0 +1,302 @@
+"""The metadata service's directory (dataclay_backend.directory.Directory) on a real SQLite file:
+backends, objects, aliases, the commit points of moves and consolidations, and their typed
+refusals. Every refusal must leave the directory as it was."""
+import uuid
+from uuid import UUID
+
+import pytest
+
+from dataclay.exceptions import (
+    AliasAlreadyExistError,
+    AliasDoesNotExistError,
+    AlreadyExistError,
+    BackendDrainingError,
+    BackendNotFoundError,
+    ClusterMismatchError,
+    InvalidRequestError,
+    ObjectMovingError,
+    ObjectNotRegisteredError,
+    VersionConflictError,
+    VersionRetiredError,
+)
+from dataclay_backend.directory import BackendInfo, Directory, ObjectEntry
+
+PATH = "hr.Employee"
+
+
+@pytest.fixture
+def directory(tmp_path):
+    opened = Directory(tmp_path)
+    yield opened
+    opened.close()
+
+
+def backend(directory: Directory, name: str, port: int = 1) -> UUID:
+    backend_id = uuid.uuid4()
+    directory.register_backend(BackendInfo(backend_id, name, "127.0.0.1", port))
+    return backend_id
+
+
+def objects_on(directory: Directory, backend_id: UUID, count: int, **lineage) -> list[UUID]:
+    ids = [uuid.uuid4() for _ in range(count)]
+    directory.register_objects([ObjectEntry(i, PATH, backend_id, **lineage) for i in ids])
+    return ids
+
+
+def owners(directory: Directory, ids: list[UUID]) -> set[UUID]:
+    return {directory.locate(object_id).backend_id for object_id in ids}
+
+
+# ---------------------------------------------------------------------------------------- backends
+
+def test_backends_are_listed_in_registration_order_and_reregistering_updates_the_address(directory):
+    first, second = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    directory.register_backend(BackendInfo(first, "backend-0", "10.0.0.9", 7))  # restarted elsewhere
+    assert [(b.id, b.name, b.host, b.port) for b in directory.backends()] == [
+        (first, "backend-0", "10.0.0.9", 7), (second, "backend-1", "127.0.0.1", 2)]
+
+
+def test_a_backend_that_registers_again_takes_objects_again(directory):
+    backend_id = backend(directory, "backend-0")
+    directory.set_draining(backend_id, True)
+    assert directory.backends()[0].draining
+    with pytest.raises(BackendDrainingError) as refused:
+        objects_on(directory, backend_id, 1)
+    assert refused.value.backend_id == backend_id
+    directory.register_backend(BackendInfo(backend_id, "backend-0", "127.0.0.1", 1))
+    assert not directory.backends()[0].draining
+    assert owners(directory, objects_on(directory, backend_id, 1)) == {backend_id}
+
+
+def test_a_new_id_takes_a_name_only_from_a_backend_that_owns_nothing(directory):
+    old = backend(directory, "backend-0")
+    objects_on(directory, old, 2)
+    newcomer = uuid.uuid4()
+    with pytest.raises(ClusterMismatchError) as refused:
+        directory.register_backend(BackendInfo(newcomer, "backend-0", "127.0.0.1", 2))
+    assert refused.value.backend_id == newcomer and refused.value.name == "backend-0"
+    assert [b.id for b in directory.backends()] == [old]  # unchanged
+
+    empty = backend(directory, "backend-1")
+    replacement = uuid.uuid4()
+    directory.register_backend(BackendInfo(replacement, "backend-1", "127.0.0.1", 3))  # e.g. a wiped volume
+    assert [b.id for b in directory.backends()] == [old, replacement] and empty != replacement
+
+
+def test_draining_an_unknown_backend_is_refused(directory):
+    unknown = uuid.uuid4()
+    with pytest.raises(BackendNotFoundError) as refused:
+        directory.set_draining(unknown, True)
+    assert refused.value.backend_id == unknown
+
+
+# ---------------------------------------------------------------------------------------- objects
+
+def test_registered_objects_are_located_with_their_lineage(directory):
+    backend_id = backend(directory, "backend-0")
+    [original] = objects_on(directory, backend_id, 1)
+    [version] = objects_on(directory, backend_id, 1, version_parent=original, version_original=original)
+    assert directory.locate(original) == ObjectEntry(original, PATH, backend_id)
+    assert directory.locate(version) == ObjectEntry(version, PATH, backend_id, original, original)
+    assert set(directory.owned_by(backend_id)) == {original, version}
+
+
+def test_registering_is_all_or_nothing(directory):
+    backend_id = backend(directory, "backend-0")
+    [existing] = objects_on(directory, backend_id, 1)
+    fresh = uuid.uuid4()
+    with pytest.raises(AlreadyExistError):
+        directory.register_objects([ObjectEntry(fresh, PATH, backend_id), ObjectEntry(existing, PATH, backend_id)],
+                                   alias="fresh")
+    with pytest.raises(ObjectNotRegisteredError):
+        directory.locate(fresh)
+    with pytest.raises(AliasDoesNotExistError):
+        directory.lookup_alias("fresh")
+
+
+def test_objects_go_only_to_registered_backends(directory):
+    unknown = uuid.uuid4()
+    with pytest.raises(BackendNotFoundError):
+        objects_on(directory, unknown, 1)
+    assert directory.owned_by(unknown) == []
+
+
+def test_an_unknown_object_is_a_typed_error_naming_it(directory):
+    unknown = uuid.uuid4()
+    with pytest.raises(ObjectNotRegisteredError) as refused:
+        directory.locate(unknown)
+    assert refused.value.object_id == unknown
+
+
+def test_dropped_objects_lose_their_aliases(directory):
+    backend_id = backend(directory, "backend-0")
+    kept, dropped = objects_on(directory, backend_id, 2)
+    directory.add_alias("dropped", dropped)
+    directory.drop_objects([dropped])
+    with pytest.raises(ObjectNotRegisteredError):
+        directory.locate(dropped)
+    with pytest.raises(AliasDoesNotExistError):
+        directory.lookup_alias("dropped")
+    assert directory.owned_by(backend_id) == [kept]
+
+
+# ---------------------------------------------------------------------------------------- moves
+
+def test_a_move_commits_every_object_at_once(directory):
+    source, destination = backend(directory, "backend-0"), backend(directory, "backend-1")
+    ids = objects_on(directory, source, 1234)  # more than one batch of the IN (...) update
+    directory.commit_move([i.bytes for i in ids], source, destination)
+    assert owners(directory, ids) == {destination}
+    assert directory.owned_by(source) == [] and len(directory.owned_by(destination)) == 1234
+
+
+def test_a_move_commits_only_if_the_source_still_owns_every_object(directory):
+    source, destination, third = (backend(directory, f"backend-{i}") for i in range(3))
+    ids = objects_on(directory, source, 600)
+    directory.commit_move([ids[-1].bytes], source, third)  # a concurrent move took the last one
+    with pytest.raises(ObjectMovingError) as refused:
+        directory.commit_move([i.bytes for i in ids], source, destination)
+    assert refused.value.backend_id == source
+    assert owners(directory, ids[:-1]) == {source} and owners(directory, ids[-1:]) == {third}
+
+
+def test_a_move_of_an_unregistered_object_moves_nothing(directory):
+    source, destination = backend(directory, "backend-0"), backend(directory, "backend-1")
+    ids = objects_on(directory, source, 2)
+    with pytest.raises(ObjectMovingError):
+        directory.commit_move([ids[0].bytes, uuid.uuid4().bytes, ids[1].bytes], source, destination)
+    assert owners(directory, ids) == {source}
+
+
+def test_a_retried_move_commit_is_accepted_once_it_committed(directory):
+    """The reply to a commit can be lost; the mover asks again and must not be told it failed."""
+    source, destination = backend(directory, "backend-0"), backend(directory, "backend-1")
+    keys = [i.bytes for i in objects_on(directory, source, 3)]
+    directory.commit_move(keys, source, destination)
+    directory.commit_move(keys, source, destination)
+    assert len(directory.owned_by(destination)) == 3
+
+
+def test_no_move_commits_to_a_draining_or_unknown_backend(directory):
+    source, destination = backend(directory, "backend-0"), backend(directory, "backend-1")
+    ids = objects_on(directory, source, 2)
+    directory.set_draining(destination, True)
+    with pytest.raises(BackendDrainingError):
+        directory.commit_move([i.bytes for i in ids], source, destination)
+    with pytest.raises(BackendNotFoundError):
+        directory.commit_move([i.bytes for i in ids], source, uuid.uuid4())
+    assert owners(directory, ids) == {source}
+
+
+# ---------------------------------------------------------------------------------------- aliases
+
+def test_aliases_name_one_object_each(directory):
+    backend_id = backend(directory, "backend-0")
+    first, second = objects_on(directory, backend_id, 2)
+    directory.add_alias("b", first)
+    directory.add_alias("a", first)
+    assert directory.lookup_alias("a").object_id == first and directory.aliases_of(first) == ["a", "b"]
+    with pytest.raises(AliasAlreadyExistError) as refused:
+        directory.add_alias("a", second)
+    assert refused.value.alias == "a" and directory.lookup_alias("a").object_id == first
+    directory.delete_alias("a")
+    assert directory.aliases_of(first) == ["b"]
+    with pytest.raises(AliasDoesNotExistError) as missing:
+        directory.delete_alias("a")
+    assert missing.value.alias == "a"
+
+
+def test_alias_refusals(directory):
+    [object_id] = objects_on(directory, backend(directory, "backend-0"), 1)
+    with pytest.raises(InvalidRequestError):
+        directory.add_alias("", object_id)
+    with pytest.raises(ObjectNotRegisteredError):
+        directory.add_alias("nobody", uuid.uuid4())
+    with pytest.raises(AliasDoesNotExistError):
+        directory.lookup_alias("nobody")
+    assert directory.aliases_of(object_id) == []
+
+
+def test_an_alias_given_at_registration_names_the_first_object(directory):
+    backend_id = backend(directory, "backend-0")
+    first, second = uuid.uuid4(), uuid.uuid4()
+    directory.register_objects([ObjectEntry(first, PATH, backend_id), ObjectEntry(second, PATH, backend_id)],
+                               alias="company")
+    assert directory.lookup_alias("company").object_id == first
+
+
+# ---------------------------------------------------------------------------------------- consolidations
+
+def test_a_committed_consolidation_retires_its_versions_and_tells_what_to_apply(directory):
+    backend_id = backend(directory, "backend-0")
+    [original] = objects_on(directory, backend_id, 1)
+    [version] = objects_on(directory, backend_id, 1, version_parent=original, version_original=original)
+    directory.add_alias("v", version)
+    txn = uuid.uuid4()
+    directory.commit_transaction(txn, retire=[version], apply={original.hex: 4})
+    with pytest.raises(VersionRetiredError) as retired:
+        directory.locate(version)
+    assert retired.value.object_id == version and retired.value.original_id == original
+    with pytest.raises(AliasDoesNotExistError):
+        directory.lookup_alias("v")
+    assert directory.owned_by(backend_id) == [original]
+    assert directory.resolve_transaction(txn) == {original.hex: 4}
+    directory.commit_transaction(txn, retire=[version], apply={original.hex: 4})  # a retry after a lost reply
+    assert directory.resolve_transaction(txn) == {original.hex: 4}
+
+
+def test_an_undecided_consolidation_is_presumed_aborted_and_cannot_commit_later(directory):
+    txn = uuid.uuid4()
+    assert directory.resolve_transaction(txn) is None  # a participant gave up waiting: aborted now
+    with pytest.raises(VersionConflictError):
+        directory.commit_transaction(txn, retire=[], apply={})
+    assert directory.resolve_transaction(txn) is None
+
+
+def test_a_failed_commit_retires_nothing(directory):
+    backend_id = backend(directory, "backend-0")
+    [original] = objects_on(directory, backend_id, 1)
+    [version] = objects_on(directory, backend_id, 1, version_parent=original, version_original=original)
+    txn = uuid.uuid4()
+    directory.resolve_transaction(txn)
+    with pytest.raises(VersionConflictError):
+        directory.commit_transaction(txn, retire=[version], apply={original.hex: 2})
+    assert directory.locate(version).version_original == original
+
+
+# ---------------------------------------------------------------------------------------- durability
+
+def test_everything_is_there_after_reopening(tmp_path):
+    first = Directory(tmp_path)
+    cluster_id = first.cluster_id
+    source, destination = backend(first, "backend-0"), backend(first, "backend-1")
+    ids = objects_on(first, source, 3)
+    first.add_alias("kept", ids[0])
+    first.commit_move([ids[1].bytes], source, destination)
+    txn = uuid.uuid4()
+    first.commit_transaction(txn, retire=[], apply={ids[2].hex: 7})
+    first.close()
+
+    again = Directory(tmp_path)
+    try:
+        assert again.cluster_id == cluster_id
+        assert [b.id for b in again.backends()] == [source, destination]
+        assert again.lookup_alias("kept").object_id == ids[0]
+        assert again.locate(ids[1]).backend_id == destination and again.locate(ids[2]).backend_id == source
+        assert again.resolve_transaction(txn) == {ids[2].hex: 7}
+    finally:
+        again.close()
+
+
+def test_two_data_directories_are_two_clusters(tmp_path):
+    one, other = Directory(tmp_path / "one"), Directory(tmp_path / "other")
+    try:
+        assert one.cluster_id != other.cluster_id
+    finally:
+        one.close()
+        other.close()
+
+
+def test_an_unknown_durability_level_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        Directory(tmp_path, durability="sometimes")
