@@ -1,0 +1,146 @@
+"""The objects a backend owns (dataclay_backend.objects.LocalObjects), through a real runtime and
+store without a network: one instance per object id, loading, giving objects up, adopting them."""
+import threading
+import uuid
+
+import pytest
+
+from dataclay import lifecycle as lc
+from dataclay.exceptions import ObjectNotRegisteredError
+from dataclay.serialization import dumps, make_ref
+from dataclay_backend.backend_runtime import BackendRuntime
+from dataclay_backend.object_store import ObjectStore, StoredObject
+from hr import Employee
+
+PATH = "hr.Employee"
+BOUND = 5.0
+
+
+@pytest.fixture
+def rt(tmp_path):
+    store = ObjectStore(tmp_path)
+    runtime = BackendRuntime("127.0.0.1:1", store, "backend-t", 1 << 30, lock_timeout=BOUND)  # never asks the metadata service here
+    yield runtime
+    runtime.close()
+    store.close()
+
+
+def store_rows(rt: BackendRuntime, count: int, revision: int = 3) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(count)]
+    rt.store.write([StoredObject(i, PATH, revision, dumps({"name": f"e{n}", "salary": float(n)}, make_ref))
+                    for n, i in enumerate(ids)])
+    return ids
+
+
+def owned(rt: BackendRuntime, count: int) -> list:
+    ids = store_rows(rt, count)
+    for object_id in ids:
+        rt.owned[object_id] = PATH
+    return [rt.objects.instance(object_id, PATH) for object_id in ids]
+
+
+def test_instance_gives_one_unloaded_instance_per_id(rt):
+    (object_id,) = store_rows(rt, 1)
+    rt.owned[object_id] = PATH
+    first = rt.objects.instance(object_id, PATH)
+    assert rt.objects.instance(object_id, PATH) is first
+    assert rt.instance(object_id, PATH, None) is first  # the runtime's view: the same instance
+    assert rt.objects.instances([(object_id, PATH)]) == [first]
+    assert lc.state_of(first) is lc.State.UNLOADED
+    assert lc.object_id(first) == object_id and first.__dict__[lc.BACKEND] == rt.local_backend_id
+
+
+def test_threads_asking_at_once_get_the_same_instance(rt):
+    threads_count = 8
+    ids = store_rows(rt, 20)
+    barrier = threading.Barrier(threads_count)
+    found: list[list] = [[] for _ in range(threads_count)]
+
+    def ask(slot: int) -> None:
+        barrier.wait(BOUND)
+        for object_id in ids:
+            found[slot].append(rt.objects.instance(object_id, PATH))
+
+    threads = [threading.Thread(target=ask, args=(slot,)) for slot in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(BOUND)
+    assert all(len(instances) == len(ids) for instances in found)
+    for position in range(len(ids)):
+        assert len({id(instances[position]) for instances in found}) == 1
+    assert [lc.object_id(obj) for obj in found[0]] == ids
+
+
+def test_load_brings_the_stored_state_in(rt):
+    (obj,) = owned(rt, 1)
+    rt.objects.load(obj)
+    assert lc.state_of(obj) is lc.State.LOADED
+    assert (obj.__dict__["name"], obj.__dict__["salary"], obj.__dict__[lc.REVISION]) == ("e0", 0.0, 3)
+    assert len(rt.loaded) == 1
+
+
+def test_load_of_an_object_not_in_the_store_raises_not_registered(rt):
+    object_id = uuid.uuid4()
+    obj = rt.objects.instance(object_id, PATH)
+    with pytest.raises(ObjectNotRegisteredError) as raised:
+        rt.objects.load(obj)
+    assert raised.value.object_id == object_id
+    assert lc.state_of(obj) is lc.State.UNLOADED and len(rt.loaded) == 0
+
+
+def test_give_up_makes_instances_proxies_and_removes_their_rows(rt):
+    objects = owned(rt, 3)
+    for obj in objects:
+        rt.objects.load(obj)
+    gone, kept = objects[:2], objects[2]
+    elsewhere = uuid.uuid4()
+    rt.objects.give_up(gone, elsewhere)
+    for obj in gone:
+        object_id = lc.object_id(obj)
+        assert lc.state_of(obj) is lc.State.PROXY and obj.__dict__[lc.BACKEND] == elsewhere
+        assert "name" not in obj.__dict__
+        assert rt.store.load(object_id) is None and object_id not in rt.owned
+        assert rt.heap.get(object_id) is obj  # still the one instance of that id here
+    assert len(rt.loaded) == 1
+    assert lc.state_of(kept) is lc.State.LOADED and rt.store.load(lc.object_id(kept)).revision == 3
+
+
+def test_give_up_without_a_backend_retires_and_can_keep_rows(rt):
+    (obj,) = owned(rt, 1)
+    rt.objects.give_up([obj], None, delete_rows=False)  # the caller deleted (or keeps) the rows
+    assert lc.state_of(obj) is lc.State.RETIRED
+    assert lc.object_id(obj) not in rt.owned and rt.store.load(lc.object_id(obj)) is not None
+
+
+def test_adopt_turns_a_proxy_this_process_held_into_the_owned_object(rt):
+    object_id = uuid.uuid4()
+    elsewhere = uuid.uuid4()
+    proxy = rt.instance(object_id, PATH, elsewhere)  # not owned: the process holds a proxy
+    assert lc.state_of(proxy) is lc.State.PROXY
+    row = StoredObject(object_id, PATH, 7, dumps({"name": "moved", "salary": 5.0}, make_ref))
+    rt.store.write([row])  # e.g. a move to this backend, activated
+
+    rt.objects.adopt({object_id: PATH})
+
+    assert rt.owned[object_id] == PATH
+    assert rt.objects.instance(object_id, PATH) is proxy  # the same instance: references held stay valid
+    assert lc.state_of(proxy) is lc.State.UNLOADED and proxy.__dict__[lc.BACKEND] == rt.local_backend_id
+    rt.objects.load(proxy)
+    assert (proxy.__dict__["name"], proxy.__dict__[lc.REVISION]) == ("moved", 7)
+
+
+def test_adopt_of_an_object_not_held_makes_no_instance(rt):
+    (object_id,) = store_rows(rt, 1)
+    rt.objects.adopt({object_id: PATH})
+    assert rt.owned[object_id] == PATH and object_id not in rt.heap
+    assert lc.state_of(rt.instance(object_id, PATH, None)) is lc.State.UNLOADED
+
+
+def test_remember_makes_new_objects_owned_and_the_one_instance(rt):
+    obj = Employee("new", 1.0)
+    lc.registered_here(obj, rt.local_backend_id, revision=1)
+    rt.objects.remember([obj])
+    object_id = lc.object_id(obj)
+    assert rt.owned[object_id] == PATH
+    assert rt.objects.instance(object_id, PATH) is obj and lc.state_of(obj) is lc.State.LOADED
