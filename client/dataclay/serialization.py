@@ -1,9 +1,10 @@
 """Payload encoding: pickle, with every DataClayObject written as a reference.
 
-A reference is the tuple (object id bytes, class path, owner backend id bytes or b""). What a
-reference to a not-yet-persistent object means is the caller's decision (`on_object`): the
-client persists it first, a backend adopts it as its own. The reader turns references back into
-the one instance per object id of its process (`resolve`).
+A reference is a `Ref` (object id bytes, class path, owner backend id bytes or b""); on the wire
+it is pickle's persistent id, a plain tuple of those three (a NamedTuple would be pickled as a
+reference to its class). What a reference to a not-yet-persistent object means is the caller's
+decision (`on_object`): the client persists it first, a backend adopts it as its own. The
+reader turns references back into the one instance per object id of its process (`resolve`).
 """
 from __future__ import annotations
 
@@ -11,15 +12,30 @@ import importlib
 import io
 import pickle
 from functools import lru_cache
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, NamedTuple
 
 from dataclay.exceptions import ClassNotFoundError
 
-Ref = tuple[bytes, str, bytes]
 PROTOCOL = 5
 
 
+class Ref(NamedTuple):
+    """A reference to a persistent object, as it travels in a payload."""
+
+    object_id: bytes  # UUID bytes
+    class_path: str  # "package.module.Class", imported by the reader
+    backend_id: bytes  # the owner as far as the writer knows (UUID bytes), or b"": ask the directory
+
+
+# _tuple_new(Ref, (object_id, class_path, backend_id)) skips Ref.__new__'s Python frame: the
+# fastest way to build one (timeit: about 125 ns more than a plain tuple; Ref._make 155 ns,
+# Ref(...) 230 ns).
+_tuple_new = tuple.__new__
+
+
 def class_path(cls: type) -> str:
+    # A new string each time, on purpose: a cached one would be memoized by pickle after its
+    # first reference, which changes the bytes written.
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
@@ -51,21 +67,23 @@ def import_class(path: str) -> type:
 class _Pickler(pickle.Pickler):
     def __init__(self, file: IO[bytes], on_object: Callable[[Any], Ref]) -> None:
         super().__init__(file, protocol=PROTOCOL)
-        self._on_object = on_object
 
-    def persistent_id(self, obj: Any) -> Ref | None:
-        if getattr(obj, "_dc_is_dataclay_object", False) and not isinstance(obj, type):
-            return self._on_object(obj)
-        return None
+        # Asked for every object pickled. A closure rather than a method: no attribute lookup
+        # per reference written.
+        def persistent_id(obj: Any) -> tuple[bytes, str, bytes] | None:
+            if getattr(obj, "_dc_is_dataclay_object", False) and not isinstance(obj, type):
+                return on_object(obj)[:]  # a plain tuple (slicing a Ref makes one): the wire format
+            return None
+
+        self.persistent_id = persistent_id
 
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, resolve: Callable[[Ref], Any]) -> None:
         super().__init__(file)
-        self._resolve = resolve
-
-    def persistent_load(self, ref: Ref) -> Any:
-        return self._resolve(ref)
+        # The plain tuple read becomes a Ref. A closure rather than a method: one attribute
+        # lookup less per reference read.
+        self.persistent_load = lambda pid: resolve(_tuple_new(Ref, pid))
 
 
 def dumps(value: Any, on_object: Callable[[Any], Ref]) -> bytes:
@@ -91,5 +109,6 @@ def may_reference(data: bytes) -> bool:
 
 
 def make_ref(obj: Any) -> Ref:
-    backend = obj._dc_backend_id
-    return (obj._dc_id.bytes, class_path(type(obj)), backend.bytes if backend else b"")
+    """The reference to a registered object, naming the owner this process knows."""
+    backend = obj._dc_backend_id  # lifecycle.BACKEND and ID read as attributes: faster than via __dict__
+    return _tuple_new(Ref, (obj._dc_id.bytes, class_path(type(obj)), backend.bytes if backend else b""))

@@ -1,0 +1,189 @@
+"""An object's lifecycle: the states one DataClayObject instance can be in, in one process, and
+the only functions that move it between them.
+
+The metadata lives in the instance's own ``__dict__`` under the ``_dc_*`` keys below (a dict
+lookup is the cheapest check on the hot path, and dataClay code reads ``obj._dc_backend_id``
+and ``obj._dc_is_registered``). Code outside this module reads these keys (through the
+constants) but changes the ``LOCAL``/``REGISTERED``/``LOADED``/``BACKEND`` flags only by calling
+a transition below, so every state change has one name and one place.
+
+States (``state_of``)::
+
+    NEW        local, not registered: a plain Python object (created by user code, or inside an
+               active method before a commit makes it persistent)
+    PROXY      registered, not local: reads, writes and calls go to the owner (BACKEND); a
+               RETIRED proxy (a consolidated or discarded version) has no owner
+    LOADED     registered and local (only on the backend that owns it): properties in __dict__
+    UNLOADED   registered and local, properties not in memory (never read yet, or evicted)
+    A version is a LOADED object with a lineage (``lineage(obj)`` is a Lineage, not None).
+
+Transitions::
+
+               registered_here            load
+      NEW ─────────────────────────► LOADED ◄──────── UNLOADED
+       │ ▲                            │  └─── unload ───► ▲  │
+       │ └── registration_failed ─────┘                  │  │
+       │                                      owned_here │  │
+       │ registered_elsewhere        to_proxy        (proxy)│ to_proxy (moved away,
+       ▼                          (moved away, retired)     │           retired)
+     PROXY ◄────────────────────────────────────────────────┴──┘
+       │ relocated (the owner changed; None: retired)
+       └──► PROXY
+
+On a backend an owned object also carries the bookkeeping of its commits: REVISION (bumped by
+every committed change), DIGEST (to detect in-place changes), LOCK (its ChainLock) and PENDING
+(requests whose change of it is on its way to storage). Those are the backend's business
+(dataclay_backend.settled and dataclay_backend.commit); only their key names are defined here.
+"""
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any, NamedTuple
+from uuid import UUID
+
+ID = "_dc_id"  # uuid.UUID, for the object's whole life
+REGISTERED = "_dc_is_registered"  # the directory knows it (it is persistent)
+LOCAL = "_dc_is_local"  # the properties live in this process (NEW, LOADED, UNLOADED)
+LOADED = "_dc_is_loaded"  # the properties are in __dict__ now
+BACKEND = "_dc_backend_id"  # the owner's id as far as this process knows (None: not known, or retired)
+REVISION = "_dc_revision"  # backend: the revision of the stored state in memory
+DIGEST = "_dc_digest"  # backend: digest of the state as last committed, for in-place changes
+LOCK = "_dc_lock"  # backend: the object's ChainLock
+PENDING = "_dc_pending"  # backend: requests whose change of the object is not yet stored
+VERSION = "_dc_version"  # a version's lineage; persisted with the state, as a plain tuple
+
+
+class State(enum.Enum):
+    NEW = "new"
+    PROXY = "proxy"
+    LOADED = "loaded"
+    UNLOADED = "unloaded"
+    RETIRED = "retired"
+
+
+class Lineage(NamedTuple):
+    """Where a version came from: its parent, the original it descends from, and the parent's
+    revision when the version was taken (consolidation checks it is still that)."""
+
+    parent: UUID
+    original: UUID
+    revision: int
+
+
+def state_of(obj: Any) -> State:
+    meta = obj.__dict__
+    if not meta[REGISTERED]:
+        return State.NEW
+    if not meta[LOCAL]:
+        return State.PROXY if meta[BACKEND] is not None else State.RETIRED
+    return State.LOADED if meta[LOADED] else State.UNLOADED
+
+
+def object_id(obj: Any) -> UUID:
+    return obj.__dict__[ID]
+
+
+def lineage(obj: Any) -> Lineage | None:
+    """A loaded version's lineage, or None (an original, or not loaded here)."""
+    return obj.__dict__.get(VERSION)
+
+
+# ------------------------------------------------------------------ transitions
+def new(obj: Any, state: dict[str, Any] | None = None) -> None:
+    """-> NEW: a fresh identity (DataClayObject() and unpickled by-value copies)."""
+    obj.__dict__.update({ID: uuid.uuid4(), REGISTERED: False, LOCAL: True, LOADED: True, BACKEND: None})
+    if state:
+        obj.__dict__.update(state)
+
+
+def proxy(obj: Any, object_id_: UUID, backend_id: UUID | None) -> None:
+    """A new, empty instance -> PROXY of a persistent object owned by backend_id."""
+    obj.__dict__.update({ID: object_id_, REGISTERED: True, LOCAL: False, LOADED: False, BACKEND: backend_id})
+
+
+def owned_here(obj: Any, object_id_: UUID, backend_id: UUID) -> None:
+    """A new instance (or a proxy this process held) -> UNLOADED: this backend owns the object
+    now; its properties load from storage on first use."""
+    obj.__dict__.update({ID: object_id_, REGISTERED: True, LOCAL: True, LOADED: False, BACKEND: backend_id})
+
+
+def registered_here(obj: Any, backend_id: UUID, revision: int | None = None) -> None:
+    """NEW -> LOADED: the object became persistent on this backend (its state is in memory).
+    `revision` when its first state is already stored (else the commit sets it)."""
+    meta = obj.__dict__
+    meta.update({REGISTERED: True, LOCAL: True, LOADED: True, BACKEND: backend_id})
+    if revision is not None:
+        meta[REVISION] = revision
+
+
+def registration_failed(obj: Any) -> None:
+    """LOADED -> NEW: the commit that was to make it persistent failed; it stays plain Python."""
+    obj.__dict__.update({REGISTERED: False, BACKEND: None})
+
+
+def registered_elsewhere(obj: Any, backend_id: UUID) -> None:
+    """NEW -> PROXY: stored on another backend (make_persistent from a client)."""
+    to_proxy(obj, backend_id)
+
+
+def load(obj: Any, values: dict[str, Any], revision: int) -> None:
+    """UNLOADED -> LOADED (or LOADED with new contents): `values` are a stored state, decoded.
+    Properties not in it are dropped (a state replaces the whole object); a stored lineage
+    becomes a Lineage."""
+    meta = obj.__dict__
+    for name in obj._dc_properties:
+        meta.pop(name, None)
+    meta.pop(VERSION, None)
+    stored_lineage = values.pop(VERSION, None)
+    meta.update(values)
+    if stored_lineage is not None:
+        meta[VERSION] = Lineage(*stored_lineage)
+    meta[LOADED] = True
+    meta[REVISION] = revision
+
+
+def unload(obj: Any) -> None:
+    """LOADED -> UNLOADED (eviction): the state is already stored; drop it from memory."""
+    meta = obj.__dict__
+    meta[LOADED] = False
+    for name in obj._dc_properties:
+        meta.pop(name, None)
+
+
+def to_proxy(obj: Any, backend_id: UUID | None) -> None:
+    """LOADED/UNLOADED/NEW -> PROXY: the object now lives on backend_id (None: nowhere, a
+    retired version). Its properties and lineage leave this process."""
+    meta = obj.__dict__
+    for name in obj._dc_properties:
+        meta.pop(name, None)
+    meta.pop(VERSION, None)
+    meta.update({REGISTERED: True, LOCAL: False, LOADED: False, BACKEND: backend_id})
+
+
+def relocated(obj: Any, backend_id: UUID | None) -> None:
+    """PROXY -> PROXY: the owner is (or is believed to be) backend_id now; None: ask the
+    directory next time (or retired)."""
+    obj.__dict__[BACKEND] = backend_id
+
+
+def with_lineage(obj: Any, value: Lineage) -> None:
+    """Set a loaded object's lineage (a version being made, or its base revision moving on)."""
+    obj.__dict__[VERSION] = value
+
+
+def persisted_state(obj: Any) -> dict[str, Any]:
+    """What is stored of obj: the properties that are set and, for a version, its lineage as
+    a plain tuple (the stored format)."""
+    meta = obj.__dict__
+    persisted = {name: meta[name] for name in obj._dc_properties if name in meta}
+    version = meta.get(VERSION)
+    if version is not None:
+        persisted[VERSION] = tuple(version)
+    return persisted
+
+
+def properties(state: dict[str, Any]) -> dict[str, Any]:
+    """A persisted state without its lineage: what a copy or a consolidation carries."""
+    state.pop(VERSION, None)
+    return state
