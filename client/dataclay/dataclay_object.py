@@ -1,14 +1,11 @@
 """DataClayObject, persistent properties and @activemethod.
 
-One class serves as both the real object and its proxy. Each instance carries a little metadata
-in its __dict__ (`_dc_id`, `_dc_is_registered`, `_dc_is_local`, `_dc_is_loaded`,
-`_dc_backend_id`):
-- a new object is local and unregistered: plain Python;
-- on the backend that owns it, a persistent object is local: properties live in __dict__ (loaded
-  from storage on demand, evicted when memory is short), active methods run in place;
-- anywhere else it is a proxy: property reads and writes and active methods go to the owner.
-The decisions about where things run are made by the process's runtime (dataclay.runtime); this
-module only routes.
+One class serves as both the real object and its proxy. Which one an instance is now is its
+lifecycle state, kept in its __dict__: the states, the diagram and the only functions that
+change them are in dataclay.lifecycle. This module only routes on the state: a NEW object is
+plain Python; a local persistent one (LOADED/UNLOADED, only on its owning backend) is handed to
+the process's runtime (dataclay.runtime), which runs it in place; a PROXY sends property reads,
+writes and active methods to the owner (dataclay.operations).
 """
 from __future__ import annotations
 
@@ -17,8 +14,11 @@ import inspect
 import uuid
 from typing import Any, Callable, ClassVar, TypeVar
 
+from dataclay import lifecycle
 from dataclay import operations as ops
+from dataclay.lifecycle import ID, LOADED, LOCAL, REGISTERED
 from dataclay.runtime import current_runtime, twins
+from dataclay.transport import run_blocking
 
 T = TypeVar("T", bound="DataClayObject")
 _MISSING = object()
@@ -42,21 +42,23 @@ class PersistentProperty:
         if obj is None:
             return self
         state = obj.__dict__
-        if state["_dc_is_local"]:
+        if state[LOCAL]:
             try:
                 value = state[self.name]
             except KeyError:
                 return self._missing(obj)
-            if state["_dc_is_registered"] and type(value) not in IMMUTABLE_TYPES and not hasattr(value, "_dc_id"):
+            if state[REGISTERED] and type(value) not in IMMUTABLE_TYPES and not hasattr(value, ID):
                 current_runtime().touch_local(obj)  # a list, dict, ... handed out may change in place
             return value
-        return current_runtime().get_attribute(obj, self.name)
+        rt = current_runtime()
+        return run_blocking(ops.get_attribute(rt, rt.blocking, obj, self.name))
 
     def __set__(self, obj: Any, value: Any) -> None:
         state = obj.__dict__
-        if not state["_dc_is_local"]:
-            current_runtime().set_attribute(obj, self.name, value)
-        elif state["_dc_is_registered"]:
+        if not state[LOCAL]:
+            rt = current_runtime()
+            run_blocking(ops.set_attribute(rt, rt.blocking, obj, self.name, value))
+        elif state[REGISTERED]:
             current_runtime().write_local(obj, self.name, value)
         else:
             state[self.name] = value
@@ -66,7 +68,7 @@ class PersistentProperty:
 
     def _missing(self, obj: Any) -> Any:
         state = obj.__dict__
-        if not state["_dc_is_loaded"]:
+        if not state[LOADED]:
             current_runtime().load_local(obj)
             if self.name in state:
                 return state[self.name]
@@ -89,10 +91,10 @@ def activemethod(func: Callable) -> Callable:
         @functools.wraps(func)
         async def async_wrapper(self, *args, **kwargs):
             state = self.__dict__
-            if not state["_dc_is_local"]:
+            if not state[LOCAL]:
                 rt = current_runtime()
                 return await ops.call_method(rt, rt.async_transport(), self, name, args, kwargs)
-            if not state["_dc_is_registered"]:
+            if not state[REGISTERED]:
                 return await func(self, *args, **kwargs)
             return await current_runtime().call_local_async(self, func, args, kwargs)
 
@@ -102,9 +104,10 @@ def activemethod(func: Callable) -> Callable:
         @functools.wraps(func)
         def sync_wrapper(self, *args, **kwargs):
             state = self.__dict__
-            if not state["_dc_is_local"]:
-                return current_runtime().call_method(self, name, args, kwargs)
-            if not state["_dc_is_registered"]:
+            if not state[LOCAL]:
+                rt = current_runtime()
+                return run_blocking(ops.call_method(rt, rt.blocking, self, name, args, kwargs))
+            if not state[REGISTERED]:
                 return func(self, *args, **kwargs)
             return current_runtime().call_local(self, func, args, kwargs)
 
@@ -134,43 +137,22 @@ class DataClayObject:
 
     def __new__(cls, *args: Any, **kwargs: Any):
         obj = super().__new__(cls)
-        obj.__dict__.update(
-            _dc_id=uuid.uuid4(),
-            _dc_is_registered=False,
-            _dc_is_local=True,
-            _dc_is_loaded=True,
-            _dc_backend_id=None,
-        )
+        lifecycle.new(obj)
         return obj
 
     def __repr__(self) -> str:
         state = self.__dict__
-        if state["_dc_is_local"] and not state["_dc_is_registered"]:
-            return f"<{type(self).__name__} (not persistent) {state['_dc_id']}>"
-        return f"<{type(self).__name__} {state['_dc_id']} on backend {state['_dc_backend_id']}>"
+        if state[LOCAL] and not state[REGISTERED]:
+            return f"<{type(self).__name__} (not persistent) {state[ID]}>"
+        return f"<{type(self).__name__} {state[ID]} on backend {state[lifecycle.BACKEND]}>"
 
     # Persistent objects pickle by reference through dataclay.serialization; a plain pickle
     # (dc_clone, by-value copies) carries the properties and a fresh identity.
     def __getstate__(self) -> dict[str, Any]:
-        state = self._dc_state()
-        state.pop("_dc_version", None)
-        return state
+        return lifecycle.properties(lifecycle.persisted_state(self))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(
-            _dc_id=uuid.uuid4(), _dc_is_registered=False, _dc_is_local=True,
-            _dc_is_loaded=True, _dc_backend_id=None,
-        )
-        self.__dict__.update(state)
-
-    def _dc_state(self) -> dict[str, Any]:
-        """What is persisted: the properties that are set and, for a version, its lineage
-        (under "_dc_version")."""
-        state = self.__dict__
-        persisted = {name: state[name] for name in self._dc_properties if name in state}
-        if "_dc_version" in state:
-            persisted["_dc_version"] = state["_dc_version"]
-        return persisted
+        lifecycle.new(self, state)
 
     # ------------------------------------------------------------ dataClay's public API
     @property
@@ -179,7 +161,7 @@ class DataClayObject:
 
     @property
     def id(self) -> uuid.UUID:
-        return self.__dict__["_dc_id"]
+        return self.__dict__[ID]
 
     make_persistent, a_make_persistent = twins(ops.make_persistent)
     add_alias, a_add_alias = twins(ops.add_alias)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from uuid import UUID
 
+from dataclay import lifecycle
 from dataclay.exceptions import (
     BackendNotFoundError,
     BackendUnavailableError,
@@ -21,6 +22,7 @@ from dataclay.exceptions import (
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
 )
+from dataclay.lifecycle import BACKEND, ID, LOCAL, REGISTERED
 from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from dataclay.runtime import Runtime
 
 MAX_REDIRECTS = 8
+_tuple_new = tuple.__new__  # _tuple_new(Ref, (...)): the fastest way to build a Ref (see serialization)
 
 
 # ------------------------------------------------------------------ backends and locations
@@ -64,17 +67,17 @@ def _as_uuid(value: UUID | str, what: str) -> UUID:
 
 
 def _require_registered(obj: "DataClayObject") -> None:
-    if not obj.__dict__["_dc_is_registered"]:
+    if not obj.__dict__[REGISTERED]:
         raise ObjectNotRegisteredError(
-            f"{obj!r} is not persistent: call make_persistent() first", object_id=obj.__dict__["_dc_id"]
+            f"{obj!r} is not persistent: call make_persistent() first", object_id=obj.__dict__[ID]
         )
 
 
 async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
     """Ask the directory who owns obj, and remember it."""
-    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__["_dc_id"].bytes))
+    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
     owner = UUID(bytes=entry.backend_id)
-    obj.__dict__["_dc_backend_id"] = owner
+    lifecycle.relocated(obj, owner)
     return owner
 
 
@@ -97,13 +100,13 @@ async def with_owner(rt: "Runtime", t: Any, obj: "DataClayObject", perform: Call
     _require_registered(obj)
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
-        owner = state["_dc_backend_id"] or await locate(rt, t, obj)
+        owner = state[BACKEND] or await locate(rt, t, obj)
         info = await backend_info(rt, t, owner)
         try:
             return await perform(info)
         except ObjectWithWrongBackendIdError as moved:
             new_owner = moved.fields.get("backend_id")
-            state["_dc_backend_id"] = UUID(new_owner) if new_owner else None
+            lifecycle.relocated(obj, UUID(new_owner) if new_owner else None)
         except BackendUnavailableError:
             # A restarted backend may listen elsewhere, or the object may have moved off it:
             # retry only if the directory now says something different.
@@ -111,7 +114,7 @@ async def with_owner(rt: "Runtime", t: Any, obj: "DataClayObject", perform: Call
             if (await locate(rt, t, obj), rt.backends.get(owner)) == (owner, info):
                 raise
     raise ObjectMovingError(
-        f"{obj!r} kept changing owner during {MAX_REDIRECTS} attempts; try again", object_id=state["_dc_id"]
+        f"{obj!r} kept changing owner during {MAX_REDIRECTS} attempts; try again", object_id=state[ID]
     )
 
 
@@ -124,19 +127,20 @@ def serialize_graph(
     """The not-yet-persistent objects reachable from roots, each with its pickled state; the
     walk stops at persistent objects, which are written as references."""
     hint = backend_id.bytes
-    pending = {root.__dict__["_dc_id"]: root for root in roots}
+    pending = {root.__dict__[ID]: root for root in roots}
     queue = list(pending.values())
     objects: list[DataClayObject] = []
     records: list[pb.ObjectRecord] = []
 
     def on_object(obj: "DataClayObject") -> Ref:
         state = obj.__dict__
-        if state["_dc_is_registered"]:
+        if state[REGISTERED]:
             return make_ref(obj)
-        if state["_dc_id"] not in pending:
-            pending[state["_dc_id"]] = obj
+        object_id = state[ID]
+        if object_id not in pending:
+            pending[object_id] = obj
             queue.append(obj)
-        return (state["_dc_id"].bytes, class_path(type(obj)), hint)
+        return _tuple_new(Ref, (object_id.bytes, class_path(type(obj)), hint))
 
     while queue:
         obj = queue.pop()
@@ -149,7 +153,8 @@ def serialize_graph(
             )
         objects.append(obj)
         records.append(
-            pb.ObjectRecord(object_id=obj.__dict__["_dc_id"].bytes, class_path=class_path(cls), state=dumps(obj._dc_state(), on_object))
+            pb.ObjectRecord(object_id=obj.__dict__[ID].bytes, class_path=class_path(cls),
+                            state=dumps(lifecycle.persisted_state(obj), on_object))
         )
     return objects, records
 
@@ -174,10 +179,11 @@ async def encode_for(rt: "Runtime", t: Any, value: Any, backend_id: UUID) -> byt
 
     def on_object(obj: "DataClayObject") -> Ref:
         state = obj.__dict__
-        if state["_dc_is_registered"]:
+        if state[REGISTERED]:
             return make_ref(obj)
-        pending[state["_dc_id"]] = obj
-        return (state["_dc_id"].bytes, class_path(type(obj)), backend_id.bytes)
+        object_id = state[ID]
+        pending[object_id] = obj
+        return _tuple_new(Ref, (object_id.bytes, class_path(type(obj)), backend_id.bytes))
 
     data = dumps(value, on_object)
     if pending:
@@ -202,7 +208,7 @@ async def make_persistent(
     rt: "Runtime", t: Any, obj: "DataClayObject", alias: str | None = None, backend_id: UUID | str | None = None
 ) -> None:
     """Store obj (and the new objects it reaches) on a backend; obj becomes a proxy."""
-    if obj.__dict__["_dc_is_registered"]:
+    if obj.__dict__[REGISTERED]:
         if alias:
             await add_alias(rt, t, obj, alias)
         return
@@ -214,13 +220,13 @@ async def make_persistent(
 
 
 async def get_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str) -> Any:
-    request = pb.GetAttributeRequest(object_id=obj.__dict__["_dc_id"].bytes, name=name)
+    request = pb.GetAttributeRequest(object_id=obj.__dict__[ID].bytes, name=name)
     reply = await at_owner(rt, t, obj, "GetAttribute", request)
     return reply if isinstance(reply, bytes) else rt.decode(reply.payload)  # bytes: a raw value
 
 
 async def set_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, value: Any) -> None:
-    object_id = obj.__dict__["_dc_id"].bytes
+    object_id = obj.__dict__[ID].bytes
 
     async def request(info: BackendInfo) -> pb.SetAttributeRequest | codec.RawSet:
         if type(value) is bytes:
@@ -231,7 +237,7 @@ async def set_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str,
 
 
 async def call_method(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, args: tuple, kwargs: dict) -> Any:
-    object_id = obj.__dict__["_dc_id"].bytes
+    object_id = obj.__dict__[ID].bytes
 
     async def request(info: BackendInfo) -> pb.CallRequest:
         return pb.CallRequest(object_id=object_id, method=name, payload=await encode_for(rt, t, (args, kwargs), info.id))
@@ -252,7 +258,7 @@ async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataCla
 
 async def add_alias(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str) -> None:
     _require_registered(obj)
-    await t.metadata("AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__["_dc_id"].bytes))
+    await t.metadata("AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__[ID].bytes))
 
 
 async def delete_alias(rt: "Runtime", t: Any, alias: str) -> None:
@@ -261,18 +267,18 @@ async def delete_alias(rt: "Runtime", t: Any, alias: str) -> None:
 
 async def get_aliases(rt: "Runtime", t: Any, obj: "DataClayObject") -> set[str]:
     _require_registered(obj)
-    reply = await t.metadata("GetAliases", pb.ObjectRequest(object_id=obj.__dict__["_dc_id"].bytes))
+    reply = await t.metadata("GetAliases", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
     return set(reply.aliases)
 
 
 async def sync(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
     """Refresh where a proxy's object lives (and check that it still exists)."""
-    if obj.__dict__["_dc_is_registered"] and not obj.__dict__["_dc_is_local"]:
+    if obj.__dict__[REGISTERED] and not obj.__dict__[LOCAL]:
         await locate(rt, t, obj)
 
 
 async def _fetch_state(rt: "Runtime", t: Any, obj: "DataClayObject") -> pb.ObjectRecord:
-    return await at_owner(rt, t, obj, "GetObjectState", pb.ObjectRequest(object_id=obj.__dict__["_dc_id"].bytes))
+    return await at_owner(rt, t, obj, "GetObjectState", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
 
 
 async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool = False) -> "DataClayObject":
@@ -282,12 +288,13 @@ async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool
     queue = [obj]
     while queue:
         current = queue.pop()
-        object_id = current.__dict__["_dc_id"]
+        object_id = current.__dict__[ID]
         if object_id in records:
             continue
-        if not current.__dict__["_dc_is_registered"] or current.__dict__["_dc_is_local"]:
+        if not current.__dict__[REGISTERED] or current.__dict__[LOCAL]:
             records[object_id] = pb.ObjectRecord(
-                object_id=object_id.bytes, class_path=class_path(type(current)), state=dumps(current._dc_state(), make_ref)
+                object_id=object_id.bytes, class_path=class_path(type(current)),
+                state=dumps(lifecycle.persisted_state(current), make_ref),
             )
         else:
             records[object_id] = await _fetch_state(rt, t, current)
@@ -299,27 +306,26 @@ async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool
         clones[object_id.bytes] = cls.__new__(cls)
 
     def resolve(ref: Ref) -> "DataClayObject":
-        return clones.get(ref[0]) or rt.resolve(ref)
+        return clones.get(ref.object_id) or rt.resolve(ref)
 
     for object_id, record in records.items():
-        state = loads(record.state, resolve)
-        state.pop("_dc_version", None)  # a clone is a new object, not a version
+        state = lifecycle.properties(loads(record.state, resolve))  # a clone is a new object, not a version
         clones[object_id.bytes].__dict__.update(state)
-    return clones[obj.__dict__["_dc_id"].bytes]
+    return clones[obj.__dict__[ID].bytes]
 
 
 async def dc_update(rt: "Runtime", t: Any, obj: "DataClayObject", other: "DataClayObject") -> None:
     """Overwrite obj's properties with other's (a local object or another persistent one)."""
-    if other.__dict__["_dc_is_local"]:
-        state = other._dc_state()
+    if other.__dict__[LOCAL]:
+        state = lifecycle.persisted_state(other)
     else:
         state = loads((await _fetch_state(rt, t, other)).state, rt.resolve)
-    state.pop("_dc_version", None)  # the properties only, never the lineage
-    if obj.__dict__["_dc_is_local"]:
+    state = lifecycle.properties(state)  # the properties only, never the lineage
+    if obj.__dict__[LOCAL]:
         for name, value in state.items():
             setattr(obj, name, value)
         return
-    object_id = obj.__dict__["_dc_id"].bytes
+    object_id = obj.__dict__[ID].bytes
 
     async def request(info: BackendInfo) -> pb.UpdateObjectRequest:
         return pb.UpdateObjectRequest(object_id=object_id, state=await encode_for(rt, t, state, info.id))
@@ -346,7 +352,7 @@ ProgressCallback = Callable[[int, int], None]  # (objects sent, objects total)
 async def _move_from_owner(
     rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: ProgressCallback | None
 ) -> pb.MoveProgress:
-    object_id = obj.__dict__["_dc_id"].bytes
+    object_id = obj.__dict__[ID].bytes
     here = rt.move_here(obj, target, recursive, on_progress)
     if here is not None:
         return here
@@ -379,7 +385,7 @@ async def move(
     visited: set[UUID] = set()
     while pending:
         current = pending.pop()
-        visited.add(current.__dict__["_dc_id"])
+        visited.add(current.__dict__[ID])
         final = await _move_from_owner(rt, t, current, target, recursive, on_progress)
         moved = [UUID(bytes=raw) for raw in final.moved_ids]
         rt.relocated(moved, target)
@@ -408,7 +414,7 @@ async def new_version(
     destination = _as_uuid(backend_id, "backend id") if backend_id is not None else None
     if destination is not None:
         await backend_info(rt, t, destination)
-    request = pb.NewVersionRequest(object_id=obj.__dict__["_dc_id"].bytes,
+    request = pb.NewVersionRequest(object_id=obj.__dict__[ID].bytes,
                                    destination=destination.bytes if destination else b"", recursive=recursive)
     entry = await at_owner(rt, t, obj, "NewVersion", request)
     return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
@@ -417,17 +423,17 @@ async def new_version(
 async def consolidate_version(rt: "Runtime", t: Any, obj: "DataClayObject", force: bool = False) -> None:
     """Write this version into every ancestor and the original, atomically, then retire it.
     VersionConflictError if any of them changed since (unless force=True)."""
-    await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__["_dc_id"].bytes, force=force))
+    await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__[ID].bytes, force=force))
 
 
 async def discard_version(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
     """Retire this version without writing it anywhere."""
-    await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__["_dc_id"].bytes, discard=True))
+    await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__[ID].bytes, discard=True))
 
 
 async def _retire_version(rt: "Runtime", t: Any, obj: "DataClayObject", request: pb.ConsolidateRequest) -> None:
     await at_owner(rt, t, obj, "ConsolidateVersion", request)
-    obj.__dict__["_dc_backend_id"] = None  # retired: the next use asks the directory, which says so
+    lifecycle.relocated(obj, None)  # retired: the next use asks the directory, which says so
 
 
 __all__ = [

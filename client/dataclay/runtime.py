@@ -3,7 +3,11 @@
 It holds the one instance per object id of this process (so every reference the user holds is
 the same proxy, and a fix to its location reaches all of them), the cache of backend
 addresses, and the transports. A backend extends it (dataclay_backend.backend_runtime) to run
-objects it owns in place.
+objects it owns in place. An object's states and transitions are dataclay.lifecycle's.
+
+It knows nothing of operations or of the object model (dataclay.operations and
+dataclay.dataclay_object import it, not the other way round), so the client's imports have no
+cycle.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 from uuid import UUID
 
+from dataclay import lifecycle
 from dataclay.exceptions import DataClayException
+from dataclay.lifecycle import ID, LOCAL
 from dataclay.serialization import Ref, import_class, loads
 from dataclay.transport import AsyncTransport, BackendInfo, BlockingTransport, run_blocking
 
@@ -83,22 +89,6 @@ class Runtime:
         self.blocking.close()
         self._async.clear()
 
-    # ------------------------------------------------ blocking forms for the object model
-    def get_attribute(self, obj: "DataClayObject", name: str) -> Any:
-        from dataclay import operations as ops
-
-        return run_blocking(ops.get_attribute(self, self.blocking, obj, name))
-
-    def set_attribute(self, obj: "DataClayObject", name: str, value: Any) -> None:
-        from dataclay import operations as ops
-
-        run_blocking(ops.set_attribute(self, self.blocking, obj, name, value))
-
-    def call_method(self, obj: "DataClayObject", name: str, args: tuple, kwargs: dict) -> Any:
-        from dataclay import operations as ops
-
-        return run_blocking(ops.call_method(self, self.blocking, obj, name, args, kwargs))
-
     # ---------------------------------------- local persistent objects (backends only)
     def call_local(self, obj: "DataClayObject", func: Callable, args: tuple, kwargs: dict) -> Any:
         raise DataClayException(f"{obj!r} is local and persistent, which only a backend can hold")
@@ -129,13 +119,7 @@ class Runtime:
             obj = self.heap.get(object_id)
             if obj is None:
                 obj = object.__new__(cls)  # no __init__, no fresh id: it is filled in below
-                obj.__dict__.update(
-                    _dc_id=object_id,
-                    _dc_is_registered=True,
-                    _dc_is_local=False,
-                    _dc_is_loaded=False,
-                    _dc_backend_id=backend_id,
-                )
+                lifecycle.proxy(obj, object_id, backend_id)
                 self.heap[object_id] = obj
         return obj
 
@@ -151,14 +135,10 @@ class Runtime:
         on they are proxies here."""
         with self._heap_lock:
             for obj in objects:
-                state = obj.__dict__
-                for name in (*obj._dc_properties, "_dc_version"):
-                    state.pop(name, None)
-                state.update(
-                    _dc_is_registered=True, _dc_is_local=False, _dc_is_loaded=False, _dc_backend_id=backend_id
-                )
-                if self.heap.get(state["_dc_id"]) is not obj:
-                    self.heap[state["_dc_id"]] = obj
+                lifecycle.to_proxy(obj, backend_id)
+                object_id = obj.__dict__[ID]
+                if self.heap.get(object_id) is not obj:
+                    self.heap[object_id] = obj
 
     def move_here(
         self, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: Callable[[int, int], None] | None
@@ -172,5 +152,5 @@ class Runtime:
         """These objects now live on backend_id: fix the proxies this process holds."""
         for object_id in object_ids:
             obj = self.heap.get(object_id)
-            if obj is not None and not obj.__dict__["_dc_is_local"]:
-                obj.__dict__["_dc_backend_id"] = backend_id
+            if obj is not None and not obj.__dict__[LOCAL]:
+                lifecycle.relocated(obj, backend_id)
