@@ -10,9 +10,13 @@ from __future__ import annotations
 from typing import Any, Callable
 from uuid import UUID
 
+import grpc
+
 from dataclay import operations as ops
 from dataclay.exceptions import BackendNotFoundError, DataClayException
+from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.runtime import Runtime
 from dataclay.transport import run_blocking
 
@@ -83,10 +87,6 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
 
 def backend_ids(host: str, port: int, timeout: float | None = None) -> dict[str, UUID]:
     """Backend name -> backend id, as registered (the operator puts them in its status)."""
-    from dataclay.protocol import UNLIMITED_MESSAGES
-    from dataclay.protocol import dataclay_pb2_grpc as rpc
-    import grpc
-
     with grpc.insecure_channel(f"{host}:{port}", options=UNLIMITED_MESSAGES) as channel:
         reply = rpc.MetadataStub(channel).ListBackends(pb.Empty(), timeout=timeout)
     return {info.name: UUID(bytes=info.backend_id) for info in reply.backends}

@@ -1,4 +1,8 @@
-"""The `dataclay` command: `up` (a local cluster), `demo`, `move` and `drain` (with progress)."""
+"""The `dataclay` command: `up` (a local cluster), `demo`, `move` and `drain` (with progress).
+
+Each command imports what it needs when it runs (not because of import cycles: so that
+`dataclay --help` starts at once and a command loads only what it uses).
+"""
 from __future__ import annotations
 
 import argparse
