@@ -17,7 +17,7 @@ from dataclay.runtime import set_runtime
 from dataclay.transport import translate
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.backend_service import BackendService
-from dataclay_backend.config import base_parser, env_default, report_ready, setup_logging
+from dataclay_backend.config import add_backend_flags, base_parser, env_default, report_ready, setup_logging
 from dataclay_backend.grpc_server import Server
 from dataclay_backend.object_store import ObjectStore
 
@@ -77,12 +77,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-limit", type=parse_size, default=parse_size(env_default("DC_MEMORY_LIMIT", "1Gi")),
                         help="bytes of object state kept in memory before the least recently used are unloaded")
     parser.add_argument("--metadata-timeout", type=float, default=60.0)
+    add_backend_flags(parser)
     args = parser.parse_args(argv)
     setup_logging(args.log_level, f"backend {args.name}")
     sys.path[:0] = [str(path) for path in args.model_path]
 
     store = ObjectStore(args.data_dir, args.durability)
-    rt = BackendRuntime(f"{args.metadata_host}:{args.metadata_port}", store, args.name, args.memory_limit)
+    rt = BackendRuntime(f"{args.metadata_host}:{args.metadata_port}", store, args.name, args.memory_limit,
+                        lock_timeout=args.lock_timeout, consolidation_timeout=args.consolidation_timeout)
     set_runtime(rt)
     server = Server(args.listen, args.port)
     codec.add_backend_servicer(BackendService(rt), server.grpc)

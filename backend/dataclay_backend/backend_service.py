@@ -9,12 +9,14 @@ from typing import Any, Callable
 
 import grpc
 
+from dataclay import lifecycle as lc
 from dataclay.exceptions import ActiveMethodNotFoundError, AttributeNotFoundError, InvalidRequestError
 from dataclay.protocol import CHAIN_METADATA_KEY, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.serialization import class_path
-from dataclay_backend.backend_runtime import SCOPE, BackendRuntime, RequestScope
+from dataclay_backend.backend_runtime import BackendRuntime
+from dataclay_backend.scope import SCOPE, RequestScope
 from dataclay_backend.wire import parse_uuid
 from dataclay_backend.grpc_server import handler, stream_handler
 
@@ -31,7 +33,7 @@ def _chain(context: grpc.ServicerContext) -> str | None:
 def _check_property(obj: object, name: str) -> None:
     if name not in type(obj)._dc_properties:
         raise AttributeNotFoundError(
-            f"{type(obj).__name__} has no persistent property {name!r}", object_id=obj.__dict__["_dc_id"], name=name
+            f"{type(obj).__name__} has no persistent property {name!r}", object_id=obj.__dict__[lc.ID], name=name
         )
 
 
@@ -47,7 +49,7 @@ class BackendService(rpc.BackendServicer):
 
     @handler
     def StoreObjects(self, request: pb.StoreObjectsRequest, context) -> pb.Empty:
-        self.rt.store_records(list(request.objects), request.alias)
+        self.rt.incoming.store_records(list(request.objects), request.alias)
         return EMPTY
 
     @handler
@@ -87,7 +89,7 @@ class BackendService(rpc.BackendServicer):
             if getattr(method, "_dc_activemethod", None) is None:
                 raise ActiveMethodNotFoundError(
                     f"{class_path(type(obj))} has no active method {request.method!r}",
-                    object_id=obj.__dict__["_dc_id"], method=request.method,
+                    object_id=obj.__dict__[lc.ID], method=request.method,
                 )
             arguments = self._decode(request.payload, "arguments")
             if not (isinstance(arguments, tuple) and len(arguments) == 2
@@ -191,7 +193,7 @@ class BackendService(rpc.BackendServicer):
         chain = _chain(context)
         if not chain:
             raise InvalidRequestError("StageWrite must carry the transaction's call chain")
-        return self.rt.versioning.stage(
+        return self.rt.versioning.prepare(
             parse_uuid(request.txn_id, "transaction id"), chain, parse_uuid(request.object_id, "object id"),
             request.state, request.expected_revision, request.force,
         )

@@ -8,11 +8,12 @@ it committed), so unloading is just dropping the properties; the next access loa
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import Any
 from uuid import UUID
+
+from dataclay import lifecycle as lc
 
 # The chain eviction holds an object's lock with while it unloads it: not printable ASCII, so
 # no request can name it in its dataclay-chain metadata.
@@ -20,8 +21,6 @@ EVICTION_CHAIN = "\x00evict"
 # Chains of moves: they hold objects only to keep writers out, so those objects may be unloaded
 # (the walk reads a loaded state holding the load lock, as eviction unloads one).
 MOVE_CHAIN_PREFIX = "move-"
-# How long any call waits for an object another call holds before it fails with ObjectBusyError.
-LOCK_TIMEOUT = float(os.environ.get("DC_LOCK_TIMEOUT", "60"))
 
 
 _GUARD = threading.Lock()  # guards every ChainLock's few fields; held for microseconds
@@ -85,8 +84,8 @@ class ChainLock:
 
 def lock_of(obj: Any) -> ChainLock:
     """obj's ChainLock, made on first use (dict.setdefault is atomic: one lock per object)."""
-    lock = obj.__dict__.get("_dc_lock")
-    return lock if lock is not None else obj.__dict__.setdefault("_dc_lock", ChainLock())
+    lock = obj.__dict__.get(lc.LOCK)
+    return lock if lock is not None else obj.__dict__.setdefault(lc.LOCK, ChainLock())
 
 
 class LoadedSet:
@@ -135,13 +134,11 @@ class LoadedSet:
                 try:
                     owner = lock.owner
                     if not (taken or (owner is not None and owner.startswith(MOVE_CHAIN_PREFIX))) \
-                            or state.get("_dc_pending"):  # in use, or a change not yet committed
+                            or state.get(lc.PENDING):  # in use, or a change not yet committed
                         skipped.append((object_id, (obj, size)))
                         continue
                     self.total -= size
-                    state["_dc_is_loaded"] = False
-                    for name in obj._dc_properties:
-                        state.pop(name, None)
+                    lc.unload(obj)
                 finally:
                     if taken:
                         lock.release()

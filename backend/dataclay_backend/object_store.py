@@ -272,13 +272,13 @@ class ObjectStore:
             conn.execute("DELETE FROM objects WHERE staged=?", (move_id.bytes,))
         self._unlink(files)
 
-    # ------------------------------------------------------------------ staged writes
-    def stage_write(self, txn_id: UUID, obj: StoredObject) -> None:
+    # ------------------------------------------------------------------ prepared writes (consolidation; table staged_writes)
+    def prepare_write(self, txn_id: UUID, obj: StoredObject) -> None:
         with self.db.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO staged_writes VALUES (?, ?, ?, ?, ?)",
                          (txn_id.bytes, obj.object_id.bytes, obj.class_path, obj.revision, obj.state))
 
-    def staged_writes(self, txn_id: UUID | None = None) -> dict[UUID, list[StoredObject]]:
+    def prepared_writes(self, txn_id: UUID | None = None) -> dict[UUID, list[StoredObject]]:
         """Prepared writes by transaction (of one transaction, if given)."""
         sql = "SELECT txn, id, class_path, revision, state FROM staged_writes"
         rows = self.db.query(sql + " WHERE txn=?", (txn_id.bytes,)) if txn_id else self.db.query(sql)
@@ -287,6 +287,6 @@ class ObjectStore:
             writes.setdefault(UUID(bytes=txn), []).append(StoredObject(UUID(bytes=key), class_path, revision, state))
         return writes
 
-    def forget_writes(self, txn_id: UUID) -> None:
+    def forget_prepared(self, txn_id: UUID) -> None:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM staged_writes WHERE txn=?", (txn_id.bytes,))

@@ -1,27 +1,26 @@
 """Versions, on one backend: creating them, and both sides of consolidation.
 
-The protocol is described in dataclay.proto ("versions"). A version carries its lineage in its
-persisted state under VERSION_KEY: (parent id, original id, parent's revision when derived).
-Consolidation locks the version (and its versioned sub-objects, for recursive versions), then
-walks up the lineage one level at a time: at each level every member's state is staged on the
-owner of its ancestor at that level, with references between members rewritten to that level's
-objects. The staging owner checks the ancestor's revision against the one recorded when its
-child was derived (VersionConflictError otherwise, unless forced) and keeps it locked. Then one
-metadata transaction commits and retires the members, and every owner applies.
+The protocol is described in dataclay.proto ("versions"). A version carries its lineage
+(dataclay.lifecycle.Lineage: parent, original, parent's revision when derived) in its
+persisted state. Consolidation locks the version (and its versioned sub-objects, for recursive
+versions), then walks up the lineage one level at a time (dataclay_backend.lineage): at each
+level every member's state is prepared on the owner of its ancestor at that level. The
+preparing owner checks the ancestor's revision against the one recorded when its child was
+derived (VersionConflictError otherwise, unless forced) and keeps it locked. Then one metadata
+transaction (the commit point) commits and retires the members, and every owner applies. A
+lineage that lives on this backend alone consolidates in one local SQLite transaction instead.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 from uuid import UUID
 
+from dataclay import lifecycle as lc
 from dataclay import operations as ops
-from dataclay.dataclay_object import DataClayObject
 from dataclay.exceptions import (
     ObjectIsNotVersionError,
     ObjectMovingError,
@@ -31,121 +30,127 @@ from dataclay.exceptions import (
     VersionRetiredError,
 )
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.runtime import Runtime
 from dataclay.serialization import Ref, class_path, dumps, make_ref
 from dataclay.transport import CURRENT_CHAIN, BackendInfo, run_blocking
-from dataclay_backend import faults
-from dataclay_backend.backend_runtime import SCOPE, _digest_if_needed
+from dataclay_backend import commit_point, faults
+from dataclay_backend.directory_client import DirectoryClient
+from dataclay_backend.incoming import Incoming
+from dataclay_backend.lineage import properties_state, walk_lineage
+from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.object_store import StoredObject
-from dataclay_backend.retry import keep_trying
-
-if TYPE_CHECKING:
-    from dataclay_backend.backend_runtime import BackendRuntime
+from dataclay_backend.objects import LocalObjects
+from dataclay_backend.resolve_later import resolve_later
+from dataclay_backend.scope import SCOPE
+from dataclay_backend.state import digest_if_needed
+from dataclay_backend.walk import lock_closure
 
 log = logging.getLogger(__name__)
-
-VERSION_KEY = "_dc_version"
-# A prepared write waits this long for the coordinator's decision, then asks the metadata service.
-PARTICIPANT_TIMEOUT = float(os.environ.get("DC_CONSOLIDATION_TIMEOUT", "60"))
 
 
 @dataclass
 class _Prepared:
     """A transaction prepared here: the objects it holds locked, and its timeout."""
 
-    objects: list[DataClayObject] = field(default_factory=list)
+    objects: list[Any] = field(default_factory=list)
     timer: threading.Timer | None = None
 
 
-def _properties(obj: DataClayObject) -> dict[str, Any]:
-    state = obj._dc_state()
-    state.pop(VERSION_KEY, None)
-    return state
-
-
 class Versioning:
-    def __init__(self, rt: "BackendRuntime") -> None:
-        self.rt = rt
+    """Collaborators: the owned objects and their locks, the directory (the commit point),
+    `peers` (other backends), `locate` (an id -> the owned object, or the typed error saying
+    where it is), `incoming` (storing new versions here), `new_chain` and how long a prepared
+    transaction waits for its coordinator."""
+
+    def __init__(
+        self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient, peers: Runtime,
+        locate: Callable[[UUID], Any], incoming: Incoming, new_chain: Callable[[], str], participant_timeout: float,
+    ) -> None:
+        self.objects = objects
+        self.locks = locks
+        self.directory = directory
+        self.peers = peers
+        self.locate = locate
+        self.incoming = incoming
+        self.new_chain = new_chain
+        self.participant_timeout = participant_timeout
         self._lock = threading.Lock()
         self._prepared: dict[UUID, _Prepared] = {}
         self.retired: dict[UUID, UUID] = {}  # version id -> original id, retired since start
+
+    def _lock_closure(self, root: UUID, recursive: bool, chain: str) -> list[Any]:
+        return lock_closure(self.objects, self.locks, self.locate, [root], recursive, chain)
 
     # ================================================================== new_version
     def new_version(self, object_id: UUID, destination: UUID | None, recursive: bool) -> pb.ObjectEntry:
         """Copy the object (and, if recursive, what it reaches through objects owned here) into
         new objects that record where they came from."""
-        rt = self.rt
-        rt.local_object(object_id)  # raises where it is, or that it does not exist
-        target = destination or rt.local_backend_id
+        objects = self.objects
+        self.locate(object_id)  # raises where it is, or that it does not exist
+        target = destination or objects.backend_id
         scope = SCOPE.get()
-        chain = scope.chain if scope else rt.new_chain()
-        locked, _ = rt.mover.lock_closure([object_id], recursive, False, chain)
+        chain = scope.chain if scope else self.new_chain()
+        locked = self._lock_closure(object_id, recursive, chain)
         try:
-            copies = {obj.__dict__["_dc_id"]: uuid.uuid4() for obj in locked}
+            copies = {obj.__dict__[lc.ID]: uuid.uuid4() for obj in locked}
 
-            def remap(ref_obj: DataClayObject) -> Ref:
+            def remap(ref_obj: Any) -> Ref:
                 ref = make_ref(ref_obj)
-                copy = copies.get(ref_obj.__dict__["_dc_id"])
-                return (copy.bytes, ref[1], target.bytes) if copy else ref
+                copy = copies.get(ref_obj.__dict__[lc.ID])
+                return Ref(copy.bytes, ref.class_path, target.bytes) if copy else ref
 
             records = []
-            lineages: dict[UUID, tuple[UUID, UUID]] = {}
+            lineages: dict[UUID, lc.Lineage] = {}
             for obj in locked:
+                objects.ensure_loaded(obj)
                 meta = obj.__dict__
-                if not meta["_dc_is_loaded"]:
-                    rt.load_local(obj)
-                lineage = meta.get(VERSION_KEY)
-                state = _properties(obj)
-                state[VERSION_KEY] = (meta["_dc_id"], lineage[1] if lineage else meta["_dc_id"], meta.get("_dc_revision", 1))
-                lineages[copies[meta["_dc_id"]]] = state[VERSION_KEY][:2]
-                records.append(pb.ObjectRecord(object_id=copies[meta["_dc_id"]].bytes, class_path=class_path(type(obj)),
+                parent = lc.lineage(obj)
+                lineage = lc.Lineage(meta[lc.ID], parent.original if parent else meta[lc.ID], meta.get(lc.REVISION, 1))
+                state = properties_state(obj)
+                state[lc.VERSION] = tuple(lineage)
+                lineages[copies[meta[lc.ID]]] = lineage
+                records.append(pb.ObjectRecord(object_id=copies[meta[lc.ID]].bytes, class_path=class_path(type(obj)),
                                                state=dumps(state, remap)))
         finally:
-            for obj in locked:
-                rt.lock_of(obj).release()
-        if target == rt.local_backend_id:
-            rt.store_records(records, "", lineages)
+            self.locks.release_all(locked)
+        if target == objects.backend_id:
+            self.incoming.store_records(records, "", lineages)
         else:
-            info = run_blocking(ops.backend_info(rt, rt.blocking, target))
-            run_blocking(rt.blocking.backend(info, "StoreObjects", pb.StoreObjectsRequest(objects=records)))
+            info = run_blocking(ops.backend_info(self.peers, self.peers.blocking, target))
+            run_blocking(self.peers.blocking.backend(info, "StoreObjects", pb.StoreObjectsRequest(objects=records)))
         root = records[0]
         return pb.ObjectEntry(object_id=root.object_id, class_path=root.class_path, backend_id=target.bytes)
 
     # ================================================================== coordinator
     def consolidate(self, version_id: UUID, force: bool, discard: bool) -> None:
-        rt = self.rt
-        version = rt.local_object(version_id)
-        if not version.__dict__["_dc_is_loaded"]:
-            rt.load_local(version)
-        if VERSION_KEY not in version.__dict__:
+        version = self.objects.ensure_loaded(self.locate(version_id))
+        if lc.lineage(version) is None:
             raise ObjectIsNotVersionError(f"object {version_id} is not a version", object_id=version_id)
         txn = uuid.uuid4()
         chain = f"txn-{txn.hex[:12]}"
         chain_token = CURRENT_CHAIN.set(chain)
-        locked, _ = rt.mover.lock_closure([version_id], True, False, chain)
+        locked = self._lock_closure(version_id, True, chain)
         try:
             for obj in locked:
-                if not obj.__dict__["_dc_is_loaded"]:
-                    rt.load_local(obj)
-            members = [obj for obj in locked if VERSION_KEY in obj.__dict__]  # the versioned objects
+                self.objects.ensure_loaded(obj)
+            members = [obj for obj in locked if lc.lineage(obj) is not None]  # the versioned objects
             if discard or self._lineage_is_here(members):
                 self._consolidate_here(members, chain, force, discard)
             else:
                 self._consolidate_across(txn, chain, members, force)
         finally:
-            for obj in locked:
-                rt.lock_of(obj).release()
+            self.locks.release_all(locked)
             CURRENT_CHAIN.reset(chain_token)
 
-    def _consolidate_across(self, txn: UUID, chain: str, members: list[DataClayObject], force: bool) -> None:
+    def _consolidate_across(self, txn: UUID, chain: str, members: list[Any], force: bool) -> None:
         """The two-phase commit, for lineages that span backends (see module docstring)."""
-        rt = self.rt
         participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
         try:
-            base_revisions = self._stage_all(txn, chain, members, force, participants)
+            base_revisions = self._prepare_all(txn, chain, members, force, participants)
             faults.hit("consolidate.after_stage")
             self._commit(txn, members, base_revisions)
         except OutcomeUnknownError:
-            self._settle_later(txn, members)  # participants settle their own part, in the same way
+            self._resolve_later(txn, members)  # participants resolve their own part, in the same way
             raise
         except BaseException:
             self._abort_all(txn, participants)
@@ -157,116 +162,80 @@ class Versioning:
                 continue
             request = pb.ApplyWritesRequest(txn_id=txn.bytes, base_revisions=base_revisions)
             try:
-                run_blocking(rt.blocking.backend(info, "ApplyWrites", request))
+                run_blocking(self.peers.blocking.backend(info, "ApplyWrites", request))
             except Exception as exc:  # it applies when it resolves the transaction
                 log.warning("consolidation %s committed; %s will apply it later: %s", txn, info.describe(), exc)
         self._retire(members)
 
     # ------------------------------------------------------- everything on this backend
-    def _lineage_is_here(self, members: list[DataClayObject]) -> bool:
+    def _lineage_is_here(self, members: list[Any]) -> bool:
         """Whether every ancestor of every member lives here (then one local transaction is
         atomic, and no two-phase commit is needed)."""
-        rt = self.rt
+        owned = self.objects.owned
         for member in members:
-            parent = member.__dict__[VERSION_KEY][0]
+            parent: UUID | None = lc.lineage(member).parent
             while parent is not None:
-                if parent not in rt.owned:
+                if parent not in owned:
                     return False
-                ancestor = rt.local_instance(parent, rt.owned[parent])
-                if not ancestor.__dict__["_dc_is_loaded"]:
-                    rt.load_local(ancestor)
-                lineage = ancestor.__dict__.get(VERSION_KEY)
-                parent = lineage[0] if lineage else None
+                ancestor = self.objects.ensure_loaded(self.objects.instance(parent, owned[parent]))
+                lineage = lc.lineage(ancestor)
+                parent = lineage.parent if lineage else None
         return True
 
-    def _consolidate_here(self, members: list[DataClayObject], chain: str, force: bool, discard: bool) -> None:
+    def _consolidate_here(self, members: list[Any], chain: str, force: bool, discard: bool) -> None:
         """Check every ancestor under its lock, then write them all and delete the members in
         one SQLite transaction; the directory learns of the retirement right after."""
-        rt = self.rt
-        held: list[DataClayObject] = []
-        updates: list[tuple[DataClayObject, bytes, int]] = []
+        objects = self.objects
+        held: list[Any] = []
+        updates: list[tuple[Any, bytes, int]] = []
 
-        def check(member: DataClayObject, parent_id: UUID, expected: int, state: bytes) -> tuple[int, tuple | None]:
+        def check(member: Any, parent_id: UUID, expected: int, state: bytes) -> tuple[int, lc.Lineage | None]:
             ancestor = self._hold_ancestor(parent_id, chain, held)
-            revision = ancestor.__dict__.get("_dc_revision", 1)
+            revision = ancestor.__dict__.get(lc.REVISION, 1)
             if not force and revision != expected:
                 raise self._conflict(ancestor, expected, revision)
             updates.append((ancestor, state, revision + 1))
-            return revision + 1, ancestor.__dict__.get(VERSION_KEY)
+            return revision + 1, lc.lineage(ancestor)
 
         try:
-            base = {} if discard else self._walk_lineage(members, check)
+            base = {} if discard else walk_lineage(members, check)
             rows = []
             for ancestor, state, revision in updates:
-                meta = ancestor.__dict__
-                for name in ancestor._dc_properties:
-                    meta.pop(name, None)
-                meta.update(rt.decode(state))
-                if meta["_dc_id"] in base:
-                    meta[VERSION_KEY] = (*meta[VERSION_KEY][:2], base[meta["_dc_id"]])
-                meta.update(_dc_revision=revision, _dc_digest=_digest_if_needed(ancestor))
-                rows.append(StoredObject(meta["_dc_id"], class_path(type(ancestor)), revision,
-                                         dumps(ancestor._dc_state(), make_ref)))
-            rt.store.write(rows, delete=[m.__dict__["_dc_id"] for m in members])
-            for row in rows:
-                rt.loaded.touch(row.object_id, rt.heap[row.object_id], len(row.state))
+                self._write_state(ancestor, state, revision, base)
+                rows.append(StoredObject(ancestor.__dict__[lc.ID], class_path(type(ancestor)), revision,
+                                         dumps(lc.persisted_state(ancestor), make_ref)))
+            objects.store.write(rows, delete=[m.__dict__[lc.ID] for m in members])
+            for ancestor, row in zip((u[0] for u in updates), rows):
+                objects.loaded.touch(row.object_id, ancestor, len(row.state))
         finally:
-            for ancestor in held:
-                rt.lock_of(ancestor).release()
+            self.locks.release_all(held)
         self._retire(members, stored=False)
         self._announce_retired(members)
 
-    @staticmethod
-    def _walk_lineage(
-        members: list[DataClayObject], visit: Callable[[DataClayObject, UUID, int, bytes], tuple[int, tuple | None]]
-    ) -> dict[UUID, int]:
-        """Walk up the lineage one level at a time. At each level, every member's state, with
-        references between members rewritten to that level's objects, goes to
-        `visit(member, ancestor id, revision the ancestor must still have, state)`, which
-        returns the ancestor's new revision and its own lineage (None for an original).
-        Returns the new base revision of each intermediate version."""
-        base: dict[UUID, int] = {}
-        lineage = {m.__dict__["_dc_id"]: m.__dict__[VERSION_KEY] for m in members}
-        current = {m.__dict__["_dc_id"]: m.__dict__["_dc_id"] for m in members}  # member -> object at this level
-        while lineage:
-            level = {member: parent for member, (parent, _, _) in lineage.items()}
+    def _write_state(self, obj: Any, state: bytes, revision: int, base_revisions: dict[UUID, int]) -> None:
+        """An ancestor takes the consolidated state (keeping its own lineage, whose base
+        revision moves on if it is an intermediate version)."""
+        own_lineage = lc.lineage(obj)
+        lc.load(obj, self.peers.decode(state), revision)
+        object_id = obj.__dict__[lc.ID]
+        if own_lineage is not None:
+            if object_id in base_revisions:
+                own_lineage = own_lineage._replace(revision=base_revisions[object_id])
+            lc.with_lineage(obj, own_lineage)
+        obj.__dict__[lc.DIGEST] = digest_if_needed(obj)
 
-            def remap(ref_obj: DataClayObject) -> Ref:
-                ref = make_ref(ref_obj)
-                object_id = ref_obj.__dict__["_dc_id"]
-                ancestor = level.get(object_id) or (current[object_id] if current.get(object_id, object_id) != object_id else None)
-                return (ancestor.bytes, ref[1], b"") if ancestor else ref
-
-            next_lineage = {}
-            for member in members:
-                member_id = member.__dict__["_dc_id"]
-                if member_id not in lineage:
-                    continue
-                parent_id, _, expected = lineage[member_id]
-                new_revision, parent_lineage = visit(member, parent_id, expected, dumps(_properties(member), remap))
-                if current[member_id] != member_id:  # an intermediate version: its base moves on
-                    base[current[member_id]] = new_revision
-                current[member_id] = parent_id
-                if parent_lineage:
-                    next_lineage[member_id] = parent_lineage
-            lineage = next_lineage
-        return base
-
-    def _hold_ancestor(self, object_id: UUID, chain: str, held: list[DataClayObject]) -> DataClayObject:
-        rt = self.rt
-        ancestor = rt.local_instance(object_id, rt.owned[object_id])
-        rt.acquire(ancestor, chain, settled=True)
+    def _hold_ancestor(self, object_id: UUID, chain: str, held: list[Any]) -> Any:
+        ancestor = self.objects.instance(object_id, self.objects.owned[object_id])
+        self.locks.acquire(ancestor, chain, settled=True)
         held.append(ancestor)
-        if not ancestor.__dict__["_dc_is_local"]:
+        if not ancestor.__dict__[lc.LOCAL]:
             raise ObjectMovingError(f"object {object_id} moved away during the consolidation; try again",
                                     object_id=object_id)
-        if not ancestor.__dict__["_dc_is_loaded"]:
-            rt.load_local(ancestor)
-        return ancestor
+        return self.objects.ensure_loaded(ancestor)
 
     @staticmethod
-    def _conflict(obj: DataClayObject, expected: int, revision: int) -> VersionConflictError:
-        object_id = obj.__dict__["_dc_id"]
+    def _conflict(obj: Any, expected: int, revision: int) -> VersionConflictError:
+        object_id = obj.__dict__[lc.ID]
         return VersionConflictError(
             f"object {object_id} ({type(obj).__name__}) changed since the version was taken (revision "
             f"{expected}, now {revision}); nothing was written. Consolidate with force=True to overwrite it.",
@@ -282,89 +251,77 @@ class Versioning:
                 object_id=object_id, original_id=original,
             )
 
-    def _announce_retired(self, members: list[DataClayObject]) -> None:
+    def _announce_retired(self, members: list[Any]) -> None:
         """Tell the directory after replying (this backend answers for them meanwhile). If we
         crash first, recovery removes their entries: the directory never lists them as live."""
-        ids = [m.__dict__["_dc_id"].bytes for m in members]
+        ids = [m.__dict__[lc.ID].bytes for m in members]
 
         def announce() -> bool:
-            run_blocking(self.rt.blocking.metadata("CommitTransaction", pb.TransactionRequest(
-                txn_id=uuid.uuid4().bytes, retire=ids)))
+            self.directory.commit_transaction(uuid.uuid4(), ids)
             return True
 
-        keep_trying(announce, f"telling the directory that {len(ids)} versions retired", delay=0.0)
+        resolve_later(announce, f"telling the directory that {len(ids)} versions retired", delay=0.0)
 
-    def _stage_all(
-        self, txn: UUID, chain: str, members: list[DataClayObject], force: bool,
-        participants: dict[UUID, BackendInfo | None],
+    def _prepare_all(
+        self, txn: UUID, chain: str, members: list[Any], force: bool, participants: dict[UUID, BackendInfo | None],
     ) -> dict[str, int]:
         """Prepare every ancestor on its owner; returns what the commit record must carry."""
 
-        def stage(member: DataClayObject, parent_id: UUID, expected: int, state: bytes) -> tuple[int, tuple | None]:
-            reply, backend_id, info = self._stage_one(txn, chain, member, parent_id, state, expected, force)
+        def prepare(member: Any, parent_id: UUID, expected: int, state: bytes) -> tuple[int, lc.Lineage | None]:
+            reply, backend_id, info = self._prepare_one(txn, chain, member, parent_id, state, expected, force)
             participants[backend_id] = info
-            lineage = (UUID(bytes=reply.version_parent), None, reply.base_revision) if reply.version_parent else None
+            lineage = (lc.Lineage(UUID(bytes=reply.version_parent), None, reply.base_revision)  # type: ignore[arg-type]
+                       if reply.version_parent else None)
             return reply.new_revision, lineage
 
-        return {object_id.hex: revision for object_id, revision in self._walk_lineage(members, stage).items()}
+        return {object_id.hex: revision for object_id, revision in walk_lineage(members, prepare).items()}
 
-    def _commit(self, txn: UUID, members: list[DataClayObject], base_revisions: dict[str, int]) -> None:
+    def _commit(self, txn: UUID, members: list[Any], base_revisions: dict[str, int]) -> None:
         """The commit point. A failure that may have happened after the metadata service
-        committed (a lost reply) is settled by asking it: presumed abort makes that answer
+        committed (a lost reply) is resolved by asking it: presumed abort makes that answer
         final. Returns only if committed; raises if not, or if it cannot be known yet."""
-        rt = self.rt
-        request = pb.TransactionRequest(txn_id=txn.bytes, retire=[m.__dict__["_dc_id"].bytes for m in members],
-                                        base_revisions=base_revisions)
-        try:
-            run_blocking(rt.blocking.metadata("CommitTransaction", request))
-            return
-        except VersionConflictError:
-            raise  # definitely not committed
-        except Exception as failure:
-            error: Exception = failure
-        for delay in (0.1, 0.5, 1.0, 2.0):
-            time.sleep(delay)  # bounded backoff before asking again
-            try:
-                state = run_blocking(rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
-            except Exception as exc:
-                error = exc
-                continue
-            if state.committed:
-                return
-            raise error
-        raise OutcomeUnknownError(
-            f"the outcome of consolidating {members[0].__dict__['_dc_id']} is unknown (the metadata service did not "
-            f"answer: {error}); every backend involved settles it with the metadata service once it is back",
-            object_id=members[0].__dict__["_dc_id"],
-        )
+        retire = [m.__dict__[lc.ID].bytes for m in members]
+        first = members[0].__dict__[lc.ID]
 
-    def _settle_later(self, txn: UUID, members: list[DataClayObject]) -> None:
+        def attempt(tries: int) -> None:
+            if tries == 0:
+                self.directory.commit_transaction(txn, retire, base_revisions)
+            elif not self.directory.resolve_transaction(txn).committed:
+                raise commit_point.NotCommitted
+
+        def unknown(error: Exception) -> OutcomeUnknownError:
+            return OutcomeUnknownError(
+                f"the outcome of consolidating {first} is unknown (the metadata service did not answer: {error}); "
+                "every backend involved resolves it with the metadata service once it is back", object_id=first)
+
+        commit_point.reach(attempt, (VersionConflictError,), unknown)
+
+    def _resolve_later(self, txn: UUID, members: list[Any]) -> None:
         """Retire the members once the metadata service says the consolidation committed."""
 
-        def settle() -> bool:
-            state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
-            if state.committed:
+        def resolve() -> bool:
+            if self.directory.resolve_transaction(txn).committed:
                 self._retire(members)
             return True
 
-        keep_trying(settle, f"settling consolidation {txn}")
+        resolve_later(resolve, f"resolving consolidation {txn}")
 
-    def _stage_one(
-        self, txn: UUID, chain: str, member: DataClayObject, ancestor_id: UUID, state: bytes, expected: int, force: bool
+    def _prepare_one(
+        self, txn: UUID, chain: str, member: Any, ancestor_id: UUID, state: bytes, expected: int, force: bool
     ) -> tuple[pb.StageWriteReply, UUID, BackendInfo | None]:
-        rt = self.rt
-        if ancestor_id in rt.owned:
-            return self.stage(txn, chain, ancestor_id, state, expected, force), rt.local_backend_id, None
-        ancestor = rt.instance(ancestor_id, class_path(type(member)), None)
+        if ancestor_id in self.objects.owned:
+            return self.prepare(txn, chain, ancestor_id, state, expected, force), self.objects.backend_id, None
+        peers = self.peers
+        ancestor = peers.instance(ancestor_id, class_path(type(member)), None)
         request = pb.StageWriteRequest(txn_id=txn.bytes, object_id=ancestor_id.bytes, state=state,
                                        expected_revision=expected, force=force)
         used: list[BackendInfo] = []
 
         async def perform(info: BackendInfo) -> pb.StageWriteReply:
             used.append(info)
-            return await rt.blocking.backend(info, "StageWrite", request)
+            return await peers.blocking.backend(info, "StageWrite", request)
 
-        reply = run_blocking(ops.with_owner(rt, rt.blocking, ancestor, perform))
+        reply = run_blocking(ops.with_owner(peers, peers.blocking, ancestor, perform))
         return reply, used[-1].id, used[-1]
 
     def _abort_all(self, txn: UUID, participants: dict[UUID, BackendInfo | None]) -> None:
@@ -373,48 +330,46 @@ class Versioning:
                 self.abort(txn)
                 continue
             try:
-                run_blocking(self.rt.blocking.backend(info, "AbortWrites", pb.TransactionRequest(txn_id=txn.bytes)))
+                run_blocking(self.peers.blocking.backend(info, "AbortWrites", pb.TransactionRequest(txn_id=txn.bytes)))
             except Exception as exc:  # it resolves the transaction (aborted) by itself
                 log.warning("could not abort consolidation %s on %s: %s", txn, info.describe(), exc)
 
-    def _retire(self, members: list[DataClayObject], stored: bool = True) -> None:
+    def _retire(self, members: list[Any], stored: bool = True) -> None:
         """The versions were consolidated (or discarded): they are gone from here."""
         for member in members:
-            self.retired[member.__dict__["_dc_id"]] = member.__dict__[VERSION_KEY][1]
-        self.rt.became_remote(members, None, delete_rows=stored)
+            self.retired[member.__dict__[lc.ID]] = lc.lineage(member).original
+        self.objects.give_up(members, None, delete_rows=stored)
 
     # ================================================================== participant
-    def stage(self, txn: UUID, chain: str, object_id: UUID, state: bytes, expected: int, force: bool) -> pb.StageWriteReply:
-        """Prepare: lock the ancestor, check it did not change, keep the new state durably."""
-        rt = self.rt
-        obj = rt.local_object(object_id)
-        lock = rt.lock_of(obj)
-        rt.acquire(obj, chain, settled=True)
+    def prepare(self, txn: UUID, chain: str, object_id: UUID, state: bytes, expected: int, force: bool) -> pb.StageWriteReply:
+        """StageWrite: lock the ancestor, check it did not change, keep the new state durably
+        as a prepared write of txn."""
+        obj = self.locate(object_id)
+        self.locks.acquire(obj, chain, settled=True)
         try:
             meta = obj.__dict__
-            if not meta["_dc_is_local"]:
+            if not meta[lc.LOCAL]:
                 raise ObjectWithWrongBackendIdError(f"object {object_id} moved", object_id=object_id,
-                                                    backend_id=meta["_dc_backend_id"])
-            if not meta["_dc_is_loaded"]:
-                rt.load_local(obj)
-            revision = meta.get("_dc_revision", 1)
+                                                    backend_id=meta[lc.BACKEND])
+            self.objects.ensure_loaded(obj)
+            revision = meta.get(lc.REVISION, 1)
             if not force and revision != expected:
                 raise self._conflict(obj, expected, revision)
-            rt.store.stage_write(txn, StoredObject(object_id, class_path(type(obj)), revision + 1, state))
+            self.objects.store.prepare_write(txn, StoredObject(object_id, class_path(type(obj)), revision + 1, state))
             faults.hit("stage.after_write")
         except BaseException:
-            lock.release()
+            self.locks.release(obj)
             raise
         with self._lock:
             prepared = self._prepared.setdefault(txn, _Prepared())
             prepared.objects.append(obj)
             if prepared.timer is None:
-                prepared.timer = threading.Timer(PARTICIPANT_TIMEOUT, self.resolve, args=(txn,))
+                prepared.timer = threading.Timer(self.participant_timeout, self.resolve, args=(txn,))
                 prepared.timer.daemon = True
                 prepared.timer.start()
-        lineage = meta.get(VERSION_KEY)
-        return pb.StageWriteReply(new_revision=revision + 1, version_parent=lineage[0].bytes if lineage else b"",
-                                  base_revision=lineage[2] if lineage else 0)
+        lineage = lc.lineage(obj)
+        return pb.StageWriteReply(new_revision=revision + 1, version_parent=lineage.parent.bytes if lineage else b"",
+                                  base_revision=lineage.revision if lineage else 0)
 
     def _release(self, txn: UUID) -> None:
         with self._lock:
@@ -422,34 +377,25 @@ class Versioning:
         if prepared is not None:
             if prepared.timer is not None:
                 prepared.timer.cancel()
-            for obj in prepared.objects:
-                self.rt.lock_of(obj).release()
+            self.locks.release_all(prepared.objects)
 
     def apply(self, txn: UUID, base_revisions: dict[str, int]) -> None:
         """Commit: the prepared states become the objects' states (idempotent)."""
         faults.hit("apply.before")
-        rt = self.rt
+        objects = self.objects
         rows = []
-        for write in rt.store.staged_writes(txn).get(txn, []):
-            obj = rt.local_instance(write.object_id, write.class_path)
-            meta = obj.__dict__
-            if not meta["_dc_is_loaded"]:
-                rt.load_local(obj)
-            for name in obj._dc_properties:
-                meta.pop(name, None)
-            meta.update(rt.decode(write.state))
-            lineage = meta.get(VERSION_KEY)
-            if lineage and write.object_id.hex in base_revisions:
-                meta[VERSION_KEY] = (lineage[0], lineage[1], base_revisions[write.object_id.hex])
-            data = dumps(obj._dc_state(), make_ref)
-            meta.update(_dc_revision=write.revision, _dc_digest=_digest_if_needed(obj))
-            rows.append(StoredObject(write.object_id, write.class_path, write.revision, data))
-        rt.store.write(rows)
-        rt.store.forget_writes(txn)
+        bases = {UUID(hex=key): revision for key, revision in base_revisions.items()}
+        for write in objects.store.prepared_writes(txn).get(txn, []):
+            obj = objects.ensure_loaded(objects.instance(write.object_id, write.class_path))
+            self._write_state(obj, write.state, write.revision, bases)
+            rows.append(StoredObject(write.object_id, write.class_path, write.revision,
+                                     dumps(lc.persisted_state(obj), make_ref)))
+        objects.store.write(rows)
+        objects.store.forget_prepared(txn)
         self._release(txn)
 
     def abort(self, txn: UUID) -> None:
-        self.rt.store.forget_writes(txn)
+        self.objects.store.forget_prepared(txn)
         self._release(txn)
 
     def resolve(self, txn: UUID) -> None:
@@ -458,10 +404,10 @@ class Versioning:
             self._resolve_once(txn)
         except Exception as exc:
             log.warning("cannot resolve consolidation %s yet: %s", txn, exc)
-            keep_trying(lambda: self._resolve_once(txn) or True, f"resolving consolidation {txn}")
+            resolve_later(lambda: self._resolve_once(txn) or True, f"resolving consolidation {txn}")
 
     def _resolve_once(self, txn: UUID) -> None:
-        state = run_blocking(self.rt.blocking.metadata("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes)))
+        state = self.directory.resolve_transaction(txn)
         if state.committed:
             log.info("consolidation %s was committed: applying", txn)
             self.apply(txn, dict(state.base_revisions))
@@ -470,5 +416,5 @@ class Versioning:
             self.abort(txn)
 
     def recover(self) -> None:
-        for txn in self.rt.store.staged_writes():
+        for txn in self.objects.store.prepared_writes():
             self.resolve(txn)

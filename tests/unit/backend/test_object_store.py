@@ -207,14 +207,14 @@ def test_two_staged_moves_are_activated_and_discarded_separately(store):
 def test_prepared_consolidation_writes_are_kept_by_transaction_until_forgotten(store):
     txn, other = uuid.uuid4(), uuid.uuid4()
     target = uuid.uuid4()
-    store.stage_write(txn, StoredObject(target, PATH, 5, b"prepared"))
-    store.stage_write(txn, StoredObject(target, PATH, 6, b"prepared again"))  # a retried prepare replaces
-    store.stage_write(other, StoredObject(uuid.uuid4(), PATH, 2, b"other"))
-    assert store.staged_writes(txn) == {txn: [StoredObject(target, PATH, 6, b"prepared again")]}
-    assert set(store.staged_writes()) == {txn, other}
+    store.prepare_write(txn, StoredObject(target, PATH, 5, b"prepared"))
+    store.prepare_write(txn, StoredObject(target, PATH, 6, b"prepared again"))  # a retried prepare replaces
+    store.prepare_write(other, StoredObject(uuid.uuid4(), PATH, 2, b"other"))
+    assert store.prepared_writes(txn) == {txn: [StoredObject(target, PATH, 6, b"prepared again")]}
+    assert set(store.prepared_writes()) == {txn, other}
     assert store.load(target) is None  # prepared is not applied
-    store.forget_writes(txn)
-    assert set(store.staged_writes()) == {other}
+    store.forget_prepared(txn)
+    assert set(store.prepared_writes()) == {other}
 
 
 # ---------------------------------------------------------------------------------------- reopening
@@ -228,7 +228,7 @@ def test_after_reopening_the_higher_revision_is_what_loads(tmp_path, durability)
     store.write([StoredObject(small, PATH, 1, b"one"), StoredObject(big, PATH, 1, large(1))])
     store.write([StoredObject(big, PATH, 3, large(3))])
     store.write([StoredObject(moving, PATH, 1, b"staged")], staged=txn)
-    store.stage_write(txn, StoredObject(small, PATH, 3, b"three"))
+    store.prepare_write(txn, StoredObject(small, PATH, 3, b"three"))
     store.close()
 
     reopened = ObjectStore(tmp_path, durability)
@@ -238,7 +238,7 @@ def test_after_reopening_the_higher_revision_is_what_loads(tmp_path, durability)
         assert reopened.load(big) == StoredObject(big, PATH, 3, large(3))
         assert files(reopened) == {f"{big.hex}.b"}  # the unreferenced slot was removed at the start
         assert reopened.staged() == {txn: {moving: PATH}}
-        assert reopened.staged_writes(txn)[txn][0].state == b"three"
+        assert reopened.prepared_writes(txn)[txn][0].state == b"three"
     finally:
         reopened.close()
 

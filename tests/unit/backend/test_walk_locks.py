@@ -1,4 +1,4 @@
-"""How a move's walk takes the locks of the objects it moves (mover._Walk), on a real store and
+"""How a move's walk takes the locks of the objects it moves (dataclay_backend.walk), on a real store and
 runtime without a network: the decisions are local."""
 import threading
 import uuid
@@ -7,22 +7,24 @@ import pytest
 
 from dataclay.exceptions import ObjectBusyError
 from dataclay.serialization import dumps, make_ref
-from dataclay_backend import backend_runtime
 from dataclay_backend.backend_runtime import BackendRuntime
-from dataclay_backend.mover import _Walk
+from dataclay_backend.walk import Walk
 from dataclay_backend.object_store import ObjectStore, StoredObject
 
 PATH = "hr.Employee"
 
 
 @pytest.fixture
-def rt(tmp_path, monkeypatch):
-    monkeypatch.setattr(backend_runtime, "LOCK_TIMEOUT", 10.0)
+def rt(tmp_path):
     store = ObjectStore(tmp_path)
-    runtime = BackendRuntime("127.0.0.1:1", store, "backend-t", 1 << 30)  # never asks the metadata service here
+    runtime = BackendRuntime("127.0.0.1:1", store, "backend-t", 1 << 30, lock_timeout=10.0)  # never asks the metadata service here
     yield runtime
     runtime.close()
     store.close()
+
+
+def walk_of(rt: BackendRuntime, roots: list, **options) -> Walk:
+    return Walk(rt.objects, rt.locks, rt.local_object, roots, **options)
 
 
 def employees(rt: BackendRuntime, count: int) -> list:
@@ -30,28 +32,28 @@ def employees(rt: BackendRuntime, count: int) -> list:
     rt.store.write([StoredObject(i, PATH, 3, dumps({"name": "x", "salary": 1.0}, make_ref)) for i in ids])
     for object_id in ids:
         rt.owned[object_id] = PATH
-    return [rt.local_instance(object_id, PATH) for object_id in ids]
+    return [rt.objects.instance(object_id, PATH) for object_id in ids]
 
 
-def test_a_walk_that_fails_lets_every_object_go(rt, monkeypatch):
-    monkeypatch.setattr(backend_runtime, "LOCK_TIMEOUT", 0.2)
+def test_a_walk_that_fails_lets_every_object_go(rt):
+    rt.locks.timeout = 0.2
     first, busy, last = employees(rt, 3)
-    assert rt.lock_of(busy).acquire("a-call")
-    walk = _Walk(rt.mover, [o._dc_id for o in (first, busy, last)], recursive=False, only_owned=True, chain="move-t")
+    assert rt.locks.lock_of(busy).acquire("a-call")
+    walk = walk_of(rt, [o._dc_id for o in (first, busy, last)], recursive=False, only_owned=True, chain="move-t")
     with pytest.raises(ObjectBusyError):
         for _ in walk.batches():
             pass
     walk.release()  # what a failed move does
-    assert rt.lock_of(first).owner is None and rt.lock_of(last).owner is None
+    assert rt.locks.lock_of(first).owner is None and rt.locks.lock_of(last).owner is None
 
 
 def test_a_walk_waiting_for_an_object_holds_none_after_it(rt):
     """A call holding X may need Y, the next object of the walk: while the walk waits for X,
     Y must be free (else both wait until the walk times out)."""
     x, y = employees(rt, 2)
-    assert rt.lock_of(x).acquire("a-call")
+    assert rt.locks.lock_of(x).acquire("a-call")
     outcome: dict[str, object] = {}
-    walk = _Walk(rt.mover, [x._dc_id, y._dc_id], recursive=False, only_owned=True, chain="move-t")
+    walk = walk_of(rt, [x._dc_id, y._dc_id], recursive=False, only_owned=True, chain="move-t")
 
     def run_walk() -> None:
         try:
@@ -61,10 +63,10 @@ def test_a_walk_waiting_for_an_object_holds_none_after_it(rt):
 
     thread = threading.Thread(target=run_walk)
     thread.start()
-    got_y = rt.lock_of(y).acquire("a-call", timeout=5.0)  # the walk waits up to 10 s for X
+    got_y = rt.locks.lock_of(y).acquire("a-call", timeout=5.0)  # the walk waits up to 10 s for X
     if got_y:
-        rt.lock_of(y).release()
-    rt.lock_of(x).release()
+        rt.locks.lock_of(y).release()
+    rt.locks.lock_of(x).release()
     thread.join()
     assert got_y and outcome["batches"] == [2]
 
@@ -73,9 +75,9 @@ def test_a_released_walk_still_running_keeps_nothing(rt):
     """After a failed transfer, gRPC's thread may still be inside the walk: what it locks
     after release() must go at once."""
     objects = employees(rt, 100)
-    walk = _Walk(rt.mover, [o._dc_id for o in objects], recursive=False, only_owned=True, chain="move-t")
+    walk = walk_of(rt, [o._dc_id for o in objects], recursive=False, only_owned=True, chain="move-t")
     batches = walk.batches()
     first = next(batches)
     walk.release()
     assert list(batches) == []  # the walk stops
-    assert all(rt.lock_of(o).owner is None for o in objects) and first
+    assert all(rt.locks.lock_of(o).owner is None for o in objects) and first

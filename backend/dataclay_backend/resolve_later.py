@@ -1,9 +1,10 @@
-"""Settling later: the one way a backend keeps trying something that needs the metadata service
-(an in-doubt move, an undecided consolidation, telling the directory about retired versions).
+"""Resolving later: the one way a backend keeps trying something that needs the metadata service
+(the outcome of an in-doubt move, of an undecided consolidation, telling the directory about
+retired versions).
 
-`keep_trying(attempt, what)` calls `attempt()` in the background until it returns True, waiting
-longer each time (capped), and gives up after a bounded number of tries with an error that says
-what to do: every one of these is also settled by the backend's recovery when it restarts.
+`resolve_later(attempt, what)` calls `attempt()` in the background until it returns True, waiting
+longer each time (the RESOLVE_LATER backoff), and gives up after a bounded number of tries with an error that says
+what to do: every one of these is also resolved by the backend's recovery when it restarts.
 Attempts run on a few long-lived daemon threads (starting a thread per attempt cost a
 consolidation a third of its time; daemons, so that an attempt stuck on a peer never holds up a
 backend's exit); one timer thread hands them over when they are due.
@@ -18,10 +19,10 @@ import threading
 import time
 from typing import Callable
 
+from dataclay_backend.backoff import RESOLVE_LATER
+
 log = logging.getLogger(__name__)
 
-FIRST_DELAY = 0.5
-MAX_DELAY = 30.0
 ATTEMPTS = 60  # about half an hour at the capped delay
 WORKERS = 4  # attempts that may wait on the metadata service at once
 
@@ -40,9 +41,9 @@ class _Scheduler:
         with self._changed:
             if not self._started:
                 self._started = True
-                threading.Thread(target=self._hand_over, name="dataclay-settle-timer", daemon=True).start()
+                threading.Thread(target=self._hand_over, name="dataclay-resolve-timer", daemon=True).start()
                 for number in range(WORKERS):
-                    threading.Thread(target=self._work, name=f"dataclay-settle-{number}", daemon=True).start()
+                    threading.Thread(target=self._work, name=f"dataclay-resolve-{number}", daemon=True).start()
             if delay > 0:
                 heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), function))
                 self._changed.notify()
@@ -63,15 +64,17 @@ class _Scheduler:
             try:
                 function()
             except Exception:  # never lose a worker
-                log.exception("settling in the background failed")
+                log.exception("resolving in the background failed")
 
 
 _SCHEDULER = _Scheduler()
 
 
-def keep_trying(attempt: Callable[[], bool], what: str, delay: float = FIRST_DELAY, attempts: int = ATTEMPTS) -> None:
+def resolve_later(
+    attempt: Callable[[], bool], what: str, delay: float = RESOLVE_LATER.first, attempts: int = ATTEMPTS
+) -> None:
     def run() -> None:
-        following = min(max(delay * 2, FIRST_DELAY), MAX_DELAY)
+        following = RESOLVE_LATER.after(delay)
         try:
             done = attempt()
         except Exception as exc:  # the metadata service (or a backend) is not answering yet
@@ -80,8 +83,8 @@ def keep_trying(attempt: Callable[[], bool], what: str, delay: float = FIRST_DEL
         if done:
             return
         if attempts <= 1:
-            log.error("%s: gave up; restarting this backend settles it from the metadata service", what)
+            log.error("%s: gave up; restarting this backend resolves it from the metadata service", what)
             return
-        keep_trying(attempt, what, following, attempts - 1)
+        resolve_later(attempt, what, following, attempts - 1)
 
     _SCHEDULER.call_later(delay, run)

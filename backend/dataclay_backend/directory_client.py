@@ -1,0 +1,56 @@
+"""What a backend asks the metadata service (the directory), each call named for what it means.
+Blocking, from the calling thread; errors arrive typed (dataclay.exceptions)."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+from uuid import UUID
+
+from dataclay import lifecycle as lc
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.serialization import class_path
+from dataclay.transport import BlockingTransport, run_blocking
+
+
+class DirectoryClient:
+    def __init__(self, transport: BlockingTransport) -> None:
+        self._transport = transport
+
+    def _call(self, method: str, request):
+        return run_blocking(self._transport.metadata(method, request))
+
+    def register(self, entries: list[pb.ObjectEntry], alias: str = "") -> None:
+        """New objects of this backend, before they are stored here: a crash in between leaves
+        entries that recovery removes, never stored objects the directory does not list."""
+        self._call("RegisterObjects", pb.RegisterObjectsRequest(objects=entries, alias=alias))
+
+    def register_objects(self, objects: list[Any], backend_id: UUID, alias: str = "") -> None:
+        """register() of these instances, owned by backend_id."""
+        self.register([
+            pb.ObjectEntry(object_id=o.__dict__[lc.ID].bytes, class_path=class_path(type(o)), backend_id=backend_id.bytes)
+            for o in objects
+        ], alias)
+
+    def owner_of(self, object_id: UUID) -> UUID:
+        entry = self._call("LocateObject", pb.ObjectRequest(object_id=object_id.bytes))
+        return UUID(bytes=entry.backend_id)
+
+    def owned_by(self, backend_id: UUID) -> set[UUID]:
+        reply = self._call("ListOwnedObjects", pb.BackendRequest(backend_id=backend_id.bytes))
+        return {UUID(bytes=raw) for raw in reply.object_ids}
+
+    def drop(self, object_ids: Iterable[UUID]) -> None:
+        self._call("DropObjects", pb.ObjectIdList(object_ids=[o.bytes for o in object_ids]))
+
+    def commit_move(self, keys: list[bytes], source: UUID, destination: UUID) -> None:
+        """The move's commit point (idempotent: asking again after a lost reply is safe)."""
+        self._call("CommitMove", pb.CommitMoveRequest(
+            object_ids=keys, source_backend_id=source.bytes, destination_backend_id=destination.bytes))
+
+    def commit_transaction(self, txn: UUID, retire: list[bytes], base_revisions: dict[str, int] | None = None) -> None:
+        """A consolidation's commit point (or, with a fresh txn, just retiring versions)."""
+        self._call("CommitTransaction", pb.TransactionRequest(
+            txn_id=txn.bytes, retire=retire, base_revisions=base_revisions or {}))
+
+    def resolve_transaction(self, txn: UUID) -> pb.TransactionState:
+        """Whether txn committed; asking makes "not committed" final (presumed abort)."""
+        return self._call("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes))

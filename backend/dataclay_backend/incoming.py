@@ -1,0 +1,74 @@
+"""New objects arriving at a backend: states a client sends (StoreObjects), checked before
+anything is stored; versions made for this backend; and make_persistent() called here for here."""
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from dataclay import lifecycle as lc
+from dataclay.exceptions import InvalidRequestError
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.serialization import class_path, import_class, loads
+from dataclay_backend.directory_client import DirectoryClient
+from dataclay_backend.object_store import StoredObject
+from dataclay_backend.objects import LocalObjects
+from dataclay_backend.state import digest_if_needed
+from dataclay_backend.wire import parse_uuid
+
+
+def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | None:
+    """The lineage a client's record carries (a version sent back), after checking that the
+    state decodes and names only persistent properties of its class."""
+    cls = import_class(record.class_path)
+    try:
+        state = loads(record.state, lambda ref: None)
+        stored_lineage = state.get(lc.VERSION)
+    except Exception as exc:
+        raise InvalidRequestError(
+            f"the state of object {object_id} cannot be decoded: {exc}", object_id=object_id) from None
+    unknown = set(state) - set(cls._dc_properties) - {lc.VERSION}
+    if unknown:
+        raise InvalidRequestError(
+            f"the state of object {object_id} has names that are not persistent properties of "
+            f"{record.class_path}: {sorted(unknown)}", object_id=object_id)
+    return lc.Lineage(*stored_lineage) if stored_lineage else None
+
+
+class Incoming:
+    def __init__(self, objects: LocalObjects, directory: DirectoryClient) -> None:
+        self.objects = objects
+        self.directory = directory
+
+    def store_records(
+        self, records: list[pb.ObjectRecord], alias: str, lineages: dict[UUID, lc.Lineage] | None = None
+    ) -> None:
+        """StoreObjects: new objects sent by a client, checked, registered, then stored.
+        Versions made here pass their `lineages` (id -> lineage) and skip the checks."""
+        rows = []
+        entries = []
+        backend = self.objects.backend_id.bytes
+        for record in records:
+            object_id = parse_uuid(record.object_id, "object id")
+            lineage = lineages[object_id] if lineages is not None else _checked_lineage(record, object_id)
+            rows.append(StoredObject(object_id, record.class_path, 1, record.state))
+            entries.append(pb.ObjectEntry(
+                object_id=object_id.bytes, class_path=record.class_path, backend_id=backend,
+                version_parent=lineage.parent.bytes if lineage else b"",
+                version_original=lineage.original.bytes if lineage else b""))
+        if not rows:
+            raise InvalidRequestError("StoreObjects needs at least one object")
+        self.directory.register(entries, alias)
+        self.objects.store.write(rows)
+        self.objects.adopt({row.object_id: row.class_path for row in rows})
+
+    def store_local(self, objects: list[Any], states: list[bytes], alias: str | None) -> None:
+        """make_persistent() called on this backend for this backend: the instances stay."""
+        self.directory.register_objects(objects, self.objects.backend_id, alias or "")
+        rows = [StoredObject(o.__dict__[lc.ID], class_path(type(o)), 1, s) for o, s in zip(objects, states)]
+        self.objects.store.write(rows)
+        for obj in objects:
+            lc.registered_here(obj, self.objects.backend_id, revision=1)
+            obj.__dict__[lc.DIGEST] = digest_if_needed(obj)
+        self.objects.remember(objects)
+        for obj, row in zip(objects, rows):
+            self.objects.loaded.touch(row.object_id, obj, len(row.state))

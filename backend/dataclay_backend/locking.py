@@ -1,0 +1,143 @@
+"""Taking a backend's objects, and the backend's concurrency contract.
+
+Concurrency contract
+====================
+Every lock and condition of a backend, what it guards, and in which order a thread that holds
+several takes them (never the reverse). A newcomer adding a lock adds it here.
+
+Object locks, outermost. Each owned object has a ChainLock (dataclay_backend.heap), held by a
+call chain (nested calls of one chain, even through other backends, re-enter it), not a thread.
+It guards the object's properties against other calls' changes and its REVISION, DIGEST and
+the start of its PENDING count (see "settled" below). A chain may hold many (a call that calls
+another object, a move's walk, a consolidation); there is no global order between objects
+(calls nest as user code says), so every wait for one is bounded by ``lock_timeout`` (flag
+``--lock-timeout``, DC_LOCK_TIMEOUT) and fails with ObjectBusyError, which breaks any cycle.
+A walk never holds a later object while it waits for an earlier one (dataclay_backend.walk).
+
+Then, in this order:
+  1. LoadedSet's lock (heap.LoadedSet): the LRU list of loaded objects and their sizes.
+  2. The load lock (LocalObjects.load_lock): an object's properties coming into or leaving
+     memory. Loads and unloads (eviction) happen under it, so a read (which takes no object
+     lock) never sees an object half loaded or half unloaded; a move's walk reads loaded
+     states under it, which is why eviction may unload objects a move holds.
+  3. The ChainLock guard (heap._GUARD): the fields of every ChainLock; held for microseconds.
+     Eviction takes object locks only if free, under 1 and 2: it never waits.
+The mover's lock (staged incoming moves) comes before the identity map's lock (activating a
+move makes instances of what it brings). Innermost, held for microseconds with nothing taken
+inside: the identity map's lock (Runtime._heap_lock: every write of the map), the settled
+condition's lock (ObjectLocks), a walk's guard, the versioning lock (prepared transactions),
+the resolve-later scheduler's condition and the store's per-object file locks.
+
+Settled: PENDING counts the requests whose change of an object is on its way to storage. It
+goes up under the object's lock and the settled lock (ObjectLocks.hold), and down under the
+settled lock alone when the change is stored (ObjectLocks.unpend), which notifies waiters.
+Holding the object's lock, a count of zero stays zero: so an object that is locked and settled
+is stored exactly as it is in memory (moves, versions and consolidations take objects so).
+
+Bounded waits: every wait for an object lock or for an object to settle ends after
+``lock_timeout`` with ObjectBusyError. Eviction never waits. A prepared consolidation waits for
+its coordinator ``consolidation_timeout`` (``--consolidation-timeout``), then asks the metadata
+service. Unbounded by design: a call's own user code (an active method runs as long as it
+runs; `async def` methods are awaited on the backend's event loop).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from dataclay import lifecycle as lc
+from dataclay.exceptions import ObjectBusyError
+from dataclay_backend.heap import ChainLock, lock_of
+from dataclay_backend.scope import SCOPE, RequestScope
+
+
+def is_settled(obj: Any, scope: RequestScope | None) -> bool:
+    """No request but `scope`'s own has a change of obj on its way to storage: what is stored
+    (and its revision) is what is in memory, apart from that request's own change."""
+    own = 1 if scope is not None and obj.__dict__[lc.ID] in scope.pending else 0
+    return obj.__dict__.get(lc.PENDING, 0) <= own
+
+
+class ObjectLocks:
+    """Object locks with bounded waits, and the settled protocol (see the contract above)."""
+
+    lock_of = staticmethod(lock_of)
+
+    def __init__(self, backend_name: str, lock_timeout: float, load: Callable[[Any], None]) -> None:
+        self.backend_name = backend_name
+        self.timeout = lock_timeout
+        self._load = load
+        self._settled = threading.Condition(threading.Lock())  # PENDING decrements; notified at zero
+
+    def acquire(self, obj: Any, chain: str, settled: bool = False) -> None:
+        """Lock obj for `chain` (once its changes are stored, if `settled`), or fail with
+        ObjectBusyError after the lock timeout: no call waits forever."""
+        if settled:
+            held = self.hold_settled(obj, chain, self.timeout)
+        else:
+            held = lock_of(obj).acquire(chain, self.timeout)
+        if not held:
+            object_id = obj.__dict__[lc.ID]
+            raise ObjectBusyError(
+                f"object {object_id} on backend {self.backend_name} stayed busy for {self.timeout:.0f}s (another call "
+                "holds it); nothing was changed, try again", object_id=object_id)
+
+    def hold(self, obj: Any, scope: RequestScope) -> bool:
+        """Take obj's lock for this request, load it, and count the request's change as pending
+        until it is stored. False (lock not held) if obj moved away while we waited: the
+        caller then forwards to the new owner."""
+        lock = lock_of(obj)
+        self.acquire(obj, scope.chain)
+        meta = obj.__dict__
+        try:
+            if not meta[lc.LOCAL]:
+                lock.release()
+                return False
+            if not meta[lc.LOADED]:
+                self._load(obj)
+        except BaseException:
+            lock.release()
+            raise
+        object_id = meta[lc.ID]
+        if object_id not in scope.pending:
+            scope.pending.add(object_id)
+            with self._settled:
+                meta[lc.PENDING] = meta.get(lc.PENDING, 0) + 1
+        scope.touched[object_id] = obj
+        return True
+
+    def unpend(self, obj: Any, scope: RequestScope) -> None:
+        """This request's change of obj is stored (or was nothing): one fewer pending."""
+        object_id = obj.__dict__[lc.ID]
+        if object_id in scope.pending:
+            scope.pending.discard(object_id)
+            with self._settled:
+                obj.__dict__[lc.PENDING] -= 1
+                if not obj.__dict__[lc.PENDING]:
+                    self._settled.notify_all()
+
+    def hold_settled(self, obj: Any, chain: str, timeout: float) -> bool:
+        """Lock obj for `chain` once no other request has a change of it on its way to storage,
+        so that what is stored (and its revision) is what is in memory. Moves, consolidations
+        and new versions take objects this way. False on timeout (lock not held)."""
+        deadline = time.monotonic() + timeout
+        lock = lock_of(obj)
+        scope = SCOPE.get()
+        while True:
+            if not lock.acquire(chain, max(deadline - time.monotonic(), 0)):
+                return False
+            if is_settled(obj, scope):
+                return True
+            lock.release()
+            with self._settled:
+                if not self._settled.wait_for(lambda: is_settled(obj, scope), max(deadline - time.monotonic(), 0)):
+                    return False
+
+    @staticmethod
+    def release(obj: Any) -> None:
+        lock_of(obj).release()
+
+    @staticmethod
+    def release_all(objects: list[Any]) -> None:
+        ChainLock.release_all([lock_of(obj) for obj in objects])

@@ -1,0 +1,113 @@
+"""The objects a backend owns: which ones (`owned`), their one instance each in the process's
+identity map, loading their state from the store, and bounded memory (heap.LoadedSet).
+
+Only this module adds to or removes from `owned`; moves, versions and recovery say what
+happened (`adopt`, `remember`, `give_up`) and it keeps `owned`, the identity map and the loaded
+set in agreement. States and transitions of an instance: dataclay.lifecycle.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable
+from uuid import UUID
+from weakref import WeakValueDictionary
+
+from dataclay import lifecycle as lc
+from dataclay.exceptions import ObjectNotRegisteredError
+from dataclay.serialization import class_path, import_class, loads
+from dataclay_backend.heap import LoadedSet
+from dataclay_backend.object_store import ObjectStore
+from dataclay_backend.state import digest_if_needed
+
+
+class LocalObjects:
+    def __init__(
+        self, store: ObjectStore, name: str, memory_limit: int,
+        heap: "WeakValueDictionary[UUID, Any]", heap_lock: threading.Lock,
+        resolve: Callable[[Any], Any], to_proxies: Callable[[list[Any], UUID | None], None],
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.backend_id = store.backend_id()
+        self.owned: dict[UUID, str] = {}  # object id -> class path, for every object stored here
+        self.heap = heap  # the process's identity map: one instance per object id
+        self._heap_lock = heap_lock  # every write of the map takes it
+        self._resolve = resolve  # a reference -> the one instance of its object here
+        self._to_proxies = to_proxies
+        self.load_lock = threading.Lock()
+        self.loaded = LoadedSet(memory_limit, self.load_lock)
+
+    # ------------------------------------------------------------------ instances
+    def instance(self, object_id: UUID, class_path_: str) -> Any:
+        """The one instance of an owned object (UNLOADED if it was not here yet)."""
+        obj = self.heap.get(object_id)
+        if obj is not None and obj.__dict__[lc.LOCAL]:
+            return obj
+        with self._heap_lock:
+            return self._instance_locked(object_id, class_path_)
+
+    def instances(self, pairs: list[tuple[UUID, str]]) -> list[Any]:
+        """instance() of many (object id, class path) pairs, taking the map's lock once."""
+        with self._heap_lock:
+            return [self._instance_locked(object_id, path) for object_id, path in pairs]
+
+    def _instance_locked(self, object_id: UUID, class_path_: str) -> Any:
+        obj = self.heap.get(object_id)
+        if obj is None:
+            obj = object.__new__(import_class(class_path_))  # no __init__, no fresh id
+            lc.owned_here(obj, object_id, self.backend_id)  # complete before another thread finds it
+            self.heap[object_id] = obj
+        elif not obj.__dict__.get(lc.LOCAL) or obj.__dict__[lc.ID] != object_id:
+            lc.owned_here(obj, object_id, self.backend_id)  # a proxy we held becomes the object
+        return obj
+
+    def load(self, obj: Any) -> None:
+        """UNLOADED -> LOADED, from the store (under the load lock: see dataclay_backend.locking)."""
+        meta = obj.__dict__
+        with self.load_lock:
+            if meta[lc.LOADED]:
+                return
+            stored = self.store.load(meta[lc.ID])
+            if stored is None:
+                raise ObjectNotRegisteredError(
+                    f"object {meta[lc.ID]} is not stored on backend {self.name}", object_id=meta[lc.ID])
+            lc.load(obj, loads(stored.state, self._resolve), stored.revision)
+            meta[lc.DIGEST] = digest_if_needed(obj)
+        self.loaded.touch(meta[lc.ID], obj, len(stored.state))
+
+    def ensure_loaded(self, obj: Any) -> Any:
+        if not obj.__dict__[lc.LOADED]:
+            self.load(obj)
+        return obj
+
+    # ------------------------------------------------------------------ ownership
+    def remember(self, objects: Iterable[Any]) -> None:
+        """Objects that became persistent here (their state is stored): owned, in the map."""
+        with self._heap_lock:
+            for obj in objects:
+                object_id = obj.__dict__[lc.ID]
+                self.owned[object_id] = class_path(type(obj))
+                self.heap[object_id] = obj
+
+    def adopt(self, classes: dict[UUID, str]) -> None:
+        """Objects stored here (an activated move, versions, an in-doubt move that did not
+        commit) are owned here now; proxies this process held of them become the objects."""
+        self.owned.update(classes)  # owned before the instances change: never neither
+        for object_id, path in classes.items():
+            if object_id in self.heap:
+                self.instance(object_id, path)
+
+    def give_up(self, objects: list[Any], backend_id: UUID | None, delete_rows: bool = True) -> None:
+        """These objects are no longer ours (moved, or retired versions): forget the stored
+        copies (unless the caller already did) and keep the instances as proxies."""
+        ids = [obj.__dict__[lc.ID] for obj in objects]
+        if delete_rows:
+            self.store.delete(ids)
+        for object_id in ids:
+            self.owned.pop(object_id, None)
+        self.loaded.discard(*ids)
+        self._to_proxies(objects, backend_id)
+
+    def forget_stored(self, object_ids: list[UUID]) -> None:
+        """Rows of objects that are not ours (recovery, a move found committed after all)."""
+        self.store.delete(object_ids)

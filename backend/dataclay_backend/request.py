@@ -1,0 +1,151 @@
+"""Serving one request on a backend, and storing what it changed before it replies.
+
+Each incoming request runs in a RequestScope (dataclay_backend.scope). Active methods and
+property writes on owned objects take the object's lock and count the request's change as
+pending (dataclay_backend.locking); before the reply goes out, `store_changes` pickles each
+touched object (under its lock, so the snapshot is never half a method), skips those whose
+bytes did not change, registers objects that became persistent during the request, and writes
+all of it in one SQLite transaction. So when a call returns, its effects survive `kill -9` of
+the backend.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Any, Iterator
+from uuid import UUID
+
+from dataclay import lifecycle as lc
+from dataclay.exceptions import ObjectWithWrongBackendIdError
+from dataclay.serialization import Ref, class_path, dumps, make_ref
+from dataclay.transport import CURRENT_CHAIN
+from dataclay_backend.directory_client import DirectoryClient
+from dataclay_backend.locking import ObjectLocks
+from dataclay_backend.object_store import StoredObject
+from dataclay_backend.objects import LocalObjects
+from dataclay_backend.scope import SCOPE, RequestScope
+from dataclay_backend.state import ImmutableState, can_change_in_place, large_immutable_size, state_digest
+
+
+def current_scope() -> RequestScope:
+    scope = SCOPE.get()
+    if scope is None:
+        raise RuntimeError("a persistent object was changed outside of a request")
+    return scope
+
+
+class Requests:
+    def __init__(self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient) -> None:
+        self.objects = objects
+        self.locks = locks
+        self.directory = directory
+        self._chains = itertools.count()
+        self._chain_prefix = objects.backend_id.hex[:8]
+
+    def new_chain(self) -> str:
+        return f"{self._chain_prefix}-{next(self._chains)}"
+
+    @contextlib.contextmanager
+    def request(self, chain: str | None = None) -> Iterator[RequestScope]:
+        """Serve one request: a scope for what it touches, stored before it ends."""
+        scope = RequestScope(chain or self.new_chain())
+        scope_token = SCOPE.set(scope)
+        chain_token = CURRENT_CHAIN.set(scope.chain)
+        try:
+            yield scope
+        finally:
+            try:
+                self.store_changes(scope)
+            finally:
+                CURRENT_CHAIN.reset(chain_token)
+                SCOPE.reset(scope_token)
+
+    # ------------------------------------------------------------------ encoding
+    def encode_reply(self, value: Any) -> bytes:
+        """Pickle a result; objects created here that it reaches become persistent here."""
+        scope = current_scope()
+        return dumps(value, lambda obj: self.reference(obj, scope))
+
+    def reference(self, obj: Any, scope: RequestScope) -> Ref:
+        """How a request writes a reference: a NEW object it reaches becomes persistent here,
+        stored with the request."""
+        meta = obj.__dict__
+        if not meta[lc.REGISTERED]:
+            lc.registered_here(obj, self.objects.backend_id)
+            scope.new[meta[lc.ID]] = obj
+            scope.touched[meta[lc.ID]] = obj
+            scope.dirty.add(meta[lc.ID])
+        return make_ref(obj)
+
+    def snapshot(self, obj: Any) -> bytes:
+        """The object's current state, pickled consistently (under its lock)."""
+        scope = current_scope()
+        if not self.locks.hold(obj, scope):
+            meta = obj.__dict__
+            raise ObjectWithWrongBackendIdError(
+                f"object {meta[lc.ID]} moved to backend {meta[lc.BACKEND]}",
+                object_id=meta[lc.ID], backend_id=meta[lc.BACKEND],
+            )
+        try:
+            return dumps(lc.persisted_state(obj), lambda ref_obj: self.reference(ref_obj, scope))
+        finally:
+            self.locks.release(obj)
+
+    # ------------------------------------------------------------------ storing
+    def store_changes(self, scope: RequestScope) -> None:
+        """Make what the request changed durable, in one transaction (see module docstring)."""
+        if not scope.touched:
+            return
+        rows: list[tuple[Any, StoredObject]] = []
+        done: set[UUID] = set()
+        try:
+            try:
+                while len(done) < len(scope.touched):  # snapshots may make more objects persistent
+                    for object_id, obj in list(scope.touched.items()):
+                        if object_id not in done:
+                            done.add(object_id)
+                            row = self._row(obj, scope)
+                            if row is not None:
+                                rows.append(row)
+                if scope.new:
+                    self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
+                self.objects.store.write(row for _, row in rows)
+            except BaseException:
+                for obj in scope.new.values():
+                    lc.registration_failed(obj)
+                raise
+        finally:
+            for object_id in list(scope.pending):
+                self.locks.unpend(scope.touched[object_id], scope)
+        loaded = self.objects.loaded
+        for obj, row in rows:
+            loaded.touch(row.object_id, obj, len(row.state))
+        if scope.new:
+            self.objects.remember(scope.new.values())
+        loaded.evict()
+
+    def _row(self, obj: Any, scope: RequestScope) -> tuple[Any, StoredObject] | None:
+        """Under obj's lock: its new row, or None if it cannot have changed (or moved away).
+        The revision is taken here, under the lock, so two commits of one object get
+        increasing revisions in the order of their snapshots; the store keeps the higher."""
+        meta = obj.__dict__
+        object_id = meta[lc.ID]
+        self.locks.acquire(obj, scope.chain)  # bounded: ObjectBusyError (nothing stored)
+        try:
+            if not meta[lc.LOADED] or not meta[lc.LOCAL]:
+                return None  # moved away meanwhile: the move carried the in-memory state
+            assigned = object_id in scope.dirty
+            in_place = can_change_in_place(obj)
+            if not assigned and not in_place:
+                return None  # nothing was assigned and nothing can change in place
+            digest = state_digest(obj) if in_place else None
+            if not assigned and digest == meta.get(lc.DIGEST):
+                return None
+            values = lc.persisted_state(obj)
+            size = large_immutable_size(values)
+            data = ImmutableState(values, size) if size else dumps(values, lambda ref: self.reference(ref, scope))
+            revision = meta[lc.REVISION] = meta.get(lc.REVISION, 0) + 1
+            meta[lc.DIGEST] = digest
+        finally:
+            self.locks.release(obj)
+        return obj, StoredObject(object_id, class_path(type(obj)), revision, data)

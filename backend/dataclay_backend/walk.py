@@ -1,0 +1,196 @@
+"""A graph walk over the objects a backend owns: the objects a move (or a version, or a
+consolidation) takes, locked and read a batch at a time.
+
+From the roots and, if recursive, what they reach through objects owned here: each object is
+locked for the walk's chain once settled (dataclay_backend.locking), so memory, store and
+revision agree, and read (loaded ones from memory, the others as stored). Reachable objects
+owned elsewhere form the frontier. The lock-taking rule that keeps walks from deadlocking with
+calls: never hold a later object while waiting for an earlier one.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable, Iterator
+from uuid import UUID
+
+from dataclay import lifecycle as lc
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.serialization import Ref, dumps, loads, make_ref, may_reference
+from dataclay_backend.heap import ChainLock
+from dataclay_backend.locking import ObjectLocks, is_settled
+from dataclay_backend.objects import LocalObjects
+from dataclay_backend.scope import SCOPE
+
+BATCH = 512  # objects locked, read and sent per step
+FIRST_BATCH = 32
+
+
+def _references(state: bytes) -> list[Ref]:
+    """The references in a pickled state, without building the objects they point at."""
+    refs: list[Ref] = []
+    if not may_reference(state):
+        return refs
+
+    def collect(ref: Ref) -> None:
+        refs.append(ref)
+
+    loads(state, collect)
+    return refs
+
+class WalkClosed(Exception):
+    """The walk was released while it was still running."""
+
+
+class Walk:
+    """The objects a move (or a version) takes: the roots and, if recursive, what they reach
+    through objects owned here, locked and read a batch at a time. `batches()` yields lists
+    of (object, current state bytes, revision); `locked` and the frontier (reachable objects owned
+    elsewhere) grow as it goes; `release()` lets every locked object go."""
+
+    def __init__(
+        self, objects: LocalObjects, locks: ObjectLocks, locate: Callable[[UUID], Any],
+        roots: list[UUID], recursive: bool, only_owned: bool, chain: str, with_states: bool = True,
+    ) -> None:
+        self.objects = objects
+        self.locks = locks
+        self.recursive = recursive
+        self.with_states = with_states or recursive
+        self.chain = chain
+        self.locked: list[Any] = []
+        self._guard = threading.Lock()  # `locked` and `_closed`: a failed stream may still be walking
+        self._closed = False
+        self._seen: set[UUID] = set()
+        self._frontier: dict[UUID, pb.ObjectEntry] = {}
+        self._queue: deque[UUID] = deque()
+        for root in roots:
+            if root in objects.owned:
+                self._queue.append(root)
+            elif not only_owned:
+                locate(root)  # raises the redirect, or "not registered"
+
+    def frontier_entries(self) -> list[pb.ObjectEntry]:
+        return list(self._frontier.values())
+
+    def release(self) -> None:
+        """Let every locked object go; a walk still running (in gRPC's thread, after the
+        transfer failed) stops and lets go of anything it locks afterwards."""
+        with self._guard:
+            self._closed = True
+            locked, self.locked = self.locked, []
+        self.locks.release_all(locked)
+
+    def _keep(self, objects: list[Any]) -> None:
+        """Record objects just locked (so release() lets them go), unless the walk is over."""
+        with self._guard:
+            if not self._closed:
+                self.locked.extend(objects)
+                return
+        self.locks.release_all(objects)
+        raise WalkClosed
+
+    def batches(self) -> Iterator[list[tuple[Any, bytes, int]]]:
+        """Batches of (object, state, revision); settled, so memory, store and revision agree."""
+        try:
+            yield from self._batches()
+        except WalkClosed:
+            return
+
+    def _batches(self) -> Iterator[list[tuple[Any, bytes, int]]]:
+        owned = self.objects.owned
+        size = FIRST_BATCH  # small at first, so the destination starts storing at once
+        while self._queue:
+            ids: list[UUID] = []
+            while self._queue and len(ids) < size:
+                object_id = self._queue.popleft()
+                if object_id not in self._seen:
+                    self._seen.add(object_id)
+                    ids.append(object_id)
+            size = min(size * 2, BATCH)
+            batch = self._lock_many(ids)
+            states = self._states(batch) if self.with_states else {}
+            if self.recursive:
+                for data, _ in states.values():
+                    for ref in _references(data):
+                        ref_id = UUID(bytes=ref.object_id)
+                        if ref_id in owned:
+                            if ref_id not in self._seen:
+                                self._queue.append(ref_id)
+                        elif ref_id not in self._frontier:
+                            self._frontier[ref_id] = pb.ObjectEntry(
+                                object_id=ref.object_id, class_path=ref.class_path, backend_id=ref.backend_id)
+            yield [(obj, *states.get(obj.__dict__[lc.ID], (b"", 1))) for obj in batch]
+
+    def _lock_many(self, ids: list[UUID]) -> list[Any]:
+        """Lock the owned objects among `ids`, in order, as one by one would (the others moved
+        away meanwhile): the leading ones that are free and settled in one pass; from the first
+        that is not, one at a time, waiting. Never holds a later object while waiting for an
+        earlier one (a call holding the earlier one may need the later one)."""
+        owned = [(object_id, path) for object_id in ids if (path := self.objects.owned.get(object_id)) is not None]
+        objects = self.objects.instances(owned)
+        locks = [self.locks.lock_of(obj) for obj in objects]
+        scope = SCOPE.get()
+        taken = ChainLock.take_free(locks, self.chain)
+        ready = 0
+        for obj, was_taken in zip(objects, taken):
+            if not (was_taken and obj.__dict__[lc.LOCAL] and is_settled(obj, scope)):
+                break
+            ready += 1
+        ChainLock.release_all([lock for lock, was_taken in zip(locks[ready:], taken[ready:]) if was_taken])
+        locked = objects[:ready]
+        self._keep(locked)
+        for obj in objects[ready:]:
+            one = self._lock_one(obj.__dict__[lc.ID])
+            if one is not None:
+                self._keep([one])
+                locked.append(one)
+        return locked
+
+    def _lock_one(self, object_id: UUID) -> Any | None:
+        """Lock one owned object; None if it moved away meanwhile."""
+        class_path_ = self.objects.owned.get(object_id)
+        if class_path_ is None:
+            return None
+        obj = self.objects.instance(object_id, class_path_)
+        self.locks.acquire(obj, self.chain, settled=True)
+        if not obj.__dict__[lc.LOCAL]:
+            self.locks.release(obj)
+            return None
+        return obj
+
+    def _states(self, objects: list[Any]) -> dict[UUID, tuple[bytes, int]]:
+        """Current states and revisions of settled, locked objects: loaded ones from memory,
+        the others as stored, read in batches."""
+        states = {}
+        unloaded = []
+        scope = SCOPE.get()
+        pending = scope.pending if scope is not None else ()  # changed by the call that moves them
+        with self.objects.load_lock:  # eviction may unload objects a move holds, but not meanwhile
+            for obj in objects:
+                meta = obj.__dict__
+                if meta[lc.LOADED]:
+                    revision = meta.get(lc.REVISION, 1)
+                    if meta[lc.ID] in pending:  # the move stores this change: a new revision
+                        revision = meta[lc.REVISION] = revision + 1
+                    states[meta[lc.ID]] = (dumps(lc.persisted_state(obj), make_ref), revision)
+                else:
+                    unloaded.append(meta[lc.ID])
+        for object_id, stored in self.objects.store.load_many(unloaded).items():
+            states[object_id] = (stored.state, stored.revision)
+        return states
+
+
+def lock_closure(
+    objects: LocalObjects, locks: ObjectLocks, locate: Callable[[UUID], Any],
+    roots: list[UUID], recursive: bool, chain: str,
+) -> list[Any]:
+    """Lock the roots and, if recursive, what they reach through objects owned here (a
+    version or a consolidation takes its objects so); the caller releases them."""
+    walk = Walk(objects, locks, locate, roots, recursive, False, chain, with_states=recursive)
+    try:
+        for _ in walk.batches():
+            pass
+    except BaseException:
+        walk.release()
+        raise
+    return walk.locked
