@@ -71,7 +71,7 @@ class PersistentProperty:
         if not state[LOADED]:
             current_runtime().load_local(obj)
             if self.name in state:
-                return state[self.name]
+                return self.__get__(obj)  # as a loaded read: a mutable value handed out touches obj
         if self.default is not _MISSING:
             return self.default
         raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r} (never set)")
