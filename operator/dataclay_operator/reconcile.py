@@ -97,6 +97,7 @@ class Reconciler:
     config: OperatorConfig
     events: EventRecorder
     drain: DrainFn = dataplane_drain
+    backend_ids: Callable[[str, int], dict[str, str]] = dataplane_backend_ids  # pod name -> backend id
     now: Callable[[], datetime] = utc_now
     progress_interval: float = 1.0  # at most one status write per interval while draining
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
@@ -283,7 +284,7 @@ class Reconciler:
         unknown = [p for p in backend_pods if pod_ready(p) and p["metadata"]["name"] not in ids]
         if unknown and time.monotonic() - asked_at >= BACKEND_IDS_INTERVAL:
             try:
-                ids = dataplane_backend_ids(*self.dataplane_address(dc))
+                ids = self.backend_ids(*self.dataplane_address(dc))
             except Exception as exc:  # the data plane may be starting, or unreachable from here
                 logger.debug("%s/%s: backend ids not available: %s", *key, exc)
             self._backend_ids[key] = (time.monotonic(), ids)

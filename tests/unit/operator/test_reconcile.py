@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dataclay_operator import api, reconcile
+from dataclay_operator import api
 from dataclay_operator.config import OperatorConfig
 from dataclay_operator.events import EventRecorder
 from dataclay_operator.kube import APPLY, resource_path
@@ -199,16 +199,16 @@ def test_a_dataclay_that_is_gone_is_never_reconciled_again(kube):
 
 # ---------------------------------------------------------------------------------------- status
 
-def test_status_reports_ready_backends_with_their_ids(kube, monkeypatch):
+def test_status_reports_ready_backends_with_their_ids(kube):
     asked: list[tuple[str, int]] = []
 
     def backend_ids(host: str, port: int) -> dict[str, str]:  # the metadata service's answer
         asked.append((host, port))
         return {api.backend_pod_name(NAME, 0): "id-0", api.backend_pod_name(NAME, 1): "id-1"}
 
-    monkeypatch.setattr(reconcile, "dataplane_backend_ids", backend_ids)
     create_dataclay(kube, replicas=2)
     reconciler = make_reconciler(kube)
+    reconciler.backend_ids = backend_ids
     reconciler.reconcile(NS, NAME)
     kube.settle_statefulsets()
     kube.add_pod(NS, f"{api.metadata_name(NAME)}-0", api.selector_labels(NAME, api.COMPONENT_METADATA))
