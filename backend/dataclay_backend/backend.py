@@ -17,7 +17,9 @@ from dataclay.runtime import set_runtime
 from dataclay.transport import translate
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.backend_service import BackendService
-from dataclay_backend.config import add_backend_flags, base_parser, env_default, report_ready, setup_logging
+from dataclay_backend.config import (add_backend_flags, base_parser, cannot_start, env_default, port_number, report_ready,
+                                     setup_logging, watch_parent)
+from dataclay_backend.config import configure_call_timeouts
 from dataclay_backend.grpc_server import Server
 from dataclay_backend.object_store import ObjectStore
 
@@ -66,34 +68,43 @@ def tune_gc() -> None:
 def main(argv: list[str] | None = None) -> None:
     tune_gc()
     parser = base_parser("dataClay backend: stores objects and runs their active methods")
-    parser.add_argument("--port", type=int, default=int(env_default("DC_BACKEND_PORT", "6867")), help="0 picks a free port")
-    parser.add_argument("--name", default=env_default("DC_BACKEND_NAME") or env_default("HOSTNAME", "backend"))
+    parser.add_argument("--port", type=port_number, default=env_default("DC_BACKEND_PORT", "6867"),
+                        help="0 picks a free port (DC_BACKEND_PORT)")
+    parser.add_argument("--name", default=env_default("DC_BACKEND_NAME") or env_default("HOSTNAME", "backend"),
+                        help="this backend's stable name (DC_BACKEND_NAME, else HOSTNAME)")
     parser.add_argument("--advertise-host", default=env_default("DC_ADVERTISE_HOST", "127.0.0.1"),
                         help="the host clients use to reach this backend (DC_ADVERTISE_HOST)")
-    parser.add_argument("--metadata-host", default=env_default("DC_HOST", "127.0.0.1"))
-    parser.add_argument("--metadata-port", type=int, default=int(env_default("DC_PORT", "16587")))
+    parser.add_argument("--metadata-host", default=env_default("DC_HOST", "127.0.0.1"),
+                        help="the metadata service's host (DC_HOST)")
+    parser.add_argument("--metadata-port", type=port_number, default=env_default("DC_PORT", "16587"),
+                        help="the metadata service's port (DC_PORT)")
     parser.add_argument("--model-path", action="append", default=[p for p in (env_default("DC_MODEL_PATH") or "").split(":") if p],
                         help="a folder to import model classes from (repeatable; DC_MODEL_PATH, ':'-separated)")
     parser.add_argument("--memory-limit", type=parse_size, default=parse_size(env_default("DC_MEMORY_LIMIT", "1Gi")),
                         help="bytes of object state kept in memory before the least recently used are unloaded")
-    parser.add_argument("--metadata-timeout", type=float, default=60.0)
+    parser.add_argument("--metadata-timeout", type=float, default=60.0,
+                        help="seconds to wait for the metadata service when registering at start")
     add_backend_flags(parser)
     args = parser.parse_args(argv)
     setup_logging(args.log_level, f"backend {args.name}")
+    configure_call_timeouts(args)
+    watch_parent(args.parent_fd)
     sys.path[:0] = [str(path) for path in args.model_path]
 
-    store = ObjectStore(args.data_dir, args.durability)
+    try:  # bind first: a port in use must not touch the data directory
+        server = Server(args.listen, args.port)
+        store = ObjectStore(args.data_dir, args.durability)
+    except OSError as exc:
+        raise cannot_start(args.ready_fd, str(exc)) from None
     rt = BackendRuntime(f"{args.metadata_host}:{args.metadata_port}", store, args.name, args.memory_limit,
                         lock_timeout=args.lock_timeout, consolidation_timeout=args.consolidation_timeout)
     set_runtime(rt)
-    server = Server(args.listen, args.port)
     codec.add_backend_servicer(BackendService(rt), server.grpc)
     try:  # the port is bound but nothing is served until recovery is done
         register(rt, store, args.advertise_host, server.port, args.metadata_timeout)
         dropped_local, dropped_directory = rt.recover()
     except Exception as exc:
-        log.error("cannot start: %s", exc)
-        raise SystemExit(2) from None
+        raise cannot_start(args.ready_fd, str(exc)) from None
     gc.freeze()  # what recovery loaded lives as long as the process: never scan it again
     server.start()
     server.set_serving()

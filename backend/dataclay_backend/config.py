@@ -5,24 +5,43 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
+
+log = logging.getLogger("dataclay.config")
 
 
 def env_default(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (pick a free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free port)")
+    return port
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(env_default("DC_DATA_DIR", "./dataclay-data")),
                         help="where the SQLite state lives (DC_DATA_DIR)")
     parser.add_argument("--durability", choices=["process", "machine"], default=env_default("DC_DURABILITY", "process"),
                         help="process: a reply means the change survives kill -9; machine: it also survives a "
                              "power cut (fsync per commit) (DC_DURABILITY)")
     parser.add_argument("--listen", default=env_default("DC_LISTEN", "0.0.0.0"), help="address to bind (DC_LISTEN)")
-    parser.add_argument("--log-level", default=env_default("DC_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=env_default("DC_LOG_LEVEL", "INFO"), help="(DC_LOG_LEVEL)")
     parser.add_argument("--ready-fd", type=int, default=None,
-                        help="write the serving port and a newline to this inherited file descriptor once ready")
+                        help="write the serving port and a newline to this inherited file descriptor once ready "
+                             "('error: WHY' and a newline if it cannot start)")
+    parser.add_argument("--parent-fd", type=int, default=None,
+                        help="the read end of a pipe the supervising process (the local cluster) holds open: "
+                             "when it closes, that process died, and this one stops at once, as kill -9 would")
     return parser
 
 
@@ -31,6 +50,40 @@ def report_ready(fd: int | None, port: int) -> None:
     if fd is not None:
         os.write(fd, f"{port}\n".encode())
         os.close(fd)
+
+
+def cannot_start(fd: int | None, reason: str) -> SystemExit:
+    """Log why we cannot start, tell a supervising process in one line; raise the result."""
+    log.error("cannot start: %s", reason)
+    if fd is not None:
+        try:
+            os.write(fd, f"error: {' '.join(reason.split())}\n".encode())
+            os.close(fd)
+        except OSError:
+            pass
+    return SystemExit(2)
+
+
+def watch_parent(fd: int | None) -> None:
+    """Die with the supervising process, whatever killed it: a thread waits for the end of
+    the pipe it holds (only its death, or its closing the pipe, ends it) and then kills this
+    process with SIGKILL. Servers are built to lose nothing acknowledged on kill -9."""
+    if fd is None:
+        return
+
+    def wait() -> None:
+        while True:
+            try:
+                if not os.read(fd, 64):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        log.warning("the supervising process is gone: stopping now (SIGKILL)")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait, name="parent-watch", daemon=True).start()
 
 
 def setup_logging(level: str, role: str) -> None:
@@ -46,3 +99,32 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
                         default=float(env_default("DC_CONSOLIDATION_TIMEOUT", "60")),
                         help="seconds a prepared consolidation waits for its coordinator before it asks the "
                              "metadata service for the outcome (DC_CONSOLIDATION_TIMEOUT)")
+    add_call_timeout_flags(parser)
+
+
+def add_call_timeout_flags(parser: argparse.ArgumentParser) -> None:
+    """Deadlines of this server's outgoing calls (dataclay.transport.Deadlines); apply them with
+    configure_call_timeouts(args). 'none' or 0: no deadline."""
+    from dataclay.transport import Deadlines, parse_seconds
+
+    def seconds(text: str) -> float | None:
+        try:
+            return parse_seconds(text, None)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+
+    defaults = Deadlines.from_env()
+    parser.add_argument("--call-timeout", type=seconds, default=defaults.call,
+                        help="seconds each call to another server (and each message of a stream) may take "
+                             "before it fails with DeadlineExceededError (DC_CALL_TIMEOUT)")
+    parser.add_argument("--method-timeout", type=seconds, default=defaults.method,
+                        help="seconds an active method called on another backend may run (DC_METHOD_TIMEOUT)")
+    parser.add_argument("--connect-timeout", type=seconds, default=defaults.connect,
+                        help="seconds a call waits for a server that is not connected, e.g. restarting "
+                             "(DC_CONNECT_TIMEOUT)")
+
+
+def configure_call_timeouts(args: argparse.Namespace) -> None:
+    from dataclay.transport import Deadlines, configure
+
+    configure(Deadlines(call=args.call_timeout, method=args.method_timeout, connect=args.connect_timeout or 0.0))

@@ -2,9 +2,11 @@
 with health checking, and a clean stop on SIGTERM or SIGINT."""
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import signal
+import socket
 import threading
 from concurrent import futures
 from typing import Any, Callable, Iterator
@@ -52,16 +54,38 @@ def stream_handler(method: Callable) -> Callable:
     return wrapper
 
 
+def _bind_failure(host: str, port: int) -> str:
+    """Why gRPC could not bind host:port (it does not say): try a plain socket the same way."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is in use (another server listens there)"
+        return exc.strerror or str(exc)
+    return "gRPC could not bind it"
+
+
 class Server:
-    """A gRPC server on host:port (port 0 picks a free one) with the standard health service."""
+    """A gRPC server on host:port (port 0 picks a free one) with the standard health service.
+
+    The port is ours alone: gRPC's default `grpc.so_reuseport` would let a second server bind
+    the same port and the kernel would spread connections over both, so it is off, and a port
+    in use is an OSError ("cannot listen on host:port: port N is in use ...")."""
 
     def __init__(self, host: str, port: int, max_workers: int = 64) -> None:
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=UNLIMITED_MESSAGES)
+        options = [*UNLIMITED_MESSAGES, ("grpc.so_reuseport", 0)]
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {host}:{port}")
+            raise OSError(f"cannot listen on {host}:{port}: {_bind_failure(host, port)}")
         self._stopped = threading.Event()
 
     def start(self) -> None:
