@@ -1,11 +1,20 @@
 """The embedded default: a metadata service and N backends as local processes on loopback.
 
-Used by `dataclay up`, `dataclay demo` and the tests. Each process reports readiness (its port)
-on an inherited pipe, so starting waits for exactly that, with no polling. Every process logs to
-DATA_DIR/logs/NAME.log; a start failure quotes the end of that log.
+Used by `dataclay up`, `dataclay demo` and the tests. Each process reports readiness (its port,
+or one line saying why it cannot start) on an inherited pipe, so starting waits for exactly that,
+with no polling. Every process logs to DATA_DIR/logs/NAME.log; an unexpected start failure quotes
+the end of that log.
+
+One cluster per data directory: a running cluster holds an exclusive lock on
+DATA_DIR/cluster.lock (flock: the kernel lets go of it when the process dies, however it dies).
+No server outlives the cluster's process: each holds the read end of a pipe whose write end only
+this process has, and kills itself (SIGKILL, which it is built to survive) when the pipe ends.
+Backends registered in the data directory that this cluster does not start are marked draining
+(not offered to `make_persistent`, no new objects), which clears when one starts again.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
@@ -21,6 +30,30 @@ STOP_TIMEOUT = 15.0
 
 class ClusterStartError(RuntimeError):
     pass
+
+
+@dataclass
+class AbsentBackend:
+    """A backend registered in the data directory that this cluster did not start."""
+    name: str
+    objects: int  # how many objects it owns (unreachable until it starts again)
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take DATA_DIR/cluster.lock for this process (exclusive, not inherited by the servers);
+    ClusterStartError naming the holder's pid if another cluster has it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "cluster.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ClusterStartError(f"data directory {data_dir} is in use by another cluster (process {holder}); "
+                                "stop it first, or use another --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 @dataclass
@@ -59,18 +92,24 @@ class LocalCluster:
         self.host = host
         self.metadata: Process | None = None
         self.backends: dict[str, Process] = {}
+        self.absent: list[AbsentBackend] = []  # set by start()
+        self._lock_fd: int | None = None
+        self._parent_pipe: tuple[int, int] | None = None  # (read end for the servers, write end kept here)
 
     # ------------------------------------------------------------------ processes
     def _spawn(self, name: str, module: str, args: list[str], extra_env: dict[str, str] | None = None) -> Process:
         log_path = self.data_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._parent_pipe is None:
+            self._parent_pipe = os.pipe()  # both ends close-on-exec: only the servers get the read end
+        parent_fd = self._parent_pipe[0]
         read_end, write_end = os.pipe()
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
-        command = [sys.executable, "-m", module, *args, "--ready-fd", str(write_end),
+        command = [sys.executable, "-m", module, *args, "--ready-fd", str(write_end), "--parent-fd", str(parent_fd),
                    "--durability", self.durability, "--listen", self.host]
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     pass_fds=(write_end,), env=env, start_new_session=True)
+                                     pass_fds=(write_end, parent_fd), env=env, start_new_session=True)
         os.close(write_end)
         process = Process(name, popen, log_path)
         process.port = self._await_ready(process, read_end)
@@ -94,7 +133,11 @@ class LocalCluster:
                 data += chunk
         finally:
             os.close(read_end)
-        return int(data)
+        text = data.decode(errors="replace").strip()
+        if text.startswith("error: "):  # it cannot start, and says why in one line
+            process.popen.wait(STOP_TIMEOUT)
+            raise ClusterStartError(f"{process.name} cannot start: {text[len('error: '):]} (log {process.log})")
+        return int(text)
 
     def start_metadata(self) -> None:
         self.metadata = self._spawn(
@@ -116,14 +159,39 @@ class LocalCluster:
         return self.backends[name]
 
     def start(self) -> "LocalCluster":
+        if self._lock_fd is None:
+            self._lock_fd = lock_data_dir(self.data_dir)
         try:
             self.start_metadata()
             for index in range(self.backend_count):
                 self.start_backend(index)
+            self.absent = self._retire_absent()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _retire_absent(self) -> list[AbsentBackend]:
+        """Mark the backends registered in this data directory that we did not start as
+        draining: `get_backends()` and `make_persistent` skip them, their objects stay theirs
+        (unreachable until they start again: starting clears the mark). Returns them."""
+        import grpc
+
+        from dataclay.protocol import UNLIMITED_MESSAGES
+        from dataclay.protocol import dataclay_pb2 as pb
+        from dataclay.protocol import dataclay_pb2_grpc as rpc
+
+        absent = []
+        with grpc.insecure_channel(f"{self.host}:{self.port}", options=UNLIMITED_MESSAGES) as channel:
+            stub = rpc.MetadataStub(channel)
+            for info in stub.ListBackends(pb.Empty(), timeout=START_TIMEOUT).backends:
+                if info.name in self.backends:
+                    continue
+                request = pb.BackendRequest(backend_id=info.backend_id, draining=True)
+                stub.SetDraining(request, timeout=START_TIMEOUT)
+                owned = stub.ListOwnedObjects(request, timeout=START_TIMEOUT)
+                absent.append(AbsentBackend(info.name, len(owned.object_ids)))
+        return absent
 
     # ------------------------------------------------------------------ stopping
     def stop_process(self, process: Process, kill: bool = False) -> None:
@@ -155,6 +223,13 @@ class LocalCluster:
             self._wait(process)
         if self.metadata is not None:
             self.stop_process(self.metadata)
+        if self._parent_pipe is not None:  # every server has stopped: nobody reads it any more
+            for fd in self._parent_pipe:
+                os.close(fd)
+            self._parent_pipe = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # lets go of the lock
+            self._lock_fd = None
 
     def __enter__(self) -> "LocalCluster":
         return self.start()

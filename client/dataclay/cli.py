@@ -14,6 +14,49 @@ import threading
 from pathlib import Path
 
 
+class Parser(argparse.ArgumentParser):
+    """Errors in one line on stderr (exit code 2), defaults in --help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free port)")
+    return port
+
+
+def usable_dir(text: str) -> str:
+    """A directory we can write to, created if missing."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to {text}")
+    return text
+
+
 def _cluster(args: argparse.Namespace):
     from dataclay_backend.cluster import LocalCluster
 
@@ -32,13 +75,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         received.append(signum)
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: its terminal closed
         signal.signal(signum, on_signal)
+    # The servers die with this process whatever kills it (kill -9 too): see LocalCluster.
     cluster = _cluster(args).start()
     try:
         print(f"dataClay local cluster up: metadata service on 127.0.0.1:{cluster.port}, data in {cluster.data_dir}")
         for name, process in cluster.backends.items():
             print(f"  {name}: 127.0.0.1:{process.port} (log {process.log})")
+        if cluster.absent:
+            names = ", ".join(backend.name for backend in cluster.absent)
+            objects = sum(backend.objects for backend in cluster.absent)
+            print(f"Not started: {names}, registered in this data directory (--backends {args.backends}). They own "
+                  f"{objects:,} object{'' if objects == 1 else 's'}, unreachable until they start again "
+                  f"(dataclay up --backends {len(cluster.backends) + len(cluster.absent)}), and are marked "
+                  "draining meanwhile: nothing new is stored there. To retire them, start them and "
+                  f"`dataclay drain {' '.join(backend.name for backend in cluster.absent)}`.",
+                  file=sys.stderr, flush=True)
         print(f"Connect with Client(host='127.0.0.1', port={cluster.port}), or DC_HOST=127.0.0.1 DC_PORT={cluster.port}.")
         print("Press Ctrl-C to stop.", flush=True)
         reported: set[str] = set()
@@ -140,26 +193,34 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dataclay", description="dataClay-compatible active object store")
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="dataclay", description="dataClay-compatible active object store")
     commands = parser.add_subparsers(dest="command", required=True)
+    model_path_help = "a folder with model modules for the backends (repeatable; the working directory is always included)"
+    durability_help = "process: a reply means the change survives kill -9; machine: also a power cut (fsync per commit)"
 
-    up = commands.add_parser("up", help="run a local cluster in the foreground")
-    up.add_argument("--backends", type=int, default=3)
-    up.add_argument("--data-dir", default="./dataclay-data")
-    up.add_argument("--port", type=int, default=16587)
-    up.add_argument("--model-path", type=Path, action="append", default=[],
-                    help="folder with model modules for the backends (the working directory is always included)")
-    up.add_argument("--durability", choices=["process", "machine"], default="process")
+    up = commands.add_parser("up", help="run a local cluster in the foreground",
+                             description="Run a local cluster (a metadata service and backends) in the foreground "
+                                         "until Ctrl-C, SIGTERM or SIGHUP; its servers stop with it.")
+    up.add_argument("--backends", type=positive_int, default=3,
+                    help="how many backends (backend-0, backend-1, ...); backends of this data directory beyond "
+                         "them are not offered for new objects")
+    up.add_argument("--data-dir", type=usable_dir, default="./dataclay-data",
+                    help="where the cluster keeps its state (created if missing; one cluster at a time)")
+    up.add_argument("--port", type=port_number, default=16587, help="the metadata service's port (0 picks a free one)")
+    up.add_argument("--model-path", type=Path, action="append", default=[], help=model_path_help)
+    up.add_argument("--durability", choices=["process", "machine"], default="process", help=durability_help)
     up.set_defaults(func=cmd_up)
 
     demo = commands.add_parser("demo", help="run the seed scenario and narrate it")
-    demo.add_argument("--backends", type=int, default=3)
-    demo.add_argument("--data-dir", default=None)
-    demo.add_argument("--host", default=None, help="use a running cluster instead of starting one")
-    demo.add_argument("--port", type=int, default=int(os.environ.get("DC_PORT", "16587")))
-    demo.add_argument("--model-path", type=Path, action="append", default=[])
-    demo.add_argument("--durability", choices=["process", "machine"], default="process")
+    demo.add_argument("--backends", type=positive_int, default=3, help="backends of the cluster it starts")
+    demo.add_argument("--data-dir", type=usable_dir, default=None,
+                      help="data directory of the cluster it starts (None: a temporary one)")
+    demo.add_argument("--host", default=None, help="use a running cluster's metadata service instead of starting one")
+    demo.add_argument("--port", type=port_number, default=os.environ.get("DC_PORT", "16587"),
+                      help="with --host: the metadata service's port (DC_PORT)")
+    demo.add_argument("--model-path", type=Path, action="append", default=[], help=model_path_help)
+    demo.add_argument("--durability", choices=["process", "machine"], default="process", help=durability_help)
     demo.set_defaults(func=cmd_demo)
 
     move = commands.add_parser("move", help="move an object to another backend, with progress")
@@ -167,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     move.add_argument("backend", help="backend name (e.g. backend-1) or id")
     move.add_argument("--recursive", action="store_true", help="also what it reaches through objects of the same backend")
     move.add_argument("--remotes", action="store_true", help="with --recursive: also reachable objects of other backends")
-    move.add_argument("--model-path", type=Path, action="append", default=[])
+    move.add_argument("--model-path", type=Path, action="append", default=[],
+                      help="a folder with the model modules (repeatable; the working directory is always included)")
     move.set_defaults(func=cmd_move)
 
     drain = commands.add_parser("drain", help="move every object off some backends (before removing them)")
@@ -175,9 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     drain.set_defaults(func=cmd_drain)
 
     for command in (move, drain):
-        command.add_argument("--host", default=None, help="metadata service host (DC_HOST, default 127.0.0.1)")
-        command.add_argument("--port", type=int, default=None, help="metadata service port (DC_PORT, default 16587)")
+        command.add_argument("--host", default=None, help="metadata service host (None: DC_HOST, else 127.0.0.1)")
+        command.add_argument("--port", type=port_number, default=None,
+                             help="metadata service port (None: DC_PORT, else 16587)")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
