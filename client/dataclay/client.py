@@ -6,7 +6,8 @@ from uuid import UUID
 
 from dataclay import operations as ops
 from dataclay.runtime import Runtime, set_runtime, current_runtime
-from dataclay.transport import BackendInfo, run_blocking
+from dataclay import transport
+from dataclay.transport import BackendInfo, Deadlines, run_blocking
 
 DEFAULT_PORT = 16587
 
@@ -16,7 +17,15 @@ class Client:
     service is at host:port (defaults from DC_HOST / DATACLAY_METADATA_HOST and DC_PORT /
     DATACLAY_METADATA_PORT, then 127.0.0.1:16587). username, password and dataset are
     accepted for compatibility with dataClay 4 code and not used: there is no authentication
-    yet, so keep the ports on a private network."""
+    yet, so keep the ports on a private network.
+
+    Deadlines (seconds; None: no deadline), for this process's calls (dataclay.transport.Deadlines):
+    `timeout` for each call but active methods and for each message of a stream (DC_CALL_TIMEOUT,
+    default 90), `method_timeout` for active methods (DC_METHOD_TIMEOUT, default 3600),
+    `connect_timeout` for a server that is not connected, e.g. being restarted (DC_CONNECT_TIMEOUT,
+    default 5). An expired deadline raises DeadlineExceededError."""
+
+    _UNSET: object = object()
 
     def __init__(
         self,
@@ -26,10 +35,16 @@ class Client:
         password: str | None = None,
         dataset: str | None = None,
         local_backend: str | None = None,
+        timeout: float | None | object = _UNSET,
+        method_timeout: float | None | object = _UNSET,
+        connect_timeout: float | object = _UNSET,
     ) -> None:
         self.host = host or os.environ.get("DC_HOST") or os.environ.get("DATACLAY_METADATA_HOST") or "127.0.0.1"
         self.port = int(port or os.environ.get("DC_PORT") or os.environ.get("DATACLAY_METADATA_PORT") or DEFAULT_PORT)
         self.runtime: Runtime | None = None
+        chosen = {name: value for name, value in
+                  (("call", timeout), ("method", method_timeout), ("connect", connect_timeout)) if value is not self._UNSET}
+        self.deadlines = Deadlines(**{**Deadlines.from_env().__dict__, **chosen})
 
     @property
     def is_active(self) -> bool:
@@ -37,6 +52,7 @@ class Client:
 
     def start(self) -> "Client":
         if self.runtime is None:
+            transport.configure(self.deadlines)  # process-wide, like the runtime itself
             self.runtime = Runtime(f"{self.host}:{self.port}")
             set_runtime(self.runtime)
         return self

@@ -120,9 +120,27 @@ class BackendDrainingError(BackendError):
 
 
 class BackendUnavailableError(BackendError):
-    """A backend (or the metadata service) could not be reached; the message names it."""
+    """A backend (or the metadata service) could not be reached; the message names it.
+    Raised as is (not a subclass below) by a transport, the request was never sent."""
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
+    not_sent = False  # set (never on the wire) by the transport that could not connect
+
+
+class CallOutcomeUnknownError(BackendUnavailableError):
+    """The call was sent, then its server stopped answering (the connection broke, or no reply
+    within the deadline): it may or may not have taken effect there. It is not sent again on
+    its own unless it is idempotent (dataclay.protocol.IDEMPOTENT): read the object's state
+    before repeating a change."""
+
+
+class DeadlineExceededError(CallOutcomeUnknownError):
+    """No reply within the call's deadline (Client(timeout=..., method_timeout=...),
+    DC_CALL_TIMEOUT, DC_METHOD_TIMEOUT): the server is stopped, overloaded or the call is longer
+    than the deadline allows. The call may still run there: check before repeating a change;
+    raise the deadline for long active methods."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class ObjectIsNotVersionError(DataClayException):

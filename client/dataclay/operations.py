@@ -23,7 +23,7 @@ from dataclay.exceptions import (
     ObjectWithWrongBackendIdError,
 )
 from dataclay.lifecycle import BACKEND, ID, LOCAL, REGISTERED
-from dataclay.protocol import codec
+from dataclay.protocol import IDEMPOTENT, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
 from dataclay.transport import BackendInfo
@@ -91,12 +91,18 @@ async def at_owner(
     async def call(info: BackendInfo) -> Any:
         return await t.backend(info, method, await request(info) if callable(request) else request)
 
-    return await with_owner(rt, t, obj, call)
+    return await with_owner(rt, t, obj, call, idempotent=method in IDEMPOTENT)
 
 
-async def with_owner(rt: "Runtime", t: Any, obj: "DataClayObject", perform: Callable[[BackendInfo], Awaitable[Any]]) -> Any:
+async def with_owner(
+    rt: "Runtime", t: Any, obj: "DataClayObject", perform: Callable[[BackendInfo], Awaitable[Any]],
+    idempotent: bool = False,
+) -> Any:
     """Run `perform(owner's info)`; on a "not here" answer, fix the location and run it again
-    (bounded)."""
+    (bounded). After BackendUnavailableError it runs again only if the directory now names
+    another owner or address, and only if that cannot apply it twice: the call is idempotent
+    (dataclay.protocol.IDEMPOTENT) or was certainly not sent (its channel never connected).
+    Otherwise the error is raised: a CallOutcomeUnknownError says the outcome is unknown."""
     _require_registered(obj)
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
@@ -107,7 +113,9 @@ async def with_owner(rt: "Runtime", t: Any, obj: "DataClayObject", perform: Call
         except ObjectWithWrongBackendIdError as moved:
             new_owner = moved.fields.get("backend_id")
             lifecycle.relocated(obj, UUID(new_owner) if new_owner else None)
-        except BackendUnavailableError:
+        except BackendUnavailableError as unavailable:
+            if not (idempotent or unavailable.not_sent):
+                raise  # it may have been applied: never sent again on our own
             # A restarted backend may listen elsewhere, or the object may have moved off it:
             # retry only if the directory now says something different.
             await get_backends(rt, t)

@@ -7,15 +7,21 @@ thread hop. The async transport awaits grpc.aio calls in the running loop.
 """
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Coroutine, Iterator, TypeVar
 from uuid import UUID
 
 import grpc
+from grpc import _common  # the connectivity states of a blocking channel (see _connected)
 
-from dataclay.exceptions import BackendError, BackendUnavailableError, from_detail
-from dataclay.protocol import CHAIN_METADATA_KEY, ERROR_METADATA_KEY, UNLIMITED_MESSAGES
+from dataclay.exceptions import (BackendError, BackendUnavailableError, CallOutcomeUnknownError, DeadlineExceededError,
+                                 from_detail)
+from dataclay.protocol import CHAIN_METADATA_KEY, CHANNEL_OPTIONS, ERROR_METADATA_KEY
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -56,17 +62,31 @@ def run_blocking(coro: Coroutine[Any, Any, R]) -> R:
     raise RuntimeError("a blocking dataClay operation tried to suspend on an event loop")
 
 
-def translate(error: grpc.RpcError, where: str) -> BaseException:
-    """The exception a failed call stands for: ours from the allow-list, else by status code."""
+def translate(error: grpc.RpcError, where: str, timeout: float | None = None, expired: bool = False) -> BaseException:
+    """The exception a failed call stands for: ours from the allow-list, else by status code.
+    The call had been sent: an UNAVAILABLE or a deadline leaves its outcome unknown."""
     for key, value in error.trailing_metadata() or ():
         if key == ERROR_METADATA_KEY:
             return from_detail(pb.ErrorDetail.FromString(value))
     code = error.code()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return BackendUnavailableError(
-            f"{where} is unreachable ({code.name}: {error.details()}); is it running?", where=where
-        )
+    if expired or code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceededError(
+            f"{where} did not answer within {timeout} s: it may be stopped or overloaded, and the call may "
+            "still take effect there; check the object before repeating a change (the deadline is "
+            "Client(timeout=..., method_timeout=...), DC_CALL_TIMEOUT, DC_METHOD_TIMEOUT)", where=where)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return CallOutcomeUnknownError(
+            f"{where} stopped answering after the call was sent ({code.name}: {error.details()}); it may or may "
+            "not have taken effect: check the object before repeating a change", where=where)
     return BackendError(f"{where} failed: {code.name}: {error.details()}", where=where)
+
+
+def not_reached(where: str, seconds: float) -> BackendUnavailableError:
+    """The channel did not connect within the connect timeout: nothing was sent."""
+    error = BackendUnavailableError(
+        f"{where} is unreachable (no connection within {seconds} s; nothing was sent); is it running?", where=where)
+    error.not_sent = True
+    return error
 
 
 def _call_metadata() -> tuple[tuple[str, str], ...] | None:
@@ -74,29 +94,146 @@ def _call_metadata() -> tuple[tuple[str, str], ...] | None:
     return ((CHAIN_METADATA_KEY, chain),) if chain else None
 
 
+def parse_seconds(text: str | None, default: float | None) -> float | None:
+    """A timeout from the environment: seconds; 'none' or 0 for no deadline."""
+    if text is None or not text.strip():
+        return default
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"a timeout cannot be negative: {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Every deadline of this process's outgoing calls, defined here only (README, Configuration).
+
+    - `call`: each unary call but active methods (attributes, stores, the metadata service,
+      backends among themselves), and each message of a stream (a Move's progress, a transfer's
+      chunk): a long move is never cut while it makes progress. 90 s: above a backend's lock wait
+      (DC_LOCK_TIMEOUT, 60 s, after which it answers ObjectBusyError) plus its commit-point retries,
+      so an honest call gets its answer rather than a deadline; a stopped server is reported.
+    - `method`: CallActiveMethod. dataClay has no deadline on methods and they may legitimately
+      run long: 1 hour stops a stopped backend from holding a caller forever without cutting
+      honest methods; None (DC_METHOD_TIMEOUT=none) waits as long as the method runs.
+    - `connect`: how long a call waits for a channel that is not connected (a server being
+      restarted) before it fails with BackendUnavailableError, having sent nothing.
+    """
+
+    call: float | None = 90.0
+    method: float | None = 3600.0
+    connect: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Any = None) -> "Deadlines":
+        env = os.environ if environ is None else environ
+        return cls(
+            call=parse_seconds(env.get("DC_CALL_TIMEOUT"), cls.call),
+            method=parse_seconds(env.get("DC_METHOD_TIMEOUT"), cls.method),
+            connect=parse_seconds(env.get("DC_CONNECT_TIMEOUT"), cls.connect) or 0.0,
+        )
+
+    def of(self, method: str) -> float | None:
+        return self.method if method == "CallActiveMethod" else self.call
+
+
+_deadlines = Deadlines.from_env()
+
+
+def configure(deadlines: Deadlines) -> None:
+    """Set this process's deadlines (Client(...) and the servers' flags do)."""
+    global _deadlines
+    _deadlines = deadlines
+
+
+def deadlines() -> Deadlines:
+    return _deadlines
+
+
+def _connected(channel: grpc.Channel) -> bool:
+    """Whether a blocking channel is connected now (without trying to connect)."""
+    try:
+        state = channel._channel.check_connectivity_state(False)  # no public accessor on grpc.Channel
+        return _common.CYGRPC_CONNECTIVITY_STATE_TO_CHANNEL_CONNECTIVITY[state] is grpc.ChannelConnectivity.READY
+    except (AttributeError, KeyError):
+        return True  # unknown: send, and treat a failure as an unknown outcome
+
+
+def _connect(channel: grpc.Channel, where: str) -> None:
+    """Wait (bounded) until the channel is connected: a restarted server is reached as soon as
+    it listens (the channels reconnect fast: dataclay.protocol.FAST_RECONNECT)."""
+    if _connected(channel):
+        return
+    seconds = _deadlines.connect
+    ready = grpc.channel_ready_future(channel)
+    try:
+        ready.result(timeout=seconds)
+    except grpc.FutureTimeoutError:
+        raise not_reached(where, seconds) from None
+    finally:
+        ready.cancel()
+
+
+class _IdleWatch:
+    """Cancels a streaming call when no message passes for `seconds` (a per-message deadline)."""
+
+    def __init__(self, cancel: Callable[[], Any], seconds: float | None) -> None:
+        self.fired = False
+        self.seconds = seconds
+        self._cancel = cancel
+        self._done = False
+        self._condition = threading.Condition()
+        self._until = time.monotonic() + (seconds or 0)
+        if seconds is not None:
+            threading.Thread(target=self._run, name="dataclay-deadline", daemon=True).start()
+
+    def touch(self) -> None:
+        if self.seconds is not None:
+            self._until = time.monotonic() + self.seconds
+
+    def _run(self) -> None:
+        with self._condition:
+            while not self._done:
+                remaining = self._until - time.monotonic()
+                if remaining <= 0:
+                    self.fired = True
+                    break
+                self._condition.wait(remaining)
+        if self.fired:
+            self._cancel()
+
+    def stop(self) -> None:
+        with self._condition:
+            self._done = True
+            self._condition.notify()
+
+
 class _Stubs:
     """Channels and stubs by address, for one kind of channel (blocking or grpc.aio)."""
 
     def __init__(self, metadata_address: str, open_channel: Callable[..., Any]) -> None:
         self._metadata_address = metadata_address
+        self._metadata_where = f"the metadata service at {metadata_address}"
         self._open_channel = open_channel
         self._channels: list[Any] = []
-        self._metadata_stub = rpc.MetadataStub(self._channel(metadata_address))
-        self._backend_stubs: dict[str, Any] = {}
+        self._metadata_channel = self._channel(metadata_address)
+        self._metadata_stub = rpc.MetadataStub(self._metadata_channel)
+        self._backend_stubs: dict[str, tuple[Any, Any]] = {}
 
     def _channel(self, address: str) -> Any:
-        channel = self._open_channel(address, options=UNLIMITED_MESSAGES)
+        channel = self._open_channel(address, options=CHANNEL_OPTIONS)
         self._channels.append(channel)
         return channel
 
-    def _stub(self, info: BackendInfo) -> Any:
-        stub = self._backend_stubs.get(info.address)
-        if stub is None:
-            stub = self._backend_stubs[info.address] = codec.backend_stub(self._channel(info.address))
-        return stub
-
-    def _metadata_failed(self, error: grpc.RpcError) -> BaseException:
-        return translate(error, f"the metadata service at {self._metadata_address}")
+    def _peer(self, info: BackendInfo) -> tuple[Any, Any]:
+        """(channel, stub) of a backend."""
+        peer = self._backend_stubs.get(info.address)
+        if peer is None:
+            channel = self._channel(info.address)
+            peer = self._backend_stubs[info.address] = (channel, codec.backend_stub(channel))
+        return peer
 
 
 class BlockingTransport(_Stubs):
@@ -105,44 +242,82 @@ class BlockingTransport(_Stubs):
     def __init__(self, metadata_address: str) -> None:
         super().__init__(metadata_address, grpc.insecure_channel)
 
-    async def metadata(self, method: str, request: Any) -> Any:
+    def _unary(self, channel: Any, stub: Any, where: str, method: str, request: Any) -> Any:
+        _connect(channel, where)
+        timeout = _deadlines.of(method)
         try:
-            return getattr(self._metadata_stub, method)(request, metadata=_call_metadata())
+            return getattr(stub, method)(request, metadata=_call_metadata(), timeout=timeout)
         except grpc.RpcError as error:
-            raise self._metadata_failed(error) from None
+            raise translate(error, where, timeout) from None
+
+    async def metadata(self, method: str, request: Any) -> Any:
+        return self._unary(self._metadata_channel, self._metadata_stub, self._metadata_where, method, request)
 
     async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
-        try:
-            return getattr(self._stub(info), method)(request, metadata=_call_metadata())
-        except grpc.RpcError as error:
-            raise translate(error, info.describe()) from None
+        channel, stub = self._peer(info)
+        return self._unary(channel, stub, info.describe(), method, request)
 
     async def backend_stream(self, info: BackendInfo, method: str, request: Any) -> AsyncIterator[Any]:
-        """A server-streaming call, as an async iterator (that never suspends)."""
+        """A server-streaming call, as an async iterator (that never suspends); the deadline
+        applies to each message."""
+        channel, stub = self._peer(info)
+        where = info.describe()
+        _connect(channel, where)
+        call = getattr(stub, method)(request, metadata=_call_metadata())
+        watch = _IdleWatch(call.cancel, _deadlines.call)
         try:
-            for message in getattr(self._stub(info), method)(request, metadata=_call_metadata()):
+            for message in call:
+                watch.touch()
                 yield message
+                watch.touch()
         except grpc.RpcError as error:
-            raise translate(error, info.describe()) from None
+            raise translate(error, where, watch.seconds, watch.fired) from None
+        finally:
+            watch.stop()
 
     def start(self, info: BackendInfo, method: str, request: Any) -> Callable[[], Any]:
         """Start a call without waiting for it; the function returned waits for its result."""
-        future = getattr(self._stub(info), method).future(request, metadata=_call_metadata())
+        channel, stub = self._peer(info)
+        where = info.describe()
+        _connect(channel, where)
+        timeout = _deadlines.of(method)
+        future = getattr(stub, method).future(request, metadata=_call_metadata(), timeout=timeout)
 
         def result() -> Any:
             try:
                 return future.result()
             except grpc.RpcError as error:
-                raise translate(error, info.describe()) from None
+                raise translate(error, where, timeout) from None
 
         return result
 
     def send_stream(self, info: BackendInfo, method: str, requests: Iterator[Any]) -> Any:
-        """A client-streaming call (backends use it to transfer objects)."""
+        """A client-streaming call (backends use it to transfer objects); the deadline applies
+        to each message sent, and to the reply after the last."""
+        channel, stub = self._peer(info)
+        where = info.describe()
+        _connect(channel, where)
+        calls: list[Any] = []
+        watch = _IdleWatch(lambda: calls and calls[0].cancel(), _deadlines.call)
+
+        def watched() -> Iterator[Any]:
+            for message in requests:
+                watch.touch()
+                yield message
+                watch.touch()
+
+        future = getattr(stub, method).future(watched(), metadata=_call_metadata())
+        calls.append(future)
+        if watch.fired:  # expired before the call existed
+            future.cancel()
         try:
-            return getattr(self._stub(info), method)(requests, metadata=_call_metadata())
+            return future.result()
         except grpc.RpcError as error:
-            raise translate(error, info.describe()) from None
+            raise translate(error, where, watch.seconds, watch.fired) from None
+        except grpc.FutureCancelledError:
+            raise translate_cancelled(where, watch.seconds) from None
+        finally:
+            watch.stop()
 
     def close(self) -> None:
         for channel in self._channels:
@@ -151,28 +326,59 @@ class BlockingTransport(_Stubs):
         self._backend_stubs.clear()
 
 
+def translate_cancelled(where: str, seconds: float | None) -> BaseException:
+    return DeadlineExceededError(
+        f"{where} received nothing for {seconds} s of a stream (DC_CALL_TIMEOUT): it may be stopped or "
+        "overloaded, and the call may still take effect there", where=where)
+
+
 class AsyncTransport(_Stubs):
     """The same calls on grpc.aio channels, bound to one event loop."""
 
     def __init__(self, metadata_address: str) -> None:
         super().__init__(metadata_address, grpc.aio.insecure_channel)
 
-    async def metadata(self, method: str, request: Any) -> Any:
+    @staticmethod
+    async def _connect(channel: grpc.aio.Channel, where: str) -> None:
+        if channel.get_state(try_to_connect=False) is grpc.ChannelConnectivity.READY:
+            return
+        seconds = _deadlines.connect
         try:
-            return await getattr(self._metadata_stub, method)(request, metadata=_call_metadata())
+            await asyncio.wait_for(channel.channel_ready(), seconds)
+        except asyncio.TimeoutError:
+            raise not_reached(where, seconds) from None
+
+    async def _unary(self, channel: Any, stub: Any, where: str, method: str, request: Any) -> Any:
+        await self._connect(channel, where)
+        timeout = _deadlines.of(method)
+        try:
+            return await getattr(stub, method)(request, metadata=_call_metadata(), timeout=timeout)
         except grpc.RpcError as error:
-            raise self._metadata_failed(error) from None
+            raise translate(error, where, timeout) from None
+
+    async def metadata(self, method: str, request: Any) -> Any:
+        return await self._unary(self._metadata_channel, self._metadata_stub, self._metadata_where, method, request)
 
     async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
-        try:
-            return await getattr(self._stub(info), method)(request, metadata=_call_metadata())
-        except grpc.RpcError as error:
-            raise translate(error, info.describe()) from None
+        channel, stub = self._peer(info)
+        return await self._unary(channel, stub, info.describe(), method, request)
 
     async def backend_stream(self, info: BackendInfo, method: str, request: Any) -> AsyncIterator[Any]:
+        """A server-streaming call; the deadline applies to each message."""
+        channel, stub = self._peer(info)
+        where = info.describe()
+        await self._connect(channel, where)
+        call = getattr(stub, method)(request, metadata=_call_metadata())
+        seconds = _deadlines.call
         try:
-            async for message in getattr(self._stub(info), method)(request, metadata=_call_metadata()):
+            while True:
+                try:
+                    message = await asyncio.wait_for(call.read(), seconds)
+                except asyncio.TimeoutError:
+                    call.cancel()
+                    raise translate_cancelled(where, seconds) from None
+                if message is grpc.aio.EOF:
+                    return
                 yield message
         except grpc.RpcError as error:
-            raise translate(error, info.describe()) from None
-
+            raise translate(error, where, seconds) from None

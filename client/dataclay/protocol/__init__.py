@@ -12,3 +12,27 @@ UNLIMITED_MESSAGES = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
 ]
+
+# Reconnect at once after a restart: gRPC's default backoff (1 s, x1.6 per failed attempt, up to
+# 120 s) leaves a server that was down for a few seconds unreachable for several more. With these
+# a channel tries again after 0.1 s, and never waits more than 1 s between attempts, so a server
+# restarted on the same address is reached within about a second (tests/integration/test_deadlines.py).
+FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+# The options of every channel this project opens (clients, and servers calling each other).
+CHANNEL_OPTIONS = [*UNLIMITED_MESSAGES, *FAST_RECONNECT]
+
+# RPCs that may be sent again when their outcome is unknown (the connection broke, or no reply
+# within the deadline): doing them twice leaves the same state as doing them once. The table,
+# with the reasons, is beside each rpc in dataclay.proto; a test checks that they agree.
+IDEMPOTENT = frozenset({
+    # Backend
+    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats",
+    "ActivateMove", "AbortMove",
+    # Metadata
+    "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",
+    "SetDraining", "DropObjects", "CommitMove", "ResolveTransaction",
+})

@@ -126,6 +126,7 @@ class BackendServicer:
 
     def StoreObjects(self, request, context):
         """make_persistent: store a batch of new objects here and register them, in one transaction.
+        [not idempotent: a second store of the same ids is refused (already registered) or stores them twice]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,13 +136,15 @@ class BackendServicer:
         """The reply is a Payload; or, when the trailing metadata has `dataclay-raw` (the value is a
         `bytes` object), the value's bytes themselves, not a protobuf encoding (which would copy
         a 64 MiB value twice more). dataclay/protocol/codec.py sends and receives it.
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetAttribute(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: the same value set twice is the value set once]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -152,19 +155,22 @@ class BackendServicer:
         are named by the request metadata keys `dataclay-object-id-bin` (16 bytes) and
         `dataclay-property-bin` (the property name in UTF-8).
         dataclay/protocol/codec.py sends and receives it.
+        [idempotent: as SetAttribute]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CallActiveMethod(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent: user code (bump() twice is two increments)]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetObjectState(self, request, context):
         """sync() / dc_clone(): the current persistent state of one object.
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +178,7 @@ class BackendServicer:
 
     def UpdateObject(self, request, context):
         """dc_update(): overwrite properties of one object.
+        [idempotent: the same properties written twice are written once]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +186,7 @@ class BackendServicer:
 
     def Stats(self, request, context):
         """What this backend holds, for people and for tests of eviction.
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,6 +194,7 @@ class BackendServicer:
 
     def Move(self, request, context):
         """Move objects from this backend to another; progress as it goes, the result last.
+        [not idempotent: a second move may find the objects gone or moved on by another]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,50 +202,58 @@ class BackendServicer:
 
     def ReceiveObjects(self, request_iterator, context):
         """Destination side of a move: stage, then activate or abort.
+        [not idempotent: stages a transfer once, by move id]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ActivateMove(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: by move id, activating twice activates once]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AbortMove(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: by move id]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def NewVersion(self, request, context):
         """Versions: created and consolidated where the object lives.
+        [not idempotent: each call creates a new version]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ConsolidateVersion(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent: the version is retired by the first]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StageWrite(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent: prepares a write against an expected revision]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ApplyWrites(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent (as far as callers may assume): only its coordinator sends it]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AbortWrites(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent (as far as callers may assume): only its coordinator sends it]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -886,55 +903,64 @@ class MetadataServicer:
 
     def RegisterBackend(self, request, context):
         """A backend (re)registers under its persistent id; host and port may change between runs.
+        [idempotent: re-registers under the persistent id]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBackends(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: a read]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterObjects(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent: a second registration of the same ids is refused]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LocateObject(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: a read]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LookupAlias(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: a read]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddAlias(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent: the second is refused (AliasAlreadyExistError)]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAlias(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[not idempotent: the second is refused (AliasDoesNotExistError)]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAliases(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: a read]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListOwnedObjects(self, request, context):
         """Recovery: what the directory says a backend owns, and removal of entries it never stored.
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -942,19 +968,22 @@ class MetadataServicer:
 
     def SetDraining(self, request, context):
         """Mark a backend as being drained (no new objects, no moves to it), or not any more.
+        [idempotent: sets a flag]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DropObjects(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: dropping what is gone drops nothing]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CommitMove(self, request, context):
         """The commit point of a move: switch owner source -> destination for all, or for none.
+        [idempotent: asked again after a lost reply, it answers the same]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -962,13 +991,15 @@ class MetadataServicer:
 
     def CommitTransaction(self, request, context):
         """Version consolidation: the commit point, and how participants learn its outcome.
+        [not idempotent: its retries ask ResolveTransaction instead (commit_point)]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResolveTransaction(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """[idempotent: the answer, once given, is final]
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
