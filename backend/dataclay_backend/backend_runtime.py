@@ -21,6 +21,7 @@ from dataclay.exceptions import ObjectNotRegisteredError, ObjectWithWrongBackend
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
 from dataclay.transport import run_blocking
+from dataclay_backend import config
 from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.event_loop import EventLoop, in_event_loop
 from dataclay_backend.incoming import Incoming
@@ -33,14 +34,12 @@ from dataclay_backend.request import Requests, current_scope
 from dataclay_backend.scope import SCOPE
 from dataclay_backend.versioning import Versioning
 
-DEFAULT_LOCK_TIMEOUT = 60.0
-DEFAULT_CONSOLIDATION_TIMEOUT = 60.0
 
 
 class BackendRuntime(Runtime):
     def __init__(
         self, metadata_address: str, store: ObjectStore, name: str, memory_limit: int,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT, consolidation_timeout: float = DEFAULT_CONSOLIDATION_TIMEOUT,
+        lock_timeout: float = config.LOCK_TIMEOUT, consolidation_timeout: float = config.CONSOLIDATION_TIMEOUT,
     ) -> None:
         super().__init__(metadata_address)
         self.store = store
@@ -48,7 +47,7 @@ class BackendRuntime(Runtime):
         self.objects = LocalObjects(store, name, memory_limit, self.heap, self._heap_lock, self.resolve,
                                     super().became_remote)
         self.local_backend_id = self.objects.backend_id
-        self.locks = ObjectLocks(name, lock_timeout, self.objects.load)
+        self.locks = ObjectLocks(name, lock_timeout, self.objects.ready)
         self.directory = DirectoryClient(self.blocking)
         self.requests = Requests(self.objects, self.locks, self.directory)
         self.incoming = Incoming(self.objects, self.directory)
@@ -82,6 +81,9 @@ class BackendRuntime(Runtime):
         if class_path_ is not None:
             return self.objects.instance(object_id, class_path_)
         self.versioning.check_not_retired(object_id)
+        self.mover.resolve_in_doubt(object_id)  # ObjectInDoubtError while the directory is down
+        if object_id in self.objects.owned:  # the move it was in did not commit
+            return self.objects.instance(object_id, self.objects.owned[object_id])
         owner = self.directory.owner_of(object_id)
         if self.mover.activate_if_committed(object_id, owner) or object_id in self.objects.owned:
             return self.objects.instance(object_id, self.objects.owned[object_id])  # arrived while we asked

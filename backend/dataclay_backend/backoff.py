@@ -23,9 +23,14 @@ class Backoff:
             delay = self.after(delay)
 
 
-# Commit points: the caller is waiting for a reply, so a few seconds at most (0.1 ... 1.6 s,
-# 3.1 s in all) before the outcome is reported as unknown.
+# Commit points: the caller is waiting for a reply, and the objects stay locked meanwhile, so a
+# few seconds at most before the outcome is reported as unknown: 5 retries 0.1 ... 1.6 s apart
+# (3.1 s in all), and none started after COMMIT_POINT_BUDGET (each try may wait for the
+# connection: dataclay.transport.Deadlines.connect).
 COMMIT_POINT = Backoff(first=0.1, cap=2.0)
 COMMIT_POINT_RETRIES = 5
-# Resolving an outcome later, in the background: nobody waits, so up to half a minute apart.
-RESOLVE_LATER = Backoff(first=0.5, cap=30.0)
+COMMIT_POINT_BUDGET = 10.0
+# Resolving an outcome later, in the background: at most 5 s apart, so that what waits for the
+# metadata service is resolved within seconds of its return (a call for an in-doubt object
+# also asks at once).
+RESOLVE_LATER = Backoff(first=0.5, cap=5.0)

@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from dataclay.exceptions import OutcomeUnknownError
-from dataclay_backend.backoff import COMMIT_POINT, COMMIT_POINT_RETRIES
+from dataclay_backend.backoff import COMMIT_POINT, COMMIT_POINT_BUDGET, COMMIT_POINT_RETRIES
 
 
 class NotCommitted(Exception):
@@ -30,6 +30,7 @@ def reach(
     """Return once `attempt` committed; raise if it was refused, or the outcome is unknown."""
     error: Exception | None = None
     delays = COMMIT_POINT.delays(COMMIT_POINT_RETRIES)
+    give_up_at = time.monotonic() + COMMIT_POINT_BUDGET
     tries = 0
     while True:
         try:
@@ -44,6 +45,6 @@ def reach(
             error = exc
         tries += 1
         delay = next(delays, None)
-        if delay is None:
+        if delay is None or time.monotonic() + delay > give_up_at:
             raise unknown(error)
         time.sleep(delay)  # bounded: COMMIT_POINT_RETRIES delays, a few seconds in all

@@ -90,13 +90,17 @@ def setup_logging(level: str, role: str) -> None:
     logging.basicConfig(level=level.upper(), format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
 
 
+LOCK_TIMEOUT = 60.0  # seconds; the defaults of a backend's timeouts, whoever starts it
+CONSOLIDATION_TIMEOUT = 60.0
+
+
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     """A backend's timeouts (the concurrency contract in dataclay_backend.locking names them)."""
-    parser.add_argument("--lock-timeout", type=float, default=float(env_default("DC_LOCK_TIMEOUT", "60")),
+    parser.add_argument("--lock-timeout", type=float, default=float(env_default("DC_LOCK_TIMEOUT", str(LOCK_TIMEOUT))),
                         help="seconds a call waits for an object another call holds before it fails with "
                              "ObjectBusyError (DC_LOCK_TIMEOUT)")
     parser.add_argument("--consolidation-timeout", type=float,
-                        default=float(env_default("DC_CONSOLIDATION_TIMEOUT", "60")),
+                        default=float(env_default("DC_CONSOLIDATION_TIMEOUT", str(CONSOLIDATION_TIMEOUT))),
                         help="seconds a prepared consolidation waits for its coordinator before it asks the "
                              "metadata service for the outcome (DC_CONSOLIDATION_TIMEOUT)")
     add_call_timeout_flags(parser)

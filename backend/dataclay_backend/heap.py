@@ -4,7 +4,7 @@ Every owned object has at most one instance in the process. An instance is "load
 properties are in its __dict__; loaded instances are kept in least-recently-used order with the
 size of their stored state, and the least recently used ones are unloaded when the total passes
 the memory limit. Their state is always already durable (written when the request that changed
-it committed), so unloading is just dropping the properties; the next access loads them again.
+it was stored), so unloading is just dropping the properties; the next access loads them again.
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ class LoadedSet:
                 try:
                     owner = lock.owner
                     if not (taken or (owner is not None and owner.startswith(MOVE_CHAIN_PREFIX))) \
-                            or state.get(lc.PENDING):  # in use, or a change not yet committed
+                            or state.get(lc.PENDING):  # in use, or a change not yet stored
                         skipped.append((object_id, (obj, size)))
                         continue
                     self.total -= size

@@ -23,6 +23,10 @@ def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | N
     try:
         state = loads(record.state, lambda ref: None)
         stored_lineage = state.get(lc.VERSION)
+        lineage = lc.Lineage(*stored_lineage) if stored_lineage else None
+        if lineage is not None and not (isinstance(lineage.parent, UUID) and isinstance(lineage.original, UUID)
+                                        and isinstance(lineage.revision, int)):
+            raise TypeError(f"a lineage is (parent UUID, original UUID, revision int), not {stored_lineage!r}")
     except Exception as exc:
         raise InvalidRequestError(
             f"the state of object {object_id} cannot be decoded: {exc}", object_id=object_id) from None
@@ -31,7 +35,7 @@ def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | N
         raise InvalidRequestError(
             f"the state of object {object_id} has names that are not persistent properties of "
             f"{record.class_path}: {sorted(unknown)}", object_id=object_id)
-    return lc.Lineage(*stored_lineage) if stored_lineage else None
+    return lineage
 
 
 class Incoming:

@@ -22,23 +22,41 @@ Then, in this order:
      states under it, which is why eviction may unload objects a move holds.
   3. The ChainLock guard (heap._GUARD): the fields of every ChainLock; held for microseconds.
      Eviction takes object locks only if free, under 1 and 2: it never waits.
-The mover's lock (staged incoming moves) comes before the identity map's lock (activating a
-move makes instances of what it brings). Innermost, held for microseconds with nothing taken
-inside: the identity map's lock (Runtime._heap_lock: every write of the map), the settled
-condition's lock (ObjectLocks), a walk's guard, the versioning lock (prepared transactions),
-the resolve-later scheduler's condition and the store's per-object file locks.
+The mover's resolve lock (one in-doubt move resolved at a time) is held while it asks the
+directory (a call with a deadline) and comes before the mover's lock. The mover's lock (staged
+incoming moves, in-doubt outgoing ones) comes before the identity map's lock (activating a
+move makes instances of what it brings) and the store's locks (activating or discarding a
+staged move writes the store).
+
+The store's locks (dataclay_backend.object_store, sqlite_db), taken under any of the above:
+an object's file lock (a large state's two file slots; ObjectStore.write holds it while it
+writes the file and the row) comes before the SQLite connection's lock (one transaction at a
+time), which is innermost. The file-lock table's guard is held only to find a file lock.
+
+Innermost, held for microseconds with nothing taken inside: the identity map's lock
+(Runtime._heap_lock: every write of the map), the settled condition's lock (ObjectLocks), a
+walk's guard, the versioning lock (prepared transactions), the resolve-later scheduler's
+condition and the event loop's creation lock.
 
 Settled: PENDING counts the requests whose change of an object is on its way to storage. It
 goes up under the object's lock and the settled lock (ObjectLocks.hold), and down under the
 settled lock alone when the change is stored (ObjectLocks.unpend), which notifies waiters.
 Holding the object's lock, a count of zero stays zero: so an object that is locked and settled
 is stored exactly as it is in memory (moves, versions and consolidations take objects so).
+A request whose changes cannot be stored marks what it touched STALE and unloads it under its
+lock (request.Requests._roll_back): memory goes back to what is stored, and another request
+that saw the change fails (ObjectRolledBackError) instead of storing it as its own.
 
 Bounded waits: every wait for an object lock or for an object to settle ends after
-``lock_timeout`` with ObjectBusyError. Eviction never waits. A prepared consolidation waits for
-its coordinator ``consolidation_timeout`` (``--consolidation-timeout``), then asks the metadata
-service. Unbounded by design: a call's own user code (an active method runs as long as it
-runs; `async def` methods are awaited on the backend's event loop).
+``lock_timeout`` with ObjectBusyError. Eviction never waits. Every call to another process has
+a deadline (dataclay.transport.Deadlines: ``--call-timeout`` for calls and for each message of
+a stream, ``--method-timeout`` for active methods), so a move's transfer and commit point, a
+consolidation's prepare, commit and apply, and the directory lookups of an in-doubt move all
+end, even while they hold object locks. A prepared consolidation waits for its coordinator
+``consolidation_timeout`` (``--consolidation-timeout``), then asks the metadata service, and
+keeps its objects locked until the outcome is known (resolve_later keeps asking for about half
+an hour; a restart resolves it too). Unbounded by design: a call's own user code (an active
+method runs as long as it runs; `async def` methods are awaited on the backend's event loop).
 """
 from __future__ import annotations
 
@@ -94,8 +112,8 @@ class ObjectLocks:
             if not meta[lc.LOCAL]:
                 lock.release()
                 return False
-            if not meta[lc.LOADED]:
-                self._load(obj)
+            if not meta[lc.LOADED] or meta.get(lc.STALE):
+                self._load(obj)  # LocalObjects.ready: reloads a stale object
         except BaseException:
             lock.release()
             raise
@@ -114,7 +132,7 @@ class ObjectLocks:
             scope.pending.discard(object_id)
             with self._settled:
                 obj.__dict__[lc.PENDING] -= 1
-                if not obj.__dict__[lc.PENDING]:
+                if obj.__dict__[lc.PENDING] <= 1:  # 1: settled for a request waiting on its own change
                     self._settled.notify_all()
 
     def hold_settled(self, obj: Any, chain: str, timeout: float) -> bool:

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from dataclay.exceptions import (
     BackendDrainingError,
     BackendNotFoundError,
     InvalidRequestError,
+    ObjectInDoubtError,
     ObjectMovingError,
     OutcomeUnknownError,
 )
@@ -45,6 +47,16 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 * 1024 * 1024
 EARLY_OBJECTS = 2048
+FOLLOW_ATTEMPTS = 3  # a root that keeps leaving and coming back: give up with ObjectMovingError
+
+
+@dataclass
+class _InDoubt:
+    """An outgoing move whose commit point did not answer: what it moved, and where to."""
+
+    classes: dict[UUID, str]
+    destination: UUID
+    target: BackendInfo
 
 
 class Mover:
@@ -64,14 +76,36 @@ class Mover:
         self._lock = threading.Lock()
         self.staged_moves: dict[UUID, dict[UUID, str]] = {}  # move id -> {object id: class path}
         self.staged_objects: dict[UUID, UUID] = {}  # object id -> move id
+        self._doubtful: dict[UUID, _InDoubt] = {}  # outgoing moves whose commit is in doubt, by move id
+        self._doubtful_objects: dict[UUID, UUID] = {}  # object id -> its in-doubt move
+        self._resolving = threading.Lock()  # one resolution at a time (see dataclay_backend.locking)
 
     # ================================================================== source side
     def move(
         self, roots: list[UUID], destination: UUID, recursive: bool, only_owned: bool,
         progress: Callable[[pb.MoveProgress], None],
     ) -> pb.MoveProgress:
-        objects, peers = self.objects, self.peers
+        """Move the roots (and, if recursive, what they reach through objects owned here).
+        A root that left while the move waited for it is followed: `locate` raises where it
+        went (the caller moves it from there) or that its owner is in doubt. With
+        `only_owned` (a drain) roots not owned here are skipped."""
         started = time.perf_counter()
+        for _ in range(FOLLOW_ATTEMPTS):
+            result = self._move_once(roots, destination, recursive, only_owned, progress, started)
+            if result is not None or only_owned:
+                return result or pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
+            for root in roots:
+                self.locate(root)  # raises where it went; returns if it is ours again: try again
+        raise ObjectMovingError(
+            f"the objects to move kept changing owner during {FOLLOW_ATTEMPTS} attempts; try again",
+            backend_id=self.objects.backend_id)
+
+    def _move_once(
+        self, roots: list[UUID], destination: UUID, recursive: bool, only_owned: bool,
+        progress: Callable[[pb.MoveProgress], None], started: float,
+    ) -> pb.MoveProgress | None:
+        """One attempt; None if none of the roots was here to move when the walk took them."""
+        objects, peers = self.objects, self.peers
         if destination == objects.backend_id:
             for root in roots:
                 if root not in objects.owned and not only_owned:
@@ -89,8 +123,8 @@ class Mover:
             chunks = self._chunks(move_id, walk, sent, progress)
             try:
                 first = next(chunks, None)
-                if first is None:  # nothing to move (all roots gone meanwhile)
-                    return pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
+                if first is None:  # nothing to move: every root left while we waited for it
+                    return None
                 peers.blocking.send_stream(target, "ReceiveObjects", itertools.chain([first], chunks))
                 faults.hit("move.after_stream")
                 keys = [obj.__dict__[lc.ID].bytes for obj in walk.locked]
@@ -140,22 +174,51 @@ class Mover:
 
     def _in_doubt(self, moving: list[Any], destination: UUID, target: BackendInfo, move_id: UUID) -> None:
         """The commit's outcome is unknown: serve none of these objects (never two owners)
-        until the directory says who owns them, then finish or undo the move."""
-        objects = self.objects
+        until the directory says who owns them, then finish or undo the move. Resolved in the
+        background, and at once when a call for one of them arrives (`resolve_in_doubt`)."""
         classes = {obj.__dict__[lc.ID]: class_path(type(obj)) for obj in moving}
-        objects.give_up(moving, destination, delete_rows=False)
+        with self._lock:
+            self._doubtful[move_id] = _InDoubt(classes, destination, target)
+            for object_id in classes:
+                self._doubtful_objects[object_id] = move_id
+        self.objects.give_up(moving, destination, delete_rows=False)
+        resolve_later(lambda: self._resolve(move_id),
+                      f"resolving move {move_id} of {len(classes)} objects from backend {self.objects.name}")
 
-        def resolve() -> bool:
-            if self.directory.owner_of(next(iter(classes))) == destination:
-                objects.forget_stored(list(classes))
-                log.info("move %s turned out committed: %d objects now live on %s", move_id, len(classes), target.describe())
+    def resolve_in_doubt(self, object_id: UUID) -> None:
+        """A call for an object whose move is in doubt here: ask the directory now. Returns
+        once it is resolved (the object is here again, or elsewhere); ObjectInDoubtError if the
+        directory cannot answer yet."""
+        move_id = self._doubtful_objects.get(object_id)
+        if move_id is None:
+            return
+        try:
+            self._resolve(move_id)
+        except Exception as exc:
+            raise ObjectInDoubtError(
+                f"object {object_id} was being moved from backend {self.objects.name} when the metadata service "
+                f"stopped answering ({exc}); it is served again as soon as the service answers: try again shortly",
+                object_id=object_id) from None
+
+    def _resolve(self, move_id: UUID) -> bool:
+        """Ask the directory who owns an in-doubt move's objects, and finish or undo it (once)."""
+        with self._resolving:
+            doubt = self._doubtful.get(move_id)
+            if doubt is None:
+                return True  # resolved meanwhile
+            if self.directory.owner_of(next(iter(doubt.classes))) == doubt.destination:
+                self.objects.forget_stored(list(doubt.classes))
+                log.info("move %s turned out committed: %d objects now live on %s", move_id, len(doubt.classes),
+                         doubt.target.describe())
             else:
-                objects.adopt(classes)
-                self._abort_remote(target, move_id)
-                log.info("move %s turned out not committed: %d objects served here again", move_id, len(classes))
-            return True
-
-        resolve_later(resolve, f"resolving move {move_id} of {len(classes)} objects from backend {objects.name}")
+                self.objects.adopt(doubt.classes)
+                self._abort_remote(doubt.target, move_id)
+                log.info("move %s turned out not committed: %d objects served here again", move_id, len(doubt.classes))
+            with self._lock:
+                del self._doubtful[move_id]
+                for object_id in doubt.classes:
+                    self._doubtful_objects.pop(object_id, None)
+        return True
 
     def _abort_remote(self, target: BackendInfo, move_id: UUID) -> None:
         try:

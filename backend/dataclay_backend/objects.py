@@ -80,6 +80,19 @@ class LocalObjects:
             self.load(obj)
         return obj
 
+    def ready(self, obj: Any) -> Any:
+        """Holding obj's lock: its stored state in memory (reloaded if a failed request left
+        a change there, lifecycle.STALE), loaded if it was not."""
+        if obj.__dict__.get(lc.STALE):
+            self.unload(obj)
+        return self.ensure_loaded(obj)
+
+    def unload(self, obj: Any) -> None:
+        """Holding obj's lock: drop its properties; the next use loads what is stored."""
+        with self.load_lock:
+            lc.unload(obj)
+        self.loaded.discard(obj.__dict__[lc.ID])
+
     # ------------------------------------------------------------------ ownership
     def remember(self, objects: Iterable[Any]) -> None:
         """Objects that became persistent here (their state is stored): owned, in the map."""

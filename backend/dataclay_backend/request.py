@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from typing import Any, Iterator
 from uuid import UUID
 
 from dataclay import lifecycle as lc
-from dataclay.exceptions import ObjectWithWrongBackendIdError
+from dataclay.exceptions import (
+    BackendUnavailableError,
+    ObjectBusyError,
+    ObjectRolledBackError,
+    ObjectWithWrongBackendIdError,
+)
 from dataclay.serialization import Ref, class_path, dumps, make_ref
 from dataclay.transport import CURRENT_CHAIN
 from dataclay_backend.directory_client import DirectoryClient
@@ -25,6 +31,14 @@ from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.scope import SCOPE, RequestScope
 from dataclay_backend.state import ImmutableState, can_change_in_place, large_immutable_size, state_digest
+
+log = logging.getLogger(__name__)
+
+
+def _never_sent(error: BaseException) -> bool:
+    """A BackendUnavailableError raised before the request left this process: the directory
+    never saw it (a CallOutcomeUnknownError, its subclass, means it may have)."""
+    return type(error) is BackendUnavailableError
 
 
 def current_scope() -> RequestScope:
@@ -98,6 +112,7 @@ class Requests:
             return
         rows: list[tuple[Any, StoredObject]] = []
         done: set[UUID] = set()
+        registering = False
         try:
             try:
                 while len(done) < len(scope.touched):  # snapshots may make more objects persistent
@@ -108,11 +123,11 @@ class Requests:
                             if row is not None:
                                 rows.append(row)
                 if scope.new:
+                    registering = True  # from here on the directory may list them
                     self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
                 self.objects.store.write(row for _, row in rows)
-            except BaseException:
-                for obj in scope.new.values():
-                    lc.registration_failed(obj)
+            except BaseException as exc:
+                self._roll_back(scope, registering and not _never_sent(exc))
                 raise
         finally:
             for object_id in list(scope.pending):
@@ -124,16 +139,47 @@ class Requests:
             self.objects.remember(scope.new.values())
         loaded.evict()
 
+    def _roll_back(self, scope: RequestScope, registered: bool) -> None:
+        """The request's changes could not be stored: memory goes back to what is stored.
+        Objects it made persistent are plain objects again (and their registrations, if any
+        reached the directory, are dropped: else recovery drops them); objects it touched are
+        unloaded under their locks, and marked STALE first, so that another request holding
+        one now fails instead of storing this request's change as its own."""
+        for obj in scope.new.values():
+            lc.registration_failed(obj)
+        if registered:
+            try:
+                self.directory.drop(list(scope.new))
+            except Exception as exc:  # the directory is down: recovery removes the entries
+                log.warning("could not drop %d registrations of a failed request: %s", len(scope.new), exc)
+        for object_id, obj in scope.touched.items():
+            meta = obj.__dict__
+            if object_id in scope.new or not meta[lc.LOCAL]:
+                continue
+            meta[lc.STALE] = True
+            try:
+                self.locks.acquire(obj, scope.chain)
+            except ObjectBusyError:
+                continue  # the next request that takes it reloads it (LocalObjects.ready)
+            try:
+                self.objects.unload(obj)
+            finally:
+                self.locks.release(obj)
+
     def _row(self, obj: Any, scope: RequestScope) -> tuple[Any, StoredObject] | None:
         """Under obj's lock: its new row, or None if it cannot have changed (or moved away).
-        The revision is taken here, under the lock, so two commits of one object get
+        The revision is taken here, under the lock, so two stores of one object get
         increasing revisions in the order of their snapshots; the store keeps the higher."""
         meta = obj.__dict__
         object_id = meta[lc.ID]
         self.locks.acquire(obj, scope.chain)  # bounded: ObjectBusyError (nothing stored)
         try:
-            if not meta[lc.LOADED] or not meta[lc.LOCAL]:
+            if not meta[lc.LOCAL]:
                 return None  # moved away meanwhile: the move carried the in-memory state
+            if meta.get(lc.STALE) or not meta[lc.LOADED]:  # only a rollback unloads a pending object
+                raise ObjectRolledBackError(
+                    f"object {object_id} was changed by another call that failed before its change was stored, "
+                    "and this call saw that change: nothing of this call was stored; try again", object_id=object_id)
             assigned = object_id in scope.dirty
             in_place = can_change_in_place(obj)
             if not assigned and not in_place:

@@ -23,7 +23,7 @@ from dataclay_backend.backoff import RESOLVE_LATER
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 60  # about half an hour at the capped delay
+ATTEMPTS = 360  # about half an hour at the capped delay
 WORKERS = 4  # attempts that may wait on the metadata service at once
 
 

@@ -38,6 +38,7 @@ from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.incoming import Incoming
 from dataclay_backend.lineage import properties_state, walk_lineage
 from dataclay_backend.locking import ObjectLocks
+from dataclay_backend.mover import FOLLOW_ATTEMPTS
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.resolve_later import resolve_later
@@ -79,7 +80,16 @@ class Versioning:
         self.retired: dict[UUID, UUID] = {}  # version id -> original id, retired since start
 
     def _lock_closure(self, root: UUID, recursive: bool, chain: str) -> list[Any]:
-        return lock_closure(self.objects, self.locks, self.locate, [root], recursive, chain)
+        """Lock root (and what it reaches, if recursive). A root that left while we waited for
+        it is followed: `locate` raises where it went, or that its owner is in doubt."""
+        for _ in range(FOLLOW_ATTEMPTS):
+            locked = lock_closure(self.objects, self.locks, self.locate, [root], recursive, chain)
+            if locked and locked[0].__dict__[lc.ID] == root:
+                return locked
+            self.locks.release_all(locked)
+            self.locate(root)  # raises where it went; returns if it is ours again: try again
+        raise ObjectMovingError(f"object {root} kept changing owner during {FOLLOW_ATTEMPTS} attempts; try again",
+                                object_id=root)
 
     # ================================================================== new_version
     def new_version(self, object_id: UUID, destination: UUID | None, recursive: bool) -> pb.ObjectEntry:
@@ -102,7 +112,7 @@ class Versioning:
             records = []
             lineages: dict[UUID, lc.Lineage] = {}
             for obj in locked:
-                objects.ensure_loaded(obj)
+                objects.ready(obj)
                 meta = obj.__dict__
                 parent = lc.lineage(obj)
                 lineage = lc.Lineage(meta[lc.ID], parent.original if parent else meta[lc.ID], meta.get(lc.REVISION, 1))
@@ -132,7 +142,7 @@ class Versioning:
         locked = self._lock_closure(version_id, True, chain)
         try:
             for obj in locked:
-                self.objects.ensure_loaded(obj)
+                self.objects.ready(obj)
             members = [obj for obj in locked if lc.lineage(obj) is not None]  # the versioned objects
             if discard or self._lineage_is_here(members):
                 self._consolidate_here(members, chain, force, discard)
@@ -147,7 +157,7 @@ class Versioning:
         participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
         try:
             base_revisions = self._prepare_all(txn, chain, members, force, participants)
-            faults.hit("consolidate.after_stage")
+            faults.hit("consolidate.after_prepare")
             self._commit(txn, members, base_revisions)
         except OutcomeUnknownError:
             self._resolve_later(txn, members)  # participants resolve their own part, in the same way
@@ -231,7 +241,7 @@ class Versioning:
         if not ancestor.__dict__[lc.LOCAL]:
             raise ObjectMovingError(f"object {object_id} moved away during the consolidation; try again",
                                     object_id=object_id)
-        return self.objects.ensure_loaded(ancestor)
+        return self.objects.ready(ancestor)
 
     @staticmethod
     def _conflict(obj: Any, expected: int, revision: int) -> VersionConflictError:
@@ -351,12 +361,12 @@ class Versioning:
             if not meta[lc.LOCAL]:
                 raise ObjectWithWrongBackendIdError(f"object {object_id} moved", object_id=object_id,
                                                     backend_id=meta[lc.BACKEND])
-            self.objects.ensure_loaded(obj)
+            self.objects.ready(obj)
             revision = meta.get(lc.REVISION, 1)
             if not force and revision != expected:
                 raise self._conflict(obj, expected, revision)
             self.objects.store.prepare_write(txn, StoredObject(object_id, class_path(type(obj)), revision + 1, state))
-            faults.hit("stage.after_write")
+            faults.hit("prepare.after_write")
         except BaseException:
             self.locks.release(obj)
             raise
@@ -386,7 +396,7 @@ class Versioning:
         rows = []
         bases = {UUID(hex=key): revision for key, revision in base_revisions.items()}
         for write in objects.store.prepared_writes(txn).get(txn, []):
-            obj = objects.ensure_loaded(objects.instance(write.object_id, write.class_path))
+            obj = objects.ready(objects.instance(write.object_id, write.class_path))
             self._write_state(obj, write.state, write.revision, bases)
             rows.append(StoredObject(write.object_id, write.class_path, write.revision,
                                      dumps(lc.persisted_state(obj), make_ref)))

@@ -163,11 +163,15 @@ class Walk:
         the others as stored, read in batches."""
         states = {}
         unloaded = []
+        stale: list[UUID] = []
         scope = SCOPE.get()
         pending = scope.pending if scope is not None else ()  # changed by the call that moves them
         with self.objects.load_lock:  # eviction may unload objects a move holds, but not meanwhile
             for obj in objects:
                 meta = obj.__dict__
+                if meta.get(lc.STALE):  # a failed request's change is in memory: what is stored counts
+                    lc.unload(obj)
+                    stale.append(meta[lc.ID])
                 if meta[lc.LOADED]:
                     revision = meta.get(lc.REVISION, 1)
                     if meta[lc.ID] in pending:  # the move stores this change: a new revision
@@ -175,6 +179,7 @@ class Walk:
                     states[meta[lc.ID]] = (dumps(lc.persisted_state(obj), make_ref), revision)
                 else:
                     unloaded.append(meta[lc.ID])
+        self.objects.loaded.discard(*stale)  # after the load lock: LoadedSet's lock comes first
         for object_id, stored in self.objects.store.load_many(unloaded).items():
             states[object_id] = (stored.state, stored.revision)
         return states

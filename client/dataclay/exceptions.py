@@ -171,6 +171,17 @@ class ObjectBusyError(DataClayException):
     grpc_code = grpc.StatusCode.UNAVAILABLE
 
 
+class ObjectInDoubtError(ObjectBusyError):
+    """The object was being moved when the metadata service stopped answering: which backend
+    owns it is settled as soon as the service answers again, and until then no backend serves
+    it. Nothing was changed; try again shortly."""
+
+
+class ObjectRolledBackError(ObjectBusyError):
+    """The call used a change of the object made by another call that failed before its
+    change was stored; so nothing of this call was stored either. Try again."""
+
+
 class ObjectMovingError(DataClayException):
     grpc_code = grpc.StatusCode.UNAVAILABLE
 

@@ -10,7 +10,7 @@ a transition below, so every state change has one name and one place.
 States (``state_of``)::
 
     NEW        local, not registered: a plain Python object (created by user code, or inside an
-               active method before a commit makes it persistent)
+               active method before its request is stored, which makes it persistent)
     PROXY      registered, not local: reads, writes and calls go to the owner (BACKEND); a
                RETIRED proxy (a consolidated or discarded version) has no owner
     LOADED     registered and local (only on the backend that owns it): properties in __dict__
@@ -30,10 +30,11 @@ Transitions::
        │ relocated (the owner changed; None: retired)
        └──► PROXY
 
-On a backend an owned object also carries the bookkeeping of its commits: REVISION (bumped by
-every committed change), DIGEST (to detect in-place changes), LOCK (its ChainLock) and PENDING
-(requests whose change of it is on its way to storage). Those are the backend's business
-(dataclay_backend.settled and dataclay_backend.commit); only their key names are defined here.
+On a backend an owned object also carries the bookkeeping of its stored state: REVISION (bumped
+by every stored change), DIGEST (to detect in-place changes), LOCK (its ChainLock), PENDING
+(requests whose change of it is on its way to storage) and STALE (a request that changed it
+failed: its properties are dropped, ``unload``, before anyone uses them again). Those are the backend's business
+(dataclay_backend.locking and dataclay_backend.request); only their key names are defined here.
 """
 from __future__ import annotations
 
@@ -48,9 +49,10 @@ LOCAL = "_dc_is_local"  # the properties live in this process (NEW, LOADED, UNLO
 LOADED = "_dc_is_loaded"  # the properties are in __dict__ now
 BACKEND = "_dc_backend_id"  # the owner's id as far as this process knows (None: not known, or retired)
 REVISION = "_dc_revision"  # backend: the revision of the stored state in memory
-DIGEST = "_dc_digest"  # backend: digest of the state as last committed, for in-place changes
+DIGEST = "_dc_digest"  # backend: digest of the state as last stored, for in-place changes
 LOCK = "_dc_lock"  # backend: the object's ChainLock
 PENDING = "_dc_pending"  # backend: requests whose change of the object is not yet stored
+STALE = "_dc_stale"  # backend: a failed request's change may be in memory: reload before use
 VERSION = "_dc_version"  # a version's lineage; persisted with the state, as a plain tuple
 
 
@@ -85,7 +87,8 @@ def object_id(obj: Any) -> UUID:
 
 
 def lineage(obj: Any) -> Lineage | None:
-    """A loaded version's lineage, or None (an original, or not loaded here)."""
+    """A version's lineage (kept while the object is unloaded), or None: an original, or an
+    object whose state was never loaded here."""
     return obj.__dict__.get(VERSION)
 
 
@@ -110,7 +113,7 @@ def owned_here(obj: Any, object_id_: UUID, backend_id: UUID) -> None:
 
 def registered_here(obj: Any, backend_id: UUID, revision: int | None = None) -> None:
     """NEW -> LOADED: the object became persistent on this backend (its state is in memory).
-    `revision` when its first state is already stored (else the commit sets it)."""
+    `revision` when its first state is already stored (else storing the request sets it)."""
     meta = obj.__dict__
     meta.update({REGISTERED: True, LOCAL: True, LOADED: True, BACKEND: backend_id})
     if revision is not None:
@@ -118,7 +121,7 @@ def registered_here(obj: Any, backend_id: UUID, revision: int | None = None) -> 
 
 
 def registration_failed(obj: Any) -> None:
-    """LOADED -> NEW: the commit that was to make it persistent failed; it stays plain Python."""
+    """LOADED -> NEW: storing the request that was to make it persistent failed; it stays plain Python."""
     obj.__dict__.update({REGISTERED: False, BACKEND: None})
 
 
@@ -144,9 +147,11 @@ def load(obj: Any, values: dict[str, Any], revision: int) -> None:
 
 
 def unload(obj: Any) -> None:
-    """LOADED -> UNLOADED (eviction): the state is already stored; drop it from memory."""
+    """LOADED -> UNLOADED (eviction, or a failed request's rollback): what is stored is what
+    counts; drop what is in memory."""
     meta = obj.__dict__
     meta[LOADED] = False
+    meta.pop(STALE, None)
     for name in obj._dc_properties:
         meta.pop(name, None)
 

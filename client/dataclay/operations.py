@@ -25,7 +25,7 @@ from dataclay.exceptions import (
 from dataclay.lifecycle import BACKEND, ID, LOCAL, REGISTERED
 from dataclay.protocol import IDEMPOTENT, codec
 from dataclay.protocol import dataclay_pb2 as pb
-from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref
+from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref, new_ref
 from dataclay.transport import BackendInfo
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from dataclay.runtime import Runtime
 
 MAX_REDIRECTS = 8
-_tuple_new = tuple.__new__  # _tuple_new(Ref, (...)): the fastest way to build a Ref (see serialization)
 
 
 # ------------------------------------------------------------------ backends and locations
@@ -148,7 +147,7 @@ def serialize_graph(
         if object_id not in pending:
             pending[object_id] = obj
             queue.append(obj)
-        return _tuple_new(Ref, (object_id.bytes, class_path(type(obj)), hint))
+        return new_ref((object_id.bytes, class_path(type(obj)), hint))
 
     while queue:
         obj = queue.pop()
@@ -191,7 +190,7 @@ async def encode_for(rt: "Runtime", t: Any, value: Any, backend_id: UUID) -> byt
             return make_ref(obj)
         object_id = state[ID]
         pending[object_id] = obj
-        return _tuple_new(Ref, (object_id.bytes, class_path(type(obj)), backend_id.bytes))
+        return new_ref((object_id.bytes, class_path(type(obj)), backend_id.bytes))
 
     data = dumps(value, on_object)
     if pending:

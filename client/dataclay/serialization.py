@@ -8,6 +8,7 @@ reader turns references back into the one instance per object id of its process 
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import pickle
@@ -31,6 +32,7 @@ class Ref(NamedTuple):
 # fastest way to build one (timeit: about 125 ns more than a plain tuple; Ref._make 155 ns,
 # Ref(...) 230 ns).
 _tuple_new = tuple.__new__
+new_ref = functools.partial(_tuple_new, Ref)  # new_ref((object_id, class_path, backend_id))
 
 
 def class_path(cls: type) -> str:

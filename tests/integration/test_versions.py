@@ -197,9 +197,9 @@ def test_bad_input_changes_nothing(client):
 
 FAULTS = [
     # (which backend dies, at which point, does the consolidation take effect)
-    ("backend-1", "consolidate.after_stage", False),  # coordinator dies before the commit
+    ("backend-1", "consolidate.after_prepare", False),  # coordinator dies before the commit
     ("backend-1", "consolidate.after_commit", True),  # coordinator dies right after it
-    ("backend-0", "stage.after_write", False),        # participant dies after preparing
+    ("backend-0", "prepare.after_write", False),       # participant dies after preparing
     ("backend-0", "apply.before", True),              # participant dies when told to apply
 ]
 

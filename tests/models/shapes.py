@@ -67,6 +67,12 @@ class Node(DataClayObject):
         return child
 
     @activemethod
+    def spawn_in_place(self, value: int) -> int:
+        """Creates a node and appends it in place (no assignment)."""
+        self.children.append(Node(value))
+        return len(self.children)
+
+    @activemethod
     def make_orphan(self, value: int) -> Node:
         return Node(value)
 

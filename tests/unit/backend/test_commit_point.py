@@ -103,7 +103,7 @@ def test_the_commit_point_waits_a_few_seconds_in_all():
     assert sum(delays) == pytest.approx(3.1)
 
 
-def test_resolving_later_is_capped_at_half_a_minute():
+def test_resolving_later_is_capped_at_five_seconds():
     delays = list(RESOLVE_LATER.delays(100))
-    assert delays[0] == 0.5 and max(delays) == 30.0 and delays[-1] == 30.0
+    assert delays[0] == 0.5 and max(delays) == 5.0 and delays[-1] == 5.0
     assert delays == sorted(delays)

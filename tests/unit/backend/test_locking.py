@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from dataclay import lifecycle as lc
-from dataclay.exceptions import ObjectBusyError
+from dataclay.exceptions import ObjectBusyError, ObjectRolledBackError
 from dataclay.runtime import set_runtime
 from dataclay.serialization import dumps, loads, make_ref
 from dataclay_backend.backend_runtime import BackendRuntime
@@ -263,3 +263,77 @@ def test_pending_is_back_to_zero_when_the_store_write_fails(rt):
     assert pending(obj) == 0 and rt.locks.lock_of(obj).owner is None
     assert rt.locks.hold_settled(obj, "move-1", 0.1)
     rt.locks.release(obj)
+
+
+def test_a_waiter_with_its_own_change_pending_is_woken_when_the_other_change_is_stored(rt):
+    """A call moving its own object waits for another request's change: PENDING goes 2 -> 1,
+    which is settled for the waiter, so the unpend must wake it (not only 1 -> 0)."""
+    obj = employee(rt)
+    mine, other = RequestScope("mine"), RequestScope("other")
+    assert rt.locks.hold(obj, other)
+    rt.locks.release(obj)
+    assert rt.locks.hold(obj, mine)
+    rt.locks.release(obj)
+    waiting = threading.Event()
+    storer = threading.Thread(target=lambda: (waiting.wait(BOUND), rt.locks.unpend(obj, other)))
+    storer.start()
+    token = SCOPE.set(mine)
+    try:
+        started = time.monotonic()
+        waiting.set()
+        assert rt.locks.hold_settled(obj, "mine", BOUND)
+        assert time.monotonic() - started < BOUND - 1  # woken by the unpend, not by its deadline
+        rt.locks.release(obj)
+    finally:
+        SCOPE.reset(token)
+        storer.join(BOUND)
+
+
+def test_a_request_whose_changes_cannot_be_stored_leaves_memory_as_stored(rt, in_process):
+    obj = employee(rt, salary=1.0)
+    rt.objects.load(obj)
+    with pytest.raises(Exception):
+        with rt.request():
+            rt.write_local(obj, "salary", 2.0)
+            rt.write_local(obj, "name", lambda: 1)  # not picklable: storing the request fails
+    assert lc.state_of(obj) is lc.State.UNLOADED  # rolled back: the next use loads what is stored
+    assert (obj.salary, obj.name) == (1.0, "x")
+    assert obj.__dict__[lc.REVISION] == 3 and pending(obj) == 0
+
+
+def test_a_request_that_saw_a_rolled_back_change_stores_nothing(rt, in_process):
+    """Request A changes obj and fails to store it (B holds obj too long); B, inside a method
+    on obj meanwhile, saw A's change and changed obj too: B fails instead of storing A's
+    change as its own, and memory ends as stored."""
+    obj = employee(rt, salary=1.0)
+    rt.objects.load(obj)
+    b_holds, a_done = threading.Event(), threading.Event()
+    outcome: dict[str, BaseException] = {}
+
+    def request_b() -> None:
+        try:
+            with rt.request(chain="b"):
+                assert rt.locks.hold(obj, SCOPE.get())  # B is inside a method on obj
+                try:
+                    b_holds.set()
+                    assert a_done.wait(BOUND)
+                    obj.__dict__["name"] = "b"  # B's own change, on top of A's salary
+                    SCOPE.get().dirty.add(lc.object_id(obj))
+                finally:
+                    rt.locks.release(obj)
+        except BaseException as exc:  # noqa: BLE001
+            outcome["b"] = exc
+
+    rt.locks.timeout = 0.2  # A gives up waiting for B's lock quickly, when storing and rolling back
+    thread = threading.Thread(target=request_b)
+    with pytest.raises(ObjectBusyError):
+        with rt.request(chain="a"):
+            rt.write_local(obj, "salary", 2.0)
+            thread.start()
+            assert b_holds.wait(BOUND)
+        # leaving the request stores its change: obj is held by B, so that fails
+    a_done.set()
+    thread.join(BOUND)
+    assert isinstance(outcome.get("b"), ObjectRolledBackError)
+    assert stored_state(rt.store, obj) == (3, {"name": "x", "salary": 1.0})
+    assert (obj.salary, obj.name) == (1.0, "x")

@@ -1,0 +1,168 @@
+"""A failed request leaves memory exactly as stored, and an operation racing a move follows the
+object or fails with a typed error: nothing is acknowledged that did not happen.
+
+The metadata service is stopped (SIGKILL) at the moment it matters and started again on the
+same port, so each fault lands deterministically."""
+import threading
+
+import pytest
+
+from dataclay import Client
+from dataclay.exceptions import BackendUnavailableError, DataClayException, InvalidRequestError, OutcomeUnknownError
+from shapes import Node
+
+
+def _stop_metadata(cluster) -> None:
+    cluster.stop_process(cluster.metadata, kill=True)
+
+
+def test_a_call_whose_new_objects_cannot_be_registered_changes_nothing(make_cluster):
+    """spawn() creates a child and appends it; registering the child needs the metadata
+    service. If that fails, the call fails and the parent keeps no reference to a child that
+    was never stored (a dangling reference a later move or restart would keep)."""
+    cluster = make_cluster(backends=1)
+    with Client(host="127.0.0.1", port=cluster.port):
+        parent = Node(1)
+        parent.make_persistent()
+        first = parent.spawn(2)
+        _stop_metadata(cluster)
+        with pytest.raises(BackendUnavailableError):
+            parent.spawn(3)
+        assert parent.peek() == 1  # the failed call's child is not in memory either
+        cluster.start_metadata()
+        assert [child.value for child in parent.children] == [2]
+        assert parent.children[0] is first
+        cluster.restart_backend("backend-0")
+        assert [child.value for child in parent.children] == [2]
+
+
+def test_a_call_whose_store_fails_is_rolled_back_for_later_readers(make_cluster):
+    """An in-place change (no assignment) of a failed call is not visible to the next call."""
+    cluster = make_cluster(backends=1)
+    with Client(host="127.0.0.1", port=cluster.port):
+        parent = Node(1)
+        parent.make_persistent()
+        other = Node(7)
+        other.make_persistent()
+        _stop_metadata(cluster)
+        with pytest.raises(BackendUnavailableError):
+            parent.spawn_in_place(8)  # appends in place, then registering the new node fails
+        assert parent.peek() == 0
+        assert parent.bump() == 2  # later calls work and store
+        cluster.start_metadata()
+        cluster.restart_backend("backend-0")
+        assert (parent.value, parent.peek()) == (2, 0)
+
+
+def _in_doubt_move(cluster, node, target):
+    """Start a move of node to target whose commit point cannot be reached (the metadata
+    service is killed once the move holds node); returns the thread and its outcome."""
+    outcome: dict[str, object] = {}
+    holding = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if not holding.is_set():
+            _stop_metadata(cluster)  # the move holds node now: its commit will not get through
+            holding.set()
+
+    def run() -> None:
+        try:
+            outcome["result"] = node.move(target, on_progress=progress)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(30)
+    return thread, outcome
+
+
+def _warm(node, ids) -> None:
+    """Every backend involved knows every address (no directory lookups needed later)."""
+    node.move(ids[1])
+    node.move(ids[0])
+
+
+def test_a_move_waiting_behind_an_in_doubt_move_is_not_acknowledged(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        node = Node(1)
+        node.make_persistent(backend_id=ids[0])
+        _warm(node, ids)
+        first, first_outcome = _in_doubt_move(cluster, node, ids[1])
+        second: dict[str, object] = {}
+
+        def move_again() -> None:
+            try:
+                second["result"] = node.move(ids[1])
+            except BaseException as exc:  # noqa: BLE001
+                second["error"] = exc
+
+        waiting = threading.Thread(target=move_again)
+        waiting.start()
+        first.join(60)
+        waiting.join(60)
+        assert isinstance(first_outcome.get("error"), OutcomeUnknownError)
+        if "result" in second:  # acknowledged: then it happened
+            assert second["result"].objects == 1
+        else:
+            assert isinstance(second["error"], DataClayException)
+        cluster.start_metadata()
+        if "result" in second:
+            assert node.where() == str(ids[1])
+
+
+def test_new_version_behind_an_in_doubt_move_follows_or_fails_typed(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        node = Node(1)
+        node.make_persistent(backend_id=ids[0])
+        _warm(node, ids)
+        first, _ = _in_doubt_move(cluster, node, ids[1])
+        outcome: dict[str, object] = {}
+
+        def version() -> None:
+            try:
+                outcome["result"] = node.new_version()
+            except BaseException as exc:  # noqa: BLE001
+                outcome["error"] = exc
+
+        waiting = threading.Thread(target=version)
+        waiting.start()
+        first.join(60)
+        waiting.join(60)
+        error = outcome.get("error")
+        assert not isinstance(error, InvalidRequestError), error
+        cluster.start_metadata()
+        if "result" in outcome:
+            assert outcome["result"].value == 1
+
+
+def test_a_move_that_lost_the_object_to_another_move_follows_it(make_cluster):
+    """Two moves of one object to different backends, the second waiting for the first: the
+    second finds the object gone and moves it from where the first put it."""
+    cluster = make_cluster(backends=3)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        node = Node(1)
+        node.make_persistent(backend_id=ids[0])
+        results: dict[str, object] = {}
+        started = threading.Event()
+
+        def move_to(name: str, target) -> None:
+            try:
+                results[name] = node.move(target, on_progress=lambda done, total: started.set())
+            except BaseException as exc:  # noqa: BLE001
+                results[name] = exc
+
+        threads = [threading.Thread(target=move_to, args=(f"to-{i}", ids[i])) for i in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for name, result in results.items():
+            assert not isinstance(result, BaseException), (name, result)
+            assert result.objects == 1, (name, result)
+        assert node.where() in {str(ids[1]), str(ids[2])}
