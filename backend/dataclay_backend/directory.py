@@ -144,9 +144,24 @@ class Directory:
                       e.version_original.bytes if e.version_original else None) for e in entries],
                 )
             except sqlite3.IntegrityError:
+                if self._registered_already(conn, entries, alias):
+                    return  # a replay of a registration that committed (its reply was lost)
                 raise AlreadyExistError("one of the objects is already registered") from None
             if alias:
                 self._insert_alias(conn, alias, entries[0].object_id)
+
+    @staticmethod
+    def _registered_already(conn: sqlite3.Connection, entries: list[ObjectEntry], alias: str) -> bool:
+        """Whether this exact registration committed before: every entry is there with the same
+        class and owner, and the alias (if any) names the first."""
+        for e in entries:
+            row = conn.execute("SELECT class_path, backend_id FROM objects WHERE id=?", (e.object_id.bytes,)).fetchone()
+            if row is None or (row[0], row[1]) != (e.class_path, e.backend_id.bytes):
+                return False
+        if alias:
+            row = conn.execute("SELECT object_id FROM aliases WHERE alias=?", (alias,)).fetchone()
+            return row is not None and row[0] == entries[0].object_id.bytes
+        return True
 
     def locate(self, object_id: UUID) -> ObjectEntry:
         rows = self.db.query(

@@ -114,6 +114,20 @@ def test_registering_is_all_or_nothing(directory):
         directory.lookup_alias("fresh")
 
 
+def test_a_registration_replayed_after_a_lost_reply_succeeds(directory):
+    backend_id = backend(directory, "backend-0")
+    entries = [ObjectEntry(uuid.uuid4(), PATH, backend_id), ObjectEntry(uuid.uuid4(), PATH, backend_id)]
+    directory.register_objects(entries, alias="replayed")
+    directory.register_objects(entries, alias="replayed")  # the same request again: no error, no change
+    assert set(directory.owned_by(backend_id)) == {e.object_id for e in entries}
+    assert directory.lookup_alias("replayed").object_id == entries[0].object_id
+    other = backend(directory, "backend-1")
+    with pytest.raises(AlreadyExistError):  # the same ids from another backend are not a replay
+        directory.register_objects([ObjectEntry(entries[0].object_id, PATH, other)])
+    with pytest.raises(AlreadyExistError):  # nor with another alias
+        directory.register_objects(entries, alias="another")
+
+
 def test_objects_go_only_to_registered_backends(directory):
     unknown = uuid.uuid4()
     with pytest.raises(BackendNotFoundError):
