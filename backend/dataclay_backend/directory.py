@@ -184,11 +184,21 @@ class Directory:
         rows = self.db.query("SELECT id FROM objects WHERE backend_id=? AND NOT retired", (backend_id.bytes,))
         return [UUID(bytes=r[0]) for r in rows]
 
-    def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID) -> None:
+    def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID, move_id: UUID | None = None) -> None:
         """The commit point of a move: every object (by its id's 16 bytes) goes from source to
         destination, or none does (if any is not owned by source any more, e.g. a concurrent
-        move took it)."""
+        move took it). With a move id the outcome is recorded like a transaction's: a move
+        already resolved as not committed (resolve_transaction) is refused."""
         with self.db.transaction() as conn:
+            if move_id is not None:
+                row = conn.execute("SELECT committed FROM transactions WHERE id=?", (move_id.bytes,)).fetchone()
+                if row is not None:
+                    if row[0]:
+                        return  # committed already: this is a retry after a lost reply
+                    raise ObjectMovingError(
+                        f"move {move_id} was resolved as not committed (its source gave up waiting); nothing moved",
+                        backend_id=source)
+                conn.execute("INSERT INTO transactions VALUES (?, 1, ?)", (move_id.bytes, json.dumps({})))
             self._require_not_draining(conn, destination)
             moved = 0
             for start in range(0, len(object_keys), 500):

@@ -41,10 +41,12 @@ class DirectoryClient:
     def drop(self, object_ids: Iterable[UUID]) -> None:
         self._call("DropObjects", pb.ObjectIdList(object_ids=[o.bytes for o in object_ids]))
 
-    def commit_move(self, keys: list[bytes], source: UUID, destination: UUID) -> None:
-        """The move's commit point (idempotent: asking again after a lost reply is safe)."""
+    def commit_move(self, keys: list[bytes], source: UUID, destination: UUID, move_id: UUID) -> None:
+        """The move's commit point (idempotent: asking again after a lost reply is safe; fenced
+        by move_id: once resolve_transaction(move_id) said "not committed", it is refused)."""
         self._call("CommitMove", pb.CommitMoveRequest(
-            object_ids=keys, source_backend_id=source.bytes, destination_backend_id=destination.bytes))
+            object_ids=keys, source_backend_id=source.bytes, destination_backend_id=destination.bytes,
+            move_id=move_id.bytes))
 
     def commit_transaction(self, txn: UUID, retire: list[bytes], base_revisions: dict[str, int] | None = None) -> None:
         """A consolidation's commit point (or, with a fresh txn, just retiring versions)."""
@@ -52,5 +54,6 @@ class DirectoryClient:
             txn_id=txn.bytes, retire=retire, base_revisions=base_revisions or {}))
 
     def resolve_transaction(self, txn: UUID) -> pb.TransactionState:
-        """Whether txn committed; asking makes "not committed" final (presumed abort)."""
+        """Whether txn (a consolidation, or a move by its id) committed; asking makes "not
+        committed" final (presumed abort)."""
         return self._call("ResolveTransaction", pb.TransactionRequest(txn_id=txn.bytes))

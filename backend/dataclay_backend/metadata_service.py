@@ -90,6 +90,7 @@ class MetadataService(rpc.MetadataServicer):
             parse_keys(request.object_ids, "object id"),
             parse_uuid(request.source_backend_id, "source backend id"),
             parse_uuid(request.destination_backend_id, "destination backend id"),
+            optional_uuid(request.move_id, "move id"),
         )
         return pb.Empty()
 

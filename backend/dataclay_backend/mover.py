@@ -128,7 +128,7 @@ class Mover:
                 peers.blocking.send_stream(target, "ReceiveObjects", itertools.chain([first], chunks))
                 faults.hit("move.after_stream")
                 keys = [obj.__dict__[lc.ID].bytes for obj in walk.locked]
-                self._commit(keys, destination)
+                self._commit(keys, destination, move_id)
             except OutcomeUnknownError:
                 self._in_doubt(walk.locked, destination, target, move_id)
                 raise
@@ -155,7 +155,7 @@ class Mover:
         finally:
             walk.release()
 
-    def _commit(self, keys: list[bytes], destination: UUID) -> None:
+    def _commit(self, keys: list[bytes], destination: UUID, move_id: UUID) -> None:
         """The commit point. CommitMove is idempotent, so a failure that may have come after
         the metadata service committed (a lost reply) is simply asked again."""
         source = self.objects.backend_id
@@ -167,7 +167,7 @@ class Mover:
                 backend_id=source)
 
         commit_point.reach(
-            lambda tries: self.directory.commit_move(keys, source, destination),
+            lambda tries: self.directory.commit_move(keys, source, destination, move_id),
             (ObjectMovingError, BackendDrainingError, BackendNotFoundError, InvalidRequestError),  # not committed
             unknown,
         )
@@ -201,12 +201,13 @@ class Mover:
                 object_id=object_id) from None
 
     def _resolve(self, move_id: UUID) -> bool:
-        """Ask the directory who owns an in-doubt move's objects, and finish or undo it (once)."""
+        """Ask the directory whether an in-doubt move committed (asking fences it: a late commit
+        is refused), and finish or undo it (once)."""
         with self._resolving:
             doubt = self._doubtful.get(move_id)
             if doubt is None:
                 return True  # resolved meanwhile
-            if self.directory.owner_of(next(iter(doubt.classes))) == doubt.destination:
+            if self.directory.resolve_transaction(move_id).committed:
                 self.objects.forget_stored(list(doubt.classes))
                 log.info("move %s turned out committed: %d objects now live on %s", move_id, len(doubt.classes),
                          doubt.target.describe())
@@ -333,10 +334,12 @@ class Mover:
 
     # ================================================================== recovery
     def recover(self, assigned: set[UUID]) -> None:
-        """At start: staged moves the directory gave us are activated, the others discarded."""
+        """At start: staged moves the directory gave us are activated, the others discarded
+        once the directory says they did not commit (which fences them: a late commit of
+        one is refused, so nothing staged is discarded that could still become ours)."""
         store = self.objects.store
         for move_id, staged in store.staged().items():
-            if any(object_id in assigned for object_id in staged):
+            if any(object_id in assigned for object_id in staged) or self.directory.resolve_transaction(move_id).committed:
                 store.activate(move_id)
                 log.info("recovery: activated committed incoming move %s (%d objects)", move_id, len(staged))
             else:

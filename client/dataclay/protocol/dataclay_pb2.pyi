@@ -168,14 +168,16 @@ class MoveId(_message.Message):
     def __init__(self, move_id: _Optional[bytes] = ...) -> None: ...
 
 class CommitMoveRequest(_message.Message):
-    __slots__ = ("object_ids", "source_backend_id", "destination_backend_id")
+    __slots__ = ("object_ids", "source_backend_id", "destination_backend_id", "move_id")
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
     source_backend_id: bytes
     destination_backend_id: bytes
-    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., source_backend_id: _Optional[bytes] = ..., destination_backend_id: _Optional[bytes] = ...) -> None: ...
+    move_id: bytes
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., source_backend_id: _Optional[bytes] = ..., destination_backend_id: _Optional[bytes] = ..., move_id: _Optional[bytes] = ...) -> None: ...
 
 class NewVersionRequest(_message.Message):
     __slots__ = ("object_id", "destination", "recursive")

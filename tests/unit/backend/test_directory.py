@@ -191,6 +191,38 @@ def test_a_retried_move_commit_is_accepted_once_it_committed(directory):
     assert len(directory.owned_by(destination)) == 3
 
 
+def test_a_move_resolved_as_not_committed_cannot_commit_later(directory):
+    """Presumed abort: a source that could not learn the outcome asks; "not committed" is then
+    final, so a CommitMove of that move arriving late (it sat in a stopped server) is refused."""
+    source, destination = backend(directory, "backend-0"), backend(directory, "backend-1")
+    ids = objects_on(directory, source, 3)
+    move_id = uuid.uuid4()
+    assert directory.resolve_transaction(move_id) is None
+    with pytest.raises(ObjectMovingError):
+        directory.commit_move([i.bytes for i in ids], source, destination, move_id)
+    assert owners(directory, ids) == {source}
+
+
+def test_a_fenced_move_that_committed_resolves_as_committed_and_accepts_its_retry(directory):
+    source, destination = backend(directory, "backend-0"), backend(directory, "backend-1")
+    ids = objects_on(directory, source, 3)
+    move_id = uuid.uuid4()
+    directory.commit_move([i.bytes for i in ids], source, destination, move_id)
+    directory.commit_move([i.bytes for i in ids], source, destination, move_id)  # a retry after a lost reply
+    assert owners(directory, ids) == {destination}
+    assert directory.resolve_transaction(move_id) == {}  # committed (nothing to apply)
+
+
+def test_a_refused_fenced_move_records_nothing(directory):
+    source, destination, third = (backend(directory, f"backend-{n}") for n in range(3))
+    ids = objects_on(directory, source, 2)
+    directory.commit_move([ids[0].bytes], source, third)  # a concurrent move took one
+    move_id = uuid.uuid4()
+    with pytest.raises(ObjectMovingError):
+        directory.commit_move([i.bytes for i in ids], source, destination, move_id)
+    assert directory.resolve_transaction(move_id) is None  # not committed (and now fenced)
+
+
 def test_no_move_commits_to_a_draining_or_unknown_backend(directory):
     source, destination = backend(directory, "backend-0"), backend(directory, "backend-1")
     ids = objects_on(directory, source, 2)
