@@ -9,22 +9,13 @@ import signal
 import threading
 from pathlib import Path
 
+from dataclay.cli import port_number  # noqa: F401  (one definition, shared with the servers' flags)
+
 log = logging.getLogger("dataclay.config")
 
 
 def env_default(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port, 0 (pick a free one) to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free port)")
-    return port
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

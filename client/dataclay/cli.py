@@ -36,6 +36,7 @@ def positive_int(text: str) -> int:
 
 
 def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (pick a free one) to 65535 (also the servers' flags)."""
     try:
         port = int(text)
     except ValueError:

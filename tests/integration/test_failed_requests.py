@@ -57,7 +57,6 @@ def test_a_call_whose_store_fails_is_rolled_back_for_later_readers(make_cluster)
 def _in_doubt_move(cluster, node, target):
     """Start a move of node to target whose commit point cannot be reached (the metadata
     service is killed once the move holds node); returns the thread and its outcome."""
-    outcome: dict[str, object] = {}
     holding = threading.Event()
 
     def progress(done: int, total: int) -> None:
@@ -65,15 +64,23 @@ def _in_doubt_move(cluster, node, target):
             _stop_metadata(cluster)  # the move holds node now: its commit will not get through
             holding.set()
 
+    thread, outcome = _in_thread(lambda: node.move(target, on_progress=progress))
+    assert holding.wait(30)
+    return thread, outcome
+
+
+def _in_thread(call) -> tuple[threading.Thread, dict[str, object]]:
+    """Run call() in a thread; the outcome dict gets its "result" or its "error"."""
+    outcome: dict[str, object] = {}
+
     def run() -> None:
         try:
-            outcome["result"] = node.move(target, on_progress=progress)
+            outcome["result"] = call()
         except BaseException as exc:  # noqa: BLE001 - recorded for the test
             outcome["error"] = exc
 
     thread = threading.Thread(target=run)
     thread.start()
-    assert holding.wait(30)
     return thread, outcome
 
 
@@ -91,16 +98,7 @@ def test_a_move_waiting_behind_an_in_doubt_move_is_not_acknowledged(make_cluster
         node.make_persistent(backend_id=ids[0])
         _warm(node, ids)
         first, first_outcome = _in_doubt_move(cluster, node, ids[1])
-        second: dict[str, object] = {}
-
-        def move_again() -> None:
-            try:
-                second["result"] = node.move(ids[1])
-            except BaseException as exc:  # noqa: BLE001
-                second["error"] = exc
-
-        waiting = threading.Thread(target=move_again)
-        waiting.start()
+        waiting, second = _in_thread(lambda: node.move(ids[1]))
         first.join(60)
         waiting.join(60)
         assert isinstance(first_outcome.get("error"), OutcomeUnknownError)
@@ -121,16 +119,7 @@ def test_new_version_behind_an_in_doubt_move_follows_or_fails_typed(make_cluster
         node.make_persistent(backend_id=ids[0])
         _warm(node, ids)
         first, _ = _in_doubt_move(cluster, node, ids[1])
-        outcome: dict[str, object] = {}
-
-        def version() -> None:
-            try:
-                outcome["result"] = node.new_version()
-            except BaseException as exc:  # noqa: BLE001
-                outcome["error"] = exc
-
-        waiting = threading.Thread(target=version)
-        waiting.start()
+        waiting, outcome = _in_thread(node.new_version)
         first.join(60)
         waiting.join(60)
         error = outcome.get("error")
