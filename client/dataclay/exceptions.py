@@ -4,12 +4,15 @@ Every DataClayException subclass defined in this project's packages is in the al
 (`_REGISTRY`, by class name, which must be unique). A
 server turns an exception into a gRPC status code plus an `ErrorDetail` (class name, message,
 structured fields); the client rebuilds the same class from the allow-list. Nothing is ever
-recognised by matching message strings. Exceptions raised by user code inside an active method
-travel pickled and are raised again as themselves on the caller.
+recognised by matching message strings. An exception raised by user code inside an active
+method is never pickled: it travels as its class path plus its args and attributes, which must be
+plain values (`dataclay.serialization`'s allow-list, read back by the restricted `loads`), and
+the caller rebuilds it only if the class is an exception class it can look up the same way
+(builtin, or from a module that is not in the standard library or is already imported there: the
+model modules); otherwise it gets a RemoteActiveMethodError with the message and the traceback.
 """
 from __future__ import annotations
 
-import pickle
 import traceback
 import uuid
 from typing import ClassVar
@@ -192,6 +195,12 @@ class InvalidRequestError(DataClayException):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class ClassNotAllowedError(InvalidRequestError):
+    """Data from a peer named a class or function that is not in the allow-list of
+    `dataclay.serialization` (`class_path` names it; DC_PICKLE_ALLOW extends the list). Nothing
+    it names was called."""
+
+
 class ClusterMismatchError(DataClayException):
     """A backend's data directory belongs to another metadata database."""
 
@@ -208,36 +217,71 @@ class RemoteActiveMethodError(DataClayException):
 # ------------------------------------------------------------------ wire encoding
 
 
+def _no_references(value: object) -> object:
+    raise TypeError("an exception's args cannot hold references to objects")
+
+
 def to_detail(exc: BaseException) -> tuple[grpc.StatusCode, pb.ErrorDetail]:
     """Encode any exception for the wire: ours by class and fields, user ones (including
-    users' own subclasses of ours) pickled."""
+    users' own subclasses of ours) by class path, args and attributes (plain values only; an
+    exception that holds anything else arrives as a RemoteActiveMethodError)."""
+    from dataclay import serialization
+
     if isinstance(exc, DataClayException) and _REGISTRY.get(type(exc).__name__) is type(exc):
         return exc.grpc_code, pb.ErrorDetail(
             type=type(exc).__name__, message=exc.message, fields=exc.fields
         )
     remote_tb = "".join(traceback.format_exception(exc))
     try:
-        pickled = pickle.dumps(exc)
-    except Exception:  # an unpicklable user exception still arrives, as text
-        pickled = b""
+        reduced = exc.__reduce__()  # (class, args[, attributes]) for exceptions, with OSError's filename...
+        if not (type(reduced) is tuple and len(reduced) in (2, 3) and reduced[0] is type(exc)):
+            reduced = (type(exc), exc.args, vars(exc))  # ...or a class of its own __reduce__ (ours)
+        attributes = reduced[2] if len(reduced) == 3 else None
+        arguments = serialization.dumps((tuple(reduced[1]), dict(attributes or {})), _no_references)
+    except Exception:  # an exception holding other values still arrives, as text
+        arguments = b""
     return grpc.StatusCode.UNKNOWN, pb.ErrorDetail(
         type="RemoteActiveMethodError",
         message=f"{type(exc).__name__}: {exc}",
-        user_exception=pickled,
+        fields={"class_path": serialization.class_path(type(exc))},
+        user_class=serialization.class_path(type(exc)) if arguments else "",
+        user_arguments=arguments,
         remote_traceback=remote_tb,
     )
 
 
-def from_detail(detail: pb.ErrorDetail) -> BaseException:
-    """Rebuild the exception from the allow-list (or unpickle the user's own exception)."""
-    if detail.user_exception:
+def _user_exception(detail: pb.ErrorDetail) -> BaseException | None:
+    """The user's exception rebuilt from its class path and plain-value args and attributes,
+    or None if the class is not an exception class allowed here or the values are not plain."""
+    from dataclay import serialization
+
+    try:
+        module, _, qualname = detail.user_class.rpartition(".")
+        cls = serialization.exception_class(module, qualname)
+        args, attributes = serialization.loads(detail.user_arguments, _no_references)
+        if type(args) is not tuple or type(attributes) is not dict:
+            return None
         try:
-            exc = pickle.loads(detail.user_exception)
+            exc = cls(*args)  # as pickle would: the class is one this process has (builtin or model code)
         except Exception:
-            exc = None
-        if isinstance(exc, BaseException):
-            if detail.remote_traceback and hasattr(exc, "add_note"):
-                exc.add_note("Raised in an active method on the backend:\n" + detail.remote_traceback)
+            exc = cls.__new__(cls, *args)
+            exc.args = args
+        for name, value in attributes.items():
+            if type(name) is str and not callable(getattr(cls, name, None)):  # state, never a method
+                setattr(exc, name, value)
+        if detail.remote_traceback:
+            exc.add_note("Raised in an active method on the backend:\n" + detail.remote_traceback)
+    except Exception:
+        return None
+    return exc
+
+
+def from_detail(detail: pb.ErrorDetail) -> BaseException:
+    """Rebuild the exception from the allow-list (a user's exception from its class path and
+    plain values, never by unpickling anything else)."""
+    if detail.user_class:
+        exc = _user_exception(detail)
+        if exc is not None:
             return exc
     cls = _REGISTRY.get(detail.type)
     if cls is None:
@@ -245,4 +289,6 @@ def from_detail(detail: pb.ErrorDetail) -> BaseException:
     message = detail.message
     if detail.remote_traceback and cls is RemoteActiveMethodError:
         message = f"{message}\n{detail.remote_traceback}"
-    return cls(message, **dict(detail.fields))
+    fields = {key: value for key, value in detail.fields.items()
+              if key.isidentifier() and not key.startswith("_") and key not in ("message", "fields", "args")}
+    return cls(message, **fields)

@@ -1,23 +1,57 @@
-"""Payload encoding: pickle, with every DataClayObject written as a reference.
+"""Payload encoding: pickle, with every DataClayObject written as a reference, and nothing
+received is executed.
 
 A reference is a `Ref` (object id bytes, class path, owner backend id bytes or b""); on the wire
 it is pickle's persistent id, a plain tuple of those three (a NamedTuple would be pickled as a
 reference to its class). What a reference to a not-yet-persistent object means is the caller's
 decision (`on_object`): the client persists it first, a backend adopts it as its own. The
 reader turns references back into the one instance per object id of its process (`resolve`).
+
+Reading is restricted (backends, clients and the operator alike: every payload a peer sends,
+states, arguments, results, staged writes, moved objects, goes through `loads`). A pickle can
+only name globals from this allow-list; anything else raises `ClassNotAllowedError` (an
+`InvalidRequestError`, so a server answers INVALID_ARGUMENT) naming the global and how to allow
+it, and nothing is called:
+
+- plain values: `int float complex str bytes bytearray bool None list tuple dict set frozenset
+  slice range` (and `Ellipsis`, `NotImplemented`); every builtin exception class;
+  `uuid.UUID` (`uuid.SafeUUID`), `datetime.date/time/datetime/timedelta/timezone`,
+  `decimal.Decimal`, `fractions.Fraction`, `collections.OrderedDict/deque/defaultdict/Counter`
+  (`STATIC_GLOBALS`). Protocol 5 needs no copyreg helper for these: objects are built with the
+  NEWOBJ opcode from their class, which must itself be allowed.
+- model classes: a class that is a `DataClayObject` subclass, an `enum.Enum` subclass or an
+  exception class, looked up by its own `module.QualName` (the name it was pickled under). The
+  rule is by kind, not by folder: whatever the process can import as a model is a model, and
+  only those three kinds of class are ever called (a DataClayObject travels as a reference
+  anyway; an Enum is looked up by value; an exception is built from its args). A standard
+  library module is never imported because a peer named it (some have effects on import); one
+  that is already imported can be looked up.
+- configured extras, for user types such as numpy arrays: `DC_PICKLE_ALLOW`, comma-separated
+  `module.QualName` entries, or `module.*` for everything in a module and its submodules (e.g.
+  `DC_PICKLE_ALLOW="numpy.ndarray,numpy.dtype,numpy.core.multiarray._reconstruct"`). Read once,
+  here, by every process (`dataclay up` passes its environment to the servers); a client can
+  also call `allow_globals(...)`. Set it the same on clients and servers.
+
+Class paths in requests and references (`import_class`) resolve only to DataClayObject
+subclasses. Exceptions never travel pickled: see `dataclay.exceptions.to_detail`.
 """
 from __future__ import annotations
 
+import builtins
 import functools
 import importlib
 import io
+import os
 import pickle
+import re
+import sys
 from functools import lru_cache
-from typing import IO, Any, Callable, NamedTuple
+from typing import IO, Any, Callable, Iterable, NamedTuple
 
-from dataclay.exceptions import ClassNotFoundError
+from dataclay.exceptions import ClassNotAllowedError, ClassNotFoundError
 
 PROTOCOL = 5
+ALLOW_ENV = "DC_PICKLE_ALLOW"
 
 
 class Ref(NamedTuple):
@@ -41,28 +75,181 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+# ------------------------------------------------------------------ the allow-list
+
+STATIC_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    [("builtins", name) for name in (
+        "int", "float", "complex", "str", "bytes", "bytearray", "bool", "list", "tuple", "dict",
+        "set", "frozenset", "slice", "range", "Ellipsis", "NotImplemented")]
+    + [("builtins", name) for name, value in vars(builtins).items()
+       if isinstance(value, type) and issubclass(value, BaseException)]
+    + [("uuid", "UUID"), ("uuid", "SafeUUID")]
+    + [("datetime", name) for name in ("date", "time", "datetime", "timedelta", "timezone")]
+    + [("decimal", "Decimal"), ("fractions", "Fraction")]
+    + [("collections", name) for name in ("OrderedDict", "deque", "defaultdict", "Counter")]
+    + [("dataclay.exceptions", "_rebuild")]  # a DataClayException by value: only our classes, text fields
+)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_SHOWN = 200  # characters of a refused name shown in an error: never echo unbounded input
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+class _Extras:
+    """The configured extra globals: exact `module.QualName` entries and `module.*` prefixes."""
+
+    def __init__(self) -> None:
+        self.exact: set[str] = set()
+        self.prefixes: tuple[str, ...] = ()
+
+    def add(self, entries: Iterable[str]) -> None:
+        prefixes = list(self.prefixes)
+        for entry in entries:
+            entry = entry.strip()
+            if not entry:
+                continue
+            if entry.endswith(".*") and _NAME.match(entry[:-2]):
+                prefixes.append(entry[:-2])
+            elif _NAME.match(entry) and "." in entry:
+                self.exact.add(entry)
+            else:
+                raise ValueError(f"{ALLOW_ENV}: {entry!r} is neither module.QualName nor module.*")
+        self.prefixes = tuple(prefixes)
+
+    def allows(self, module: str, name: str) -> bool:
+        if f"{module}.{name}" in self.exact:
+            return True
+        return self.prefix_of(module) is not None
+
+    def prefix_of(self, module: str) -> str | None:
+        for prefix in self.prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                return prefix
+        return None
+
+
+_extras = _Extras()
+_extras.add(os.environ.get(ALLOW_ENV, "").split(","))
+# Globals found allowed, by (module, name): find_class is asked once per global per pickle
+# (pickle memoizes them), and answered from here after the first time in this process.
+_allowed: dict[tuple[str, str], Any] = {}
+
+
+def allow_globals(*entries: str) -> None:
+    """Allow more globals in this process, as DC_PICKLE_ALLOW does (`module.QualName` or
+    `module.*`). Servers read DC_PICKLE_ALLOW only: set it where they run too."""
+    _extras.add(entries)
+
+
+def _not_allowed(what: str, path: str) -> ClassNotAllowedError:
+    path = _shown(path)
+    return ClassNotAllowedError(
+        f"{what} {path} is not allowed in data received from a peer (it is not a DataClayObject "
+        f"subclass, an Enum, an exception or a plain value type); if it is a plain value type of "
+        f"yours, allow it on clients and servers with {ALLOW_ENV}={path} (comma-separated; "
+        f"module.* allows a whole module)",
+        class_path=path,
+    )
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    """module.qualname, importing the module if it is not imported yet, unless it belongs to the
+    standard library. LookupError if it is not there."""
+    if not (_NAME.match(module) and _NAME.match(qualname)):
+        raise LookupError(module)
+    target = sys.modules.get(module)
+    if target is None:
+        if module.partition(".")[0] in sys.stdlib_module_names:
+            raise LookupError(module)
+        try:
+            target = importlib.import_module(module)
+        except ImportError:
+            raise LookupError(module) from None
+    for name in qualname.split("."):
+        try:
+            target = getattr(target, name)
+        except AttributeError:
+            raise LookupError(qualname) from None
+    return target
+
+
+def _is_own(cls: Any, module: str, qualname: str) -> bool:
+    """cls is a class named by its own module and qualname (not reached through another
+    module's attributes)."""
+    return isinstance(cls, type) and cls.__module__ == module and cls.__qualname__ == qualname
+
+
+def _dataclay_object() -> type:
+    from dataclay.dataclay_object import DataClayObject  # deferred: that module imports this one
+
+    return DataClayObject
+
+
+def _allowed_global(module: str, name: str) -> Any:
+    """What find_class returns for an allowed global (and remembers); ClassNotAllowedError
+    otherwise, having called nothing."""
+    if (module, name) in STATIC_GLOBALS or _extras.allows(module, name):
+        if not _NAME.match(name) or any(part.startswith("__") for part in name.split(".")):
+            raise _not_allowed("global", f"{module}.{name}")
+        try:  # named by us or by the configuration: import as pickle does
+            found = importlib.import_module(module)
+            for part in name.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError):
+            raise ClassNotFoundError(f"global {_shown(module)}.{_shown(name)} (allowed) cannot be imported here",
+                                     class_path=_shown(f"{module}.{name}")) from None
+        prefix = None if (module, name) in STATIC_GLOBALS or f"{module}.{name}" in _extras.exact else _extras.prefix_of(module)
+        owner = getattr(found, "__module__", None)
+        if prefix is not None and not (isinstance(owner, str) and (owner == prefix or owner.startswith(prefix + "."))):
+            raise _not_allowed("global", f"{module}.{name}")  # module.* allows what is defined there, not its imports
+    else:
+        import enum
+
+        try:
+            found = _lookup(module, name)
+        except LookupError:
+            raise _not_allowed("global", f"{module}.{name}") from None
+        if not (_is_own(found, module, name)
+                and (issubclass(found, (_dataclay_object(), BaseException))
+                     or (issubclass(found, enum.Enum) and len(found.__members__) > 0))):  # no functional API
+            raise _not_allowed("global", f"{module}.{name}")
+    _allowed[(module, name)] = found
+    return found
+
+
+def exception_class(module: str, qualname: str) -> type[BaseException]:
+    """The exception class module.qualname for rebuilding an error a peer reported: a builtin
+    one, or one looked up as model classes are; ClassNotAllowedError otherwise."""
+    try:
+        found = _lookup(module, qualname)
+    except LookupError:
+        raise _not_allowed("exception class", f"{module}.{qualname}") from None
+    if not (_is_own(found, module, qualname) and issubclass(found, BaseException)):
+        raise _not_allowed("exception class", f"{module}.{qualname}")
+    return found
+
+
 @lru_cache(maxsize=None)
 def import_class(path: str) -> type:
-    """Import "package.module.Class" (nested classes allowed); ClassNotFoundError if absent."""
-    parts = path.split(".")
+    """The DataClayObject subclass named "package.module.Class" (nested classes allowed), imported
+    if needed: ClassNotFoundError if it is not there, ClassNotAllowedError if it is not a
+    DataClayObject subclass (a class path from a peer never names anything else)."""
+    parts = path.split(".") if _NAME.match(path) else []
     for split in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:split])
+        module_name, qualname = ".".join(parts[:split]), ".".join(parts[split:])
         try:
-            target: Any = importlib.import_module(module_name)
-        except ImportError:
+            target = _lookup(module_name, qualname)
+        except LookupError:
             continue
-        try:
-            for name in parts[split:]:
-                target = getattr(target, name)
-        except AttributeError:
-            break
-        if isinstance(target, type):
+        if _is_own(target, module_name, qualname) and issubclass(target, _dataclay_object()):
             return target
-        break
+        raise _not_allowed("class", path)
     raise ClassNotFoundError(
-        f"class {path} cannot be imported here: put its module on the model path "
+        f"class {_shown(path)} cannot be imported here: put its module on the model path "
         "(dataclay up --model-path, or DC_MODEL_PATH)",
-        class_path=path,
+        class_path=_shown(path),
     )
 
 
@@ -84,8 +271,16 @@ class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, resolve: Callable[[Ref], Any]) -> None:
         super().__init__(file)
         # The plain tuple read becomes a Ref. A closure rather than a method: one attribute
-        # lookup less per reference read.
+        # lookup less per reference read. (A malformed one fails in resolve: its class path goes
+        # through import_class, its ids through UUID.)
         self.persistent_load = lambda pid: resolve(_tuple_new(Ref, pid))
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Only globals of the allow-list (module docstring); asked once per global per pickle."""
+        found = _allowed.get((module, name))
+        if found is None:
+            found = _allowed_global(module, name)
+        return found
 
 
 def dumps(value: Any, on_object: Callable[[Any], Ref]) -> bytes:
@@ -100,7 +295,10 @@ def dump(value: Any, file: IO[bytes], on_object: Callable[[Any], Ref]) -> None:
 
 
 def loads(data: bytes, resolve: Callable[[Ref], Any]) -> Any:
+    """Read what dumps() wrote, restricted to the allow-list (module docstring):
+    ClassNotAllowedError for anything else, before anything it names is called."""
     return _Unpickler(io.BytesIO(data), resolve).load()
+
 
 
 def may_reference(data: bytes) -> bool:

@@ -11,7 +11,7 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class ErrorDetail(_message.Message):
-    __slots__ = ("type", "message", "fields", "user_exception", "remote_traceback")
+    __slots__ = ("type", "message", "fields", "remote_traceback", "user_class", "user_arguments")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -22,14 +22,16 @@ class ErrorDetail(_message.Message):
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
-    USER_EXCEPTION_FIELD_NUMBER: _ClassVar[int]
     REMOTE_TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    USER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    USER_ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     type: str
     message: str
     fields: _containers.ScalarMap[str, str]
-    user_exception: bytes
     remote_traceback: str
-    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., user_exception: _Optional[bytes] = ..., remote_traceback: _Optional[str] = ...) -> None: ...
+    user_class: str
+    user_arguments: bytes
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., remote_traceback: _Optional[str] = ..., user_class: _Optional[str] = ..., user_arguments: _Optional[bytes] = ...) -> None: ...
 
 class ObjectRecord(_message.Message):
     __slots__ = ("object_id", "class_path", "state", "continues", "revision")
