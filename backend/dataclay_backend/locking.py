@@ -38,9 +38,18 @@ Innermost, held for microseconds with nothing taken inside: the identity map's l
 walk's guard, the versioning lock (prepared transactions), the resolve-later scheduler's
 condition and the event loop's creation lock.
 
+Two-phase locking: a request keeps every object it touched (ObjectLocks.hold) locked, for its
+chain, until its changes are stored or rolled back (ObjectLocks.unpend): another call never
+sees, and never stores as its own, a change that may still fail (a registration the metadata
+service refuses, a full disk). Calls on one object are serialized with its stores; two chains
+that take two objects in opposite orders wait for each other until ``lock_timeout``, and one
+fails with ObjectBusyError (nothing of it is stored).
+
 Settled: PENDING counts the requests whose change of an object is on its way to storage. It
 goes up under the object's lock and the settled lock (ObjectLocks.hold), and down under the
 settled lock alone when the change is stored (ObjectLocks.unpend), which notifies waiters.
+With two-phase locking a pending change of another chain also holds the object's lock; the
+count matters for a chain's own nested requests and for moves made within a call.
 Holding the object's lock, a count of zero stays zero: so an object that is locked and settled
 is stored exactly as it is in memory (moves, versions and consolidations take objects so).
 A request whose changes cannot be stored marks what it touched STALE and unloads it under its
@@ -103,8 +112,10 @@ class ObjectLocks:
 
     def hold(self, obj: Any, scope: RequestScope) -> bool:
         """Take obj's lock for this request, load it, and count the request's change as pending
-        until it is stored. False (lock not held) if obj moved away while we waited: the
-        caller then forwards to the new owner."""
+        until it is stored. The first hold of a request takes the lock once more, released only
+        when its changes are stored (two-phase locking: no other call sees, and stores as its
+        own, a change that may still fail). False (lock not held) if obj moved away while we
+        waited: the caller then forwards to the new owner."""
         lock = lock_of(obj)
         self.acquire(obj, scope.chain)
         meta = obj.__dict__
@@ -120,13 +131,15 @@ class ObjectLocks:
         object_id = meta[lc.ID]
         if object_id not in scope.pending:
             scope.pending.add(object_id)
+            lock.acquire(scope.chain)  # ours already: re-entry; released by `unpend`
             with self._settled:
                 meta[lc.PENDING] = meta.get(lc.PENDING, 0) + 1
         scope.touched[object_id] = obj
         return True
 
     def unpend(self, obj: Any, scope: RequestScope) -> None:
-        """This request's change of obj is stored (or was nothing): one fewer pending."""
+        """This request's change of obj is stored (or was nothing, or rolled back): one fewer
+        pending, and the hold `hold` kept for the request is released."""
         object_id = obj.__dict__[lc.ID]
         if object_id in scope.pending:
             scope.pending.discard(object_id)
@@ -134,6 +147,7 @@ class ObjectLocks:
                 obj.__dict__[lc.PENDING] -= 1
                 if obj.__dict__[lc.PENDING] <= 1:  # 1: settled for a request waiting on its own change
                     self._settled.notify_all()
+            lock_of(obj).release()
 
     def hold_settled(self, obj: Any, chain: str, timeout: float) -> bool:
         """Lock obj for `chain` once no other request has a change of it on its way to storage,

@@ -894,11 +894,12 @@ def test_the_checkers_find_what_they_look_for():
     assert not flags(check_register, register(kind="doc"), "init")
 
 
-def test_a_call_never_stores_the_unregistered_child_of_another_call(make_cluster):
+def test_a_call_never_stores_the_unregistered_child_of_another_call(make_cluster, monkeypatch):
     """Found by the soak (seed 2): R1 = parent.spawn() creates a child and waits to register it
     (the metadata service is stopped); R2 = parent.increment() meanwhile stores the parent, whose
     list already holds R1's child; R1 then fails. The stored parent references a child that was
     never registered (nor stored): a dangling reference, on disk, that survives restarts."""
+    monkeypatch.setenv("DC_LOCK_TIMEOUT", "3")  # R2 waits for R1 (two-phase locking) this long
     cluster = make_cluster(backends=1)
     with Client(host="127.0.0.1", port=cluster.port, timeout=30, method_timeout=30):
         parent = SoakCounter(0)
@@ -915,7 +916,7 @@ def test_a_call_never_stores_the_unregistered_child_of_another_call(make_cluster
         os.kill(cluster.metadata.popen.pid, signal.SIGSTOP)  # R1's registration hangs
         first = threading.Thread(target=spawn)
         first.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # lets R1 reach its registration first; if R2 went first the test only passes trivially
         try:
             parent.increment()  # R2, acknowledged or not
         except DataClayException:
