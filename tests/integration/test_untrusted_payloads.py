@@ -1,0 +1,183 @@
+"""Nothing a peer sends is executed (issue 10): raw gRPC requests carrying crafted pickles and
+class paths are refused with a typed error naming what was refused, the marker file the pickle
+would create never appears, and the backend keeps serving."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from dataclay.exceptions import ClassNotAllowedError, InvalidRequestError, from_detail
+from dataclay.protocol import CHAIN_METADATA_KEY, ERROR_METADATA_KEY, UNLIMITED_MESSAGES
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.serialization import allow_globals
+from shapes import Node
+
+
+class _Calls:
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+class _Ref:
+    """Pickles as a reference (persistent id) naming any class path."""
+
+
+def _with_reference(value, class_path: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.persistent_id = lambda obj: (uuid.uuid4().bytes, class_path, b"") if isinstance(obj, _Ref) else None
+    pickler.dump(value)
+    return buffer.getvalue()
+
+
+def _error(error: grpc.RpcError) -> BaseException:
+    for key, value in error.trailing_metadata():
+        if key == ERROR_METADATA_KEY:
+            return from_detail(pb.ErrorDetail.FromString(value))
+    raise AssertionError(f"no error detail in {error}")
+
+
+@pytest.fixture
+def target(client, tmp_path: Path):
+    node = Node(1)
+    node.make_persistent()
+    backend = client.get_backends()[node._dc_backend_id]
+    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+        yield node, rpc.BackendStub(channel), tmp_path / "marker"
+    assert node.bump() == node.value  # still serving, the object unharmed
+
+
+def _evil(marker: Path) -> list[bytes]:
+    return [
+        pickle.dumps(_Calls(os.system, f"touch {marker}"), protocol=5),
+        pickle.dumps(_Calls(subprocess.Popen, ["touch", str(marker)]), protocol=5),
+        pickle.dumps(_Calls(eval, f"open({str(marker)!r}, 'w')"), protocol=5),
+        f"cos\nsystem\n(S'touch {marker}'\ntR.".encode(),  # protocol 0, GLOBAL
+    ]
+
+
+def _refused(call, marker: Path, name: str = "is not allowed") -> BaseException:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value
+    error = _error(raised.value)
+    assert isinstance(error, InvalidRequestError) and name in str(error), error
+    time.sleep(0.2)  # a forked `touch` would have had time
+    assert not marker.exists()
+    return error
+
+
+def test_crafted_states_arguments_and_values_are_refused(target):
+    node, stub, marker = target
+    oid = node._dc_id.bytes
+    for data in _evil(marker):
+        _refused(lambda: stub.StoreObjects(pb.StoreObjectsRequest(objects=[
+            pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path="shapes.Node", state=data)])), marker)
+        _refused(lambda: stub.SetAttribute(pb.SetAttributeRequest(object_id=oid, name="value", payload=data)), marker)
+        _refused(lambda: stub.CallActiveMethod(pb.CallRequest(object_id=oid, method="bump", payload=data)), marker)
+        _refused(lambda: stub.UpdateObject(pb.UpdateObjectRequest(object_id=oid, state=data)), marker)
+    wrapped = pickle.dumps(((_Calls(os.system, f"touch {marker}"),), {}), protocol=5)  # inside real arguments
+    _refused(lambda: stub.CallActiveMethod(pb.CallRequest(object_id=oid, method="bump", payload=wrapped)), marker,
+             "posix.system")
+    assert node.value == 1
+
+
+def test_class_paths_name_only_dataclay_objects(target):
+    node, stub, marker = target
+    oid = node._dc_id.bytes
+    plain = pickle.dumps({}, protocol=5)
+    for path in ("subprocess.Popen", "os.system", "builtins.eval", "shapes.PayrollError"):
+        _refused(lambda: stub.StoreObjects(pb.StoreObjectsRequest(objects=[
+            pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path=path, state=plain)])), marker, path)
+        # a reference (persistent id) inside arguments names its class too
+        arguments = _with_reference(((_Ref(),), {}), path)
+        error = _refused(lambda: stub.CallActiveMethod(pb.CallRequest(object_id=oid, method="bump", payload=arguments)),
+                         marker, path)
+        assert "not allowed" in str(error)
+
+
+def test_a_crafted_transfer_is_refused_or_never_run(target, client):
+    """ReceiveObjects (a move's destination side): a class path that is not a DataClayObject is
+    refused at once; a crafted state is staged as bytes and never unpickled unrestricted."""
+    node, stub, marker = target
+    source = node._dc_backend_id.bytes
+    for class_path, state in [("subprocess.Popen", pickle.dumps({}, protocol=5)),
+                              ("shapes.Node", _evil(marker)[0])]:
+        move_id = uuid.uuid4().bytes
+        chunk = pb.TransferChunk(move_id=move_id, source_backend_id=source, objects=[
+            pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path=class_path, state=state, revision=1)])
+        try:
+            stub.ReceiveObjects(iter([chunk]))
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and isinstance(_error(error), ClassNotAllowedError)
+        else:
+            assert class_path == "shapes.Node"
+            for finish in (stub.ActivateMove, stub.AbortMove):  # nothing committed this move: refused or a no-op
+                try:
+                    finish(pb.MoveId(move_id=move_id))
+                except grpc.RpcError:
+                    pass
+        time.sleep(0.2)
+        assert not marker.exists()
+
+
+def test_a_crafted_prepared_write_is_never_run(target):
+    """StageWrite keeps a consolidation's state as bytes (it locks its object until the
+    transaction ends); ApplyWrites decodes it, restricted."""
+    node, stub, marker = target
+    victim = Node(5)
+    victim.make_persistent(backend_id=node._dc_backend_id)
+    txn = uuid.uuid4().bytes
+    metadata = ((CHAIN_METADATA_KEY, uuid.uuid4().hex),)
+    outcomes = []
+    for call in (
+        lambda: stub.StageWrite(pb.StageWriteRequest(txn_id=txn, object_id=victim._dc_id.bytes, state=_evil(marker)[0],
+                                                     expected_revision=0, force=True), metadata=metadata),
+        lambda: stub.ApplyWrites(pb.ApplyWritesRequest(txn_id=txn)),
+        lambda: stub.AbortWrites(pb.TransactionRequest(txn_id=txn)),
+    ):
+        try:
+            call()
+            outcomes.append("ok")
+        except grpc.RpcError as error:
+            outcomes.append(type(_error(error)).__name__)
+    assert outcomes[1] == "ClassNotAllowedError", outcomes  # the state is refused where it is unpickled
+    time.sleep(0.2)
+    assert not marker.exists()
+    assert victim.value == 5 and victim.bump() == 6  # aborted: the object as stored, free again
+
+
+def test_a_configured_extra_type_is_accepted_and_unconfigured_refused(cluster, make_cluster, monkeypatch):
+    import ipaddress
+
+    from dataclay import Client
+
+    address = ipaddress.IPv4Address("10.1.2.3")
+    allow_globals("ipaddress.IPv4Address")  # this client; the shared cluster's servers do not allow it
+    with Client(host="127.0.0.1", port=cluster.port):
+        node = Node(1)
+        node.make_persistent()
+        with pytest.raises(InvalidRequestError, match="ipaddress.IPv4Address"):
+            node.value = address
+        assert node.value == 1
+    monkeypatch.setenv("DC_PICKLE_ALLOW", "ipaddress.IPv4Address")  # the servers started now allow it
+    configured = make_cluster(backends=1)
+    with Client(host="127.0.0.1", port=configured.port):
+        node = Node(address)
+        node.make_persistent()
+        assert node.value == address
+        node.value = ipaddress.IPv4Address("10.9.9.9")
+        assert Node.get_by_id(node._dc_id).value == ipaddress.IPv4Address("10.9.9.9")
