@@ -7,9 +7,14 @@ written (and fsynced, with durability "machine") into the slot its row does not 
 one transaction points the row at it, so a crash leaves either the old or the new state; the
 next new state reuses the other slot's disk pages. The next start removes unreferenced files. The backend's identity (backend id, and the
 cluster it belongs to) is kept here too.
+
+A full disk (SQLite's, or ENOSPC/EDQUOT writing a file) is a StorageFullError naming this backend
+(sqlite_db.storage_full); the stored states stay as they were, and the files of the failed write
+are removed at once, so that the space is there again for the next one.
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import uuid
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Protocol
 from uuid import UUID
 
-from dataclay_backend.sqlite_db import Database
+from dataclay_backend.sqlite_db import Database, storage_full
 
 # A live row is only ever replaced by a higher revision; staged rows (incoming moves) replace.
 _UPSERT = (
@@ -27,6 +32,7 @@ _UPSERT = (
     "WHERE excluded.revision > objects.revision"
 )
 _STAGE = "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 INLINE_LIMIT = 1024 * 1024
 BATCH = 500  # ids per "IN (...)" query (SQLite allows 32766 parameters)
@@ -96,6 +102,16 @@ class ObjectStore:
                 path.unlink()
 
     def _write_file(self, name: str, data: bytes | StateWriter) -> None:
+        """Write a free slot (no stored row points at it); a full disk removes it again."""
+        try:
+            self._write_slot(name, data)
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            self._unlink([name])
+            raise storage_full(self.db.server, self.db.fields, f"writing a large state: {exc.strerror}") from None
+
+    def _write_slot(self, name: str, data: bytes | StateWriter) -> None:
         path = self.blobs / name
         with open(path, "r+b" if path.exists() else "wb") as file:
             if isinstance(data, bytes):
@@ -128,7 +144,9 @@ class ObjectStore:
         if stored is None:
             stored = uuid.uuid4().bytes
             self.set_meta("backend_id", stored)
-        return UUID(bytes=stored)
+        backend_id = UUID(bytes=stored)
+        self.db.server, self.db.fields = f"backend {backend_id}", {"backend_id": backend_id}
+        return backend_id
 
     # ------------------------------------------------------------------ objects
     def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = ()) -> None:
@@ -152,21 +170,27 @@ class ObjectStore:
             lock.acquire()
         try:
             rows = []
-            for obj in objects:
-                key = obj.object_id.bytes
-                if key in large:
-                    name = self._free_slot(obj.object_id)
-                    self._write_file(name, obj.state)
-                    rows.append((key, obj.class_path, obj.revision, None, name, move))
-                else:
-                    rows.append((key, obj.class_path, obj.revision, obj.state, None, move))
-            rows.sort(key=lambda row: row[0])  # in key order SQLite touches each B-tree page once, not at random (2-3x)
-            with self.db.transaction() as conn:
-                before = self._files_of(conn, [row[0] for row in rows])
-                gone = self._files_of(conn, deleted)
-                conn.executemany(upsert, rows)
-                self._delete_rows(conn, deleted)
-                after = self._files_of(conn, [row[0] for row in rows])
+            written: list[str] = []  # free slots: no stored row points at them until the transaction
+            try:
+                for obj in objects:
+                    key = obj.object_id.bytes
+                    if key in large:
+                        name = self._free_slot(obj.object_id)
+                        self._write_file(name, obj.state)
+                        written.append(name)
+                        rows.append((key, obj.class_path, obj.revision, None, name, move))
+                    else:
+                        rows.append((key, obj.class_path, obj.revision, obj.state, None, move))
+                rows.sort(key=lambda row: row[0])  # in key order SQLite touches each B-tree page once, not at random (2-3x)
+                with self.db.transaction() as conn:
+                    before = self._files_of(conn, [row[0] for row in rows])
+                    gone = self._files_of(conn, deleted)
+                    conn.executemany(upsert, rows)
+                    self._delete_rows(conn, deleted)
+                    after = self._files_of(conn, [row[0] for row in rows])
+            except BaseException:
+                self._unlink(written)  # the stored rows still point at the other slots
+                raise
             # a state that became small leaves its files behind; the other slot of a large one stays
             self._unlink([name for key, name in before.items() if key not in after])
             self._unlink_slots(gone)

@@ -207,6 +207,15 @@ class ClusterMismatchError(DataClayException):
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class StorageFullError(DataClayException):
+    """A server's disk (or its quota) is full: the change was not stored, and nothing of it
+    is visible (the object keeps its stored value; a failed make_persistent leaves no
+    directory entry). The message names the server (`backend_id`, when it is a backend):
+    free space in its data directory or give it a larger volume, then try again."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class RemoteActiveMethodError(DataClayException):
     """User code raised an exception that cannot be rebuilt on the caller (not picklable or
     its class is not importable here); the message carries the remote traceback."""
