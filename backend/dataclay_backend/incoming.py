@@ -2,6 +2,7 @@
 anything is stored; versions made for this backend; and make_persistent() called here for here."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +15,8 @@ from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.state import digest_if_needed
 from dataclay_backend.wire import parse_uuid
+
+log = logging.getLogger(__name__)
 
 
 def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | None:
@@ -62,14 +65,28 @@ class Incoming:
         if not rows:
             raise InvalidRequestError("StoreObjects needs at least one object")
         self.directory.register(entries, alias)
-        self.objects.store.write(rows)
+        self._write_registered(rows)
         self.objects.adopt({row.object_id: row.class_path for row in rows})
+
+    def _write_registered(self, rows: list[StoredObject]) -> None:
+        """Store objects just registered; if that fails (a full disk: StorageFullError), their
+        registrations (and alias) are dropped, so the directory lists nothing that is not stored."""
+        try:
+            self.objects.store.write(rows)
+        except BaseException:
+            ids = [row.object_id for row in rows]
+            try:
+                self.directory.drop(ids)
+            except Exception as exc:  # recovery drops them at the next start (not stored here)
+                log.warning("could not drop the registrations of %d objects whose store failed (the next start "
+                            "drops them): %s", len(ids), exc)
+            raise
 
     def store_local(self, objects: list[Any], states: list[bytes], alias: str | None) -> None:
         """make_persistent() called on this backend for this backend: the instances stay."""
-        self.directory.register_objects(objects, self.objects.backend_id, alias or "")
         rows = [StoredObject(o.__dict__[lc.ID], class_path(type(o)), 1, s) for o, s in zip(objects, states)]
-        self.objects.store.write(rows)
+        self.directory.register_objects(objects, self.objects.backend_id, alias or "")
+        self._write_registered(rows)
         for obj in objects:
             lc.registered_here(obj, self.objects.backend_id, revision=1)
             obj.__dict__[lc.DIGEST] = digest_if_needed(obj)

@@ -301,7 +301,11 @@ class Mover:
                 raise InvalidRequestError("the transfer ended in the middle of an object")
         except BaseException:
             for move_id in moves:
-                self.abort(move_id)
+                try:
+                    self.abort(move_id)
+                except Exception as exc:  # e.g. a full disk: the first error is the one to report
+                    log.warning("could not discard the staged objects of move %s (the next start does): %s",
+                                move_id, exc)
             raise
 
     def activate(self, move_id: UUID) -> None:

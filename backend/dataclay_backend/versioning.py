@@ -214,7 +214,12 @@ class Versioning:
                 self._write_state(ancestor, state, revision, base)
                 rows.append(StoredObject(ancestor.__dict__[lc.ID], class_path(type(ancestor)), revision,
                                          dumps(lc.persisted_state(ancestor), make_ref)))
-            objects.store.write(rows, delete=[m.__dict__[lc.ID] for m in members])
+            try:
+                objects.store.write(rows, delete=[m.__dict__[lc.ID] for m in members])
+            except BaseException:  # e.g. a full disk: the ancestors go back to what is stored
+                for ancestor, _, _ in updates:
+                    objects.unload(ancestor)
+                raise
             for ancestor, row in zip((u[0] for u in updates), rows):
                 objects.loaded.touch(row.object_id, ancestor, len(row.state))
         finally:

@@ -1,0 +1,187 @@
+"""A full disk: a backend whose data directory is a small tmpfs, filled up. Every call that
+needs to store something fails with a typed StorageFullError naming that backend; what is
+stored stays as it was (and is what readers see, also after a restart); a make_persistent that
+fails leaves no directory entry and no alias; once there is space again the same calls work.
+
+Needs to mount a tmpfs (root, or CAP_SYS_ADMIN): skipped only where mounting is not permitted."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from dataclay import Client
+from dataclay.exceptions import AliasDoesNotExistError, ObjectNotRegisteredError, StorageFullError
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.transport import run_blocking
+from shapes import Blob, Node
+
+SMALL = 600_000  # an inline state (SQLite row): the WAL must grow
+LARGE = 1_200_000  # a state in a file of its own (object_store.INLINE_LIMIT is 1 MiB)
+NOT_PERMITTED = re.compile(r"permission denied|not permitted|must be superuser|only root", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        why = (mounted.stderr or mounted.stdout).strip()
+        if NOT_PERMITTED.search(why):
+            print(f"cannot mount a tmpfs on {directory}: {why}")
+            pytest.skip(f"mounting a tmpfs is not permitted here: {why}")
+        pytest.fail(f"mount -t tmpfs failed: {why}")
+    try:
+        yield directory
+    finally:
+        if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], check=True)  # still busy: detach it
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the filesystem has no space left (not one block more)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for size in (1 << 20, 1 << 16, 4096, 512):
+            block = b"\xff" * size
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, block)
+    finally:
+        os.close(fd)
+    assert os.statvfs(path.parent).f_bavail == 0
+
+
+def owned(client: Client, backend_id) -> int:
+    """How many objects the directory lists for the backend."""
+    reply = run_blocking(client.runtime.blocking.metadata(
+        "ListOwnedObjects", pb.BackendRequest(backend_id=backend_id.bytes)))
+    return len(reply.object_ids)
+
+
+def full_error(raised: pytest.ExceptionInfo, backend_id) -> None:
+    error = raised.value
+    assert type(error) is StorageFullError
+    assert error.backend_id == backend_id and str(backend_id) in str(error)
+    assert "free space" in str(error)
+
+
+def test_a_full_disk_stores_nothing_leaves_no_entry_and_recovers_when_freed(make_cluster, tmp_path):
+    data_dir = tmp_path / "cluster"
+    with tmpfs(data_dir / "backend-1", "16m") as disk:
+        cluster = make_cluster(backends=2, data_dir=data_dir)
+        try:
+            with Client(host="127.0.0.1", port=cluster.port) as client:
+                ids = {info.name: backend_id for backend_id, info in client.get_backends().items()}
+                full, other = ids["backend-1"], ids["backend-0"]
+                small = Blob(b"small, stored")
+                small.make_persistent(backend_id=full)
+                large = Blob(b"L" * LARGE)
+                large.make_persistent(backend_id=full)
+                travelling = Blob(b"T" * SMALL)
+                travelling.make_persistent(backend_id=other)
+
+                filler = disk / "filler"
+                fill(filler)
+                listed = owned(client, full)
+                with pytest.raises(StorageFullError) as raised:  # an inline state: SQLITE_FULL
+                    small.data = os.urandom(SMALL)
+                full_error(raised, full)
+                assert small.data == b"small, stored"
+                with pytest.raises(StorageFullError) as raised:  # a state file: ENOSPC
+                    large.data = b"N" * LARGE
+                full_error(raised, full)
+                assert large.data == b"L" * LARGE
+
+                fresh = Blob(os.urandom(SMALL))
+                with pytest.raises(StorageFullError) as raised:
+                    fresh.make_persistent(alias="on-a-full-disk", backend_id=full)
+                full_error(raised, full)
+                with pytest.raises(ObjectNotRegisteredError):
+                    Blob.get_by_id(fresh.id)
+                with pytest.raises(AliasDoesNotExistError):
+                    Blob.get_by_alias("on-a-full-disk")
+                fresh_large = Blob(b"F" * LARGE)
+                with pytest.raises(StorageFullError):
+                    fresh_large.make_persistent(backend_id=full)
+                with pytest.raises(ObjectNotRegisteredError):
+                    Blob.get_by_id(fresh_large.id)
+
+                with pytest.raises(StorageFullError):  # versions: made here, and sent here from elsewhere
+                    large.new_version()
+                with pytest.raises(StorageFullError):
+                    travelling.new_version(full)
+                assert owned(client, full) == listed  # no entry of any failed new object
+
+                with pytest.raises(StorageFullError) as raised:  # a move's destination
+                    travelling.move(full)
+                full_error(raised, full)
+                assert travelling.size() == SMALL
+                assert small.data == b"small, stored"
+                assert owned(client, full) == listed
+
+                cluster.restart_backend("backend-1")  # what is stored is what readers saw
+                # backend-0 keeps the address it knew of backend-1 (a new port now) for moves: restart it too
+                cluster.restart_backend("backend-0")
+                assert small.data == b"small, stored"
+                assert large.data == b"L" * LARGE
+                with pytest.raises(ObjectNotRegisteredError):
+                    Blob.get_by_id(fresh.id)
+
+                filler.unlink()  # space again: the same calls work, nothing was half-written
+                small.data = b"small, changed"
+                large.data = b"N" * LARGE
+                fresh.make_persistent(alias="on-a-full-disk", backend_id=full)
+                fresh_large.make_persistent(backend_id=full)
+                travelling.move(full)
+                assert large.new_version().data == b"N" * LARGE
+                assert owned(client, full) == listed + 4
+                assert Blob.get_by_alias("on-a-full-disk").size() == SMALL
+                cluster.restart_backend("backend-1")
+                assert small.data == b"small, changed"
+                assert large.data == b"N" * LARGE
+                assert Blob.get_by_id(fresh.id).size() == SMALL
+                assert Blob.get_by_id(fresh_large.id).data == b"F" * LARGE
+                assert travelling.size() == SMALL
+        finally:
+            cluster.stop()
+
+
+def test_a_full_disk_of_the_metadata_service_registers_nothing(make_cluster, tmp_path):
+    """The directory's own writes: registering new objects fails typed, naming the metadata
+    service; nothing is stored on the backend; with space again the same call works."""
+    data_dir = tmp_path / "cluster"
+    with tmpfs(data_dir / "metadata", "16m") as disk:
+        cluster = make_cluster(backends=1, data_dir=data_dir)
+        try:
+            with Client(host="127.0.0.1", port=cluster.port) as client:
+                backend = list(client.get_backends())[0]
+                kept = Node(1)
+                kept.make_persistent(alias="kept")
+                filler = disk / "filler"
+                fill(filler)
+                root = Node(0)
+                root.children = [Node(i) for i in range(3000)]
+                with pytest.raises(StorageFullError, match="the metadata service") as raised:
+                    root.make_persistent(alias="root")
+                assert type(raised.value) is StorageFullError
+                with pytest.raises(ObjectNotRegisteredError):
+                    Node.get_by_id(root.id)
+                assert Node.get_by_alias("kept").value == 1
+                assert owned(client, backend) == 1
+
+                filler.unlink()
+                root.make_persistent(alias="root")
+                assert Node.get_by_alias("root").peek() == 3000
+                cluster.restart_backend("backend-0")
+                assert Node.get_by_alias("root").peek() == 3000
+                assert owned(client, backend) == 3002
+        finally:
+            cluster.stop()
