@@ -20,7 +20,6 @@ from dataclay.exceptions import (
     AlreadyExistError,
     BackendNotFoundError,
     ClusterMismatchError,
-    InvalidRequestError,
     ObjectMovingError,
     ObjectNotRegisteredError,
     VersionConflictError,
@@ -28,6 +27,7 @@ from dataclay.exceptions import (
 )
 from dataclay.transport import BackendInfo
 from dataclay_backend.sqlite_db import Database
+from dataclay_backend.validation import check_alias, check_backend, check_class_path, check_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -85,6 +85,7 @@ class Directory:
     def register_backend(self, info: BackendInfo) -> None:
         """Insert, or update the address of, a backend. A new id may take over a name only
         if the old holder of that name owns no objects (e.g. a pod whose volume was wiped)."""
+        check_backend(info.name, info.host, info.port)
         with self.db.transaction() as conn:
             row = conn.execute("SELECT id FROM backends WHERE name=?", (info.name,)).fetchone()
             if row and row[0] != info.id.bytes:
@@ -130,6 +131,11 @@ class Directory:
     # ------------------------------------------------------------------ objects
     def register_objects(self, entries: list[ObjectEntry], alias: str = "") -> None:
         """Add new objects (and optionally an alias of the first) in one transaction."""
+        check_ids(len(entries))
+        for entry in entries:
+            check_class_path(entry.class_path)
+        if alias:
+            check_alias(alias)
         if not entries:
             return
         backend_ids = {entry.backend_id for entry in entries}
@@ -189,6 +195,7 @@ class Directory:
         destination, or none does (if any is not owned by source any more, e.g. a concurrent
         move took it). With a move id the outcome is recorded like a transaction's: a move
         already resolved as not committed (resolve_transaction) is refused."""
+        check_ids(len(object_keys))
         with self.db.transaction() as conn:
             if move_id is not None:
                 row = conn.execute("SELECT committed FROM transactions WHERE id=?", (move_id.bytes,)).fetchone()
@@ -221,6 +228,7 @@ class Directory:
     # ------------------------------------------------------------------ transactions
     def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int]) -> None:
         """The commit point of a consolidation; fails if a participant already aborted it."""
+        check_ids(len(retire))
         with self.db.transaction() as conn:
             row = conn.execute("SELECT committed FROM transactions WHERE id=?", (txn_id.bytes,)).fetchone()
             if row is not None and not row[0]:
@@ -246,6 +254,7 @@ class Directory:
         return UUID(bytes=row[0]) if row else None
 
     def drop_objects(self, object_ids: list[UUID]) -> None:
+        check_ids(len(object_ids))
         with self.db.transaction() as conn:
             for object_id in object_ids:
                 conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
@@ -254,26 +263,28 @@ class Directory:
     # ------------------------------------------------------------------ aliases
     @staticmethod
     def _insert_alias(conn: sqlite3.Connection, alias: str, object_id: UUID) -> None:
-        if not alias:
-            raise InvalidRequestError("an alias cannot be empty")
+        check_alias(alias)
         try:
             conn.execute("INSERT INTO aliases VALUES (?, ?)", (alias, object_id.bytes))
         except sqlite3.IntegrityError:
             raise AliasAlreadyExistError(f"alias {alias!r} already exists", alias=alias) from None
 
     def add_alias(self, alias: str, object_id: UUID) -> None:
+        check_alias(alias)
         with self.db.transaction() as conn:
             if not conn.execute("SELECT 1 FROM objects WHERE id=?", (object_id.bytes,)).fetchone():
                 raise ObjectNotRegisteredError(f"object {object_id} is not registered", object_id=object_id)
             self._insert_alias(conn, alias, object_id)
 
     def lookup_alias(self, alias: str) -> ObjectEntry:
+        check_alias(alias)
         rows = self.db.query("SELECT object_id FROM aliases WHERE alias=?", (alias,))
         if not rows:
             raise AliasDoesNotExistError(f"alias {alias!r} does not exist", alias=alias)
         return self.locate(UUID(bytes=rows[0][0]))
 
     def delete_alias(self, alias: str) -> None:
+        check_alias(alias)
         with self.db.transaction() as conn:
             if not conn.execute("DELETE FROM aliases WHERE alias=?", (alias,)).rowcount:
                 raise AliasDoesNotExistError(f"alias {alias!r} does not exist", alias=alias)

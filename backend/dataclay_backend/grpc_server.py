@@ -5,27 +5,99 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 import signal
 import socket
+import sysconfig
 import threading
+import uuid
 from concurrent import futures
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from dataclay.exceptions import DataClayException, to_detail
+from dataclay_backend.server_limits import ServerLimits
 from dataclay.protocol import ERROR_METADATA_KEY, UNLIMITED_MESSAGES
 
 log = logging.getLogger(__name__)
 
 
+MAX_ECHO = 1000  # characters of an error's message sent back (input it quotes is cut here at the latest)
+MAX_FIELD = 256  # characters of each of its fields
+
+
+def _code_paths() -> tuple[str, ...]:
+    """Where this system's code lives, and the standard library's, grpc's, protobuf's."""
+    import google.protobuf
+
+    import dataclay
+    import dataclay_backend
+
+    paths = {str(Path(module.__file__).resolve().parent) for module in (dataclay, dataclay_backend, grpc, google.protobuf)}
+    for key in ("stdlib", "platstdlib"):
+        if sysconfig.get_paths().get(key):
+            paths.add(str(Path(sysconfig.get_paths()[key]).resolve()))
+    return tuple(path + os.sep for path in paths)
+
+
+_SYSTEM_CODE: tuple[str, ...] = ()
+
+
+def raised_by_user_code(exc: BaseException) -> bool:
+    """Whether the exception passed through a frame of code that is not this system's, the
+    standard library's or grpc's: a model module's active method. It is then the user's, and
+    travels with its traceback; otherwise it is a defect of ours."""
+    global _SYSTEM_CODE
+    if not _SYSTEM_CODE:
+        _SYSTEM_CODE = _code_paths()
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<"):
+            try:
+                filename = str(Path(filename).resolve())
+            except OSError:
+                pass
+            if not filename.startswith(_SYSTEM_CODE):
+                return True
+        tb = tb.tb_next
+    return False
+
+
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def error_detail(exc: Exception, method: str):
+    """(code, ErrorDetail) sent for an exception: ours typed, with a bounded message and fields;
+    a user exception from an active method with its traceback; anything else (a defect of ours)
+    a generic internal error naming an id that is logged here with the traceback: no server
+    traceback, path or unbounded input reaches the caller."""
+    if isinstance(exc, DataClayException) or raised_by_user_code(exc):
+        if not isinstance(exc, DataClayException):
+            log.info("%s failed: %s: %s", method, type(exc).__name__, bounded(str(exc), MAX_ECHO))
+        code, detail = to_detail(exc)
+    elif type(exc) is AttributeError:  # a property never set reads as AttributeError, as in Python
+        code, detail = to_detail(exc)
+        detail.remote_traceback = ""
+    else:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("%s failed with an internal error (error id %s)", method, error_id, exc_info=exc)
+        code, detail = to_detail(DataClayException(
+            f"internal error in {method} (error id {error_id}; the server's log has the details)", error_id=error_id))
+    detail.message = bounded(detail.message, MAX_ECHO)
+    for key in list(detail.fields):
+        detail.fields[key] = bounded(detail.fields[key], MAX_FIELD)
+    return code, detail
+
+
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-    if not isinstance(exc, DataClayException):
-        log.info("%s failed: %s: %s", method, type(exc).__name__, exc)
-    code, detail = to_detail(exc)
+    code, detail = error_detail(exc, method)
     context.set_trailing_metadata(((ERROR_METADATA_KEY, detail.SerializeToString()),))
-    context.abort(code, detail.message[:1000])
+    context.abort(code, detail.message[:MAX_ECHO])
 
 
 def handler(method: Callable) -> Callable:
@@ -69,15 +141,19 @@ def _bind_failure(host: str, port: int) -> str:
 
 
 class Server:
-    """A gRPC server on host:port (port 0 picks a free one) with the standard health service.
+    """A gRPC server on host:port (port 0 picks a free one) with the standard health service,
+    within the limits of dataclay_backend.server_limits (`max_workers`: the bound of concurrent
+    calls, else DC_MAX_CONCURRENT_RPCS).
 
     The port is ours alone: gRPC's default `grpc.so_reuseport` would let a second server bind
     the same port and the kernel would spread connections over both, so it is off, and a port
     in use is an OSError ("cannot listen on host:port: port N is in use ...")."""
 
-    def __init__(self, host: str, port: int, max_workers: int = 64) -> None:
-        options = [*UNLIMITED_MESSAGES, ("grpc.so_reuseport", 0)]
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+    def __init__(self, host: str, port: int, max_workers: int | None = None) -> None:
+        self.limits = ServerLimits(max_workers)
+        options = [*UNLIMITED_MESSAGES, ("grpc.so_reuseport", 0), *self.limits.options()]
+        self.grpc = grpc.server(self.limits.pool, options=options,
+                                interceptors=[self.limits.admission])
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         try:

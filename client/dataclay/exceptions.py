@@ -185,6 +185,14 @@ class ObjectRolledBackError(ObjectBusyError):
     change was stored; so nothing of this call was stored either. Try again."""
 
 
+class ResourceExhaustedError(DataClayException):
+    """A limit of the server was reached (a message larger than DC_MAX_MESSAGE, more concurrent
+    calls than DC_MAX_CONCURRENT_RPCS, more ids in one call than the metadata service takes);
+    nothing was done, and the server goes on serving. Retry later, or send less at a time."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class ObjectMovingError(DataClayException):
     grpc_code = grpc.StatusCode.UNAVAILABLE
 

@@ -20,7 +20,7 @@ import grpc
 from grpc import _common  # the connectivity states of a blocking channel (see _connected)
 
 from dataclay.exceptions import (BackendError, BackendUnavailableError, CallOutcomeUnknownError, DeadlineExceededError,
-                                 from_detail)
+                                 ResourceExhaustedError, from_detail)
 from dataclay.protocol import CHAIN_METADATA_KEY, CHANNEL_OPTIONS, ERROR_METADATA_KEY
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import codec
@@ -74,6 +74,10 @@ def translate(error: grpc.RpcError, where: str, timeout: float | None = None, ex
             f"{where} did not answer within {timeout} s: it may be stopped or overloaded, and the call may "
             "still take effect there; check the object before repeating a change (the deadline is "
             "Client(timeout=..., method_timeout=...), DC_CALL_TIMEOUT, DC_METHOD_TIMEOUT)", where=where)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # gRPC's own limits: message size, concurrent calls
+        return ResourceExhaustedError(
+            f"{where} refused the call: {(error.details() or '')[:200]} (a limit: DC_MAX_MESSAGE bounds a "
+            "message, DC_MAX_CONCURRENT_RPCS a server's concurrent calls); nothing was done", where=where)
     if code == grpc.StatusCode.UNAVAILABLE:
         return CallOutcomeUnknownError(
             f"{where} stopped answering after the call was sent ({code.name}: {error.details()}); it may or may "

@@ -7,11 +7,42 @@ OBJECT_ID_METADATA_KEY = "dataclay-object-id-bin"  # SetRawAttribute: the object
 PROPERTY_METADATA_KEY = "dataclay-property-bin"  # SetRawAttribute: the property, UTF-8
 RAW_METADATA_KEY = "dataclay-raw"  # GetAttribute: the reply is the value's bytes
 
-# Messages of any size: a 1 GiB attribute is one message (protobuf's own ceiling is 2 GiB).
-UNLIMITED_MESSAGES = [
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
+# The largest message a server or client sends or accepts, in bytes: DC_MAX_MESSAGE (a number, or
+# with a unit as Kubernetes writes sizes: 512Mi, 1Gi). The default, 1.25 GiB, keeps a 1 GiB `bytes`
+# attribute one message (a raw value is the whole message; its object's state with it, or a move's
+# batch around it, needs a little more), and stays below gRPC's hard ceiling (2 GiB - 1). Past it the
+# call fails with RESOURCE_EXHAUSTED (dataclay.exceptions.ResourceExhaustedError) and the server
+# goes on serving. Set it alike on servers and clients.
+DEFAULT_MAX_MESSAGE = 1280 * 2**20
+GRPC_MAX_MESSAGE = 2**31 - 1
+_SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """'512Mi', '1Gi', '1000000' -> bytes."""
+    text = text.strip()
+    number = text.rstrip("KMGkmgi")
+    unit = text[len(number):].lower()
+    if unit not in _SIZE_UNITS or not number:
+        raise ValueError(f"not a size: {text[:40]!r} (use e.g. 512Mi, 1Gi, 1000000)")
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+def max_message(environ=None) -> int:
+    """This process's message limit (DC_MAX_MESSAGE), between 1 KiB and gRPC's 2 GiB - 1."""
+    import os
+
+    text = (os.environ if environ is None else environ).get("DC_MAX_MESSAGE", "")
+    size = parse_size(text) if text.strip() else DEFAULT_MAX_MESSAGE
+    return max(1024, min(size, GRPC_MAX_MESSAGE))
+
+
+MAX_MESSAGE = max_message()
+MESSAGE_LIMITS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
 ]
+UNLIMITED_MESSAGES = MESSAGE_LIMITS  # the former name (messages were unbounded), kept for its importers
 
 # Reconnect at once after a restart: gRPC's default backoff (1 s, x1.6 per failed attempt, up to
 # 120 s) leaves a server that was down for a few seconds unreachable for several more. With these
@@ -23,7 +54,7 @@ FAST_RECONNECT = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 # The options of every channel this project opens (clients, and servers calling each other).
-CHANNEL_OPTIONS = [*UNLIMITED_MESSAGES, *FAST_RECONNECT]
+CHANNEL_OPTIONS = [*MESSAGE_LIMITS, *FAST_RECONNECT]
 
 # RPCs that may be sent again when their outcome is unknown (the connection broke, or no reply
 # within the deadline): doing them twice leaves the same state as doing them once. The table,

@@ -1,0 +1,80 @@
+"""What the metadata service checks in a request before anything else: aliases, backend
+registrations, class paths, property names, and how many ids one call may name. A refusal is an
+InvalidRequestError (a cap: ResourceExhaustedError) that quotes at most MAX_ECHO characters of
+what it refuses, with control characters escaped."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import unicodedata
+
+from dataclay.exceptions import InvalidRequestError, ResourceExhaustedError
+
+MAX_ALIAS = 256  # characters
+MAX_CLASS_PATH = 512
+MAX_PROPERTY = 256
+MAX_ECHO = 100  # characters of refused input quoted back
+# Ids in one call (RegisterObjects, DropObjects, CommitMove, CommitTransaction's retire list): a
+# move commits all its objects at once, so the cap is far above the largest move measured (100,000
+# objects); DC_MAX_IDS_PER_CALL sets it. Past it: ResourceExhaustedError, nothing done.
+DEFAULT_MAX_IDS_PER_CALL = 1_000_000
+MAX_IDS_PER_CALL = int(os.environ.get("DC_MAX_IDS_PER_CALL") or DEFAULT_MAX_IDS_PER_CALL)
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+DNS_1123_NAME = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")  # a DNS-1123 subdomain, as Kubernetes names pods
+_HOST_LABEL = r"[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?"
+HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
+CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def quote(text: str) -> str:
+    """Refused input as an error quotes it: at most MAX_ECHO characters, control characters escaped."""
+    shown = repr(text[:MAX_ECHO])
+    return shown if len(text) <= MAX_ECHO else f"{shown}... ({len(text)} characters)"
+
+
+def check_alias(alias: str) -> str:
+    if not alias:
+        raise InvalidRequestError("an alias cannot be empty")
+    if len(alias) > MAX_ALIAS:
+        raise InvalidRequestError(f"an alias has at most {MAX_ALIAS} characters; this one has {len(alias)}: {quote(alias)}")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in alias):
+        raise InvalidRequestError(f"an alias cannot hold control characters: {quote(alias)}")
+    return alias
+
+
+def check_backend(name: str, host: str, port: int) -> None:
+    """A backend registration: a DNS-1123 name (as Kubernetes names pods), a host name or IP
+    address, a port in 1-65535."""
+    if len(name) > 253 or not DNS_1123_NAME.fullmatch(name):
+        raise InvalidRequestError(
+            "a backend name is a DNS-1123 name (lowercase letters, digits, '-' and '.', at most 253 characters, "
+            f"starting and ending with a letter or digit): {quote(name)}")
+    if not 1 <= port <= 65535:
+        raise InvalidRequestError(f"a backend port is 1-65535, got {port}")
+    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        if len(host) > 253 or not HOST_NAME.fullmatch(host):
+            raise InvalidRequestError(f"a backend host is a host name or an IP address: {quote(host)}") from None
+
+
+def check_class_path(path: str) -> str:
+    if len(path) > MAX_CLASS_PATH or not CLASS_PATH.fullmatch(path):
+        raise InvalidRequestError(f"a class path is module.QualName (dotted identifiers): {quote(path)}")
+    return path
+
+
+def check_property(name: str) -> str:
+    if len(name) > MAX_PROPERTY or not name.isidentifier():
+        raise InvalidRequestError(f"a property name is a Python identifier: {quote(name)}")
+    return name
+
+
+def check_ids(count: int, what: str = "object ids") -> None:
+    if count > MAX_IDS_PER_CALL:
+        raise ResourceExhaustedError(
+            f"{count} {what} in one call; the metadata service takes at most {MAX_IDS_PER_CALL} "
+            "(DC_MAX_IDS_PER_CALL): nothing was done, send them in parts")
