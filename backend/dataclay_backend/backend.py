@@ -14,12 +14,13 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.runtime import set_runtime
+from dataclay.security import Identity, open_channel
 from dataclay.transport import translate
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.backend_service import BackendService
 from dataclay_backend.config import (add_backend_flags, base_parser, cannot_start, env_default, port_number, report_ready,
                                      setup_logging, watch_parent)
-from dataclay_backend.config import configure_call_timeouts
+from dataclay_backend.config import configure_call_timeouts, server_credentials
 from dataclay_backend.grpc_server import Server
 from dataclay_backend.object_store import ObjectStore
 
@@ -39,7 +40,7 @@ def parse_size(text: str) -> int:
 def register(rt: BackendRuntime, store: ObjectStore, host: str, port: int, timeout: float) -> None:
     """Register under our persistent id (waiting up to `timeout` for the metadata service),
     and refuse to serve data that belongs to another metadata database."""
-    channel = grpc.insecure_channel(rt.metadata_address, options=UNLIMITED_MESSAGES)
+    channel = open_channel(rt.metadata_address, rt.credentials, options=UNLIMITED_MESSAGES)
     info = pb.BackendInfo(backend_id=rt.local_backend_id.bytes, name=rt.name, host=host, port=port)
     try:
         reply = rpc.MetadataStub(channel).RegisterBackend(info, wait_for_ready=True, timeout=timeout)
@@ -91,13 +92,15 @@ def main(argv: list[str] | None = None) -> None:
     watch_parent(args.parent_fd)
     sys.path[:0] = [str(path) for path in args.model_path]
 
+    credentials = server_credentials(args, Identity.backend(args.name))
     try:  # bind first: a port in use must not touch the data directory
-        server = Server(args.listen, args.port)
+        server = Server(args.listen, args.port, credentials=credentials)
         store = ObjectStore(args.data_dir, args.durability)
     except OSError as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None
     rt = BackendRuntime(f"{args.metadata_host}:{args.metadata_port}", store, args.name, args.memory_limit,
-                        lock_timeout=args.lock_timeout, consolidation_timeout=args.consolidation_timeout)
+                        lock_timeout=args.lock_timeout, consolidation_timeout=args.consolidation_timeout,
+                        credentials=credentials)
     set_runtime(rt)
     codec.add_backend_servicer(BackendService(rt), server.grpc)
     try:  # the port is bound but nothing is served until recovery is done

@@ -40,8 +40,9 @@ class BackendRuntime(Runtime):
     def __init__(
         self, metadata_address: str, store: ObjectStore, name: str, memory_limit: int,
         lock_timeout: float = config.LOCK_TIMEOUT, consolidation_timeout: float = config.CONSOLIDATION_TIMEOUT,
+        credentials: Any = None,
     ) -> None:
-        super().__init__(metadata_address)
+        super().__init__(metadata_address, credentials)
         self.store = store
         self.name = name
         self.objects = LocalObjects(store, name, memory_limit, self.heap, self._heap_lock, self.resolve,

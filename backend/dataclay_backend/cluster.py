@@ -11,6 +11,10 @@ No server outlives the cluster's process: each holds the read end of a pipe whos
 this process has, and kills itself (SIGKILL, which it is built to survive) when the pipe ends.
 Backends registered in the data directory that this cluster does not start are marked draining
 (not offered to `make_persistent`, no new objects), which clears when one starts again.
+
+Secure by default: the cluster makes (or completes) a credentials directory (DATA_DIR/credentials,
+or `credentials`, or DC_CREDENTIALS; dataclay.security) and its servers serve mutual TLS only;
+`insecure=True` (DC_INSECURE=1) starts them with --insecure instead.
 """
 from __future__ import annotations
 
@@ -23,6 +27,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataclay.security import Credentials
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -80,6 +88,8 @@ class LocalCluster:
         durability: str = "process",
         memory_limit: str | None = None,
         host: str = "127.0.0.1",
+        credentials: Path | None = None,
+        insecure: bool | None = None,
     ) -> None:
         if backends < 1:
             raise ValueError("a cluster needs at least one backend")
@@ -90,6 +100,11 @@ class LocalCluster:
         self.durability = durability
         self.memory_limit = memory_limit
         self.host = host
+        from dataclay.security import insecure_requested
+
+        self.insecure = insecure_requested() if insecure is None else insecure
+        self.credentials_dir: Path | None = None if self.insecure else Path(
+            credentials or os.environ.get("DC_CREDENTIALS") or self.data_dir / "credentials").resolve()
         self.metadata: Process | None = None
         self.backends: dict[str, Process] = {}
         self.absent: list[AbsentBackend] = []  # set by start()
@@ -105,8 +120,11 @@ class LocalCluster:
         parent_fd = self._parent_pipe[0]
         read_end, write_end = os.pipe()
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
+        for variable in ("DC_CREDENTIALS", "DC_INSECURE"):  # the flags below say it
+            env.pop(variable, None)
+        security = ["--insecure"] if self.credentials_dir is None else ["--credentials", str(self.credentials_dir)]
         command = [sys.executable, "-m", module, *args, "--ready-fd", str(write_end), "--parent-fd", str(parent_fd),
-                   "--durability", self.durability, "--listen", self.host]
+                   "--durability", self.durability, "--listen", self.host, *security]
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      pass_fds=(write_end, parent_fd), env=env, start_new_session=True)
@@ -139,7 +157,24 @@ class LocalCluster:
             raise ClusterStartError(f"{process.name} cannot start: {text[len('error: '):]} (log {process.log})")
         return int(text)
 
+    def _ensure_credentials(self, *identities: str) -> None:
+        if self.credentials_dir is not None:
+            from dataclay.security import create
+
+            create(self.credentials_dir, ["metadata", "admin", "client", *identities], hosts=[self.host])
+
+    def client_credentials(self, identity: str = "client") -> "Credentials | None":
+        """Credentials of a client (or of `identity`: 'admin', 'backend:NAME') of this cluster;
+        None if it runs --insecure."""
+        if self.credentials_dir is None:
+            return None
+        from dataclay.security import Credentials
+
+        self._ensure_credentials(identity)
+        return Credentials.load(self.credentials_dir, identity)
+
     def start_metadata(self) -> None:
+        self._ensure_credentials()
         self.metadata = self._spawn(
             "metadata", "dataclay_backend.metadata",
             ["--port", str(self.port), "--data-dir", str(self.data_dir / "metadata")],
@@ -149,6 +184,7 @@ class LocalCluster:
     def start_backend(self, index: int, env: dict[str, str] | None = None) -> Process:
         """Start backend-INDEX (again); `env` adds variables, e.g. a test fault point."""
         name = f"backend-{index}"
+        self._ensure_credentials(f"backend:{name}")
         args = ["--port", "0", "--name", name, "--data-dir", str(self.data_dir / name),
                 "--advertise-host", self.host, "--metadata-host", self.host, "--metadata-port", str(self.port)]
         for path in self.model_paths:
@@ -175,14 +211,15 @@ class LocalCluster:
         """Mark the backends registered in this data directory that we did not start as
         draining: `get_backends()` and `make_persistent` skip them, their objects stay theirs
         (unreachable until they start again: starting clears the mark). Returns them."""
-        import grpc
-
         from dataclay.protocol import UNLIMITED_MESSAGES
         from dataclay.protocol import dataclay_pb2 as pb
         from dataclay.protocol import dataclay_pb2_grpc as rpc
 
         absent = []
-        with grpc.insecure_channel(f"{self.host}:{self.port}", options=UNLIMITED_MESSAGES) as channel:
+        from dataclay.security import open_channel
+
+        with open_channel(f"{self.host}:{self.port}", self.client_credentials("admin"),
+                          options=UNLIMITED_MESSAGES) as channel:
             stub = rpc.MetadataStub(channel)
             for info in stub.ListBackends(pb.Empty(), timeout=START_TIMEOUT).backends:
                 if info.name in self.backends:

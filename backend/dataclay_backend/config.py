@@ -8,8 +8,13 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dataclay.cli import port_number  # noqa: F401  (one definition, shared with the servers' flags)
+from dataclay.security import insecure_requested
+
+if TYPE_CHECKING:
+    from dataclay.security import Credentials, Identity
 
 log = logging.getLogger("dataclay.config")
 
@@ -30,10 +35,34 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--ready-fd", type=int, default=None,
                         help="write the serving port and a newline to this inherited file descriptor once ready "
                              "('error: WHY' and a newline if it cannot start)")
+    parser.add_argument("--credentials", type=Path, default=env_default("DC_CREDENTIALS") or None,
+                        help="the credentials directory (made by `dataclay up`: CA, this server's certificate "
+                             "and key); every call must then present a certificate of the same CA (DC_CREDENTIALS)")
+    parser.add_argument("--insecure", action="store_true", default=insecure_requested(),
+                        help="serve plain text and accept every call without credentials: only on a network "
+                             "nobody else can reach (DC_INSECURE=1)")
     parser.add_argument("--parent-fd", type=int, default=None,
                         help="the read end of a pipe the supervising process (the local cluster) holds open: "
                              "when it closes, that process died, and this one stops at once, as kill -9 would")
     return parser
+
+
+def server_credentials(args: argparse.Namespace, identity: "Identity") -> "Credentials | None":
+    """This server's credentials (--credentials), or None with --insecure (said loudly); a
+    server given neither refuses to start, in one line."""
+    from dataclay.security import Credentials
+
+    if args.insecure:
+        log.warning("INSECURE: serving plain text without authentication (--insecure / DC_INSECURE=1): anyone "
+                    "who can reach this port can read and change every object and run active methods")
+        return None
+    if args.credentials is not None:
+        try:
+            return Credentials.load(args.credentials, identity)
+        except Exception as exc:
+            raise cannot_start(args.ready_fd, str(exc)) from None
+    raise cannot_start(args.ready_fd, "no credentials: pass --credentials DIR (DC_CREDENTIALS; `dataclay up` "
+                                      "makes them) or --insecure (DC_INSECURE=1) to serve without authentication")
 
 
 def report_ready(fd: int | None, port: int) -> None:

@@ -11,7 +11,6 @@ import socket
 import sysconfig
 import threading
 import uuid
-from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -149,15 +148,23 @@ class Server:
     the same port and the kernel would spread connections over both, so it is off, and a port
     in use is an OSError ("cannot listen on host:port: port N is in use ...")."""
 
-    def __init__(self, host: str, port: int, max_workers: int | None = None) -> None:
+    def __init__(self, host: str, port: int, max_workers: int | None = None, credentials: Any = None) -> None:
+        """`credentials` (dataclay.security.Credentials): serve mutual TLS only, and let each
+        call through only if its caller's role may make it (dataclay.protocol.roles); None
+        (--insecure): plain text, no authentication."""
+        from dataclay_backend.authz import RoleInterceptor
+
         self.limits = ServerLimits(max_workers)
         options = [*UNLIMITED_MESSAGES, ("grpc.so_reuseport", 0), *self.limits.options()]
+        interceptors = [self.limits.admission, *([RoleInterceptor()] if credentials is not None else [])]
         self.grpc = grpc.server(self.limits.pool, options=options,
-                                interceptors=[self.limits.admission])
+                                interceptors=interceptors)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         try:
-            self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+            address = f"{host}:{port}"
+            self.port = (self.grpc.add_insecure_port(address) if credentials is None
+                         else self.grpc.add_secure_port(address, credentials.server_credentials()))
         except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
             self.port = 0
         if self.port == 0:

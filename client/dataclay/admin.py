@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Any, Callable
 from uuid import UUID
 
-import grpc
-
 from dataclay import operations as ops
 from dataclay.exceptions import BackendNotFoundError, DataClayException
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.runtime import Runtime
+from dataclay.security import ADMIN, client_credentials, open_channel
 from dataclay.transport import run_blocking
 
 BATCH = 2000
@@ -85,21 +84,23 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
                      "still creating objects there? Drain again")
 
 
-def backend_ids(host: str, port: int, timeout: float | None = None) -> dict[str, UUID]:
+def backend_ids(host: str, port: int, timeout: float | None = None, credentials: Any = None) -> dict[str, UUID]:
     """Backend name -> backend id, as registered (the operator puts them in its status)."""
-    with grpc.insecure_channel(f"{host}:{port}", options=UNLIMITED_MESSAGES) as channel:
+    with open_channel(f"{host}:{port}", client_credentials(credentials, ADMIN), options=UNLIMITED_MESSAGES) as channel:
         reply = rpc.MetadataStub(channel).ListBackends(pb.Empty(), timeout=timeout)
     return {info.name: UUID(bytes=info.backend_id) for info in reply.backends}
 
 
 def drain_backends(
-    host: str, port: int, backend_names: list[str], on_progress: Progress | None = None, missing_ok: bool = False
+    host: str, port: int, backend_names: list[str], on_progress: Progress | None = None, missing_ok: bool = False,
+    credentials: Any = None,
 ) -> int:
     """Move every object off the named backends onto the others; returns how many moved.
     The backends are marked as draining (no new objects) and stay so once empty; a backend
     clears the mark when it starts again. With missing_ok, names that never registered are
-    taken as already empty (a pod that never came up)."""
-    rt = Runtime(f"{host}:{port}")
+    taken as already empty (a pod that never came up). It calls as the admin: `credentials` (a
+    directory with admin.pem and admin.key, or Credentials), else found as a client's are."""
+    rt = Runtime(f"{host}:{port}", client_credentials(credentials, ADMIN))
     try:
         return run_blocking(drain(rt, rt.blocking, backend_names, on_progress, missing_ok))
     finally:

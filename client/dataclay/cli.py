@@ -62,7 +62,20 @@ def _cluster(args: argparse.Namespace):
     from dataclay_backend.cluster import LocalCluster
 
     return LocalCluster(Path(args.data_dir), backends=args.backends, port=args.port,
-                        model_paths=[Path.cwd(), *args.model_path], durability=args.durability)
+                        model_paths=[Path.cwd(), *args.model_path], durability=args.durability,
+                        insecure=args.insecure or None)
+
+
+def _say_security(cluster) -> None:
+    """Where the credentials are, or loudly that there are none."""
+    if cluster.credentials_dir is None:
+        print("WARNING: INSECURE (--insecure / DC_INSECURE=1): the servers accept every call without credentials, "
+              "in plain text; anyone who can reach these ports can read and change every object and run active "
+              "methods.", file=sys.stderr, flush=True)
+    else:
+        print(f"Credentials (mutual TLS; only you can read them): {cluster.credentials_dir}\n"
+              f"  clients and the dataclay command run here find them; elsewhere: "
+              f"export DC_CREDENTIALS={cluster.credentials_dir}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -93,6 +106,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                   "draining meanwhile: nothing new is stored there. To retire them, start them and "
                   f"`dataclay drain {' '.join(backend.name for backend in cluster.absent)}`.",
                   file=sys.stderr, flush=True)
+        _say_security(cluster)
         print(f"Connect with Client(host='127.0.0.1', port={cluster.port}), or DC_HOST=127.0.0.1 DC_PORT={cluster.port}.")
         print("Press Ctrl-C to stop.", flush=True)
         reported: set[str] = set()
@@ -114,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dataclay import Client, demo
 
     if args.host:
-        with Client(host=args.host, port=args.port) as client:
+        with Client(host=args.host, port=args.port, credentials=_credentials(args)) as client:
             demo.run(client)
         return 0
     with tempfile.TemporaryDirectory(prefix="dataclay-demo-") as tmp:
@@ -122,7 +136,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.port = 0
         print(f"Starting a local cluster ({args.backends} backends, data in {args.data_dir})...", flush=True)
         with _cluster(args) as cluster:
-            with Client(host="127.0.0.1", port=cluster.port) as client:
+            _say_security(cluster)
+            with Client(host="127.0.0.1", port=cluster.port, credentials=cluster.client_credentials()) as client:
                 demo.run(client)
     return 0
 
@@ -157,6 +172,15 @@ def _resolve_backend(client, name_or_id: str):
     raise BackendNotFoundError(f"no backend named or with id {name_or_id!r}")
 
 
+def _credentials(args: argparse.Namespace) -> Path | None:
+    """--credentials, else --data-dir's credentials, else None (found as a client finds them)."""
+    if getattr(args, "credentials", None):
+        return args.credentials
+    if getattr(args, "data_dir_of", None):
+        return Path(args.data_dir_of) / "credentials"
+    return None
+
+
 def cmd_move(args: argparse.Namespace) -> int:
     """Move an object (by alias or id) to a backend (by name or id), with progress."""
     import uuid
@@ -164,7 +188,7 @@ def cmd_move(args: argparse.Namespace) -> int:
     from dataclay import Client, DataClayObject
 
     sys.path[:0] = [str(Path.cwd()), *map(str, args.model_path)]
-    with Client(host=args.host, port=args.port) as client:
+    with Client(host=args.host, port=args.port, credentials=_credentials(args)) as client:
         target = _resolve_backend(client, args.backend)
         try:
             obj = DataClayObject.get_by_id(uuid.UUID(args.object))
@@ -187,7 +211,8 @@ def cmd_drain(args: argparse.Namespace) -> int:
     client = Client(host=args.host, port=args.port)
     progress = ProgressLine(f"draining {', '.join(args.backends)}")
     try:
-        moved = drain_backends(client.host, client.port, args.backends, on_progress=progress)
+        moved = drain_backends(client.host, client.port, args.backends, on_progress=progress,
+                               credentials=_credentials(args))
     finally:
         progress.close()
     print(f"drained {', '.join(args.backends)}: {moved:,} objects moved")
@@ -212,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--model-path", type=Path, action="append", default=[], help=model_path_help)
     up.add_argument("--durability", choices=["process", "machine"], default="process", help=durability_help)
     up.set_defaults(func=cmd_up)
+    insecure_help = ("start the servers without authentication or encryption (DC_INSECURE=1): anyone who can "
+                     "reach the ports can do anything; without it, credentials are made in DATA_DIR/credentials "
+                     "(or DC_CREDENTIALS) and every call needs them")
 
     demo = commands.add_parser("demo", help="run the seed scenario and narrate it")
     demo.add_argument("--backends", type=positive_int, default=3, help="backends of the cluster it starts")
@@ -223,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model-path", type=Path, action="append", default=[], help=model_path_help)
     demo.add_argument("--durability", choices=["process", "machine"], default="process", help=durability_help)
     demo.set_defaults(func=cmd_demo)
+    for command in (up, demo):
+        command.add_argument("--insecure", action="store_true", help=insecure_help)
 
     move = commands.add_parser("move", help="move an object to another backend, with progress")
     move.add_argument("object", help="alias or object id")
@@ -237,7 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("backends", nargs="+", help="backend names")
     drain.set_defaults(func=cmd_drain)
 
+    for command in (move, drain, demo):
+        command.add_argument("--credentials", type=Path, default=None,
+                             help="the credentials directory (None: --data-dir's, else DC_CREDENTIALS, else "
+                                  "./dataclay-data/credentials if it exists)")
     for command in (move, drain):
+        command.add_argument("--data-dir", dest="data_dir_of", type=Path, default=None,
+                             help="the data directory of the `dataclay up` to use: its credentials")
         command.add_argument("--host", default=None, help="metadata service host (None: DC_HOST, else 127.0.0.1)")
         command.add_argument("--port", type=port_number, default=None,
                              help="metadata service port (None: DC_PORT, else 16587)")

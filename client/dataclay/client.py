@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from uuid import UUID
 
 from dataclay import operations as ops
 from dataclay.runtime import Runtime, set_runtime, current_runtime
 from dataclay import transport
+from dataclay.security import Credentials, client_credentials
 from dataclay.transport import BackendInfo, Deadlines, run_blocking
 
 DEFAULT_PORT = 16587
@@ -16,8 +18,12 @@ class Client:
     """`Client(host, port).start()` makes this process a client of the cluster whose metadata
     service is at host:port (defaults from DC_HOST / DATACLAY_METADATA_HOST and DC_PORT /
     DATACLAY_METADATA_PORT, then 127.0.0.1:16587). username, password and dataset are
-    accepted for compatibility with dataClay 4 code and not used: there is no authentication
-    yet, so keep the ports on a private network.
+    accepted for compatibility with dataClay 4 code and not used.
+
+    `credentials`: the credentials directory (with ca.pem, client.pem, client.key) or a
+    dataclay.security.Credentials; None: DC_CREDENTIALS, else ./dataclay-data/credentials of a
+    `dataclay up` run here, else (or with DC_INSECURE=1) plain text, which only an --insecure
+    cluster accepts.
 
     Deadlines (seconds; None: no deadline), for this process's calls (dataclay.transport.Deadlines):
     `timeout` for each call but active methods and for each message of a stream (DC_CALL_TIMEOUT,
@@ -38,10 +44,12 @@ class Client:
         timeout: float | None | object = _UNSET,
         method_timeout: float | None | object = _UNSET,
         connect_timeout: float | object = _UNSET,
+        credentials: "str | Path | Credentials | None" = None,
     ) -> None:
         self.host = host or os.environ.get("DC_HOST") or os.environ.get("DATACLAY_METADATA_HOST") or "127.0.0.1"
         self.port = int(port or os.environ.get("DC_PORT") or os.environ.get("DATACLAY_METADATA_PORT") or DEFAULT_PORT)
         self.runtime: Runtime | None = None
+        self.credentials = credentials
         chosen = {name: value for name, value in
                   (("call", timeout), ("method", method_timeout), ("connect", connect_timeout)) if value is not self._UNSET}
         self.deadlines = Deadlines(**{**Deadlines.from_env().__dict__, **chosen})
@@ -53,7 +61,7 @@ class Client:
     def start(self) -> "Client":
         if self.runtime is None:
             transport.configure(self.deadlines)  # process-wide, like the runtime itself
-            self.runtime = Runtime(f"{self.host}:{self.port}")
+            self.runtime = Runtime(f"{self.host}:{self.port}", client_credentials(self.credentials))
             set_runtime(self.runtime)
         return self
 

@@ -25,6 +25,7 @@ from dataclay.serialization import Ref, import_class, loads
 from dataclay.transport import AsyncTransport, BackendInfo, BlockingTransport, run_blocking
 
 if TYPE_CHECKING:
+    from dataclay.security import Credentials
     from dataclay.dataclay_object import DataClayObject
 
 _current: "Runtime | None" = None
@@ -67,9 +68,10 @@ class Runtime:
 
     local_backend_id: UUID | None = None
 
-    def __init__(self, metadata_address: str) -> None:
+    def __init__(self, metadata_address: str, credentials: "Credentials | None" = None) -> None:
         self.metadata_address = metadata_address
-        self.blocking = BlockingTransport(metadata_address)
+        self.credentials = credentials  # this process's identity on every channel (None: plain text)
+        self.blocking = BlockingTransport(metadata_address, credentials)
         self._async: dict[asyncio.AbstractEventLoop, AsyncTransport] = {}
         self.heap: "weakref.WeakValueDictionary[UUID, DataClayObject]" = weakref.WeakValueDictionary()
         self.backends: dict[UUID, BackendInfo] = {}
@@ -82,7 +84,7 @@ class Runtime:
         if transport is None:
             for closed in [other for other in self._async if other.is_closed()]:
                 del self._async[closed]  # e.g. earlier asyncio.run() calls: their channels are gone
-            transport = self._async[loop] = AsyncTransport(self.metadata_address)
+            transport = self._async[loop] = AsyncTransport(self.metadata_address, self.credentials)
         return transport
 
     def close(self) -> None:

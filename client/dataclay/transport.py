@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ from dataclay.protocol import CHAIN_METADATA_KEY, CHANNEL_OPTIONS, ERROR_METADAT
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.security import Credentials, open_channel
 
 R = TypeVar("R")
 
@@ -88,7 +90,9 @@ def translate(error: grpc.RpcError, where: str, timeout: float | None = None, ex
 def not_reached(where: str, seconds: float) -> BackendUnavailableError:
     """The channel did not connect within the connect timeout: nothing was sent."""
     error = BackendUnavailableError(
-        f"{where} is unreachable (no connection within {seconds} s; nothing was sent); is it running?", where=where)
+        f"{where} is unreachable (no connection within {seconds} s; nothing was sent); is it running, and does this "
+        "process have its cluster's credentials (a secure cluster refuses plain text and other CAs' certificates: "
+        "Client(credentials=...), DC_CREDENTIALS)?", where=where)
     error.not_sent = True
     return error
 
@@ -243,8 +247,8 @@ class _Stubs:
 class BlockingTransport(_Stubs):
     """Calls straight from the calling thread on shared grpc channels."""
 
-    def __init__(self, metadata_address: str) -> None:
-        super().__init__(metadata_address, grpc.insecure_channel)
+    def __init__(self, metadata_address: str, credentials: Credentials | None = None) -> None:
+        super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials))
 
     def _unary(self, channel: Any, stub: Any, where: str, method: str, request: Any) -> Any:
         _connect(channel, where)
@@ -339,8 +343,8 @@ def translate_cancelled(where: str, seconds: float | None) -> BaseException:
 class AsyncTransport(_Stubs):
     """The same calls on grpc.aio channels, bound to one event loop."""
 
-    def __init__(self, metadata_address: str) -> None:
-        super().__init__(metadata_address, grpc.aio.insecure_channel)
+    def __init__(self, metadata_address: str, credentials: Credentials | None = None) -> None:
+        super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials, aio=True))
 
     @staticmethod
     async def _connect(channel: grpc.aio.Channel, where: str) -> None:

@@ -151,6 +151,12 @@ def _base_mounts() -> list[dict[str, Any]]:
     return [{"name": DATA_VOLUME, "mountPath": api.DATA_DIR}, {"name": TMP_VOLUME, "mountPath": "/tmp"}]
 
 
+# !!! INSECURE: on Kubernetes the servers run without authentication or encryption for now (any pod
+# that reaches their ports can do anything): the operator does not hand out credentials yet (issue
+# 11). Servers refuse to start with neither credentials nor DC_INSECURE=1, so it is said explicitly.
+INSECURE = {"DC_INSECURE": "1"}
+
+
 def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]:
     """The metadata service: one replica with its own volume (backends and clients depend on it)."""
     name = dc["metadata"]["name"]
@@ -160,7 +166,7 @@ def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["python", "-m", "dataclay_backend.metadata"],
         "env": _env({"DC_METADATA_PORT": str(api.METADATA_PORT), "DC_DATA_DIR": api.DATA_DIR,
-                     "DC_DURABILITY": spec.durability.value}),
+                     "DC_DURABILITY": spec.durability.value, **INSECURE}),
         "ports": [{"name": "grpc", "containerPort": api.METADATA_PORT, "protocol": "TCP"}],
         **_probes(api.METADATA_PORT),
         "volumeMounts": _base_mounts(),
@@ -186,6 +192,7 @@ def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int
         "DC_DATA_DIR": api.DATA_DIR,
         "DC_DURABILITY": spec.durability.value,
         "DC_MODEL_PATH": spec.model.path,
+        **INSECURE,
     }
     if spec.memory_limit is not None:
         settings["DC_MEMORY_LIMIT"] = str(spec.memory_limit)

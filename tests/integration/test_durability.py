@@ -9,11 +9,11 @@ from dataclay.protocol import dataclay_pb2_grpc as rpc
 from hr import Company, Employee
 from shapes import Blob, Node
 
-import grpc
+from dataclay.security import client_credentials, open_channel
 
 
 def _stats(address: str) -> pb.BackendStats:
-    with grpc.insecure_channel(address, options=UNLIMITED_MESSAGES) as channel:
+    with open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
         return rpc.BackendStub(channel).Stats(pb.Empty())
 
 

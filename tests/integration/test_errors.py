@@ -18,6 +18,7 @@ from dataclay.exceptions import (
 from dataclay.protocol import ERROR_METADATA_KEY, UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.security import client_credentials, open_channel
 from hr import Employee
 from secret_model import Unknown
 from shapes import Node, PayrollError
@@ -72,7 +73,7 @@ def test_unknown_method_and_property(client, witness):
     node = Node(1)
     node.make_persistent()
     backend = client.get_backends()[node._dc_backend_id]
-    channel = grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES)
+    channel = open_channel(backend.address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES)
     stub = rpc.BackendStub(channel)
     oid = node._dc_id.bytes
     with pytest.raises(grpc.RpcError) as raised:
@@ -93,7 +94,7 @@ def _error(error: grpc.RpcError) -> BaseException:
 
 def test_malformed_requests(client, witness):
     backend = client.get_backends()[witness._dc_backend_id]
-    channel = grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES)
+    channel = open_channel(backend.address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES)
     stub = rpc.BackendStub(channel)
     cases = [
         lambda: stub.GetAttribute(pb.GetAttributeRequest(object_id=b"short", name="x")),
@@ -157,7 +158,7 @@ def test_malformed_call_arguments_and_states(client):
     node = Node(1)
     node.make_persistent()
     backend = client.get_backends()[node._dc_backend_id]
-    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+    with open_channel(backend.address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
         stub = rpc.BackendStub(channel)
         import pickle
 

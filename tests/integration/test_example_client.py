@@ -29,7 +29,8 @@ def test_example_client_script_runs_against_a_cluster(tmp_path):
         done = subprocess.run(
             [sys.executable, str(script)], capture_output=True, text=True, timeout=120,
             env={"DC_HOST": "127.0.0.1", "DC_PORT": str(cluster.port), "PYTHONPATH": str(models),
-                 "PATH": "/usr/bin:/bin"},
+                 "PATH": "/usr/bin:/bin",
+                 **({"DC_CREDENTIALS": str(cluster.credentials_dir)} if cluster.credentials_dir else {})},
         )
     assert done.returncode == 0, done.stderr
     assert "after consolidate: 1110.0" in done.stdout

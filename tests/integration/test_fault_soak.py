@@ -88,6 +88,7 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.serialization import loads
 from dataclay_backend.cluster import LocalCluster
+from dataclay.security import client_credentials, open_channel
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "models")]
 from soak import SoakBox, SoakChild, SoakCounter  # noqa: E402  (tests/models)
@@ -422,7 +423,7 @@ def locate_raw(address: str, object_id: uuid.UUID) -> uuid.UUID | str:
     code's name ("NOT_FOUND": not registered or retired; "UNAVAILABLE": not answering)."""
     with _channels_lock:
         channel = _channels.get(address) or _channels.setdefault(
-            address, grpc.insecure_channel(address, options=UNLIMITED_MESSAGES))
+            address, open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES))
     try:
         entry = rpc.MetadataStub(channel).LocateObject(pb.ObjectRequest(object_id=object_id.bytes),
                                                        timeout=CALL_TIMEOUT)
@@ -474,7 +475,7 @@ def wait_until_answering(client: Client, cluster: LocalCluster, seconds: float =
 
 
 def _stats_ok(address: str) -> bool:
-    with grpc.insecure_channel(address, options=UNLIMITED_MESSAGES) as channel:
+    with open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
         try:
             rpc.BackendStub(channel).Stats(pb.Empty(), timeout=CALL_TIMEOUT)
             return True

@@ -141,7 +141,8 @@ def test_a_server_refuses_a_port_in_use(tmp_path):
         port = taken.getsockname()[1]
         for module in ("dataclay_backend.metadata", "dataclay_backend.backend"):
             done = subprocess.run([sys.executable, "-m", module, "--listen", "127.0.0.1", "--port", str(port),
-                                   "--data-dir", str(tmp_path / module)], capture_output=True, timeout=DEADLINE)
+                                   "--data-dir", str(tmp_path / module), "--insecure"],
+                                  capture_output=True, timeout=DEADLINE)
             assert done.returncode == 2, done.stderr
             assert f"cannot listen on 127.0.0.1:{port}" in done.stderr.decode()
             assert "Traceback" not in done.stderr.decode()

@@ -19,6 +19,7 @@ from dataclay.exceptions import (
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.security import client_credentials, open_channel
 from hr import Company, Employee
 from shapes import Node
 
@@ -329,7 +330,7 @@ def test_a_transfer_cannot_replace_a_live_object(client):
     node = Node(1)
     node.make_persistent()
     backend = client.get_backends()[node._dc_backend_id]
-    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+    with open_channel(backend.address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
         chunk = pb.TransferChunk(move_id=uuid.uuid4().bytes, source_backend_id=uuid.uuid4().bytes, objects=[
             pb.ObjectRecord(object_id=node._dc_id.bytes, class_path="shapes.Node", state=b"\x80\x05}\x94.")])
         with pytest.raises(grpc.RpcError) as raised:

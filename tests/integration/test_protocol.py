@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from dataclay.protocol.generate import SOURCE_ROOT, generate
+from dataclay.security import client_credentials, open_channel
 from shapes import Blob
 
 
@@ -23,7 +24,7 @@ def test_a_bytes_value_is_the_whole_message_both_ways(client):
     blob = Blob(b"")
     blob.make_persistent()
     backend = client.get_backends()[blob._dc_backend_id]
-    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+    with open_channel(backend.address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
         set_raw = channel.unary_unary("/dataclay.v1.Backend/SetRawAttribute")
         get = channel.unary_unary("/dataclay.v1.Backend/GetAttribute")
         value = bytes(range(256)) * 1000

@@ -18,6 +18,7 @@ from dataclay.protocol import CHAIN_METADATA_KEY, ERROR_METADATA_KEY, UNLIMITED_
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.serialization import allow_globals
+from dataclay.security import client_credentials, open_channel
 from shapes import Node
 
 
@@ -55,7 +56,7 @@ def target(client, tmp_path: Path):
     node = Node(1)
     node.make_persistent()
     backend = client.get_backends()[node._dc_backend_id]
-    with grpc.insecure_channel(backend.address, options=UNLIMITED_MESSAGES) as channel:
+    with open_channel(backend.address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
         yield node, rpc.BackendStub(channel), tmp_path / "marker"
     assert node.bump() == node.value  # still serving, the object unharmed
 

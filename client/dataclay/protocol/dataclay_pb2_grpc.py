@@ -126,6 +126,7 @@ class BackendServicer:
 
     def StoreObjects(self, request, context):
         """make_persistent: store a batch of new objects here and register them, in one transaction.
+        [callers: anyone]
         [not idempotent: a second store of the same ids is refused (already registered) or stores them twice]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -136,6 +137,7 @@ class BackendServicer:
         """The reply is a Payload; or, when the trailing metadata has `dataclay-raw` (the value is a
         `bytes` object), the value's bytes themselves, not a protobuf encoding (which would copy
         a 64 MiB value twice more). dataclay/protocol/codec.py sends and receives it.
+        [callers: anyone]
         [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -143,7 +145,8 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetAttribute(self, request, context):
-        """[idempotent: the same value set twice is the value set once]
+        """[callers: anyone]
+        [idempotent: the same value set twice is the value set once]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +158,7 @@ class BackendServicer:
         are named by the request metadata keys `dataclay-object-id-bin` (16 bytes) and
         `dataclay-property-bin` (the property name in UTF-8).
         dataclay/protocol/codec.py sends and receives it.
+        [callers: anyone]
         [idempotent: as SetAttribute]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -162,7 +166,8 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CallActiveMethod(self, request, context):
-        """[not idempotent: user code (bump() twice is two increments)]
+        """[callers: anyone]
+        [not idempotent: user code (bump() twice is two increments)]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +175,7 @@ class BackendServicer:
 
     def GetObjectState(self, request, context):
         """sync() / dc_clone(): the current persistent state of one object.
+        [callers: anyone]
         [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -178,6 +184,7 @@ class BackendServicer:
 
     def UpdateObject(self, request, context):
         """dc_update(): overwrite properties of one object.
+        [callers: anyone]
         [idempotent: the same properties written twice are written once]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -186,6 +193,7 @@ class BackendServicer:
 
     def Stats(self, request, context):
         """What this backend holds, for people and for tests of eviction.
+        [callers: anyone]
         [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -194,6 +202,7 @@ class BackendServicer:
 
     def Move(self, request, context):
         """Move objects from this backend to another; progress as it goes, the result last.
+        [callers: anyone]
         [not idempotent: a second move may find the objects gone or moved on by another]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -202,6 +211,7 @@ class BackendServicer:
 
     def ReceiveObjects(self, request_iterator, context):
         """Destination side of a move: stage, then activate or abort.
+        [callers: backend]
         [not idempotent: stages a transfer once, by move id]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -209,14 +219,16 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ActivateMove(self, request, context):
-        """[idempotent: by move id, activating twice activates once]
+        """[callers: backend]
+        [idempotent: by move id, activating twice activates once]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AbortMove(self, request, context):
-        """[idempotent: by move id]
+        """[callers: backend]
+        [idempotent: by move id]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -224,6 +236,7 @@ class BackendServicer:
 
     def NewVersion(self, request, context):
         """Versions: created and consolidated where the object lives.
+        [callers: anyone]
         [not idempotent: each call creates a new version]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -231,28 +244,32 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConsolidateVersion(self, request, context):
-        """[not idempotent: the version is retired by the first]
+        """[callers: anyone]
+        [not idempotent: the version is retired by the first]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StageWrite(self, request, context):
-        """[not idempotent: prepares a write against an expected revision]
+        """[callers: backend]
+        [not idempotent: prepares a write against an expected revision]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ApplyWrites(self, request, context):
-        """[not idempotent (as far as callers may assume): only its coordinator sends it]
+        """[callers: backend]
+        [not idempotent (as far as callers may assume): only its coordinator sends it]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AbortWrites(self, request, context):
-        """[not idempotent (as far as callers may assume): only its coordinator sends it]
+        """[callers: backend]
+        [not idempotent (as far as callers may assume): only its coordinator sends it]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -903,6 +920,7 @@ class MetadataServicer:
 
     def RegisterBackend(self, request, context):
         """A backend (re)registers under its persistent id; host and port may change between runs.
+        [callers: backend]
         [idempotent: re-registers under the persistent id]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -910,49 +928,56 @@ class MetadataServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListBackends(self, request, context):
-        """[idempotent: a read]
+        """[callers: anyone]
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterObjects(self, request, context):
-        """[not idempotent: a second registration of the same ids is refused]
+        """[callers: backend]
+        [not idempotent: a second registration of the same ids is refused]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LocateObject(self, request, context):
-        """[idempotent: a read]
+        """[callers: anyone]
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LookupAlias(self, request, context):
-        """[idempotent: a read]
+        """[callers: anyone]
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddAlias(self, request, context):
-        """[not idempotent: the second is refused (AliasAlreadyExistError)]
+        """[callers: anyone]
+        [not idempotent: the second is refused (AliasAlreadyExistError)]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAlias(self, request, context):
-        """[not idempotent: the second is refused (AliasDoesNotExistError)]
+        """[callers: anyone]
+        [not idempotent: the second is refused (AliasDoesNotExistError)]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAliases(self, request, context):
-        """[idempotent: a read]
+        """[callers: anyone]
+        [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -960,6 +985,7 @@ class MetadataServicer:
 
     def ListOwnedObjects(self, request, context):
         """Recovery: what the directory says a backend owns, and removal of entries it never stored.
+        [callers: anyone]
         [idempotent: a read]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -968,6 +994,7 @@ class MetadataServicer:
 
     def SetDraining(self, request, context):
         """Mark a backend as being drained (no new objects, no moves to it), or not any more.
+        [callers: admin]
         [idempotent: sets a flag]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -975,7 +1002,8 @@ class MetadataServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DropObjects(self, request, context):
-        """[idempotent: dropping what is gone drops nothing]
+        """[callers: backend]
+        [idempotent: dropping what is gone drops nothing]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -983,6 +1011,7 @@ class MetadataServicer:
 
     def CommitMove(self, request, context):
         """The commit point of a move: switch owner source -> destination for all, or for none.
+        [callers: backend]
         [idempotent: asked again after a lost reply, it answers the same]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -991,6 +1020,7 @@ class MetadataServicer:
 
     def CommitTransaction(self, request, context):
         """Version consolidation: the commit point, and how participants learn its outcome.
+        [callers: backend]
         [not idempotent: its retries ask ResolveTransaction instead (commit_point)]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -998,7 +1028,8 @@ class MetadataServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResolveTransaction(self, request, context):
-        """[idempotent: the answer, once given, is final]
+        """[callers: backend]
+        [idempotent: the answer, once given, is final]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -62,7 +62,8 @@ def test_metadata_statefulset():
     assert sts["spec"]["replicas"] == 1
     (container,) = sts["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "dataclay_backend.metadata"]
-    assert env_of(container) == {"DC_METADATA_PORT": "16587", "DC_DATA_DIR": "/data", "DC_DURABILITY": "machine"}
+    assert env_of(container) == {"DC_METADATA_PORT": "16587", "DC_DATA_DIR": "/data", "DC_DURABILITY": "machine",
+                                 "DC_INSECURE": "1"}  # explicit until the operator hands out credentials (issue 11)
     assert container["readinessProbe"]["grpc"] == {"port": 16587}
     assert container["livenessProbe"]["grpc"] == {"port": 16587}
     (claim,) = sts["spec"]["volumeClaimTemplates"]

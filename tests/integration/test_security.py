@@ -1,0 +1,145 @@
+"""Secure by default (issue 10): mutual TLS on every channel, a role per caller, internal calls
+bound to the caller's identity. Raw gRPC requests, as an attacker would send them."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import uuid
+
+import grpc
+import pytest
+
+from dataclay import Client
+from dataclay.exceptions import BackendUnavailableError
+from dataclay.protocol import UNLIMITED_MESSAGES
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.security import Credentials, PermissionDeniedError, create, open_channel
+from dataclay.transport import translate
+from shapes import Node
+
+
+def refusal(call):
+    """The typed exception our client makes of a refused raw call."""
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return translate(raised.value, "test")
+
+
+def stubs(address: str, credentials: Credentials | None):
+    channel = open_channel(address, credentials, options=UNLIMITED_MESSAGES)
+    return channel, rpc.MetadataStub(channel), rpc.BackendStub(channel)
+
+
+def test_the_credentials_are_only_the_users(cluster):
+    directory = cluster.credentials_dir
+    assert directory is not None and stat.S_IMODE(directory.stat().st_mode) == 0o700
+    for path in directory.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_no_credentials_plain_text_or_another_ca_are_refused(cluster, tmp_path, monkeypatch):
+    address = f"127.0.0.1:{cluster.port}"
+    with grpc.insecure_channel(address) as plain:  # plain text to a TLS server
+        with pytest.raises(grpc.RpcError) as raised:
+            rpc.MetadataStub(plain).ListBackends(pb.Empty(), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    other = create(tmp_path / "other", ["client"])  # a valid certificate of another CA
+    with open_channel(address, Credentials.load(other), options=UNLIMITED_MESSAGES) as foreign:
+        with pytest.raises(grpc.RpcError) as raised:
+            rpc.MetadataStub(foreign).ListBackends(pb.Empty(), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+    # Our client, typed: nothing reaches the server
+    for credentials in (Credentials.load(other),):
+        with Client(host="127.0.0.1", port=cluster.port, credentials=credentials, connect_timeout=1.0) as client:
+            with pytest.raises(BackendUnavailableError):
+                client.get_backends()
+    monkeypatch.setenv("DC_INSECURE", "1")  # a client that finds no credentials speaks plain text
+    with Client(host="127.0.0.1", port=cluster.port, connect_timeout=1.0) as client:
+        with pytest.raises(BackendUnavailableError):
+            client.get_backends()
+
+
+def test_a_client_may_not_make_internal_calls(cluster, client):
+    node = Node(1)
+    node.make_persistent()
+    backends = client.get_backends()
+    backend = backends[node._dc_backend_id]
+    other_id = next(backend_id for backend_id in backends if backend_id != node._dc_backend_id)
+    oid = node._dc_id.bytes
+    _, metadata, _ = stubs(f"127.0.0.1:{cluster.port}", cluster.client_credentials())
+    channel, _, backend_stub = stubs(backend.address, cluster.client_credentials())
+    calls = {
+        "RegisterObjects": lambda: metadata.RegisterObjects(pb.RegisterObjectsRequest(objects=[pb.ObjectEntry(
+            object_id=uuid.uuid4().bytes, class_path="shapes.Node", backend_id=backend.id.bytes)])),
+        "CommitMove": lambda: metadata.CommitMove(pb.CommitMoveRequest(
+            object_ids=[oid], source_backend_id=backend.id.bytes, destination_backend_id=other_id.bytes)),
+        "DropObjects": lambda: metadata.DropObjects(pb.ObjectIdList(object_ids=[oid])),
+        "SetDraining": lambda: metadata.SetDraining(pb.BackendRequest(backend_id=backend.id.bytes, draining=True)),
+        "RegisterBackend": lambda: metadata.RegisterBackend(pb.BackendInfo(
+            backend_id=uuid.uuid4().bytes, name=backend.name, host="127.0.0.1", port=1)),
+        "CommitTransaction": lambda: metadata.CommitTransaction(pb.TransactionRequest(
+            txn_id=uuid.uuid4().bytes, retire=[oid])),
+        "ReceiveObjects": lambda: backend_stub.ReceiveObjects(iter([pb.TransferChunk(
+            move_id=uuid.uuid4().bytes, source_backend_id=other_id.bytes, objects=[pb.ObjectRecord(
+                object_id=oid, class_path="shapes.Node", state=b"\x80\x05}\x94.")])])),
+        "StageWrite": lambda: backend_stub.StageWrite(pb.StageWriteRequest(txn_id=uuid.uuid4().bytes)),
+        "ApplyWrites": lambda: backend_stub.ApplyWrites(pb.ApplyWritesRequest(txn_id=uuid.uuid4().bytes)),
+        "ActivateMove": lambda: backend_stub.ActivateMove(pb.MoveId(move_id=uuid.uuid4().bytes)),
+    }
+    for name, call in calls.items():
+        error = refusal(call)
+        assert isinstance(error, PermissionDeniedError), (name, error)
+        assert "client" in str(error) and name in str(error), str(error)
+    channel.close()
+    assert node.bump() == 2  # nothing was dropped, moved or drained
+    assert not client.get_backends()[node._dc_backend_id].draining
+    log = cluster.metadata.log.read_text()
+    assert "denied call SetDraining to client" in log and "denied call DropObjects to client" in log
+
+
+def test_a_backend_is_bound_to_its_own_name_id_and_objects(cluster, client):
+    backends = {info.name: info for info in client.get_backends().values()}
+    b0, b1 = backends["backend-0"], backends["backend-1"]
+    node = Node(1)
+    node.make_persistent(backend_id=b1.id)
+    as_b0 = cluster.client_credentials("backend:backend-0")
+    _, metadata, _ = stubs(f"127.0.0.1:{cluster.port}", as_b0)
+    calls = {
+        "another's name": lambda: metadata.RegisterBackend(pb.BackendInfo(
+            backend_id=uuid.uuid4().bytes, name="backend-1", host="127.0.0.1", port=1)),
+        "another's id": lambda: metadata.RegisterBackend(pb.BackendInfo(
+            backend_id=b1.id.bytes, name="backend-0", host="127.0.0.1", port=1)),
+        "objects of another": lambda: metadata.RegisterObjects(pb.RegisterObjectsRequest(objects=[pb.ObjectEntry(
+            object_id=uuid.uuid4().bytes, class_path="shapes.Node", backend_id=b1.id.bytes)])),
+        "a move it is not the source of": lambda: metadata.CommitMove(pb.CommitMoveRequest(
+            object_ids=[node._dc_id.bytes], source_backend_id=b1.id.bytes, destination_backend_id=b0.id.bytes)),
+        "drop another's object": lambda: metadata.DropObjects(pb.ObjectIdList(object_ids=[node._dc_id.bytes])),
+        "retire another's object": lambda: metadata.CommitTransaction(pb.TransactionRequest(
+            txn_id=uuid.uuid4().bytes, retire=[node._dc_id.bytes])),
+        "list another's objects": lambda: metadata.ListOwnedObjects(pb.BackendRequest(backend_id=b1.id.bytes)),
+        "drain": lambda: metadata.SetDraining(pb.BackendRequest(backend_id=b1.id.bytes, draining=True)),
+    }
+    for what, call in calls.items():
+        assert isinstance(refusal(call), PermissionDeniedError), what
+    assert node.bump() == 2 and node._dc_backend_id == b1.id  # still b1's, still served
+    assert {info.name: info.id for info in client.get_backends().values()}["backend-1"] == b1.id
+    assert "denied register backend 'backend-1' to backend:backend-0" in cluster.metadata.log.read_text()
+
+
+def test_insecure_is_explicit_and_loud(make_cluster, monkeypatch, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DC_CREDENTIALS", "DC_INSECURE")}
+    refused = subprocess.run([sys.executable, "-m", "dataclay_backend.metadata", "--port", "0", "--data-dir",
+                              str(tmp_path / "m")], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "no credentials" in refused.stderr and "--insecure" in refused.stderr
+    running = make_cluster(backends=1, insecure=True)
+    assert running.credentials_dir is None
+    assert "INSECURE" in running.metadata.log.read_text()
+    assert "INSECURE" in running.backends["backend-0"].log.read_text()
+    monkeypatch.setenv("DC_INSECURE", "1")
+    with Client(host="127.0.0.1", port=running.port) as client:
+        node = Node(1)
+        node.make_persistent()
+        assert node.bump() == 2 and len(client.get_backends()) == 1
