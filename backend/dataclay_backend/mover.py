@@ -22,6 +22,7 @@ from dataclay import lifecycle as lc
 from dataclay import operations as ops
 from dataclay.exceptions import (
     BackendDrainingError,
+    BackendUnavailableError,
     BackendNotFoundError,
     InvalidRequestError,
     ObjectInDoubtError,
@@ -88,10 +89,16 @@ class Mover:
         """Move the roots (and, if recursive, what they reach through objects owned here).
         A root that left while the move waited for it is followed: `locate` raises where it
         went (the caller moves it from there) or that its owner is in doubt. With
-        `only_owned` (a drain) roots not owned here are skipped."""
+        `only_owned` (a drain) roots not owned here are skipped. A destination that could not
+        be reached at the address we knew is looked up again (it may have restarted elsewhere)."""
         started = time.perf_counter()
         for _ in range(FOLLOW_ATTEMPTS):
-            result = self._move_once(roots, destination, recursive, only_owned, progress, started)
+            try:
+                result = self._move_once(roots, destination, recursive, only_owned, progress, started)
+            except BackendUnavailableError as unreachable:
+                if type(unreachable) is not BackendUnavailableError or not self._readdressed(destination):
+                    raise  # sent (outcome unknown: the move aborted), or no new address to try
+                continue
             if result is not None or only_owned:
                 return result or pb.MoveProgress(done=True, seconds=time.perf_counter() - started)
             for root in roots:
@@ -99,6 +106,12 @@ class Mover:
         raise ObjectMovingError(
             f"the objects to move kept changing owner during {FOLLOW_ATTEMPTS} attempts; try again",
             backend_id=self.objects.backend_id)
+
+    def _readdressed(self, backend_id: UUID) -> bool:
+        """Whether the directory now gives backend_id another address than the one we used."""
+        known = self.peers.backends.get(backend_id)
+        current = run_blocking(ops.get_backends(self.peers, self.peers.blocking)).get(backend_id)
+        return current is not None and current != known
 
     def _move_once(
         self, roots: list[UUID], destination: UUID, recursive: bool, only_owned: bool,

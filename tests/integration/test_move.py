@@ -326,6 +326,23 @@ def test_move_to_a_backend_that_is_down_changes_nothing(make_cluster):
         assert company._dc_backend_id == ids[0] and company.employee.raise_salary(1.0) == 2.0
 
 
+def test_a_move_reaches_a_destination_restarted_on_another_port(make_cluster):
+    """The source knew the destination's old address (a move went there before); the
+    destination restarted on a new port: the source looks it up again instead of failing."""
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        company = Company("Readdressed", Employee("E", 1.0))
+        company.make_persistent(backend_id=ids[0])
+        company.move(ids[1], recursive=True)
+        company.move(ids[0], recursive=True)  # backend-0 now knows backend-1's address
+        old_port = cluster.backends["backend-1"].port
+        cluster.restart_backend("backend-1")
+        assert cluster.backends["backend-1"].port != old_port
+        assert company.move(ids[1], recursive=True).objects == 2
+        assert company.employee.raise_salary(1.0) == 2.0 and company._dc_backend_id == ids[1]
+
+
 def test_a_transfer_cannot_replace_a_live_object(client):
     node = Node(1)
     node.make_persistent()
