@@ -84,23 +84,32 @@ def _in_thread(call) -> tuple[threading.Thread, dict[str, object]]:
     return thread, outcome
 
 
-def _warm(node, ids) -> None:
-    """Every backend involved knows every address (no directory lookups needed later)."""
+def _warm_node(client) -> tuple[Node, list]:
+    """A node on the first backend, moved there and back: every backend involved knows every
+    address (no directory lookups needed later). Returns it and the backend ids."""
+    ids = list(client.get_backends())
+    node = Node(1)
+    node.make_persistent(backend_id=ids[0])
     node.move(ids[1])
     node.move(ids[0])
+    return node, ids
+
+
+def _behind_an_in_doubt_move(cluster, node, target, call) -> tuple[dict[str, object], dict[str, object]]:
+    """Run call() while a move of node to target holds it and cannot reach its commit point;
+    returns the move's outcome and the call's."""
+    first, first_outcome = _in_doubt_move(cluster, node, target)
+    waiting, outcome = _in_thread(call)
+    first.join(60)
+    waiting.join(60)
+    return first_outcome, outcome
 
 
 def test_a_move_waiting_behind_an_in_doubt_move_is_not_acknowledged(make_cluster):
     cluster = make_cluster(backends=2)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        ids = list(client.get_backends())
-        node = Node(1)
-        node.make_persistent(backend_id=ids[0])
-        _warm(node, ids)
-        first, first_outcome = _in_doubt_move(cluster, node, ids[1])
-        waiting, second = _in_thread(lambda: node.move(ids[1]))
-        first.join(60)
-        waiting.join(60)
+        node, ids = _warm_node(client)
+        first_outcome, second = _behind_an_in_doubt_move(cluster, node, ids[1], lambda: node.move(ids[1]))
         assert isinstance(first_outcome.get("error"), OutcomeUnknownError)
         if "result" in second:  # acknowledged: then it happened
             assert second["result"].objects == 1
@@ -114,14 +123,8 @@ def test_a_move_waiting_behind_an_in_doubt_move_is_not_acknowledged(make_cluster
 def test_new_version_behind_an_in_doubt_move_follows_or_fails_typed(make_cluster):
     cluster = make_cluster(backends=2)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        ids = list(client.get_backends())
-        node = Node(1)
-        node.make_persistent(backend_id=ids[0])
-        _warm(node, ids)
-        first, _ = _in_doubt_move(cluster, node, ids[1])
-        waiting, outcome = _in_thread(node.new_version)
-        first.join(60)
-        waiting.join(60)
+        node, ids = _warm_node(client)
+        _, outcome = _behind_an_in_doubt_move(cluster, node, ids[1], node.new_version)
         error = outcome.get("error")
         assert not isinstance(error, InvalidRequestError), error
         cluster.start_metadata()
