@@ -31,7 +31,8 @@ class Up:
         self.stderr = b""
 
     def ready(self) -> bool:
-        """True once it prints "Press Ctrl-C", False if it exits first."""
+        """True once it prints "Press Ctrl-C", False if it exits first. What `up` wrote to
+        stderr before that line (flushed first) is read too."""
         deadline = time.monotonic() + DEADLINE
         streams = {self.process.stdout.fileno(): "stdout", self.process.stderr.fileno(): "stderr"}
         while b"Press Ctrl-C" not in self.stdout:
@@ -46,6 +47,13 @@ class Up:
                 if not streams:
                     self.process.wait(DEADLINE)
                     return False
+        while (readable := select.select(list(streams), [], [], 0)[0]):  # already in the pipes: no wait
+            for fd in readable:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    del streams[fd]
+                    continue
+                setattr(self, streams[fd], getattr(self, streams[fd]) + chunk)
         return True
 
     @property
