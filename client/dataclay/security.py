@@ -153,10 +153,25 @@ def open_channel(address: str, credentials: Credentials | None, options: Iterabl
     return grpc_module.secure_channel(address, credentials.channel_credentials(), options=options)
 
 
+_PARSED: dict[bytes, Identity] = {}  # common name -> its Identity (a pure function of the name)
+_MAX_PARSED = 1024
+
+
 def peer_identity(context: grpc.ServicerContext) -> Identity | None:
-    """The caller's identity from its verified certificate (None on a plain-text server)."""
+    """The caller's identity from its verified certificate (None on a plain-text server).
+
+    Read from this call's own auth context every time: nothing is remembered per connection or
+    peer address (an address is reused by other callers once a connection closes). Only the
+    parsing of a common name is remembered, by the name itself."""
     names = context.auth_context().get("x509_common_name")
-    return Identity.parse(names[0].decode()) if names else None
+    if not names:
+        return None
+    identity = _PARSED.get(names[0])
+    if identity is None:
+        if len(_PARSED) >= _MAX_PARSED:  # certificates are the CA's only, but bound it anyway
+            _PARSED.clear()
+        identity = _PARSED[names[0]] = Identity.parse(names[0].decode())
+    return identity
 
 
 # ------------------------------------------------------------------------ making credentials

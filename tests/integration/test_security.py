@@ -143,3 +143,39 @@ def test_insecure_is_explicit_and_loud(make_cluster, monkeypatch, tmp_path):
         node = Node(1)
         node.make_persistent()
         assert node.bump() == 2 and len(client.get_backends()) == 1
+
+
+def test_callers_of_one_process_on_interleaved_and_fresh_connections_each_get_their_own_role(cluster, client):
+    """The role check reuses a guarded handler per method and the parse of each common name:
+    still each call is judged by its own connection's certificate, calls of three identities
+    interleaved on three connections, and on a fresh connection per call."""
+    b1 = {info.name: info for info in client.get_backends().values()}["backend-1"]
+    metadata_address = f"127.0.0.1:{cluster.port}"
+    identities = ("client", "admin", "backend:backend-0")
+    may_drain = {"client": False, "admin": True, "backend:backend-0": False}
+    may_list_b1 = {"client": True, "admin": True, "backend:backend-0": False}  # a backend lists only its own
+
+    def judged(metadata: rpc.MetadataStub, identity: str) -> None:
+        drain = lambda: metadata.SetDraining(pb.BackendRequest(backend_id=b1.id.bytes, draining=False))  # noqa: E731
+        listing = lambda: metadata.ListOwnedObjects(pb.BackendRequest(backend_id=b1.id.bytes))  # noqa: E731
+        for allowed, call in ((may_drain[identity], drain), (may_list_b1[identity], listing)):
+            if allowed:
+                call()
+            else:
+                error = refusal(call)
+                assert isinstance(error, PermissionDeniedError) and identity in str(error), (identity, error)
+
+    opened = {identity: stubs(metadata_address, cluster.client_credentials(identity)) for identity in identities}
+    try:
+        for _ in range(5):
+            for identity in identities:
+                judged(opened[identity][1], identity)
+    finally:
+        for channel, _, _ in opened.values():
+            channel.close()
+    for _ in range(3):
+        for identity in identities:
+            channel, metadata, _ = stubs(metadata_address, cluster.client_credentials(identity))
+            with channel:
+                judged(metadata, identity)
+    assert not client.get_backends()[b1.id].draining
