@@ -10,13 +10,14 @@ from typing import Any, Callable
 import grpc
 
 from dataclay import lifecycle as lc
-from dataclay.exceptions import ActiveMethodNotFoundError, AttributeNotFoundError, InvalidRequestError
+from dataclay.exceptions import InvalidRequestError
 from dataclay.protocol import CHAIN_METADATA_KEY, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.serialization import class_path
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.scope import SCOPE, RequestScope
+from dataclay_backend.validation import check_method, property_of
 from dataclay_backend.wire import parse_uuid
 from dataclay_backend.grpc_server import handler, stream_handler
 
@@ -31,10 +32,7 @@ def _chain(context: grpc.ServicerContext) -> str | None:
 
 
 def _check_property(obj: object, name: str) -> None:
-    if name not in type(obj)._dc_properties:
-        raise AttributeNotFoundError(
-            f"{type(obj).__name__} has no persistent property {name!r}", object_id=obj.__dict__[lc.ID], name=name
-        )
+    property_of(type(obj), name, obj.__dict__[lc.ID])
 
 
 class BackendService(rpc.BackendServicer):
@@ -85,12 +83,7 @@ class BackendService(rpc.BackendServicer):
         rt = self.rt
         with rt.request(_chain(context)):
             obj = rt.local_object(parse_uuid(request.object_id, "object id"))
-            method = getattr(type(obj), request.method, None)
-            if getattr(method, "_dc_activemethod", None) is None:
-                raise ActiveMethodNotFoundError(
-                    f"{class_path(type(obj))} has no active method {request.method!r}",
-                    object_id=obj.__dict__[lc.ID], method=request.method,
-                )
+            method = check_method(type(obj), request.method, obj.__dict__[lc.ID])
             arguments = self._decode(request.payload, "arguments")
             if not (isinstance(arguments, tuple) and len(arguments) == 2
                     and isinstance(arguments[0], tuple) and isinstance(arguments[1], dict)):
@@ -118,6 +111,8 @@ class BackendService(rpc.BackendServicer):
             if not isinstance(state, dict):
                 raise InvalidRequestError("UpdateObject needs a mapping of property names to values")
             for name in state:
+                if not isinstance(name, str):
+                    raise InvalidRequestError("UpdateObject needs a mapping of property names to values")
                 _check_property(obj, name)
             for name, value in state.items():
                 setattr(obj, name, value)

@@ -14,6 +14,7 @@ from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.state import digest_if_needed
+from dataclay_backend.validation import property_of
 from dataclay_backend.wire import parse_uuid
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,21 @@ def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | N
     except Exception as exc:
         raise InvalidRequestError(
             f"the state of object {object_id} cannot be decoded: {exc}", object_id=object_id) from None
-    unknown = set(state) - set(cls._dc_properties) - {lc.VERSION}
-    if unknown:
-        raise InvalidRequestError(
-            f"the state of object {object_id} has names that are not persistent properties of "
-            f"{record.class_path}: {sorted(unknown)}", object_id=object_id)
+    if not isinstance(state, dict):
+        raise InvalidRequestError(f"the state of object {object_id} is not a mapping of property names", object_id=object_id)
+    for name in state:
+        if name == lc.VERSION:
+            continue
+        if not isinstance(name, str):
+            raise InvalidRequestError(f"the state of object {object_id} has a name that is not a string", object_id=object_id)
+        try:
+            property_of(cls, name, object_id)
+        except InvalidRequestError:
+            raise
+        except Exception:  # well-formed, and not a property: refused as the request it is part of
+            raise InvalidRequestError(
+                f"the state of object {object_id} has a name that is not a persistent property of "
+                f"{record.class_path}: {name!r}", object_id=object_id) from None
     return lineage
 
 

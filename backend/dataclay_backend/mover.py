@@ -31,7 +31,7 @@ from dataclay.exceptions import (
 )
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
-from dataclay.serialization import class_path, import_class
+from dataclay.serialization import check, class_path, import_class
 from dataclay.transport import BackendInfo, run_blocking
 from dataclay_backend import commit_point, faults
 from dataclay_backend.directory_client import DirectoryClient
@@ -58,6 +58,16 @@ class _InDoubt:
     classes: dict[UUID, str]
     destination: UUID
     target: BackendInfo
+
+
+def _check_state(state: bytes, object_id: UUID) -> None:
+    """A moved state must read under the allow-list here (serialization.check), or the object
+    would arrive and never load: the move is refused instead."""
+    try:
+        check(state)
+    except InvalidRequestError as exc:
+        fields = {**exc.fields, "object_id": object_id}
+        raise type(exc)(f"object {object_id} cannot be moved here: {exc.message}", **fields) from None
 
 
 class Mover:
@@ -277,7 +287,9 @@ class Mover:
 
     # ================================================================== destination side
     def receive(self, chunks: Iterable[pb.TransferChunk]) -> None:
-        """Stage an incoming transfer: stored, not live, until activated."""
+        """Stage an incoming transfer: stored, not live, until activated. Every class path and
+        state is checked before its chunk is stored; a refusal discards what this transfer
+        staged and fails the stream typed, so the source aborts and keeps its objects."""
         objects = self.objects
         moves: set[UUID] = set()
         partial: dict[bytes, list[bytes]] = {}  # objects larger than a chunk, in pieces
@@ -302,6 +314,7 @@ class Mover:
                     if record.class_path not in classes:
                         import_class(record.class_path)
                         classes.add(record.class_path)
+                    _check_state(state, object_id)  # refused on arrival, not when first loaded
                     rows.append(StoredObject(object_id, record.class_path, record.revision or 1, state))
                 objects.store.write(rows, staged=move_id)
                 with self._lock:

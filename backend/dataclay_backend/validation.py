@@ -1,7 +1,8 @@
-"""What the metadata service checks in a request before anything else: aliases, backend
-registrations, class paths, property names, and how many ids one call may name. A refusal is an
-InvalidRequestError (a cap: ResourceExhaustedError) that quotes at most MAX_ECHO characters of
-what it refuses, with control characters escaped."""
+"""What the servers check in a request before anything else: aliases, backend registrations,
+class paths, property and method names (the one place for them: every RPC that names a property
+or a method, in backend_service and incoming, calls here), and how many ids one call may name. A
+refusal is an InvalidRequestError (a cap: ResourceExhaustedError) that quotes at most MAX_ECHO
+characters of what it refuses, with control characters escaped."""
 from __future__ import annotations
 
 import ipaddress
@@ -9,7 +10,7 @@ import os
 import re
 import unicodedata
 
-from dataclay.exceptions import InvalidRequestError, ResourceExhaustedError
+from dataclay.exceptions import ActiveMethodNotFoundError, AttributeNotFoundError, InvalidRequestError, ResourceExhaustedError
 
 MAX_ALIAS = 256  # characters
 MAX_CLASS_PATH = 512
@@ -68,9 +69,40 @@ def check_class_path(path: str) -> str:
 
 
 def check_property(name: str) -> str:
+    """A property name from a peer: an identifier of at most MAX_PROPERTY characters, neither
+    Python's (dunder) nor dataClay's own (`_dc_...`, an object's identity and lineage)."""
     if len(name) > MAX_PROPERTY or not name.isidentifier():
-        raise InvalidRequestError(f"a property name is a Python identifier: {quote(name)}")
+        raise InvalidRequestError(
+            f"a property name is a Python identifier of at most {MAX_PROPERTY} characters: {quote(name)}")
+    if name.startswith("__") or name.startswith("_dc_"):
+        raise InvalidRequestError(f"{quote(name)} is not a property: names starting with __ or _dc_ are private")
     return name
+
+
+def property_of(cls: type, name: str, object_id: object = None) -> str:
+    """`name` as a persistent property of model class `cls` (GetAttribute, SetAttribute,
+    SetRawAttribute, UpdateObject, a new state's keys): InvalidRequestError if it is malformed,
+    private or a method, AttributeNotFoundError if it is simply not one of its properties."""
+    if name in cls._dc_properties:  # the hot path: a property is well-formed by construction
+        return name
+    check_property(name)
+    if callable(getattr(cls, name, None)):
+        raise InvalidRequestError(f"{cls.__qualname__}.{name} is a method, not a property", object_id=object_id)
+    raise AttributeNotFoundError(
+        f"{cls.__qualname__} has no persistent property {name!r}", object_id=object_id, name=name)
+
+
+def check_method(cls: type, name: str, object_id: object = None) -> object:
+    """The active method `name` of `cls` (CallActiveMethod): InvalidRequestError if the name is
+    not a bounded identifier, ActiveMethodNotFoundError if it is not an active method."""
+    if len(name) > MAX_PROPERTY or not name.isidentifier():
+        raise InvalidRequestError(
+            f"a method name is a Python identifier of at most {MAX_PROPERTY} characters: {quote(name)}")
+    method = getattr(cls, name, None)
+    if getattr(method, "_dc_activemethod", None) is None:
+        raise ActiveMethodNotFoundError(
+            f"{cls.__module__}.{cls.__qualname__} has no active method {name!r}", object_id=object_id, method=name)
+    return method
 
 
 def check_ids(count: int, what: str = "object ids") -> None:

@@ -48,7 +48,7 @@ import sys
 from functools import lru_cache
 from typing import IO, Any, Callable, Iterable, NamedTuple
 
-from dataclay.exceptions import ClassNotAllowedError, ClassNotFoundError
+from dataclay.exceptions import ClassNotAllowedError, ClassNotFoundError, InvalidRequestError
 
 PROTOCOL = 5
 ALLOW_ENV = "DC_PICKLE_ALLOW"
@@ -298,6 +298,28 @@ def loads(data: bytes, resolve: Callable[[Ref], Any]) -> Any:
     """Read what dumps() wrote, restricted to the allow-list (module docstring):
     ClassNotAllowedError for anything else, before anything it names is called."""
     return _Unpickler(io.BytesIO(data), resolve).load()
+
+
+def _checked_ref(ref: Ref) -> None:
+    """A reference read by check(): its class path must name a DataClayObject subclass."""
+    if len(ref) != 3 or not isinstance(ref[1], str):
+        raise pickle.UnpicklingError("a reference is (object id, class path, backend id)")
+    import_class(ref[1])
+
+
+def check(data: bytes) -> None:
+    """Refuse `data` (from dumps, sent by a peer) unless it reads under the allow-list, its
+    references naming DataClayObject classes only: ClassNotAllowedError or ClassNotFoundError
+    naming what is refused, InvalidRequestError if it is not a pickle. Lets a receiver that
+    keeps bytes for later (a move's destination) refuse them on arrival rather than when
+    they are first loaded; nothing outside the allow-list is called (it is the same restricted
+    unpickler), and it costs one C unpickle (about 1 us per small state)."""
+    try:
+        loads(data, _checked_ref)
+    except (ClassNotAllowedError, ClassNotFoundError):
+        raise
+    except Exception as exc:
+        raise InvalidRequestError(f"not a valid state: {type(exc).__name__}: {_shown(str(exc))}") from None
 
 
 

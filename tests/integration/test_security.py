@@ -179,3 +179,59 @@ def test_callers_of_one_process_on_interleaved_and_fresh_connections_each_get_th
             with channel:
                 judged(metadata, identity)
     assert not client.get_backends()[b1.id].draining
+
+
+HOSTILE_NAMES = ["p" * 100_000, "p" * 3000, "__class__", "__dict__", "_dc_id", "_dc_backend_id", "bump", "not a name",
+                 "a\x00b\x1b[2J", "", "1abc", "value.__class__"]
+
+
+def test_hostile_property_names_are_refused_typed_without_echo(cluster, client):
+    """Every path where a property name arrives (GetAttribute, SetAttribute, SetRawAttribute's
+    metadata, UpdateObject's keys, StoreObjects' state keys) and a method name (CallActiveMethod)
+    refuses a malformed, private, dunder, method or unbounded name with InvalidRequestError
+    (AttributeNotFoundError for a well-formed name that is not a property), quoting at most a
+    bounded part of it; nothing changes."""
+    import pickle
+
+    from dataclay.exceptions import DoesNotExistError, InvalidRequestError
+    from dataclay.protocol import OBJECT_ID_METADATA_KEY, PROPERTY_METADATA_KEY
+
+    node = Node(1)
+    node.make_persistent()
+    backend = client.get_backends()[node._dc_backend_id]
+    oid = node._dc_id.bytes
+    channel, _, stub = stubs(backend.address, cluster.client_credentials("client"))
+    raw_set = channel.unary_unary("/dataclay.v1.Backend/SetRawAttribute")
+    value = pickle.dumps(5, protocol=5)
+    with channel:
+        for name in HOSTILE_NAMES + ["missing"]:
+            calls = {
+                "GetAttribute": lambda: stub.GetAttribute(pb.GetAttributeRequest(object_id=oid, name=name)),
+                "SetAttribute": lambda: stub.SetAttribute(pb.SetAttributeRequest(object_id=oid, name=name, payload=value)),
+                "UpdateObject": lambda: stub.UpdateObject(pb.UpdateObjectRequest(
+                    object_id=oid, state=pickle.dumps({name: 5}, protocol=5))),
+                "StoreObjects": lambda: stub.StoreObjects(pb.StoreObjectsRequest(objects=[pb.ObjectRecord(
+                    object_id=uuid.uuid4().bytes, class_path="shapes.Node", state=pickle.dumps({name: 5}, protocol=5))])),
+                "CallActiveMethod": lambda: stub.CallActiveMethod(pb.CallRequest(
+                    object_id=oid, method=name, payload=pickle.dumps(((), {}), protocol=5))),
+            }
+            if len(name.encode()) < 4000:  # gRPC's own metadata limit (8 KiB) refuses longer ones first
+                calls["SetRawAttribute"] = lambda: raw_set(b"raw", metadata=(
+                    (OBJECT_ID_METADATA_KEY, oid), (PROPERTY_METADATA_KEY, name.encode())))
+            for path, call in calls.items():
+                if name == "bump" and path == "CallActiveMethod":
+                    continue  # a method, rightly called
+                with pytest.raises(grpc.RpcError) as raised:
+                    call()
+                error = translate(raised.value, "test")
+                where = (path, name[:20])
+                if name == "missing" or (path == "CallActiveMethod" and name.isidentifier() and len(name) < 256):
+                    # well-formed: not there (ActiveMethodNotFoundError, AttributeNotFoundError), or refused
+                    assert isinstance(error, (DoesNotExistError, InvalidRequestError)), (where, error)
+                else:
+                    assert isinstance(error, InvalidRequestError), (where, error)
+                details = raised.value.details() or ""
+                assert len(details) < 400 and len(str(error)) < 400, where
+                assert "p" * 150 not in details and "\x00" not in details, where
+                assert sum(len(k) + len(v) for k, v in raised.value.trailing_metadata() or ()) < 2000, where
+    assert node.value == 1 and node.bump() == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -110,29 +111,63 @@ def test_class_paths_name_only_dataclay_objects(target):
         assert "not allowed" in str(error)
 
 
-def test_a_crafted_transfer_is_refused_or_never_run(target, client):
-    """ReceiveObjects (a move's destination side): a class path that is not a DataClayObject is
-    refused at once; a crafted state is staged as bytes and never unpickled unrestricted."""
+def _staged_rows(cluster, name: str) -> int:
+    with sqlite3.connect(Path(cluster.data_dir) / name / "objects.sqlite") as db:
+        return db.execute("SELECT count(*) FROM objects WHERE staged IS NOT NULL").fetchone()[0]
+
+
+def test_a_crafted_transfer_is_refused_on_arrival(target, cluster):
+    """ReceiveObjects (a move's destination side): a class path that is not a DataClayObject, a
+    state naming a global outside the allow-list, or a reference naming a class that is not a
+    DataClayObject is refused when it arrives, typed, even after good chunks of the same move:
+    nothing stays staged, nothing can be activated."""
     node, stub, marker = target
     source = node._dc_backend_id.bytes
-    for class_path, state in [("subprocess.Popen", pickle.dumps({}, protocol=5)),
-                              ("shapes.Node", _evil(marker)[0])]:
+    good = pickle.dumps({"value": 7}, protocol=5)
+    crafted = [("subprocess.Popen", good, "subprocess.Popen"),
+               *[("shapes.Node", state, "is not allowed") for state in _evil(marker)],
+               ("shapes.Node", _with_reference({"value": _Ref()}, "os.system"), "os.system")]
+    for class_path, state, refused in crafted:
         move_id = uuid.uuid4().bytes
-        chunk = pb.TransferChunk(move_id=move_id, source_backend_id=source, objects=[
-            pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path=class_path, state=state, revision=1)])
-        try:
-            stub.ReceiveObjects(iter([chunk]))
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and isinstance(_error(error), ClassNotAllowedError)
-        else:
-            assert class_path == "shapes.Node"
-            for finish in (stub.ActivateMove, stub.AbortMove):  # nothing committed this move: refused or a no-op
-                try:
-                    finish(pb.MoveId(move_id=move_id))
-                except grpc.RpcError:
-                    pass
-        time.sleep(0.2)
-        assert not marker.exists()
+        staged_id = uuid.uuid4().bytes
+        chunks = [pb.TransferChunk(move_id=move_id, source_backend_id=source, objects=[
+                      pb.ObjectRecord(object_id=staged_id, class_path="shapes.Node", state=good, revision=1)]),
+                  pb.TransferChunk(move_id=move_id, source_backend_id=source, objects=[
+                      pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path=class_path, state=state, revision=1)])]
+        error = _refused(lambda: stub.ReceiveObjects(iter(chunks)), marker, refused)
+        assert isinstance(error, ClassNotAllowedError), error
+        with pytest.raises(grpc.RpcError):  # nothing staged under that move to activate
+            stub.GetAttribute(pb.GetAttributeRequest(object_id=staged_id, name="value"))
+    assert _staged_rows(cluster, "backend-0") == _staged_rows(cluster, "backend-1") == _staged_rows(cluster, "backend-2") == 0
+
+
+def test_a_move_of_a_state_the_destination_refuses_changes_nothing(make_cluster, monkeypatch):
+    """A source that allows a type (DC_PICKLE_ALLOW) moving it to a destination that does not:
+    the destination refuses the state on arrival (before, it staged it and the object could
+    never be loaded again), the move fails typed, nothing is staged there, the source still
+    owns and serves the object."""
+    import ipaddress
+
+    from dataclay import Client
+
+    allow_globals("ipaddress.IPv4Address")  # this client
+    monkeypatch.setenv("DC_PICKLE_ALLOW", "ipaddress.IPv4Address")
+    cluster = make_cluster(backends=1)  # backend-0 allows it
+    monkeypatch.delenv("DC_PICKLE_ALLOW")
+    cluster.start_backend(1)  # backend-1 does not
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = {info.name: backend_id for backend_id, info in client.get_backends().items()}
+        root = Node(-1)
+        root.children = [Node(i) for i in range(50)] + [Node(ipaddress.IPv4Address("10.1.2.3"))]
+        root.make_persistent(backend_id=ids["backend-0"])
+        with pytest.raises(ClassNotAllowedError, match="ipaddress.IPv4Address"):
+            root.move(ids["backend-1"], recursive=True)
+        assert _staged_rows(cluster, "backend-1") == 0
+        for node in [root, *root.children]:
+            node.sync()
+            assert node._dc_backend_id == ids["backend-0"]
+        assert root.children[-1].value == ipaddress.IPv4Address("10.1.2.3")
+        assert root.bump() == 0 and root.children[0].bump() == 1
 
 
 def test_a_crafted_prepared_write_is_never_run(target):

@@ -142,3 +142,19 @@ def test_error_messages_and_fields_are_bounded():
 
     code, detail = error_detail(AliasDoesNotExistError("x" * 100_000, alias="y" * 100_000), "LookupAlias")
     assert len(detail.message) < 1100 and all(len(value) < 300 for value in detail.fields.values())
+
+
+def test_property_and_method_names_are_checked_in_one_place():
+    from dataclay.exceptions import ActiveMethodNotFoundError, AttributeNotFoundError
+    from shapes import Node
+
+    assert validation.property_of(Node, "value") == "value"
+    for name in ("p" * 100_000, "__class__", "__dict__", "_dc_id", "not a name", "", "a\x00b", "bump"):
+        message = _refused(lambda: validation.property_of(Node, name), name if len(name) > 100 else "\x00")
+        assert "p" * 150 not in message
+    with pytest.raises(AttributeNotFoundError):
+        validation.property_of(Node, "missing")
+    assert validation.check_method(Node, "bump") is Node.bump
+    _refused(lambda: validation.check_method(Node, "m" * 100_000), "m" * 150)
+    with pytest.raises(ActiveMethodNotFoundError):
+        validation.check_method(Node, "__class__")
