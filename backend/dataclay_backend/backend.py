@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
     credentials = server_credentials(args, Identity.backend(args.name))
     try:  # bind first: a port in use must not touch the data directory
-        server = Server(args.listen, args.port, credentials=credentials)
+        server = Server(args.listen, args.port, credentials=credentials, health_port=args.health_port)
         store = ObjectStore(args.data_dir, args.durability)
     except OSError as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None

@@ -41,6 +41,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--insecure", action="store_true", default=insecure_requested(),
                         help="serve plain text and accept every call without credentials: only on a network "
                              "nobody else can reach (DC_INSECURE=1)")
+    parser.add_argument("--health-port", type=port_number, default=env_default("DC_HEALTH_PORT") or None,
+                        help="also answer the health check (and nothing else) in plain text on this port, for "
+                             "probes without a certificate, e.g. the kubelet's (DC_HEALTH_PORT; default: none)")
     parser.add_argument("--parent-fd", type=int, default=None,
                         help="the read end of a pipe the supervising process (the local cluster) holds open: "
                              "when it closes, that process died, and this one stops at once, as kill -9 would")

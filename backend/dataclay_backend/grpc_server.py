@@ -11,6 +11,7 @@ import socket
 import sysconfig
 import threading
 import uuid
+from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -148,10 +149,13 @@ class Server:
     the same port and the kernel would spread connections over both, so it is off, and a port
     in use is an OSError ("cannot listen on host:port: port N is in use ...")."""
 
-    def __init__(self, host: str, port: int, max_workers: int | None = None, credentials: Any = None) -> None:
+    def __init__(self, host: str, port: int, max_workers: int | None = None, credentials: Any = None,
+                 health_port: int | None = None) -> None:
         """`credentials` (dataclay.security.Credentials): serve mutual TLS only, and let each
         call through only if its caller's role may make it (dataclay.protocol.roles); None
-        (--insecure): plain text, no authentication."""
+        (--insecure): plain text, no authentication. `health_port`: also answer the health
+        service's Check (and nothing else) in plain text there, for probes that cannot present a
+        certificate (the kubelet's gRPC probes)."""
         from dataclay_backend.authz import RoleInterceptor
 
         self.limits = ServerLimits(max_workers)
@@ -169,13 +173,34 @@ class Server:
             self.port = 0
         if self.port == 0:
             raise OSError(f"cannot listen on {host}:{port}: {_bind_failure(host, port)}")
+        self.health_server = None if health_port is None else self._health_server(host, health_port)
         self._stopped = threading.Event()
+
+    def _health_server(self, host: str, port: int) -> grpc.Server:
+        """A plain-text server of the health service's Check alone (no Watch: no stream to hold),
+        on two threads of its own; it tells only SERVING or not."""
+        check = grpc.unary_unary_rpc_method_handler(
+            self.health.Check, request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString)
+        server = grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="dc-health"),
+                             handlers=[grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": check})],
+                             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4096)])
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port} (health): {_bind_failure(host, port)}")
+        self.health_port = bound
+        return server
 
     def start(self) -> None:
         """Start serving; from now on SIGTERM or SIGINT stop the server gracefully."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: threading.Thread(target=self.stop, daemon=True).start())
         self.grpc.start()
+        if self.health_server is not None:
+            self.health_server.start()
 
     def set_serving(self) -> None:
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -183,6 +208,8 @@ class Server:
     def stop(self, grace: float = 5.0) -> None:
         self.health.enter_graceful_shutdown()
         self.grpc.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0)
         self._stopped.set()
 
     def wait_for_signal(self) -> None:

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.log_level, "metadata")
     watch_parent(args.parent_fd)
     try:  # bind first: a port in use must not touch the data directory
-        server = Server(args.listen, args.port, credentials=server_credentials(args, Identity(METADATA)))
+        server = Server(args.listen, args.port, credentials=server_credentials(args, Identity(METADATA)),
+                        health_port=args.health_port)
         directory = Directory(args.data_dir, args.durability)
     except OSError as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None

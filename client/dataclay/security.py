@@ -263,3 +263,80 @@ def create(directory: str | Path, identities: Iterable[Identity | str], hosts: I
     finally:
         os.close(lock)
     return directory
+
+
+# ------------------------------------------------------------ making credentials in memory
+# The same certificates as `create`, as PEM bytes instead of files: the Kubernetes operator keeps
+# them in Secrets (dataclay_operator.credentials), where no directory exists to write into.
+def _x509_name(common_name: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dataclay"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def new_ca(days: int = VALID_DAYS) -> tuple[bytes, bytes]:
+    """A new CA as (ca.pem, ca.key) PEM bytes: P-256, valid `days`, may sign leaves only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _x509_name(f"dataclay CA {os.urandom(4).hex()}")
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
+def issue(ca_cert: bytes, ca_key: bytes, identity: Identity | str, hosts: Iterable[str] = (),
+          days: int = VALID_DAYS) -> tuple[bytes, bytes]:
+    """A certificate and key (PEM bytes) of `identity` signed by the CA. A server's (backend,
+    metadata) names exactly `hosts` (DNS names or IP addresses) and may serve; every identity
+    may authenticate as a client. Unlike `create`, no loopback address is added."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    identity = identity if isinstance(identity, Identity) else Identity.parse(identity)
+    signer = serialization.load_pem_private_key(ca_key, None)
+    issuer = x509.load_pem_x509_certificate(ca_cert)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    builder = (x509.CertificateBuilder().subject_name(_x509_name(str(identity))).issuer_name(issuer.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    if identity.is_server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
+            except ValueError:
+                name = x509.DNSName(host)
+            if name not in names:
+                names.append(name)
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    cert = builder.sign(signer, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)

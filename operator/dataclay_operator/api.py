@@ -32,6 +32,11 @@ COMPONENT_BACKEND: Final = "backend"
 METADATA_PORT: Final = 16587
 BACKEND_PORT: Final = 6867
 DATA_DIR: Final = "/data"
+#: Plain-text port serving only grpc.health.v1 Check, for the kubelet's gRPC probes (they cannot
+#: present a client certificate to the TLS-only data port).
+HEALTH_PORT: Final = 8090
+#: Where a server container finds its credentials directory (DC_CREDENTIALS).
+CREDENTIALS_DIR: Final = "/var/run/dataclay/credentials"
 
 
 def metadata_name(name: str) -> str:
@@ -47,6 +52,32 @@ def backend_name(name: str) -> str:
 def client_config_name(name: str) -> str:
     """ConfigMap with DC_HOST/DC_PORT, for client pods to `envFrom`."""
     return f"{name}-client"
+
+
+def ca_secret_name(name: str) -> str:
+    """Secret with the DataClay's CA certificate and key: only the operator reads it."""
+    return f"{name}-ca"
+
+
+def metadata_tls_name(name: str) -> str:
+    """Secret with the metadata service's certificate and key (and ca.pem)."""
+    return f"{name}-metadata-tls"
+
+
+def backend_tls_name(name: str) -> str:
+    """Secret with every backend ordinal's certificate and key (and ca.pem)."""
+    return f"{name}-backend-tls"
+
+
+def client_credentials_name(name: str) -> str:
+    """Secret that is a client's credentials directory (ca.pem, client.pem, client.key): client
+    pods mount it and set DC_CREDENTIALS to where they mount it."""
+    return f"{name}-client-credentials"
+
+
+def admin_credentials_name(name: str) -> str:
+    """Secret with the admin identity the operator drains with (ca.pem, admin.pem, admin.key)."""
+    return f"{name}-admin-credentials"
 
 
 def backend_pod_name(name: str, ordinal: int) -> str:

@@ -16,6 +16,9 @@ RUN_AS: int = 10001  # the image's unprivileged user; also fsGroup so the PVC is
 TMP_VOLUME = "tmp"
 DATA_VOLUME = "data"
 MODEL_VOLUME = "model"
+CREDENTIALS_VOLUME = "credentials"  # the container's credentials directory (DC_CREDENTIALS)
+BACKEND_TLS_VOLUME = "backend-tls"  # every ordinal's files: mounted by the init container only
+SECRET_MODE = 0o440  # owner root, group fsGroup (RUN_AS): readable by the server, by nobody else
 
 
 def owner_reference(dc: Mapping[str, Any]) -> dict[str, Any]:
@@ -25,7 +28,7 @@ def owner_reference(dc: Mapping[str, Any]) -> dict[str, Any]:
             "controller": True, "blockOwnerDeletion": True}
 
 
-def _meta(dc: Mapping[str, Any], name: str, component: str | None) -> dict[str, Any]:
+def object_meta(dc: Mapping[str, Any], name: str, component: str | None) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": dc["metadata"]["namespace"],
@@ -40,7 +43,7 @@ def client_configmap(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(dc, api.client_config_name(name), None),
+        "metadata": object_meta(dc, api.client_config_name(name), None),
         "data": {"DC_HOST": api.metadata_host(name, namespace), "DC_PORT": str(api.METADATA_PORT)},
     }
 
@@ -51,7 +54,7 @@ def metadata_service(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(dc, api.metadata_name(name), api.COMPONENT_METADATA),
+        "metadata": object_meta(dc, api.metadata_name(name), api.COMPONENT_METADATA),
         "spec": {
             "type": "ClusterIP",
             "selector": api.selector_labels(name, api.COMPONENT_METADATA),
@@ -70,7 +73,7 @@ def backend_service(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(dc, api.backend_name(name), api.COMPONENT_BACKEND),
+        "metadata": object_meta(dc, api.backend_name(name), api.COMPONENT_BACKEND),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
@@ -80,9 +83,11 @@ def backend_service(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]
     }
 
 
-def _probes(port: int) -> dict[str, Any]:
-    """gRPC health (grpc.health.v1) probes; the startup probe allows a slow recovery of the data dir."""
-    grpc = {"port": port}
+def _probes() -> dict[str, Any]:
+    """gRPC health (grpc.health.v1) probes on the plain-text health port (the kubelet cannot
+    present a client certificate to the TLS-only data port); the startup probe allows a slow
+    recovery of the data dir."""
+    grpc = {"port": api.HEALTH_PORT}
     return {
         "startupProbe": {"grpc": grpc, "periodSeconds": 2, "failureThreshold": 150, "timeoutSeconds": 2},
         "readinessProbe": {"grpc": grpc, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 2},
@@ -129,7 +134,7 @@ def _statefulset(dc: Mapping[str, Any], spec: DataClaySpec, *, component: str, s
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _meta(dc, sts_name, component),
+        "metadata": object_meta(dc, sts_name, component),
         "spec": {
             "serviceName": service,
             "replicas": replicas,
@@ -151,10 +156,32 @@ def _base_mounts() -> list[dict[str, Any]]:
     return [{"name": DATA_VOLUME, "mountPath": api.DATA_DIR}, {"name": TMP_VOLUME, "mountPath": "/tmp"}]
 
 
-# !!! INSECURE: on Kubernetes the servers run without authentication or encryption for now (any pod
-# that reaches their ports can do anything): the operator does not hand out credentials yet (issue
-# 11). Servers refuse to start with neither credentials nor DC_INSECURE=1, so it is said explicitly.
-INSECURE = {"DC_INSECURE": "1"}
+def _ports(port: int) -> list[dict[str, Any]]:
+    return [{"name": "grpc", "containerPort": port, "protocol": "TCP"},
+            {"name": "health", "containerPort": api.HEALTH_PORT, "protocol": "TCP"}]
+
+
+#: Every server serves mutual TLS with the credentials the operator keeps in Secrets
+#: (dataclay_operator.credentials), and its health service in plain text on the health port.
+SECURE = {"DC_CREDENTIALS": api.CREDENTIALS_DIR, "DC_HEALTH_PORT": str(api.HEALTH_PORT)}
+_POD_NAME = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}
+
+#: The backends' init container: copy this pod's own identity (ca.pem, backend.POD.pem/.key) from
+#: the Secret of every ordinal ($1) to the in-memory credentials volume ($2); $3 is the pod name.
+#: Fails, saying why, if the Secret does not have them yet (the kubelet retries it).
+COPY_OWN_CREDENTIALS = """set -eu
+src=$1 dst=$2 stem=backend.$3
+for f in ca.pem "$stem.pem" "$stem.key"; do
+  if [ ! -s "$src/$f" ]; then
+    echo "no $f in the backend Secret: the operator adds it before it creates the pod; retrying" >&2
+    exit 1
+  fi
+done
+rm -f "$dst/ca.pem" "$dst/$stem.pem" "$dst/$stem.key"
+cp "$src/ca.pem" "$src/$stem.pem" "$src/$stem.key" "$dst/"
+chmod 0400 "$dst/ca.pem" "$dst/$stem.pem" "$dst/$stem.key"
+"""
+TLS_SOURCE = "/var/run/dataclay/backend-tls"
 
 
 def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]:
@@ -166,17 +193,21 @@ def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["python", "-m", "dataclay_backend.metadata"],
         "env": _env({"DC_METADATA_PORT": str(api.METADATA_PORT), "DC_DATA_DIR": api.DATA_DIR,
-                     "DC_DURABILITY": spec.durability.value, **INSECURE}),
-        "ports": [{"name": "grpc", "containerPort": api.METADATA_PORT, "protocol": "TCP"}],
-        **_probes(api.METADATA_PORT),
-        "volumeMounts": _base_mounts(),
+                     "DC_DURABILITY": spec.durability.value, **SECURE}),
+        "ports": _ports(api.METADATA_PORT),
+        **_probes(),
+        "volumeMounts": [*_base_mounts(),
+                         {"name": CREDENTIALS_VOLUME, "mountPath": api.CREDENTIALS_DIR, "readOnly": True}],
         "securityContext": _container_security(),
     }
     if spec.metadata.resources:
         container["resources"] = dict(spec.metadata.resources)
     return _statefulset(dc, spec, component=api.COMPONENT_METADATA, sts_name=api.metadata_name(name),
                         service=api.metadata_name(name), replicas=1, container=container,
-                        storage=spec.metadata.storage, extra_volumes=[], pod_extra={})
+                        storage=spec.metadata.storage,
+                        extra_volumes=[{"name": CREDENTIALS_VOLUME, "secret": {
+                            "secretName": api.metadata_tls_name(name), "defaultMode": SECRET_MODE}}],
+                        pod_extra={})
 
 
 def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int) -> dict[str, Any]:
@@ -192,12 +223,15 @@ def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int
         "DC_DATA_DIR": api.DATA_DIR,
         "DC_DURABILITY": spec.durability.value,
         "DC_MODEL_PATH": spec.model.path,
-        **INSECURE,
+        **SECURE,
     }
     if spec.memory_limit is not None:
         settings["DC_MEMORY_LIMIT"] = str(spec.memory_limit)
-    mounts = _base_mounts()
-    volumes: list[dict[str, Any]] = []
+    mounts = [*_base_mounts(), {"name": CREDENTIALS_VOLUME, "mountPath": api.CREDENTIALS_DIR, "readOnly": True}]
+    volumes: list[dict[str, Any]] = [
+        {"name": BACKEND_TLS_VOLUME, "secret": {"secretName": api.backend_tls_name(name), "defaultMode": SECRET_MODE}},
+        {"name": CREDENTIALS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},  # never on disk
+    ]
     if spec.model.config_map:
         mounts.append({"name": MODEL_VOLUME, "mountPath": spec.model.path, "readOnly": True})
         volumes.append({"name": MODEL_VOLUME, "configMap": {"name": spec.model.config_map}})
@@ -206,12 +240,9 @@ def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["python", "-m", "dataclay_backend.backend"],
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-            *_env(settings),
-        ],
-        "ports": [{"name": "grpc", "containerPort": api.BACKEND_PORT, "protocol": "TCP"}],
-        **_probes(api.BACKEND_PORT),
+        "env": [_POD_NAME, *_env(settings)],
+        "ports": _ports(api.BACKEND_PORT),
+        **_probes(),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
     }
@@ -222,7 +253,23 @@ def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int
     return _statefulset(dc, spec, component=api.COMPONENT_BACKEND, sts_name=api.backend_name(name),
                         service=api.backend_name(name), replicas=replicas, container=container,
                         storage=spec.storage, extra_volumes=volumes,
-                        pod_extra={"topologySpreadConstraints": spread})
+                        pod_extra={"topologySpreadConstraints": spread,
+                                   "initContainers": [_copy_credentials_container(spec)]})
+
+
+def _copy_credentials_container(spec: DataClaySpec) -> dict[str, Any]:
+    """Init container of a backend pod: its own identity out of the Secret of every ordinal."""
+    return {
+        "name": "credentials",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["sh", "-c", COPY_OWN_CREDENTIALS, "copy-credentials", TLS_SOURCE, api.CREDENTIALS_DIR,
+                    "$(POD_NAME)"],
+        "env": [_POD_NAME],
+        "volumeMounts": [{"name": BACKEND_TLS_VOLUME, "mountPath": TLS_SOURCE, "readOnly": True},
+                         {"name": CREDENTIALS_VOLUME, "mountPath": api.CREDENTIALS_DIR}],
+        "securityContext": _container_security(),
+    }
 
 
 def static_children(dc: Mapping[str, Any], spec: DataClaySpec) -> list[dict[str, Any]]:

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dataclay_operator import api, children
+from dataclay_operator import api, children, credentials
 from dataclay_operator.compare import differing_paths, is_subset, keep_immutable
 from dataclay_operator.config import OperatorConfig
 from dataclay_operator.events import NORMAL, WARNING, EventRecorder
@@ -25,26 +25,46 @@ from dataclay_operator.scaling import ScalePlan, drain_retry_delay, plan_scale, 
 from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
 from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, pod_ready, status_patch
 
+if TYPE_CHECKING:
+    from dataclay.security import Credentials
+
 logger = logging.getLogger(__name__)
 
-#: drain(host, port, backend_names, on_progress) -> objects moved; raises if it cannot drain.
-DrainFn = Callable[[str, int, list[str], Callable[[int, int], None] | None], int]
+#: drain(host, port, backend_names, on_progress, credentials=admin) -> objects moved; raises if it
+#: cannot drain.
+DrainFn = Callable[..., int]
 
 
 def dataplane_drain(host: str, port: int, backend_names: list[str],
-                    on_progress: Callable[[int, int], None] | None = None) -> int:
-    """The one data-plane call the operator makes (imported lazily: only a scale-down needs it).
-    A pod that never registered its backend has nothing to drain (missing_ok)."""
+                    on_progress: Callable[[int, int], None] | None = None, *,
+                    credentials: "Credentials | None" = None) -> int:
+    """The one data-plane call the operator makes (imported lazily: only a scale-down needs it),
+    as the DataClay's admin identity. A pod that never registered its backend has nothing to
+    drain (missing_ok)."""
     from dataclay.admin import drain_backends
 
-    return drain_backends(host, port, backend_names, on_progress=on_progress, missing_ok=True)
+    return drain_backends(host, port, backend_names, on_progress=on_progress, missing_ok=True,
+                          credentials=_required(credentials))
 
 
-def dataplane_backend_ids(host: str, port: int) -> dict[str, str]:
-    """Backend pod name -> backend id, from the metadata service (1 s at most)."""
+def dataplane_backend_ids(host: str, port: int, *, credentials: "Credentials | None" = None) -> dict[str, str]:
+    """Backend pod name -> backend id, from the metadata service (1 s at most), as the admin."""
     from dataclay.admin import backend_ids
 
-    return {name: str(backend_id) for name, backend_id in backend_ids(host, port, timeout=1.0).items()}
+    return {name: str(backend_id)
+            for name, backend_id in backend_ids(host, port, timeout=1.0, credentials=_required(credentials)).items()}
+
+
+def _required(credentials: "Credentials | None") -> "Credentials":
+    """The servers accept no call without credentials: never fall back to a plain-text channel."""
+    if credentials is None:
+        raise MissingCredentials("the operator has no admin credentials for this DataClay yet "
+                                 "(its admin Secret is missing or incomplete)")
+    return credentials
+
+
+class MissingCredentials(Exception):
+    """The admin Secret the operator's data-plane calls need is not (yet) there."""
 
 
 BACKEND_IDS_INTERVAL = 10.0  # ask the metadata service for backend ids at most this often
@@ -97,11 +117,12 @@ class Reconciler:
     config: OperatorConfig
     events: EventRecorder
     drain: DrainFn = dataplane_drain
-    backend_ids: Callable[[str, int], dict[str, str]] = dataplane_backend_ids  # pod name -> backend id
+    backend_ids: Callable[..., dict[str, str]] = dataplane_backend_ids  # (host, port, credentials=) -> pod -> id
     now: Callable[[], datetime] = utc_now
     progress_interval: float = 1.0  # at most one status write per interval while draining
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
     _backend_ids: dict[tuple[str, str], tuple[float, dict[str, str]]] = field(default_factory=dict)
+    _admin: dict[tuple[str, str], "Credentials"] = field(default_factory=dict)  # read from its Secret
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- the pass ---------------------------------------------------------------------------------
@@ -110,6 +131,7 @@ class Reconciler:
         dc = self.kube.get(dataclay_path(namespace, name))
         if dc is None or dc["metadata"].get("deletionTimestamp"):
             self._forget(namespace, name)
+            self._forget_credentials(namespace, name)
             return Outcome(None)  # owner references cascade; nothing of ours outlives it
         try:
             spec = parse_spec(dc.get("spec"), self.config.default_image)
@@ -129,12 +151,16 @@ class Reconciler:
 
     def _reconcile(self, dc: dict[str, Any], spec: DataClaySpec) -> Outcome:
         name = dc["metadata"]["name"]
+        authority = self.ensure_credentials(dc)
         for child in children.static_children(dc, spec):
             self.ensure(dc, child)
         live = self.kube.get(resource_path("apps/v1", "statefulsets", dc["metadata"]["namespace"], api.backend_name(name)))
         plan = plan_scale(name, spec.replicas, replicas_of(live))
         if live is not None and not plan.scale_down and replicas_of(live) != plan.replicas:
             self.events.record(dc, NORMAL, "Scaling", f"backends {replicas_of(live)} -> {plan.replicas}")
+        # every ordinal's certificate exists before the StatefulSet may create its pod
+        ordinals = max(spec.replicas, plan.replicas, replicas_of(live) or 0)
+        self.ensure_secret(dc, authority, credentials.backend_plan(dc, ordinals))
         self.ensure(dc, children.backend_statefulset(dc, spec, plan.replicas), live=live)
         if not plan.scale_down:
             self._forget(dc["metadata"]["namespace"], name)
@@ -208,7 +234,7 @@ class Reconciler:
 
         started = time.monotonic()
         try:
-            moved = self.drain(host, port, list(plan.drain), on_progress)
+            moved = self.drain(host, port, list(plan.drain), on_progress, credentials=self.admin_credentials(dc))
         except Exception as exc:  # noqa: BLE001 - any failure (typed DataClayException, transport,
             # missing data plane) means the same thing here: keep the replicas and say why.
             message = describe_error(exc)
@@ -223,6 +249,83 @@ class Reconciler:
     def _forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._failed_drains.pop((namespace, name), None)
+
+    def _forget_credentials(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._admin.pop((namespace, name), None)
+
+    # -- credentials (dataclay_operator.credentials) ----------------------------------------------------
+
+    def ensure_credentials(self, dc: Mapping[str, Any]) -> credentials.Authority:
+        """The CA and every Secret of fixed content (metadata, client, admin), made if missing,
+        completed if incomplete, never regenerated while present; remembers the admin identity."""
+        meta = dc["metadata"]
+        ca_name = api.ca_secret_name(meta["name"])
+        live = self._owned_secret(dc, ca_name)
+        current = credentials.decode(live)
+        data = credentials.ca_data(current)
+        if data is not None:
+            data = self._write_secret(dc, ca_name, None, live, current, data)
+        else:
+            data = dict(current or {})
+        authority = credentials.Authority(data[credentials.CA_FILE], data[credentials.CA_KEY_FILE])
+        for plan in credentials.plans(dc):
+            held = self.ensure_secret(dc, authority, plan)
+            if plan.name == api.admin_credentials_name(meta["name"]):
+                admin = credentials.admin_credentials(held)
+                if admin is not None:
+                    with self._lock:
+                        self._admin[(meta["namespace"], meta["name"])] = admin
+        return authority
+
+    def ensure_secret(self, dc: Mapping[str, Any], authority: credentials.Authority,
+                      plan: credentials.SecretPlan) -> dict[str, bytes]:
+        """One leaf Secret holding every identity of `plan`, signed by `authority`; its data."""
+        live = self._owned_secret(dc, plan.name)
+        current = credentials.decode(live)
+        data = credentials.complete(current, authority, plan)
+        if data is None:
+            return dict(current or {})
+        return self._write_secret(dc, plan.name, plan.component, live, current, data)
+
+    def _owned_secret(self, dc: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+        live = self.kube.get(resource_path("v1", "secrets", dc["metadata"]["namespace"], name))
+        if live is not None:
+            owner = next((r for r in live["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+            if owner is None or owner.get("uid") != dc["metadata"]["uid"]:
+                raise ChildConflict(f"Secret {name} exists and is not controlled by this DataClay; "
+                                    f"delete or rename it")
+        return live
+
+    def _write_secret(self, dc: Mapping[str, Any], name: str, component: str | None, live: dict[str, Any] | None,
+                      current: dict[str, bytes] | None, data: dict[str, bytes]) -> dict[str, bytes]:
+        """Create the Secret if missing (never over one made meanwhile: 409 means use that one), else patch it to `data`. Returns what it holds. Never logs its content."""
+        namespace = dc["metadata"]["namespace"]
+        if live is None:
+            try:
+                self.kube.create(resource_path("v1", "secrets", namespace),
+                                 credentials.secret(dc, name, component, data))
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+                # made meanwhile (another operator): it wins; what it lacks, the next pass adds
+                return credentials.decode(self._owned_secret(dc, name)) or {}
+            self.events.record(dc, NORMAL, "Created", f"created Secret {name}")
+            return data
+        reissued = current is not None and current.get(credentials.CA_FILE) != data.get(credentials.CA_FILE)
+        added = credentials.identities_added(current, data)
+        self.kube.merge_patch(resource_path("v1", "secrets", namespace, name), credentials.data_patch(current, data))
+        if reissued:
+            self.events.record(dc, WARNING, "CredentialsReissued",
+                               f"Secret {name} was signed by another CA: issued {', '.join(added)} again; "
+                               "restart the pods that mount it")
+        else:
+            self.events.record(dc, NORMAL, "Updated", f"updated Secret {name}: added {', '.join(added)}")
+        return data
+
+    def admin_credentials(self, dc: Mapping[str, Any]) -> "Credentials | None":
+        with self._lock:
+            return self._admin.get((dc["metadata"]["namespace"], dc["metadata"]["name"]))
 
     # -- children -------------------------------------------------------------------------------------
 
@@ -284,7 +387,7 @@ class Reconciler:
         unknown = [p for p in backend_pods if pod_ready(p) and p["metadata"]["name"] not in ids]
         if unknown and time.monotonic() - asked_at >= BACKEND_IDS_INTERVAL:
             try:
-                ids = self.backend_ids(*self.dataplane_address(dc))
+                ids = self.backend_ids(*self.dataplane_address(dc), credentials=self.admin_credentials(dc))
             except Exception as exc:  # the data plane may be starting, or unreachable from here
                 logger.debug("%s/%s: backend ids not available: %s", *key, exc)
             self._backend_ids[key] = (time.monotonic(), ids)

@@ -308,7 +308,16 @@ def test_operator_creates_children_with_owner_references(kube_cluster: KubeClust
         env = {e["name"]: e for e in container["env"]}
         assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         assert env["DC_ADVERTISE_HOST"]["value"] == f"$(POD_NAME).store-backend.{cluster.ns}.svc"
-        assert container["readinessProbe"]["grpc"]["port"] == api.BACKEND_PORT
+        assert container["readinessProbe"]["grpc"]["port"] == api.HEALTH_PORT  # plain-text health-only port
+        assert "DC_INSECURE" not in env and env["DC_CREDENTIALS"]["value"] == api.CREDENTIALS_DIR
+        # the TLS material: Secrets controlled by the DataClay, the CA key in the CA Secret alone
+        secrets = {n: cluster.core.read_namespaced_secret(n, cluster.ns) for n in (
+            "store-ca", "store-metadata-tls", "store-backend-tls", "store-client-credentials",
+            "store-admin-credentials")}
+        for secret_name, secret in secrets.items():
+            assert as_dict(cluster.api, secret.metadata)["ownerReferences"] == [owner], secret_name
+            assert ("ca.key" in secret.data) == (secret_name == "store-ca"), secret_name
+        assert {"backend.store-backend-0.pem", "backend.store-backend-1.key"} <= set(secrets["store-backend-tls"].data)
         assert children["backend Service"]["spec"]["clusterIP"] == "None"
         assert children["metadata StatefulSet"]["spec"]["replicas"] == 1
         assert children["client ConfigMap"]["data"] == {"DC_HOST": f"store-metadata.{cluster.ns}.svc",
@@ -318,6 +327,10 @@ def test_operator_creates_children_with_owner_references(kube_cluster: KubeClust
         pods = op.until(lambda: sorted(p["metadata"]["name"] for p in cluster.pods("app.kubernetes.io/instance=store"))
                         if len(cluster.pods("app.kubernetes.io/instance=store")) == 3 else None, "three pods")
         assert pods == ["store-backend-0", "store-backend-1", "store-metadata-0"]
+        for pod in cluster.pods("app.kubernetes.io/instance=store"):  # each server mounts its credentials
+            mounts = {m["mountPath"] for c in pod["spec"]["containers"] for m in c["volumeMounts"]}
+            assert api.CREDENTIALS_DIR in mounts, pod["metadata"]["name"]
+            assert any(v.get("secret") for v in pod["spec"]["volumes"]), pod["metadata"]["name"]
         claims = op.until(lambda: sorted(c["metadata"]["name"] for c in cluster.pvcs()) if len(cluster.pvcs()) == 3
                           else None, "one PVC per pod")
         assert claims == ["data-store-backend-0", "data-store-backend-1", "data-store-metadata-0"]
@@ -553,12 +566,31 @@ def owned_count(metadata_port: int, backend_id: Any) -> int:
     from dataclay.protocol import dataclay_pb2 as pb
     from dataclay.protocol import dataclay_pb2_grpc as rpc
 
-    with grpc.insecure_channel(f"127.0.0.1:{metadata_port}") as channel:
+    from dataclay.security import open_channel
+
+    with open_channel(f"127.0.0.1:{metadata_port}", ADMIN[metadata_port]) as channel:
         reply = rpc.MetadataStub(channel).ListOwnedObjects(pb.BackendRequest(backend_id=backend_id.bytes), timeout=30)
     return len(reply.object_ids)
 
 
-def pod_named_cluster(data_dir: Path, dataclay_name: str, backends: int) -> Any:
+ADMIN: dict[int, Any] = {}  # metadata port -> admin credentials of that local data plane
+
+
+def credentials_from_the_ca_secret(cluster: "Cluster", dataclay_name: str, directory: Path) -> bytes:
+    """Write the CA the operator made (Secret <name>-ca) where a local cluster makes its
+    credentials: its servers and the operator's admin Secret then share one CA."""
+    import base64
+
+    from dataclay.security import _write_private
+
+    secret = cluster.core.read_namespaced_secret(api.ca_secret_name(dataclay_name), cluster.ns)
+    directory.mkdir(parents=True, mode=0o700)
+    for key in ("ca.pem", "ca.key"):
+        _write_private(directory / key, base64.b64decode(secret.data[key]))
+    return base64.b64decode(secret.data["ca.pem"])
+
+
+def pod_named_cluster(data_dir: Path, dataclay_name: str, backends: int, credentials: Path | None = None) -> Any:
     """A local cluster (real metadata + backend processes) whose backends are named like the pods
     of DataClay `dataclay_name` (`<name>-backend-<ordinal>`), as DC_BACKEND_NAME=$(POD_NAME) names them."""
     from dataclay_backend.cluster import LocalCluster
@@ -566,6 +598,7 @@ def pod_named_cluster(data_dir: Path, dataclay_name: str, backends: int) -> Any:
     class PodNamedCluster(LocalCluster):
         def start_backend(self, index: int, env: dict[str, str] | None = None) -> Any:
             name = api.backend_pod_name(dataclay_name, index)
+            self._ensure_credentials(f"backend:{name}")
             args = ["--port", "0", "--name", name, "--data-dir", str(self.data_dir / name),
                     "--advertise-host", self.host, "--metadata-host", self.host, "--metadata-port", str(self.port)]
             for path in self.model_paths:
@@ -573,8 +606,24 @@ def pod_named_cluster(data_dir: Path, dataclay_name: str, backends: int) -> Any:
             self.backends[name] = self._spawn(name, "dataclay_backend.backend", args, env)
             return self.backends[name]
 
-    # --insecure, as the chart's servers run until the operator hands out credentials (issue 11)
-    return PodNamedCluster(data_dir, backends=backends, port=0, model_paths=[REPO / "tests" / "models"], insecure=True)
+    # secure, with the CA of the operator's Secret (credentials_from_the_ca_secret)
+    return PodNamedCluster(data_dir, backends=backends, port=0, model_paths=[REPO / "tests" / "models"],
+                           credentials=credentials, insecure=False)
+
+
+@contextmanager
+def grpc_plain_refused(port: int) -> Iterator[None]:
+    """A call without credentials to the local data plane is refused (the TLS handshake fails)."""
+    import grpc
+
+    from dataclay.protocol import dataclay_pb2 as pb
+    from dataclay.protocol import dataclay_pb2_grpc as rpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as raised:
+            rpc.MetadataStub(channel).ListBackends(pb.Empty(), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    yield
 
 
 DRAIN_OBJECTS = int(os.environ.get("DC_TEST_DRAIN_OBJECTS", "2000"))
@@ -589,8 +638,15 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
     from dataclay import Client
     from hr import Company, Employee  # tests/models, on the path via tests/k8s/conftest.py
 
-    with pod_named_cluster(tmp_path / "dataplane", "store", backends=3) as dataplane:
-        with Client(host="127.0.0.1", port=dataplane.port) as writer:
+    cluster.create("store", {"replicas": 3})
+    with running_operator(kube_cluster, cluster.ns, tmp_path) as first:  # makes the CA and identities
+        first.until(lambda: cluster.sts("store-backend"), "the backend StatefulSet")
+    ca = credentials_from_the_ca_secret(cluster, "store", tmp_path / "credentials")
+    with pod_named_cluster(tmp_path / "dataplane", "store", backends=3, credentials=tmp_path / "credentials") as dataplane:
+        ADMIN[dataplane.port] = dataplane.client_credentials("admin")
+        with grpc_plain_refused(dataplane.port):
+            pass
+        with Client(host="127.0.0.1", port=dataplane.port, credentials=dataplane.client_credentials()) as writer:
             by_name = {info.name: backend_id for backend_id, info in writer.get_backends().items()}
             companies = []
             for index in range(DRAIN_OBJECTS // 2):  # a Company and its Employee each
@@ -601,7 +657,6 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
             kept.make_persistent(backend_id=by_name["store-backend-0"])
         assert owned_count(dataplane.port, by_name["store-backend-2"]) == DRAIN_OBJECTS
 
-        cluster.create("store", {"replicas": 3})
         env = {"DC_OPERATOR_DATAPLANE_HOST": "127.0.0.1", "DC_OPERATOR_DATAPLANE_PORT": str(dataplane.port)}
         with running_operator(kube_cluster, cluster.ns, tmp_path, **env) as op:
             op.until(lambda: (s := cluster.sts("store-backend")) and s["spec"]["replicas"] == 3, "3 backends")
@@ -648,7 +703,11 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
 
         assert owned_count(dataplane.port, by_name["store-backend-2"]) == 0
         dataplane.stop_process(dataplane.backends["store-backend-2"])  # its pod is gone
-        with Client(host="127.0.0.1", port=dataplane.port):
+        import base64
+
+        # the restarted operator drained with the admin Secret of the same CA: it never made another
+        assert base64.b64decode(cluster.core.read_namespaced_secret("store-ca", cluster.ns).data["ca.pem"]) == ca
+        with Client(host="127.0.0.1", port=dataplane.port, credentials=dataplane.client_credentials()):
             for index, company_id in enumerate(companies):
                 company = Company.get_by_id(company_id)
                 assert company.name == f"C{index}" and company.employee.salary == float(index)

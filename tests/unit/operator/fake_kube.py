@@ -29,7 +29,7 @@ _PATH = re.compile(
     r"^(?P<prefix>/api/v1|/apis/[^/]+/[^/]+)(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[^/]+)"
     r"(?:/(?P<name>[^/]+))?(?:/(?P<subresource>[^/]+))?$")
 _KINDS = {"configmaps": ("v1", "ConfigMap"), "services": ("v1", "Service"), "pods": ("v1", "Pod"),
-          "events": ("v1", "Event"), "statefulsets": ("apps/v1", "StatefulSet")}
+          "events": ("v1", "Event"), "secrets": ("v1", "Secret"), "statefulsets": ("apps/v1", "StatefulSet")}
 #: What the real API server answers 422 to when it would change (apps/v1 StatefulSet validation).
 STATEFULSET_IMMUTABLE = ("selector", "serviceName", "podManagementPolicy", "volumeClaimTemplates")
 

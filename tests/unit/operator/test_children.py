@@ -63,9 +63,9 @@ def test_metadata_statefulset():
     (container,) = sts["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "dataclay_backend.metadata"]
     assert env_of(container) == {"DC_METADATA_PORT": "16587", "DC_DATA_DIR": "/data", "DC_DURABILITY": "machine",
-                                 "DC_INSECURE": "1"}  # explicit until the operator hands out credentials (issue 11)
-    assert container["readinessProbe"]["grpc"] == {"port": 16587}
-    assert container["livenessProbe"]["grpc"] == {"port": 16587}
+                                 "DC_CREDENTIALS": api.CREDENTIALS_DIR, "DC_HEALTH_PORT": "8090"}
+    assert container["readinessProbe"]["grpc"] == {"port": 8090}  # plain-text health port: probes have no certificate
+    assert container["livenessProbe"]["grpc"] == {"port": 8090}
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
@@ -90,7 +90,8 @@ def test_backend_statefulset_identity_and_settings():
     assert env["DC_MEMORY_LIMIT"] == str(64 * 2**20)
     assert env["DC_MODEL_PATH"] == "/opt/dataclay/models"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"] == {"port": 6867}
+        assert container[probe]["grpc"] == {"port": 8090}
+    assert env["DC_HEALTH_PORT"] == "8090" and {"name": "health", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
     assert pod["enableServiceLinks"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
 
@@ -121,7 +122,7 @@ def test_model_from_configmap_is_mounted_at_the_model_path():
 def test_model_from_image_mounts_nothing():
     sts = children.backend_statefulset(DC, spec(image="me/with-models:1"), 3)
     pod = sts["spec"]["template"]["spec"]
-    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "backend-tls", "credentials"]
     assert pod["containers"][0]["image"] == "me/with-models:1"
 
 
@@ -145,3 +146,90 @@ def test_image_change_only_touches_the_pod_template():
     for key in children.STATEFULSET_IMMUTABLE:
         assert before["spec"][key] == after["spec"][key]
     assert before["spec"]["template"] != after["spec"]["template"]
+
+
+# -- credentials: every server serves mutual TLS with the operator's Secrets ------------------------------
+
+def containers_of(child: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = child.get("spec", {}).get("template", {}).get("spec", {})
+    return [*pod.get("initContainers", []), *pod.get("containers", [])]
+
+
+def test_no_child_runs_insecure():
+    for child in all_children(model={"configMap": "m"}):
+        for container in containers_of(child):
+            assert "DC_INSECURE" not in env_of(container), (child["metadata"]["name"], container["name"])
+            assert "--insecure" not in container.get("command", []) + container.get("args", [])
+
+
+@pytest.mark.parametrize("builder, secret", [
+    (children.metadata_statefulset, "store-metadata-tls"),
+    (lambda dc, s: children.backend_statefulset(dc, s, 3), "store-backend-tls"),
+])
+def test_every_server_mounts_its_credentials_where_dc_credentials_points(builder, secret):
+    sts = builder(DC, spec())
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert env_of(container)["DC_CREDENTIALS"] == api.CREDENTIALS_DIR
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == api.CREDENTIALS_DIR)
+    assert mount["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    secrets = [v["secret"] for v in volumes.values() if "secret" in v]
+    assert [s["secretName"] for s in secrets] == [secret]
+    # 0440, owner root and group fsGroup: the server's (non-root) group reads them, nobody else
+    assert secrets[0]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == children.RUN_AS
+
+
+def test_a_backend_container_sees_only_its_own_key():
+    """The Secret with every ordinal's key is mounted by the init container only; the backend
+    container mounts the in-memory volume the init container copied its own files into."""
+    pod = children.backend_statefulset(DC, spec(), 3)["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["credentials"]["emptyDir"]["medium"] == "Memory"
+    assert "backend-tls" not in {m["name"] for m in container["volumeMounts"]}
+    assert {m["name"]: m["mountPath"] for m in init["volumeMounts"]} == {
+        "backend-tls": children.TLS_SOURCE, "credentials": api.CREDENTIALS_DIR}
+    assert init["securityContext"] == container["securityContext"] and init["image"] == container["image"]
+    assert env_of(init)["POD_NAME"] == env_of(container)["POD_NAME"]
+
+
+def run_init(command: list[str], source: Any, target: Any, pod: str) -> Any:
+    """The init container's command as the kubelet would run it, with its paths moved to temporary folders."""
+    import subprocess
+
+    moved = {children.TLS_SOURCE: str(source), api.CREDENTIALS_DIR: str(target), "$(POD_NAME)": pod}
+    return subprocess.run([moved.get(arg, arg) for arg in command], capture_output=True, text=True, timeout=10)
+
+
+def test_the_init_container_copies_exactly_the_pods_own_credentials(tmp_path):
+    import stat
+
+    source, target = tmp_path / "secret", tmp_path / "credentials"
+    source.mkdir()
+    target.mkdir()
+    for stem in ("backend.store-backend-0", "backend.store-backend-1", "backend.store-backend-10"):
+        (source / f"{stem}.pem").write_text(f"cert {stem}")
+        (source / f"{stem}.key").write_text(f"key {stem}")
+    (source / "ca.pem").write_text("ca")
+    (init,) = children.backend_statefulset(DC, spec(), 3)["spec"]["template"]["spec"]["initContainers"]
+    for _ in range(2):  # a restarted pod runs it again over its own read-only copies
+        result = run_init(init["command"], source, target, "store-backend-1")
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["backend.store-backend-1.key", "backend.store-backend-1.pem",
+                                                      "ca.pem"]
+    assert (target / "backend.store-backend-1.key").read_text() == "key backend.store-backend-1"
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o400 for p in target.iterdir())
+
+
+def test_the_init_container_fails_saying_why_without_the_pods_certificate(tmp_path):
+    source, target = tmp_path / "secret", tmp_path / "credentials"
+    source.mkdir()
+    target.mkdir()
+    (source / "ca.pem").write_text("ca")
+    (init,) = children.backend_statefulset(DC, spec(), 3)["spec"]["template"]["spec"]["initContainers"]
+    result = run_init(init["command"], source, target, "store-backend-7")
+    assert result.returncode != 0 and "backend.store-backend-7.pem" in result.stderr
+    assert list(target.iterdir()) == []

@@ -20,10 +20,16 @@ def test_client_pod_finds_the_metadata_service_of_the_example():
     (pod,) = [d for d in manifests if d["kind"] == "Pod"]
     (container,) = pod["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["DC_HOST"] == api.metadata_name(dataclay["metadata"]["name"])
+    name, namespace = dataclay["metadata"]["name"], dataclay["metadata"].get("namespace", "default")
+    assert env["DC_HOST"] == api.metadata_host(name, namespace)  # what the metadata certificate names
     assert env["DC_PORT"] == str(api.METADATA_PORT)
+    secret = next(v["secret"] for v in pod["spec"]["volumes"] if "secret" in v)
+    assert secret["secretName"] == api.client_credentials_name(name)  # mounted as its credentials directory
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "credentials")
+    assert env["DC_CREDENTIALS"] == mount["mountPath"] and secret["defaultMode"] == 0o440
+    assert pod["spec"]["securityContext"]["fsGroup"] == pod["spec"]["securityContext"]["runAsUser"]
     scripts = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "ConfigMap"}
-    volumes = {v["name"]: v["configMap"]["name"] for v in pod["spec"]["volumes"]}
+    volumes = {v["name"]: v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v}
     assert volumes["script"] in scripts and "client.py" in scripts[volumes["script"]]["data"]
     assert volumes["model"] in model_cms  # the client imports the same model modules
     compile(scripts[volumes["script"]]["data"]["client.py"], "client.py", "exec")

@@ -38,7 +38,8 @@ class Drains:
         self.kube, self.moved, self.error, self.during = kube, moved, error, during
         self.calls: list[dict] = []
 
-    def __call__(self, host, port, backend_names, on_progress=None) -> int:
+    def __call__(self, host, port, backend_names, on_progress=None, credentials=None) -> int:
+        assert credentials is not None and str(credentials.identity) == "admin"  # drains as the admin
         seen = {"host": host, "port": port, "backends": list(backend_names), "at_call": len(self.kube.calls),
                 "replicas": self.kube.get_object(BACKEND_STS)["spec"]["replicas"]}
         if on_progress is not None and self.moved:
@@ -104,7 +105,7 @@ def test_the_first_pass_creates_every_child_controlled_by_the_dataclay(kube):
         assert child["metadata"]["labels"][api.LABEL_MANAGED_BY] == api.MANAGER
     assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
     assert all(call.content_type == APPLY for call in child_writes(kube, 0))  # server-side apply
-    assert kube.event_reasons() == ["Created"] * 5
+    assert kube.event_reasons() == ["Created"] * 10  # 5 Secrets (CA, metadata, client, admin, backends) + 5 children
     assert status(kube)["observedGeneration"] == 1 and status(kube)["phase"] == Phase.PROVISIONING.value
     assert condition(kube, ConditionType.PROGRESSING) == ("True", Reason.ROLLING_OUT.value)
     assert condition(kube, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
@@ -153,7 +154,13 @@ def test_a_spec_change_rolls_out_to_the_children_it_concerns(kube):
     assert {call.path for call in child_writes(kube, before)} == {METADATA_STS, BACKEND_STS}
     backend = kube.get_object(BACKEND_STS)["spec"]
     assert backend["replicas"] == 4 and backend["template"]["spec"]["containers"][0]["image"] == "me/models:2"
-    assert kube.event_reasons(before) == ["Updated", "Scaling", "Updated"]
+    # the new ordinals' certificates are added before the StatefulSet is raised
+    assert kube.event_reasons(before) == ["Updated", "Scaling", "Updated", "Updated"]
+    writes = [call.path for call in kube.writes(before)]
+    secret = resource_path("v1", "secrets", NS, api.backend_tls_name(NAME))
+    assert writes.index(secret) < writes.index(BACKEND_STS)
+    data = kube.get_object(secret)["data"]
+    assert {f"backend.store-backend-{i}.pem" for i in range(4)} <= set(data)
     assert status(kube)["observedGeneration"] == 2
 
 
@@ -202,7 +209,7 @@ def test_a_dataclay_that_is_gone_is_never_reconciled_again(kube):
 def test_status_reports_ready_backends_with_their_ids(kube):
     asked: list[tuple[str, int]] = []
 
-    def backend_ids(host: str, port: int) -> dict[str, str]:  # the metadata service's answer
+    def backend_ids(host: str, port: int, credentials=None) -> dict[str, str]:  # the metadata service's answer
         asked.append((host, port))
         return {api.backend_pod_name(NAME, 0): "id-0", api.backend_pod_name(NAME, 1): "id-1"}
 
