@@ -76,7 +76,8 @@ def _check_alias(alias: str | None) -> None:
 def _require_registered(obj: "DataClayObject") -> None:
     if not obj.__dict__[REGISTERED]:
         raise ObjectNotRegisteredError(
-            f"{obj!r} is not persistent: call make_persistent() first", object_id=obj.__dict__[ID]
+            f"Object {obj.__dict__[ID]} is not registered! Call make_persistent() on this "
+            f"{type(obj).__name__} first", object_id=obj.__dict__[ID]
         )
 
 

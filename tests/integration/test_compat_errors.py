@@ -48,3 +48,38 @@ def test_a_class_the_backend_cannot_import_is_an_import_error(client):
         obj.make_persistent()
     assert isinstance(raised.value, ClassNotFoundError) and "secret_model.Unknown" in str(raised.value)
     assert not obj._dc_is_registered
+
+
+# ------------------------------------------------------------------ messages users match on
+def test_messages_users_match_on_keep_dataclay_wording(client):
+    from dataclay.exceptions import (
+        AliasAlreadyExistError,
+        AliasDoesNotExistError,
+        ObjectIsNotVersionError,
+        ObjectNotRegisteredError,
+    )
+
+    loose = Employee("Loose", 1.0)
+    with pytest.raises(ObjectNotRegisteredError, match=f"Object {loose._dc_id} is not registered!"):
+        loose.get_aliases()
+    with pytest.raises(ObjectNotRegisteredError, match=f"Object {loose._dc_id} is not registered!"):
+        loose.consolidate_version()
+    missing = uuid.uuid4()
+    with pytest.raises(ObjectNotRegisteredError, match=f"Object {missing} is not registered!"):
+        Employee.get_by_id(missing).salary
+
+    stored = Employee("Stored", 1.0)
+    alias = f"compat-{uuid.uuid4().hex[:8]}"
+    stored.make_persistent(alias=alias)
+    with pytest.raises(ObjectIsNotVersionError, match=f"Object {stored._dc_id} is not a version!"):
+        stored.consolidate_version()
+    with pytest.raises(AliasAlreadyExistError, match=f"{alias} already exists"):
+        Employee("Other", 2.0).make_persistent(alias=alias)
+    with pytest.raises(AliasAlreadyExistError, match=f"{alias} already exists"):
+        stored.add_alias(alias)
+    Employee.delete_alias(alias)
+    with pytest.raises(AliasDoesNotExistError, match=f"{alias} does not exist"):
+        Employee.get_by_alias(alias)
+    with pytest.raises(AliasDoesNotExistError, match=f"{alias} does not exist"):
+        Employee.delete_alias(alias)
+    assert stored.salary == 1.0
