@@ -223,9 +223,12 @@ async def _any_backend(rt: "Runtime", t: Any) -> UUID:
 async def make_persistent(
     rt: "Runtime", t: Any, obj: "DataClayObject", alias: str | None = None, backend_id: UUID | str | None = None
 ) -> None:
-    """Store obj (and the new objects it reaches) on a backend; obj becomes a proxy."""
+    """Store obj (and the new objects it reaches) on a backend; obj becomes a proxy. An object
+    already persistent is moved to backend_id (if given), then given the alias (if given)."""
     _check_alias(alias)
-    if obj.__dict__[REGISTERED]:
+    if obj.__dict__[REGISTERED]:  # as dataClay: to backend_id first (a no-op if it is there), then the alias
+        if backend_id is not None:
+            await move(rt, t, obj, backend_id)
         if alias:
             await add_alias(rt, t, obj, alias)
         return
