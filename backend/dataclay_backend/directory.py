@@ -175,7 +175,7 @@ class Directory:
             (object_id.bytes,),
         )
         if not rows:
-            raise ObjectNotRegisteredError(f"object {object_id} is not registered", object_id=object_id)
+            raise ObjectNotRegisteredError(f"Object {object_id} is not registered!", object_id=object_id)
         class_path, backend, parent, original, retired = rows[0]
         if retired:
             original_id = UUID(bytes=original)
@@ -267,27 +267,27 @@ class Directory:
         try:
             conn.execute("INSERT INTO aliases VALUES (?, ?)", (alias, object_id.bytes))
         except sqlite3.IntegrityError:
-            raise AliasAlreadyExistError(f"alias {alias!r} already exists", alias=alias) from None
+            raise AliasAlreadyExistError(f"Alias {alias} already exists", alias=alias) from None
 
     def add_alias(self, alias: str, object_id: UUID) -> None:
         check_alias(alias)
         with self.db.transaction() as conn:
             if not conn.execute("SELECT 1 FROM objects WHERE id=?", (object_id.bytes,)).fetchone():
-                raise ObjectNotRegisteredError(f"object {object_id} is not registered", object_id=object_id)
+                raise ObjectNotRegisteredError(f"Object {object_id} is not registered!", object_id=object_id)
             self._insert_alias(conn, alias, object_id)
 
     def lookup_alias(self, alias: str) -> ObjectEntry:
         check_alias(alias)
         rows = self.db.query("SELECT object_id FROM aliases WHERE alias=?", (alias,))
         if not rows:
-            raise AliasDoesNotExistError(f"alias {alias!r} does not exist", alias=alias)
+            raise AliasDoesNotExistError(f"Alias {alias} does not exist", alias=alias)
         return self.locate(UUID(bytes=rows[0][0]))
 
     def delete_alias(self, alias: str) -> None:
         check_alias(alias)
         with self.db.transaction() as conn:
             if not conn.execute("DELETE FROM aliases WHERE alias=?", (alias,)).rowcount:
-                raise AliasDoesNotExistError(f"alias {alias!r} does not exist", alias=alias)
+                raise AliasDoesNotExistError(f"Alias {alias} does not exist", alias=alias)
 
     def aliases_of(self, object_id: UUID) -> list[str]:
         return [r[0] for r in self.db.query("SELECT alias FROM aliases WHERE object_id=? ORDER BY alias", (object_id.bytes,))]

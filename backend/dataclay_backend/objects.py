@@ -70,7 +70,7 @@ class LocalObjects:
             stored = self.store.load(meta[lc.ID])
             if stored is None:
                 raise ObjectNotRegisteredError(
-                    f"object {meta[lc.ID]} is not stored on backend {self.name}", object_id=meta[lc.ID])
+                    f"Object {meta[lc.ID]} is not registered! (not stored on backend {self.name})", object_id=meta[lc.ID])
             lc.load(obj, loads(stored.state, self._resolve), stored.revision)
             meta[lc.DIGEST] = digest_if_needed(obj)
         self.loaded.touch(meta[lc.ID], obj, len(stored.state))

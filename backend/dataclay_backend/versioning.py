@@ -135,7 +135,7 @@ class Versioning:
     def consolidate(self, version_id: UUID, force: bool, discard: bool) -> None:
         version = self.objects.ensure_loaded(self.locate(version_id))
         if lc.lineage(version) is None:
-            raise ObjectIsNotVersionError(f"object {version_id} is not a version", object_id=version_id)
+            raise ObjectIsNotVersionError(f"Object {version_id} is not a version!", object_id=version_id)
         txn = uuid.uuid4()
         chain = f"txn-{txn.hex[:12]}"
         chain_token = CURRENT_CHAIN.set(chain)

@@ -163,6 +163,23 @@ class DataClayObject:
     def id(self) -> uuid.UUID:
         return self.__dict__[ID]
 
+    @property
+    def is_persistent(self) -> bool:
+        """Whether the object is registered (dataClay 4's name): True on a proxy, on the owning
+        backend and inside its active methods; False for a plain local object."""
+        return self.__dict__[REGISTERED]
+
+    @property
+    def backends(self) -> set[uuid.UUID]:
+        """The backends holding the object (dataClay 4's name): its owner as this process last
+        knew it; empty while it is not persistent (or a retired version)."""
+        owner = self.__dict__[lifecycle.BACKEND]
+        return {owner} if self.__dict__[REGISTERED] and owner is not None else set()
+
+    @property
+    def master_backend_id(self) -> uuid.UUID | None:  # dataClay 4 code reads obj._dc_meta.master_backend_id
+        return self.__dict__[lifecycle.BACKEND]
+
     make_persistent, a_make_persistent = twins(ops.make_persistent)
     add_alias, a_add_alias = twins(ops.add_alias)
     get_aliases, a_get_aliases = twins(ops.get_aliases)

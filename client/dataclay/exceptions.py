@@ -47,6 +47,10 @@ class DataClayException(Exception):
     def __reduce__(self):  # picklable with its fields (used by the test harness and users)
         return (_rebuild, (type(self).__name__, self.message, self.fields))
 
+    def __str__(self) -> str:
+        # The message as written: KeyError (a base of some of ours, below) would quote it.
+        return BaseException.__str__(self)
+
 
 _REGISTRY["DataClayException"] = DataClayException
 
@@ -86,18 +90,26 @@ class AliasAlreadyExistError(AlreadyExistError):
     pass
 
 
-class BackendNotFoundError(DoesNotExistError):
-    """No backend with that id is registered."""
+class BackendNotFoundError(DoesNotExistError, KeyError):
+    """No backend with that id is registered. A KeyError too, as dataClay raises for an
+    unknown backend_id (`except KeyError` in dataClay code keeps working)."""
 
 
-class ClassNotFoundError(DoesNotExistError):
-    """The backend cannot import the object's class (model code missing on its path)."""
+class NoBackendAvailableError(BackendNotFoundError, RuntimeError):
+    """No backend takes new objects (none registered, or all draining). A RuntimeError too,
+    as dataClay raises when it has no backend to choose from."""
+
+
+class ClassNotFoundError(DoesNotExistError, ImportError):
+    """The backend cannot import the object's class (model code missing on its path). An
+    ImportError too, as the failed import is in dataClay."""
 
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class ActiveMethodNotFoundError(DoesNotExistError):
-    """The class has no active method of that name."""
+class ActiveMethodNotFoundError(DoesNotExistError, AttributeError):
+    """The class has no active method of that name (an AttributeError too, as calling a
+    method a class does not have is in Python and in dataClay)."""
 
 
 class AttributeNotFoundError(DoesNotExistError, AttributeError):
@@ -201,6 +213,11 @@ class InvalidRequestError(DataClayException):
     """A malformed request: bad ids, undecodable payload, wrong argument types."""
 
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class InvalidAliasError(InvalidRequestError, AttributeError):
+    """An empty alias (or one the metadata service refuses). An AttributeError too, as
+    dataClay raises for an empty alias."""
 
 
 class ClassNotAllowedError(InvalidRequestError):

@@ -17,7 +17,9 @@ from dataclay import lifecycle
 from dataclay.exceptions import (
     BackendNotFoundError,
     BackendUnavailableError,
+    InvalidAliasError,
     InvalidRequestError,
+    NoBackendAvailableError,
     ObjectMovingError,
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
@@ -65,10 +67,17 @@ def _as_uuid(value: UUID | str, what: str) -> UUID:
         raise InvalidRequestError(f"{what} {value!r} is not a UUID") from None
 
 
+def _check_alias(alias: str | None) -> None:
+    """An alias given as "" is refused, as in dataClay (rather than taken as no alias)."""
+    if alias is not None and not alias:
+        raise InvalidAliasError("Alias cannot be None or empty string")
+
+
 def _require_registered(obj: "DataClayObject") -> None:
     if not obj.__dict__[REGISTERED]:
         raise ObjectNotRegisteredError(
-            f"{obj!r} is not persistent: call make_persistent() first", object_id=obj.__dict__[ID]
+            f"Object {obj.__dict__[ID]} is not registered! Call make_persistent() on this "
+            f"{type(obj).__name__} first", object_id=obj.__dict__[ID]
         )
 
 
@@ -207,15 +216,19 @@ async def _any_backend(rt: "Runtime", t: Any) -> UUID:
     if not candidates:
         candidates = [b.id for b in (await get_backends(rt, t)).values() if not b.draining]
     if not candidates:
-        raise BackendNotFoundError("no backend is available to store new objects (none registered, or all draining)")
+        raise NoBackendAvailableError("no backend is available to store new objects (none registered, or all draining)")
     return random.choice(candidates)
 
 
 async def make_persistent(
     rt: "Runtime", t: Any, obj: "DataClayObject", alias: str | None = None, backend_id: UUID | str | None = None
 ) -> None:
-    """Store obj (and the new objects it reaches) on a backend; obj becomes a proxy."""
-    if obj.__dict__[REGISTERED]:
+    """Store obj (and the new objects it reaches) on a backend; obj becomes a proxy. An object
+    already persistent is moved to backend_id (if given), then given the alias (if given)."""
+    _check_alias(alias)
+    if obj.__dict__[REGISTERED]:  # as dataClay: to backend_id first (a no-op if it is there), then the alias
+        if backend_id is not None:
+            await move(rt, t, obj, backend_id)
         if alias:
             await add_alias(rt, t, obj, alias)
         return
@@ -264,6 +277,7 @@ async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataCla
 
 
 async def add_alias(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str) -> None:
+    _check_alias(alias)
     _require_registered(obj)
     await t.metadata("AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__[ID].bytes))
 

@@ -94,7 +94,7 @@ def test_cli_move_and_drain(make_cluster):
         company.sync()
         assert company._dc_backend_id == ids[1]
         failed = _dataclay("move", "no-such-alias", "backend-1", "--port", str(cluster.port))
-        assert failed.returncode == 1 and "alias 'no-such-alias' does not exist" in failed.stderr
+        assert failed.returncode == 1 and "Alias no-such-alias does not exist" in failed.stderr
         done = _dataclay("drain", "backend-1", "--port", str(cluster.port))
         assert done.returncode == 0 and "2 objects moved" in done.stdout
         refused = _dataclay("move", "cli-company", "backend-1", "--port", str(cluster.port))
