@@ -34,7 +34,7 @@ def main() -> None:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp, Floor() as floor, \
             LocalCluster(Path(tmp), backends=3, port=0, model_paths=[HERE / "models"], memory_limit="64Mi") as cluster, \
-            Client(host="127.0.0.1", port=cluster.port) as client:
+            Client(host="127.0.0.1", port=cluster.port, credentials=cluster.client_credentials()) as client:
         ids = list(client.get_backends())
         results["floor"] = {
             "round_trip_p50_ms": latency(floor.round_trip, 2000)["p50_ms"],
@@ -67,7 +67,7 @@ def main() -> None:
         drain_objects = [Company(f"D{i}", [Employee(f"DE{i}", 1.0)]) for i in range(5000)]
         for company in drain_objects:
             company.make_persistent(backend_id=ids[2])
-        seconds = timed(lambda: drain_backends("127.0.0.1", cluster.port, ["backend-2"]))
+        seconds = timed(lambda: drain_backends("127.0.0.1", cluster.port, ["backend-2"], credentials=cluster.credentials_dir))
         results["drain_10000"] = {"objects": 10_000, "seconds": round(seconds, 2), "objects_per_s": round(10_000 / seconds)}
     print(json.dumps(results, indent=2))
 

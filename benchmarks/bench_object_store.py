@@ -34,7 +34,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, Floor() as floor, \
             LocalCluster(Path(tmp), backends=3, port=0, model_paths=[HERE / "models"]) as cluster, \
-            Client(host="127.0.0.1", port=cluster.port) as client:
+            Client(host="127.0.0.1", port=cluster.port, credentials=cluster.client_credentials()) as client:
         backend_ids = list(client.get_backends())
         target = backend_ids[0]
         results["floor_round_trip"] = floor_rt = latency(floor.round_trip, repeat)

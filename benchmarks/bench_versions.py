@@ -31,7 +31,7 @@ def main() -> None:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp, Floor() as floor, \
             LocalCluster(Path(tmp), backends=2, port=0, model_paths=[HERE / "models"]) as cluster, \
-            Client(host="127.0.0.1", port=cluster.port) as client:
+            Client(host="127.0.0.1", port=cluster.port, credentials=cluster.client_credentials()) as client:
         ids = list(client.get_backends())
         floor_p50 = latency(floor.round_trip, 2000)["p50_ms"]
         results["floor_round_trip_p50_ms"] = floor_p50
