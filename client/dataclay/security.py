@@ -190,84 +190,39 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def create(directory: str | Path, identities: Iterable[Identity | str], hosts: Iterable[str] = ()) -> Path:
     """Make (or complete) a credentials directory: the CA if it has none, and each identity that
-    has no certificate yet. The directory is 0700, every file 0600. Servers' certificates name
-    127.0.0.1, ::1, localhost and `hosts`. Uses the `cryptography` package."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+    has no certificate yet (`new_ca` and `issue`, written as files). The directory is 0700, every
+    file 0600. Servers' certificates name localhost, 127.0.0.1, ::1 and `hosts`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    server_hosts = ["localhost", "127.0.0.1", "::1", *hosts]
     lock = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes completing one directory: one at a time
-
-        def pem_key(key: Any) -> bytes:
-            return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-
-        def name(common_name: str) -> x509.Name:
-            return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dataclay"),
-                              x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
         if not (directory / CA_FILE).is_file() or not (directory / CA_KEY_FILE).is_file():
-            ca_key = ec.generate_private_key(ec.SECP256R1())
-            ca_name = name(f"dataclay CA {os.urandom(4).hex()}")
-            ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-                       .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-                       .not_valid_before(now - datetime.timedelta(minutes=5))
-                       .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-                       .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                       .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                                    content_commitment=False, key_encipherment=False,
-                                                    data_encipherment=False, key_agreement=False,
-                                                    encipher_only=False, decipher_only=False), critical=True)
-                       .sign(ca_key, hashes.SHA256()))
-            _write_private(directory / CA_KEY_FILE, pem_key(ca_key))
-            _write_private(directory / CA_FILE, ca_cert.public_bytes(serialization.Encoding.PEM))
+            ca_pem, ca_key_pem = new_ca()
+            _write_private(directory / CA_KEY_FILE, ca_key_pem)
+            _write_private(directory / CA_FILE, ca_pem)
             for stale in directory.glob("*.pem"):  # signed by a CA that is gone
                 if stale.name != CA_FILE:
                     stale.unlink()
-        ca_key = serialization.load_pem_private_key((directory / CA_KEY_FILE).read_bytes(), None)
-        ca_cert = x509.load_pem_x509_certificate((directory / CA_FILE).read_bytes())
+        ca_pem, ca_key_pem = (directory / CA_FILE).read_bytes(), (directory / CA_KEY_FILE).read_bytes()
         for identity in identities:
             identity = identity if isinstance(identity, Identity) else Identity.parse(identity)
             cert_path, key_path = directory / f"{identity.stem}.pem", directory / f"{identity.stem}.key"
             if cert_path.is_file() and key_path.is_file():
                 continue
-            key = ec.generate_private_key(ec.SECP256R1())
-            usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-            builder = (x509.CertificateBuilder().subject_name(name(str(identity))).issuer_name(ca_cert.subject)
-                       .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                       .not_valid_before(now - datetime.timedelta(minutes=5))
-                       .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-                       .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
-            if identity.is_server:  # it serves too: its addresses, and server authentication
-                usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-                names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-                for host in ["127.0.0.1", "::1", *hosts]:
-                    try:
-                        address = x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
-                    except ValueError:
-                        address = x509.DNSName(host)
-                    if address not in names:
-                        names.append(address)
-                builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-            builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            cert = builder.sign(ca_key, hashes.SHA256())
-            _write_private(key_path, pem_key(key))
-            _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            cert, key = issue(ca_pem, ca_key_pem, identity, server_hosts)
+            _write_private(key_path, key)
+            _write_private(cert_path, cert)
     finally:
         os.close(lock)
     return directory
 
 
 # ------------------------------------------------------------ making credentials in memory
-# The same certificates as `create`, as PEM bytes instead of files: the Kubernetes operator keeps
-# them in Secrets (dataclay_operator.credentials), where no directory exists to write into.
+# Certificates as PEM bytes: `create` writes them as files; the Kubernetes operator keeps them in
+# Secrets (dataclay_operator.credentials), where no directory exists to write into.
 def _x509_name(common_name: str) -> Any:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
@@ -308,7 +263,7 @@ def issue(ca_cert: bytes, ca_key: bytes, identity: Identity | str, hosts: Iterab
           days: int = VALID_DAYS) -> tuple[bytes, bytes]:
     """A certificate and key (PEM bytes) of `identity` signed by the CA. A server's (backend,
     metadata) names exactly `hosts` (DNS names or IP addresses) and may serve; every identity
-    may authenticate as a client. Unlike `create`, no loopback address is added."""
+    may authenticate as a client."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
