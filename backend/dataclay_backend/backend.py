@@ -20,7 +20,7 @@ from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.backend_service import BackendService
 from dataclay_backend.config import (add_backend_flags, base_parser, cannot_start, env_default, port_number, report_ready,
                                      setup_logging, watch_parent)
-from dataclay_backend.config import configure_call_timeouts, server_credentials
+from dataclay_backend.config import configure_call_timeouts, server_credentials, server_limits
 from dataclay_backend.grpc_server import Server
 from dataclay_backend.object_store import ObjectStore
 
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
 
     credentials = server_credentials(args, Identity.backend(args.name))
     try:  # bind first: a port in use must not touch the data directory
-        server = Server(args.listen, args.port, credentials=credentials, health_port=args.health_port)
+        server = Server(args.listen, args.port, credentials=credentials, health_port=args.health_port,
+                        limits=server_limits(args))
         store = ObjectStore(args.data_dir, args.durability)
     except OSError as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None

@@ -8,10 +8,12 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dataclay.cli import port_number  # noqa: F401  (one definition, shared with the servers' flags)
 from dataclay.security import insecure_requested
+from dataclay_backend.server_limits import (DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_CONNECTION_IDLE, DEFAULT_MAX_STREAMS,
+                                            ServerLimits, env_number)
 
 if TYPE_CHECKING:
     from dataclay.security import Credentials, Identity
@@ -44,10 +46,41 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--health-port", type=port_number, default=env_default("DC_HEALTH_PORT") or None,
                         help="also answer the health check (and nothing else) in plain text on this port, for "
                              "probes without a certificate, e.g. the kubelet's (DC_HEALTH_PORT; default: none)")
+    limits = parser.add_argument_group("limits", "past each, a typed RESOURCE_EXHAUSTED; the server keeps serving. "
+                                       "The message size is DC_MAX_MESSAGE, read by clients and servers alike")
+    limits.add_argument("--max-concurrent-rpcs", type=positive(int), metavar="N",
+                        default=env_number("DC_MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS, 1),
+                        help="calls served at once; more are refused at once (DC_MAX_CONCURRENT_RPCS)")
+    limits.add_argument("--max-streams", type=positive(int), metavar="N",
+                        default=env_number("DC_MAX_STREAMS", DEFAULT_MAX_STREAMS, 1),
+                        help="concurrent calls per connection; more wait on the caller's side (DC_MAX_STREAMS)")
+    limits.add_argument("--max-connection-idle", type=positive(float), metavar="SECONDS",
+                        default=env_number("DC_MAX_CONNECTION_IDLE", DEFAULT_MAX_CONNECTION_IDLE, 0.1),
+                        help="a connection with no call for this long is closed (DC_MAX_CONNECTION_IDLE)")
     parser.add_argument("--parent-fd", type=int, default=None,
                         help="the read end of a pipe the supervising process (the local cluster) holds open: "
                              "when it closes, that process died, and this one stops at once, as kill -9 would")
     return parser
+
+
+def positive(kind: type) -> Any:
+    """An argparse type: a number of `kind` above zero (a one-line error otherwise)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text[:40]}")
+        return value
+
+    return parse
+
+
+def server_limits(args: argparse.Namespace) -> ServerLimits:
+    """The limits a server's flags (or their environment variables) ask for."""
+    return ServerLimits(int(args.max_concurrent_rpcs), max_streams=int(args.max_streams),
+                        max_connection_idle=float(args.max_connection_idle))
 
 
 def server_credentials(args: argparse.Namespace, identity: "Identity") -> "Credentials | None":

@@ -150,15 +150,16 @@ class Server:
     in use is an OSError ("cannot listen on host:port: port N is in use ...")."""
 
     def __init__(self, host: str, port: int, max_workers: int | None = None, credentials: Any = None,
-                 health_port: int | None = None) -> None:
+                 health_port: int | None = None, limits: ServerLimits | None = None) -> None:
         """`credentials` (dataclay.security.Credentials): serve mutual TLS only, and let each
         call through only if its caller's role may make it (dataclay.protocol.roles); None
         (--insecure): plain text, no authentication. `health_port`: also answer the health
         service's Check (and nothing else) in plain text there, for probes that cannot present a
-        certificate (the kubelet's gRPC probes)."""
+        certificate (the kubelet's gRPC probes). `limits`: the server's flags (config.server_limits);
+        by default from the environment."""
         from dataclay_backend.authz import RoleInterceptor
 
-        self.limits = ServerLimits(max_workers)
+        self.limits = limits or ServerLimits(max_workers)
         options = [*UNLIMITED_MESSAGES, ("grpc.so_reuseport", 0), *self.limits.options()]
         interceptors = [self.limits.admission, *([RoleInterceptor()] if credentials is not None else [])]
         self.grpc = grpc.server(self.limits.pool, options=options,

@@ -6,7 +6,7 @@ import logging
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.security import METADATA, Identity
 from dataclay_backend.config import (base_parser, cannot_start, env_default, port_number, report_ready,
-                                     server_credentials, setup_logging, watch_parent)
+                                     server_credentials, server_limits, setup_logging, watch_parent)
 from dataclay_backend.directory import Directory
 from dataclay_backend.grpc_server import Server
 from dataclay_backend.metadata_service import MetadataService
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     watch_parent(args.parent_fd)
     try:  # bind first: a port in use must not touch the data directory
         server = Server(args.listen, args.port, credentials=server_credentials(args, Identity(METADATA)),
-                        health_port=args.health_port)
+                        health_port=args.health_port, limits=server_limits(args))
         directory = Directory(args.data_dir, args.durability)
     except OSError as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None

@@ -149,11 +149,14 @@ class Admission(grpc.ServerInterceptor):
 class ServerLimits:
     """What a grpc.server needs for the limits: its pool, its options, the admission interceptor."""
 
-    def __init__(self, max_concurrent_rpcs: int | None = None, environ: Any = None) -> None:
+    def __init__(self, max_concurrent_rpcs: int | None = None, environ: Any = None, *,
+                 max_streams: int | None = None, max_connection_idle: float | None = None) -> None:
+        """Each limit as given (a server's flag), else from its environment variable, else the default."""
         self.max_concurrent_rpcs = int(max_concurrent_rpcs or env_number(
             "DC_MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS, 1, environ))
-        self.max_streams = int(env_number("DC_MAX_STREAMS", DEFAULT_MAX_STREAMS, 1, environ))
-        self.idle_ms = int(1000 * env_number("DC_MAX_CONNECTION_IDLE", DEFAULT_MAX_CONNECTION_IDLE, 0.1, environ))
+        self.max_streams = int(max_streams or env_number("DC_MAX_STREAMS", DEFAULT_MAX_STREAMS, 1, environ))
+        self.idle_ms = int(1000 * (max_connection_idle or env_number(
+            "DC_MAX_CONNECTION_IDLE", DEFAULT_MAX_CONNECTION_IDLE, 0.1, environ)))
         self.pool = CountingPool(self.max_concurrent_rpcs)
         self.health_pool = futures.ThreadPoolExecutor(max_workers=HEALTH_WORKERS, thread_name_prefix="dc-health")
         self.admission = Admission(self.pool, self.health_pool, self.max_concurrent_rpcs)

@@ -158,3 +158,28 @@ def test_property_and_method_names_are_checked_in_one_place():
     _refused(lambda: validation.check_method(Node, "m" * 100_000), "m" * 150)
     with pytest.raises(ActiveMethodNotFoundError):
         validation.check_method(Node, "__class__")
+
+
+def test_limits_are_flags_that_beat_their_environment_variables(monkeypatch):
+    """--max-concurrent-rpcs / --max-streams / --max-connection-idle set a server's limits; each
+    environment variable is the fallback, then the default; a non-positive value is a one-line
+    argument error."""
+    import pytest as _pytest
+
+    from dataclay_backend.config import base_parser, server_limits
+    from dataclay_backend.server_limits import DEFAULT_MAX_CONCURRENT_RPCS
+
+    monkeypatch.setenv("DC_MAX_STREAMS", "7")
+    monkeypatch.setenv("DC_MAX_CONNECTION_IDLE", "2.5")
+    monkeypatch.delenv("DC_MAX_CONCURRENT_RPCS", raising=False)
+    limits = server_limits(base_parser("t").parse_args(["--max-concurrent-rpcs", "9", "--max-streams", "3"]))
+    options = dict(limits.options())
+    assert limits.max_concurrent_rpcs == 9 and limits.pool._max_workers == 9
+    assert options["grpc.max_concurrent_streams"] == 3  # the flag, not DC_MAX_STREAMS
+    assert options["grpc.max_connection_idle_ms"] == 2500  # the environment variable
+    assert server_limits(base_parser("t").parse_args([])).max_concurrent_rpcs == DEFAULT_MAX_CONCURRENT_RPCS
+    help_text = base_parser("t").format_help()
+    assert all(flag in help_text for flag in ("--max-concurrent-rpcs", "--max-streams", "--max-connection-idle"))
+    for bad in ("0", "-1", "many"):
+        with _pytest.raises(SystemExit):
+            base_parser("t").parse_args(["--max-streams", bad])
