@@ -3,6 +3,11 @@
 A plain object over one SQLite database; every change is one transaction. The servicer
 (metadata_service.py) only translates the wire to calls on this class, and tests drive it
 directly.
+
+Identity binding lives here too: the internal calls take `caller`, the authenticated name of
+the calling backend (None without authentication), and check it inside the transaction that
+makes the change. Checked before it, a move committed in between could hand a backend rows it no
+longer owns (to drop or retire), or a name could change hands between the check and the insert.
 """
 from __future__ import annotations
 
@@ -61,6 +66,15 @@ CREATE TABLE IF NOT EXISTS transactions (
 """
 
 
+class Refusal(Exception):
+    """An internal call that is not this caller's to make; the servicer turns it into a logged
+    PermissionDeniedError (authz.denied) naming who, what and why."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"may not {what}: {why}")
+        self.what, self.why = what, why
+
+
 @dataclass(frozen=True)
 class ObjectEntry:
     object_id: UUID
@@ -82,11 +96,20 @@ class Directory:
         self.db.close()
 
     # ------------------------------------------------------------------ backends
-    def register_backend(self, info: BackendInfo) -> None:
+    def register_backend(self, info: BackendInfo, caller: str | None = None) -> None:
         """Insert, or update the address of, a backend. A new id may take over a name only
-        if the old holder of that name owns no objects (e.g. a pod whose volume was wiped)."""
+        if the old holder of that name owns no objects (e.g. a pod whose volume was wiped). A
+        calling backend registers only under its own name, and an id never changes hands."""
         check_backend(info.name, info.host, info.port)
+        what = f"register backend {info.name!r}"
+        if caller is not None and info.name != caller:
+            raise Refusal(what, "a backend registers only under its own name")
         with self.db.transaction() as conn:
+            if caller is not None:
+                row = conn.execute("SELECT name FROM backends WHERE id=?", (info.id.bytes,)).fetchone()
+                if row is not None and row[0] != caller:
+                    raise Refusal(f"register under id {info.id}",
+                                  f"that id is backend {row[0]}'s (an id never changes hands)")
             row = conn.execute("SELECT id FROM backends WHERE name=?", (info.name,)).fetchone()
             if row and row[0] != info.id.bytes:
                 owned = conn.execute("SELECT count(*) FROM objects WHERE backend_id=?", (row[0],)).fetchone()[0]
@@ -118,6 +141,32 @@ class Directory:
                 raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
 
     @staticmethod
+    def _caller_id(conn: sqlite3.Connection, caller: str | None, what: str) -> bytes | None:
+        """The id under which the calling backend is registered (None without authentication)."""
+        if caller is None:
+            return None
+        row = conn.execute("SELECT id FROM backends WHERE name=?", (caller,)).fetchone()
+        if row is None:
+            raise Refusal(what, "it is not registered")
+        return row[0]
+
+    @staticmethod
+    def _require_owned(conn: sqlite3.Connection, caller_id: bytes | None, object_ids: list[UUID], what: str,
+                       versions_only: bool = False) -> None:
+        """Every registered object of `object_ids` is the caller's (and a version)."""
+        if caller_id is None:
+            return
+        for object_id in object_ids:
+            row = conn.execute("SELECT backend_id, version_original FROM objects WHERE id=?",
+                               (object_id.bytes,)).fetchone()
+            if row is None:
+                continue
+            if row[0] != caller_id:
+                raise Refusal(what, f"object {object_id} is not its own")
+            if versions_only and not row[1]:
+                raise Refusal(what, f"object {object_id} is not a version")
+
+    @staticmethod
     def _require_not_draining(conn: sqlite3.Connection, backend_id: UUID) -> None:
         row = conn.execute("SELECT name, draining FROM backends WHERE id=?", (backend_id.bytes,)).fetchone()
         if row is None:
@@ -129,8 +178,9 @@ class Directory:
             )
 
     # ------------------------------------------------------------------ objects
-    def register_objects(self, entries: list[ObjectEntry], alias: str = "") -> None:
-        """Add new objects (and optionally an alias of the first) in one transaction."""
+    def register_objects(self, entries: list[ObjectEntry], alias: str = "", caller: str | None = None) -> None:
+        """Add new objects (and optionally an alias of the first) in one transaction; a calling
+        backend registers only objects it owns."""
         check_ids(len(entries))
         for entry in entries:
             check_class_path(entry.class_path)
@@ -140,6 +190,9 @@ class Directory:
             return
         backend_ids = {entry.backend_id for entry in entries}
         with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, "register objects")
+            if caller_id is not None and backend_ids != {UUID(bytes=caller_id)}:
+                raise Refusal("register objects", "a backend registers only objects it owns")
             for backend_id in backend_ids:
                 self._require_not_draining(conn, backend_id)
             try:
@@ -186,17 +239,29 @@ class Directory:
         return ObjectEntry(object_id, class_path, UUID(bytes=backend),
                            UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None)
 
-    def owned_by(self, backend_id: UUID) -> list[UUID]:
-        rows = self.db.query("SELECT id FROM objects WHERE backend_id=? AND NOT retired", (backend_id.bytes,))
+    def owned_by(self, backend_id: UUID, caller: str | None = None) -> list[UUID]:
+        """The live objects of a backend; a calling backend lists only its own."""
+        with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, f"list the objects of backend {backend_id}")
+            if caller_id is not None and caller_id != backend_id.bytes:
+                raise Refusal(f"list the objects of backend {backend_id}", "a backend lists only its own")
+            rows = conn.execute("SELECT id FROM objects WHERE backend_id=? AND NOT retired",
+                                (backend_id.bytes,)).fetchall()
         return [UUID(bytes=r[0]) for r in rows]
 
-    def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID, move_id: UUID | None = None) -> None:
+    def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID, move_id: UUID | None = None,
+                    caller: str | None = None) -> None:
         """The commit point of a move: every object (by its id's 16 bytes) goes from source to
         destination, or none does (if any is not owned by source any more, e.g. a concurrent
         move took it). With a move id the outcome is recorded like a transaction's: a move
-        already resolved as not committed (resolve_transaction) is refused."""
+        already resolved as not committed (resolve_transaction) is refused. A calling backend
+        commits only moves it is the source of."""
         check_ids(len(object_keys))
         with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, f"commit a move from backend {source}")
+            if caller_id is not None and caller_id != source.bytes:
+                raise Refusal(f"commit a move from backend {source}",
+                              "a backend commits only moves it is the source of")
             if move_id is not None:
                 row = conn.execute("SELECT committed FROM transactions WHERE id=?", (move_id.bytes,)).fetchone()
                 if row is not None:
@@ -226,10 +291,14 @@ class Directory:
                 )
 
     # ------------------------------------------------------------------ transactions
-    def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int]) -> None:
-        """The commit point of a consolidation; fails if a participant already aborted it."""
+    def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int],
+                           caller: str | None = None) -> None:
+        """The commit point of a consolidation; fails if a participant already aborted it. A
+        calling backend retires only versions it owns."""
         check_ids(len(retire))
         with self.db.transaction() as conn:
+            self._require_owned(conn, self._caller_id(conn, caller, "retire versions"), retire, "retire objects",
+                                versions_only=True)
             row = conn.execute("SELECT committed FROM transactions WHERE id=?", (txn_id.bytes,)).fetchone()
             if row is not None and not row[0]:
                 raise VersionConflictError(f"transaction {txn_id} was aborted (a participant timed out); nothing changed")
@@ -253,9 +322,11 @@ class Directory:
         row = conn.execute("SELECT backend_id FROM objects WHERE id=?", (object_id.bytes,)).fetchone()
         return UUID(bytes=row[0]) if row else None
 
-    def drop_objects(self, object_ids: list[UUID]) -> None:
+    def drop_objects(self, object_ids: list[UUID], caller: str | None = None) -> None:
+        """Forget objects and their aliases; a calling backend drops only objects it owns."""
         check_ids(len(object_ids))
         with self.db.transaction() as conn:
+            self._require_owned(conn, self._caller_id(conn, caller, "drop objects"), object_ids, "drop objects")
             for object_id in object_ids:
                 conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
                 conn.execute("DELETE FROM objects WHERE id=?", (object_id.bytes,))

@@ -19,7 +19,7 @@ from dataclay.exceptions import (
     VersionConflictError,
     VersionRetiredError,
 )
-from dataclay_backend.directory import BackendInfo, Directory, ObjectEntry
+from dataclay_backend.directory import BackendInfo, Directory, ObjectEntry, Refusal
 
 PATH = "hr.Employee"
 
@@ -308,6 +308,89 @@ def test_a_failed_commit_retires_nothing(directory):
     with pytest.raises(VersionConflictError):
         directory.commit_transaction(txn, retire=[version], apply={original.hex: 2})
     assert directory.locate(version).version_original == original
+
+
+# ---------------------------------------------------------------------------------------- identity binding
+# With authentication on, the servicer passes the calling backend's name (`caller`); the checks run
+# inside the same transaction as the change, so nothing committed between a check and its change
+# (a move taking the objects, a name changing hands) can make a refused change slip through.
+
+def test_a_backend_drops_only_what_it_owns_when_the_drop_commits(directory):
+    source, destination = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, source, 3)
+    directory.commit_move([i.bytes for i in ids], source, destination)  # commits before the drop runs
+    with pytest.raises(Refusal) as refused:
+        directory.drop_objects(ids, caller="backend-0")
+    assert "not its own" in refused.value.why
+    assert owners(directory, ids) == {destination}  # the rows the move took are still there
+    directory.drop_objects(ids, caller="backend-1")
+    with pytest.raises(ObjectNotRegisteredError):
+        directory.locate(ids[0])
+
+
+def test_a_backend_retires_only_its_own_versions(directory):
+    mine, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    [original] = objects_on(directory, mine, 1)
+    [version] = objects_on(directory, mine, 1, version_parent=original, version_original=original)
+    [foreign] = objects_on(directory, other, 1, version_parent=original, version_original=original)
+    for retire, why in (([original], "not a version"), ([version, foreign], "not its own")):
+        with pytest.raises(Refusal) as refused:
+            directory.commit_transaction(uuid.uuid4(), retire=retire, apply={}, caller="backend-0")
+        assert why in refused.value.why
+    assert directory.locate(version).version_original == original  # nothing retired
+    assert directory.locate(foreign).backend_id == other
+    directory.commit_transaction(uuid.uuid4(), retire=[version], apply={}, caller="backend-0")
+    with pytest.raises(VersionRetiredError):
+        directory.locate(version)
+
+
+def test_a_backend_commits_only_moves_it_is_the_source_of(directory):
+    source, destination = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, source, 2)
+    with pytest.raises(Refusal) as refused:
+        directory.commit_move([i.bytes for i in ids], source, destination, caller="backend-1")
+    assert "source" in refused.value.why
+    assert owners(directory, ids) == {source}
+    directory.commit_move([i.bytes for i in ids], source, destination, caller="backend-0")
+    assert owners(directory, ids) == {destination}
+
+
+def test_a_backend_registers_only_objects_it_owns(directory):
+    mine, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    theirs = uuid.uuid4()
+    with pytest.raises(Refusal):
+        directory.register_objects([ObjectEntry(uuid.uuid4(), PATH, mine), ObjectEntry(theirs, PATH, other)],
+                                   caller="backend-0")
+    with pytest.raises(ObjectNotRegisteredError):
+        directory.locate(theirs)
+    created = uuid.uuid4()
+    directory.register_objects([ObjectEntry(created, PATH, mine)], caller="backend-0")
+    assert directory.locate(created).backend_id == mine
+
+
+def test_a_backend_registers_only_its_own_name_and_an_id_never_changes_hands(directory):
+    taken = backend(directory, "backend-0", 1)
+    with pytest.raises(Refusal) as refused:
+        directory.register_backend(BackendInfo(uuid.uuid4(), "backend-0", "127.0.0.1", 9), caller="backend-1")
+    assert "own name" in refused.value.why
+    with pytest.raises(Refusal) as refused:  # backend-1 presenting backend-0's id
+        directory.register_backend(BackendInfo(taken, "backend-1", "127.0.0.1", 9), caller="backend-1")
+    assert "never changes hands" in refused.value.why
+    assert [(b.id, b.name, b.port) for b in directory.backends()] == [(taken, "backend-0", 1)]
+    directory.register_backend(BackendInfo(taken, "backend-0", "10.0.0.2", 5), caller="backend-0")
+    assert [(b.id, b.host, b.port) for b in directory.backends()] == [(taken, "10.0.0.2", 5)]
+
+
+def test_a_backend_lists_only_its_own_objects_and_an_unregistered_caller_nothing(directory):
+    mine, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, mine, 2)
+    assert sorted(directory.owned_by(mine, caller="backend-0")) == sorted(ids)
+    with pytest.raises(Refusal):
+        directory.owned_by(mine, caller="backend-1")
+    with pytest.raises(Refusal) as refused:
+        directory.drop_objects(ids, caller="backend-9")
+    assert "not registered" in refused.value.why
+    assert owners(directory, ids) == {mine}
 
 
 # ---------------------------------------------------------------------------------------- durability
