@@ -214,9 +214,10 @@ class LocalCluster:
         from dataclay.protocol import UNLIMITED_MESSAGES
         from dataclay.protocol import dataclay_pb2 as pb
         from dataclay.protocol import dataclay_pb2_grpc as rpc
+        from dataclay.protocol.pages import owned_objects
+        from dataclay.security import open_channel
 
         absent = []
-        from dataclay.security import open_channel
 
         with open_channel(f"{self.host}:{self.port}", self.client_credentials("admin"),
                           options=UNLIMITED_MESSAGES) as channel:
@@ -226,8 +227,9 @@ class LocalCluster:
                     continue
                 request = pb.BackendRequest(backend_id=info.backend_id, draining=True)
                 stub.SetDraining(request, timeout=START_TIMEOUT)
-                owned = stub.ListOwnedObjects(request, timeout=START_TIMEOUT)
-                absent.append(AbsentBackend(info.name, len(owned.object_ids)))
+                owned = owned_objects(lambda page: stub.ListOwnedObjects(page, timeout=START_TIMEOUT),
+                                      info.backend_id)
+                absent.append(AbsentBackend(info.name, len(owned)))
         return absent
 
     # ------------------------------------------------------------------ stopping

@@ -240,14 +240,24 @@ class Directory:
                            UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None)
 
     def owned_by(self, backend_id: UUID, caller: str | None = None) -> list[UUID]:
-        """The live objects of a backend; a calling backend lists only its own."""
+        """The live objects of a backend, all at once (owned_page for the wire)."""
+        return self.owned_page(backend_id, caller=caller)[0]
+
+    def owned_page(self, backend_id: UUID, after: bytes = b"", limit: int | None = None,
+                   caller: str | None = None) -> tuple[list[UUID], bool]:
+        """Up to `limit` live objects of a backend with ids above `after`, in id order, and
+        whether more follow. A calling backend lists only its own."""
+        what = f"list the objects of backend {backend_id}"
         with self.db.transaction() as conn:
-            caller_id = self._caller_id(conn, caller, f"list the objects of backend {backend_id}")
+            caller_id = self._caller_id(conn, caller, what)
             if caller_id is not None and caller_id != backend_id.bytes:
-                raise Refusal(f"list the objects of backend {backend_id}", "a backend lists only its own")
-            rows = conn.execute("SELECT id FROM objects WHERE backend_id=? AND NOT retired",
-                                (backend_id.bytes,)).fetchall()
-        return [UUID(bytes=r[0]) for r in rows]
+                raise Refusal(what, "a backend lists only its own")
+            rows = conn.execute(
+                "SELECT id FROM objects WHERE id>? AND backend_id=? AND NOT retired ORDER BY id LIMIT ?",
+                (after, backend_id.bytes, -1 if limit is None else limit + 1),
+            ).fetchall()
+        more = limit is not None and len(rows) > limit
+        return [UUID(bytes=r[0]) for r in rows[:limit]], more
 
     def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID, move_id: UUID | None = None,
                     caller: str | None = None) -> None:

@@ -10,6 +10,7 @@ import contextlib
 from typing import Iterator
 
 
+from dataclay.protocol import IDS_PER_MESSAGE
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.transport import BackendInfo
@@ -17,7 +18,11 @@ from dataclay_backend.wire import optional_uuid, parse_keys, parse_uuid
 from dataclay_backend.directory import Directory, ObjectEntry, Refusal
 from dataclay_backend.authz import backend_caller, denied
 from dataclay_backend.grpc_server import handler
+from dataclay_backend.validation import MAX_IDS_PER_CALL
 from dataclay.security import BACKEND, peer_identity
+
+
+OWNED_PAGE = min(MAX_IDS_PER_CALL, IDS_PER_MESSAGE)  # ids in one ListOwnedObjects page
 
 
 def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
@@ -97,15 +102,16 @@ class MetadataService(rpc.MetadataServicer):
         return pb.AliasList(aliases=self.directory.aliases_of(parse_uuid(request.object_id, "object id")))
 
     @handler
-    def ListOwnedObjects(self, request: pb.BackendRequest, context) -> pb.ObjectIdList:
+    def ListOwnedObjects(self, request: pb.OwnedObjectsRequest, context) -> pb.OwnedObjectsPage:
         backend_id = parse_uuid(request.backend_id, "backend id")
+        page = dict(backend_id=backend_id, after=request.after[:16], limit=OWNED_PAGE)
         identity = peer_identity(context)
         if identity is not None and identity.role == BACKEND:
             with self._bound(context, "list objects") as caller:
-                owned = self.directory.owned_by(backend_id, caller)
+                owned, more = self.directory.owned_page(**page, caller=caller)
         else:
-            owned = self.directory.owned_by(backend_id)
-        return pb.ObjectIdList(object_ids=[object_id.bytes for object_id in owned])
+            owned, more = self.directory.owned_page(**page)
+        return pb.OwnedObjectsPage(object_ids=[object_id.bytes for object_id in owned], more=more)
 
     @handler
     def DropObjects(self, request: pb.ObjectIdList, context) -> pb.Empty:

@@ -15,6 +15,7 @@ from dataclay.exceptions import BackendNotFoundError, DataClayException
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.protocol.pages import a_owned_objects
 from dataclay.runtime import Runtime
 from dataclay.security import ADMIN, client_credentials, open_channel
 from dataclay.transport import run_blocking
@@ -60,9 +61,10 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
         for name in backend_names:
             # every pass: a backend that restarted meanwhile cleared the mark when it re-registered
             await t.metadata("SetDraining", pb.BackendRequest(backend_id=by_name[name].id.bytes, draining=True))
-            reply = await t.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=by_name[name].id.bytes))
-            if reply.object_ids:
-                owned[name] = list(reply.object_ids)
+            ids = await a_owned_objects(lambda request: t.metadata("ListOwnedObjects", request),
+                                        by_name[name].id.bytes)
+            if ids:
+                owned[name] = ids
         if not owned:
             return moved
         total = max(total, moved + sum(len(ids) for ids in owned.values()))

@@ -22,7 +22,7 @@ def _owned_count(client, backend_id) -> int:
     from dataclay.transport import run_blocking
 
     rt = client.runtime
-    reply = run_blocking(rt.blocking.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=backend_id.bytes)))
+    reply = run_blocking(rt.blocking.metadata("ListOwnedObjects", pb.OwnedObjectsRequest(backend_id=backend_id.bytes)))
     return len(reply.object_ids)
 
 

@@ -62,7 +62,7 @@ def fill(path: Path) -> None:
 def owned(client: Client, backend_id) -> int:
     """How many objects the directory lists for the backend."""
     reply = run_blocking(client.runtime.blocking.metadata(
-        "ListOwnedObjects", pb.BackendRequest(backend_id=backend_id.bytes)))
+        "ListOwnedObjects", pb.OwnedObjectsRequest(backend_id=backend_id.bytes)))
     return len(reply.object_ids)
 
 

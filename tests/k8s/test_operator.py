@@ -569,7 +569,7 @@ def owned_count(metadata_port: int, backend_id: Any) -> int:
     from dataclay.security import open_channel
 
     with open_channel(f"127.0.0.1:{metadata_port}", ADMIN[metadata_port]) as channel:
-        reply = rpc.MetadataStub(channel).ListOwnedObjects(pb.BackendRequest(backend_id=backend_id.bytes), timeout=30)
+        reply = rpc.MetadataStub(channel).ListOwnedObjects(pb.OwnedObjectsRequest(backend_id=backend_id.bytes), timeout=30)
     return len(reply.object_ids)
 
 

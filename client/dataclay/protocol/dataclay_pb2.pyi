@@ -343,3 +343,19 @@ class BackendRequest(_message.Message):
     backend_id: bytes
     draining: bool
     def __init__(self, backend_id: _Optional[bytes] = ..., draining: _Optional[bool] = ...) -> None: ...
+
+class OwnedObjectsRequest(_message.Message):
+    __slots__ = ("backend_id", "after")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    backend_id: bytes
+    after: bytes
+    def __init__(self, backend_id: _Optional[bytes] = ..., after: _Optional[bytes] = ...) -> None: ...
+
+class OwnedObjectsPage(_message.Message):
+    __slots__ = ("object_ids", "more")
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    more: bool
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -885,8 +885,8 @@ class MetadataStub:
                 _registered_method=True)
         self.ListOwnedObjects = channel.unary_unary(
                 '/dataclay.v1.Metadata/ListOwnedObjects',
-                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
-                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsPage.FromString,
                 _registered_method=True)
         self.SetDraining = channel.unary_unary(
                 '/dataclay.v1.Metadata/SetDraining',
@@ -985,6 +985,7 @@ class MetadataServicer:
 
     def ListOwnedObjects(self, request, context):
         """Recovery: what the directory says a backend owns, and removal of entries it never stored.
+        One page per call (dataclay.protocol.pages reads them all).
         [callers: anyone]
         [idempotent: a read]
         """
@@ -1080,8 +1081,8 @@ def add_MetadataServicer_to_server(servicer, server):
             ),
             'ListOwnedObjects': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOwnedObjects,
-                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
-                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsPage.SerializeToString,
             ),
             'SetDraining': grpc.unary_unary_rpc_method_handler(
                     servicer.SetDraining,
@@ -1350,8 +1351,8 @@ class Metadata:
             request,
             target,
             '/dataclay.v1.Metadata/ListOwnedObjects',
-            dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
-            dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
+            dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsPage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -310,6 +310,20 @@ def test_a_failed_commit_retires_nothing(directory):
     assert directory.locate(version).version_original == original
 
 
+def test_a_backends_objects_are_listed_in_pages_in_id_order_to_the_last(directory):
+    backend_id, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, backend_id, 7)
+    objects_on(directory, other, 5)  # interleaved in id order with the first's: not listed
+    pages, after, more = [], b"", True
+    while more:
+        page, more = directory.owned_page(backend_id, after=after, limit=3)
+        pages.append(page)
+        after = page[-1].bytes if page else after
+    assert [len(page) for page in pages] == [3, 3, 1]
+    assert [i for page in pages for i in page] == sorted(ids, key=lambda i: i.bytes)
+    assert directory.owned_page(backend_id, limit=7) == (sorted(ids, key=lambda i: i.bytes), False)
+
+
 # ---------------------------------------------------------------------------------------- identity binding
 # With authentication on, the servicer passes the calling backend's name (`caller`); the checks run
 # inside the same transaction as the change, so nothing committed between a check and its change
