@@ -21,6 +21,8 @@ from uuid import UUID
 from dataclay.exceptions import (
     AliasAlreadyExistError,
     BackendDrainingError,
+    BackendNotDrainedError,
+    BackendRetiredError,
     AliasDoesNotExistError,
     AlreadyExistError,
     BackendNotFoundError,
@@ -43,6 +45,10 @@ CREATE TABLE IF NOT EXISTS backends (
     host TEXT NOT NULL,
     port INTEGER NOT NULL,
     draining INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS retired_backends (  -- drained and deregistered: never registered again
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS objects (
     id BLOB PRIMARY KEY,
@@ -97,14 +103,21 @@ class Directory:
 
     # ------------------------------------------------------------------ backends
     def register_backend(self, info: BackendInfo, caller: str | None = None) -> None:
-        """Insert, or update the address of, a backend. A new id may take over a name only
-        if the old holder of that name owns no objects (e.g. a pod whose volume was wiped). A
+        """Insert, or update the address of, a backend (its draining mark stays: a pod that
+        restarts between its drain and its removal must not take objects again). A new id may
+        take over a name only if the old holder of that name owns no objects (e.g. a pod whose
+        volume was wiped); a retired id is refused. A
         calling backend registers only under its own name, and an id never changes hands."""
         check_backend(info.name, info.host, info.port)
         what = f"register backend {info.name!r}"
         if caller is not None and info.name != caller:
             raise Refusal(what, "a backend registers only under its own name")
         with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM retired_backends WHERE id=?", (info.id.bytes,)).fetchone():
+                raise BackendRetiredError(
+                    f"backend {info.name} ({info.id}) was drained and deregistered, and its id never serves again: "
+                    "start it with an empty data directory (it then registers under a new id)",
+                    name=info.name, backend_id=info.id)
             if caller is not None:
                 row = conn.execute("SELECT name FROM backends WHERE id=?", (info.id.bytes,)).fetchone()
                 if row is not None and row[0] != caller:
@@ -121,8 +134,8 @@ class Directory:
                         name=info.name, backend_id=info.id,
                     )
                 conn.execute("DELETE FROM backends WHERE id=?", (row[0],))
-            updated = conn.execute(  # a backend that (re)starts takes objects again
-                "UPDATE backends SET name=?, host=?, port=?, draining=0 WHERE id=?",
+            updated = conn.execute(  # a draining backend that restarts stays draining: the admin lifts it
+                "UPDATE backends SET name=?, host=?, port=? WHERE id=?",
                 (info.name, info.host, info.port, info.id.bytes),
             ).rowcount
             if not updated:
@@ -139,6 +152,28 @@ class Directory:
         with self.db.transaction() as conn:
             if not conn.execute("UPDATE backends SET draining=? WHERE id=?", (int(draining), backend_id.bytes)).rowcount:
                 raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
+
+    def deregister_backend(self, backend_id: UUID) -> None:
+        """The end of a backend's lifecycle (active -> draining -> retired): a drained backend
+        that owns nothing leaves the list of backends for good, and its id is never registered
+        again (a pod that comes back with it cannot revive it). Deregistering a retired backend
+        again changes nothing."""
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM retired_backends WHERE id=?", (backend_id.bytes,)).fetchone():
+                return
+            row = conn.execute("SELECT name, draining FROM backends WHERE id=?", (backend_id.bytes,)).fetchone()
+            if row is None:
+                raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
+            name, draining = row
+            owned = conn.execute("SELECT count(*) FROM objects WHERE backend_id=? AND NOT retired",
+                                 (backend_id.bytes,)).fetchone()[0]
+            if not draining or owned:
+                why = f"still owns {owned} object(s)" if owned else "is not being drained"
+                raise BackendNotDrainedError(
+                    f"backend {name} ({backend_id}) {why}: drain it first (dataclay drain {name}), then deregister it",
+                    name=name, backend_id=backend_id)
+            conn.execute("DELETE FROM backends WHERE id=?", (backend_id.bytes,))
+            conn.execute("INSERT INTO retired_backends VALUES (?, ?)", (backend_id.bytes, name))
 
     @staticmethod
     def _caller_id(conn: sqlite3.Connection, caller: str | None, what: str) -> bytes | None:

@@ -150,3 +150,8 @@ class MetadataService(rpc.MetadataServicer):
     def SetDraining(self, request: pb.BackendRequest, context) -> pb.Empty:
         self.directory.set_draining(parse_uuid(request.backend_id, "backend id"), request.draining)
         return pb.Empty()
+
+    @handler
+    def DeregisterBackend(self, request: pb.BackendRequest, context) -> pb.Empty:
+        self.directory.deregister_backend(parse_uuid(request.backend_id, "backend id"))
+        return pb.Empty()

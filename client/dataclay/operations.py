@@ -114,8 +114,15 @@ async def with_owner(
     _require_registered(obj)
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
-        owner = state[BACKEND] or await locate(rt, t, obj)
-        info = await backend_info(rt, t, owner)
+        known = state[BACKEND]
+        owner = known or await locate(rt, t, obj)
+        try:
+            info = await backend_info(rt, t, owner)
+        except BackendNotFoundError:
+            if known is None:
+                raise
+            lifecycle.relocated(obj, None)  # the backend we knew was retired: ask the directory
+            continue
         try:
             return await perform(info)
         except ObjectWithWrongBackendIdError as moved:

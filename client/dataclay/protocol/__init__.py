@@ -68,5 +68,5 @@ IDEMPOTENT = frozenset({
     "ActivateMove", "AbortMove",
     # Metadata
     "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",
-    "SetDraining", "DropObjects", "CommitMove", "ResolveTransaction",
+    "SetDraining", "DeregisterBackend", "DropObjects", "CommitMove", "ResolveTransaction",
 })

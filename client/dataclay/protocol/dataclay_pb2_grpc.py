@@ -893,6 +893,11 @@ class MetadataStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
+        self.DeregisterBackend = channel.unary_unary(
+                '/dataclay.v1.Metadata/DeregisterBackend',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
         self.DropObjects = channel.unary_unary(
                 '/dataclay.v1.Metadata/DropObjects',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
@@ -1002,6 +1007,16 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeregisterBackend(self, request, context):
+        """The end of a backend's lifecycle (active -> draining -> retired): a drained backend that
+        owns nothing leaves for good, and its id is never registered again.
+        [callers: admin]
+        [idempotent: a retired backend stays retired]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DropObjects(self, request, context):
         """[callers: backend]
         [idempotent: dropping what is gone drops nothing]
@@ -1086,6 +1101,11 @@ def add_MetadataServicer_to_server(servicer, server):
             ),
             'SetDraining': grpc.unary_unary_rpc_method_handler(
                     servicer.SetDraining,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'DeregisterBackend': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeregisterBackend,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
@@ -1378,6 +1398,33 @@ class Metadata:
             request,
             target,
             '/dataclay.v1.Metadata/SetDraining',
+            dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeregisterBackend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/DeregisterBackend',
             dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
             options,

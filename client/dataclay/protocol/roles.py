@@ -50,6 +50,7 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "GetAliases": ANYONE,
         "ListOwnedObjects": ANYONE,           # a read, as LocateObject; bound for a backend: its own
         "SetDraining": ADMIN_ONLY,
+        "DeregisterBackend": ADMIN_ONLY,
         "DropObjects": INTERNAL,              # bound: rows it owns
         "CommitMove": INTERNAL,               # bound: moves it is the source of
         "CommitTransaction": INTERNAL,        # bound: retires only versions it owns

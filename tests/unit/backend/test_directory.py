@@ -11,7 +11,9 @@ from dataclay.exceptions import (
     AliasDoesNotExistError,
     AlreadyExistError,
     BackendDrainingError,
+    BackendNotDrainedError,
     BackendNotFoundError,
+    BackendRetiredError,
     ClusterMismatchError,
     InvalidRequestError,
     ObjectMovingError,
@@ -56,15 +58,16 @@ def test_backends_are_listed_in_registration_order_and_reregistering_updates_the
         (first, "backend-0", "10.0.0.9", 7), (second, "backend-1", "127.0.0.1", 2)]
 
 
-def test_a_backend_that_registers_again_takes_objects_again(directory):
+def test_a_draining_backend_that_registers_again_stays_draining_until_the_mark_is_lifted(directory):
     backend_id = backend(directory, "backend-0")
     directory.set_draining(backend_id, True)
     assert directory.backends()[0].draining
     with pytest.raises(BackendDrainingError) as refused:
         objects_on(directory, backend_id, 1)
     assert refused.value.backend_id == backend_id
-    directory.register_backend(BackendInfo(backend_id, "backend-0", "127.0.0.1", 1))
-    assert not directory.backends()[0].draining
+    directory.register_backend(BackendInfo(backend_id, "backend-0", "127.0.0.1", 1))  # its pod restarted
+    assert directory.backends()[0].draining
+    directory.set_draining(backend_id, False)  # the admin (operator: the spec wants it) lifts the mark
     assert owners(directory, objects_on(directory, backend_id, 1)) == {backend_id}
 
 
@@ -88,6 +91,50 @@ def test_draining_an_unknown_backend_is_refused(directory):
     with pytest.raises(BackendNotFoundError) as refused:
         directory.set_draining(unknown, True)
     assert refused.value.backend_id == unknown
+
+
+def test_a_backend_is_deregistered_only_once_drained_and_empty(directory):
+    backend_id = backend(directory, "backend-0")
+    [kept] = objects_on(directory, backend_id, 1)
+    with pytest.raises(BackendNotDrainedError, match="drain"):  # active: not drained
+        directory.deregister_backend(backend_id)
+    directory.set_draining(backend_id, True)
+    with pytest.raises(BackendNotDrainedError, match="1 object"):  # draining, still owning one
+        directory.deregister_backend(backend_id)
+    assert [b.id for b in directory.backends()] == [backend_id] and owners(directory, [kept]) == {backend_id}
+    directory.drop_objects([kept])
+    directory.deregister_backend(backend_id)
+    assert directory.backends() == []
+    directory.deregister_backend(backend_id)  # again (a retry after a lost reply): still retired
+    with pytest.raises(BackendNotFoundError):
+        directory.deregister_backend(uuid.uuid4())
+
+
+def test_a_retired_backend_never_registers_again_but_its_name_is_free(directory):
+    retired = backend(directory, "backend-2")
+    directory.set_draining(retired, True)
+    directory.deregister_backend(retired)
+    with pytest.raises(BackendRetiredError) as refused:
+        directory.register_backend(BackendInfo(retired, "backend-2", "127.0.0.1", 1))
+    assert refused.value.backend_id == retired and "empty data directory" in str(refused.value)
+    with pytest.raises(BackendNotFoundError):  # it takes no objects either
+        objects_on(directory, retired, 1)
+    newcomer = backend(directory, "backend-2")
+    assert [b.id for b in directory.backends()] == [newcomer]
+
+
+def test_a_retired_backend_stays_retired_after_reopening(tmp_path):
+    first = Directory(tmp_path)
+    retired = backend(first, "backend-0")
+    first.set_draining(retired, True)
+    first.deregister_backend(retired)
+    first.close()
+    again = Directory(tmp_path)
+    try:
+        with pytest.raises(BackendRetiredError):
+            again.register_backend(BackendInfo(retired, "backend-0", "127.0.0.1", 1))
+    finally:
+        again.close()
 
 
 # ---------------------------------------------------------------------------------------- objects
