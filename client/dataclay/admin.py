@@ -21,7 +21,7 @@ from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.protocol.pages import a_owned_objects
 from dataclay.runtime import Runtime
 from dataclay.security import ADMIN, client_credentials, open_channel
-from dataclay.transport import run_blocking, translate
+from dataclay.transport import BackendInfo, run_blocking, translate
 
 BATCH = 2000
 MAX_PASSES = 5
@@ -108,11 +108,17 @@ def _registered(stub: rpc.MetadataStub, names: list[str], missing_ok: bool, time
     return {name: by_name[name] for name in names if name in by_name}
 
 
-def backend_ids(host: str, port: int, timeout: float | None = None, credentials: Any = None) -> dict[str, UUID]:
-    """Backend name -> backend id, as registered (the operator puts them in its status)."""
+def registered_backends(host: str, port: int, timeout: float | None = None,
+                        credentials: Any = None) -> dict[str, BackendInfo]:
+    """Backend name -> what the directory lists of it (id, address, draining mark)."""
     with _metadata(host, port, credentials) as stub:
         reply = stub.ListBackends(pb.Empty(), timeout=timeout)
-    return {info.name: UUID(bytes=info.backend_id) for info in reply.backends}
+    return {info.name: BackendInfo.from_pb(info) for info in reply.backends}
+
+
+def backend_ids(host: str, port: int, timeout: float | None = None, credentials: Any = None) -> dict[str, UUID]:
+    """Backend name -> backend id, as registered (the operator puts them in its status)."""
+    return {name: info.id for name, info in registered_backends(host, port, timeout, credentials).items()}
 
 
 def set_draining(host: str, port: int, backend_names: list[str], draining: bool, credentials: Any = None,

@@ -21,7 +21,8 @@ from dataclay_operator.compare import differing_paths, is_subset, keep_immutable
 from dataclay_operator.config import OperatorConfig
 from dataclay_operator.events import NORMAL, WARNING, EventRecorder
 from dataclay_operator.kube import Kube, KubeError, object_path, resource_path
-from dataclay_operator.scaling import ScalePlan, drain_retry_delay, plan_scale, replicas_after_drain
+from dataclay_operator.scaling import (LifecyclePlan, ScalePlan, drain_retry_delay, plan_lifecycle, plan_scale,
+                                       replicas_after_drain)
 from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
 from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, pod_ready, status_patch
 
@@ -55,6 +56,28 @@ def dataplane_backend_ids(host: str, port: int, *, credentials: "Credentials | N
             for name, backend_id in backend_ids(host, port, timeout=1.0, credentials=_required(credentials)).items()}
 
 
+def dataplane_follow_lifecycle(host: str, port: int, name: str, desired: int, pods: set[str], *,
+                               credentials: "Credentials | None" = None) -> LifecyclePlan:
+    """Make the directory's backend marks follow the spec (scaling.plan_lifecycle), as the
+    admin: lift the draining marks of wanted backends, retire drained backends whose pod is
+    gone. Returns what was done (a backend that turns out to own objects is not retired)."""
+    from dataclay.admin import deregister_backends, registered_backends, set_draining
+    from dataclay.exceptions import BackendNotDrainedError
+
+    admin = _required(credentials)
+    listed = registered_backends(host, port, timeout=1.0, credentials=admin)
+    plan = plan_lifecycle(name, desired, {backend: info.draining for backend, info in listed.items()}, pods)
+    if plan.lift:
+        set_draining(host, port, list(plan.lift), False, credentials=admin, timeout=5.0)
+    retired = []
+    for backend in plan.deregister:
+        try:
+            retired += deregister_backends(host, port, [backend], credentials=admin, missing_ok=True, timeout=5.0)
+        except BackendNotDrainedError as exc:  # objects arrived after its drain: the next scale-down drains it
+            logger.warning("%s: not retired: %s", backend, exc)
+    return LifecyclePlan(plan.lift, tuple(retired))
+
+
 def _required(credentials: "Credentials | None") -> "Credentials":
     """The servers accept no call without credentials: never fall back to a plain-text channel."""
     if credentials is None:
@@ -68,6 +91,7 @@ class MissingCredentials(Exception):
 
 
 BACKEND_IDS_INTERVAL = 10.0  # ask the metadata service for backend ids at most this often
+LIFECYCLE_INTERVAL = 5.0  # check the directory's backend marks against the spec at most this often
 
 
 def utc_now() -> datetime:
@@ -118,10 +142,12 @@ class Reconciler:
     events: EventRecorder
     drain: DrainFn = dataplane_drain
     backend_ids: Callable[..., dict[str, str]] = dataplane_backend_ids  # (host, port, credentials=) -> pod -> id
+    follow_lifecycle: Callable[..., LifecyclePlan] = dataplane_follow_lifecycle
     now: Callable[[], datetime] = utc_now
     progress_interval: float = 1.0  # at most one status write per interval while draining
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
     _backend_ids: dict[tuple[str, str], tuple[float, dict[str, str]]] = field(default_factory=dict)
+    _lifecycle_at: dict[tuple[str, str], float] = field(default_factory=dict)  # last data-plane attempt
     _admin: dict[tuple[str, str], "Credentials"] = field(default_factory=dict)  # read from its Secret
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -132,6 +158,8 @@ class Reconciler:
         if dc is None or dc["metadata"].get("deletionTimestamp"):
             self._forget(namespace, name)
             self._forget_credentials(namespace, name)
+            with self._lock:
+                self._lifecycle_at.pop((namespace, name), None)
             return Outcome(None)  # owner references cascade; nothing of ours outlives it
         try:
             spec = parse_spec(dc.get("spec"), self.config.default_image)
@@ -164,11 +192,38 @@ class Reconciler:
         self.ensure(dc, children.backend_statefulset(dc, spec, plan.replicas), live=live)
         if not plan.scale_down:
             self._forget(dc["metadata"]["namespace"], name)
+            self._follow_lifecycle(dc, spec)
             status = self.write_status(dc, spec)
             missing_ids = any(b["ready"] and "backendId" not in b for b in status.get("backends", []))
             return Outcome(min(self.config.resync_seconds, BACKEND_IDS_INTERVAL) if missing_ids
                            else self.config.resync_seconds)
         return self._scale_down(dc, spec, plan)
+
+    def _follow_lifecycle(self, dc: Mapping[str, Any], spec: DataClaySpec) -> None:
+        """Draining marks follow the spec, drained backends whose pod is gone are retired (outside
+        a scale-down, at most every LIFECYCLE_INTERVAL; a data plane that does not answer is
+        asked again later: status never waits on it)."""
+        meta = dc["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            if time.monotonic() - self._lifecycle_at.get(key, float("-inf")) < LIFECYCLE_INTERVAL:
+                return
+            self._lifecycle_at[key] = time.monotonic()
+        pods = self.kube.list(resource_path("v1", "pods", meta["namespace"]),
+                              api.label_selector(api.selector_labels(meta["name"], api.COMPONENT_BACKEND)))
+        try:
+            done = self.follow_lifecycle(*self.dataplane_address(dc), meta["name"], spec.replicas,
+                                         {pod["metadata"]["name"] for pod in pods},
+                                         credentials=self.admin_credentials(dc))
+        except Exception as exc:  # the data plane may be starting, or unreachable from here
+            logger.debug("%s/%s: backend marks not checked: %s", *key, exc)
+            return
+        for backend in done.lift:
+            self.events.record(dc, NORMAL, "DrainMarkLifted",
+                               f"{backend} is wanted by spec.replicas: it takes new objects again")
+        for backend in done.deregister:
+            self.events.record(dc, NORMAL, "BackendRetired",
+                               f"{backend} was drained and its pod is gone: deregistered for good")
 
     # -- scale-down ---------------------------------------------------------------------------------
 

@@ -701,6 +701,21 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
             assert "3 -> 2" in scaled
             print(f"\ndrain of {DRAIN_OBJECTS} objects through the operator: {succeeded}")
 
+            # Its pod gone, the drained backend is retired for good; a mark the spec does not
+            # want (a drain interrupted after marking) is lifted on the next pass.
+            from dataclay.admin import registered_backends, set_draining
+
+            admin = {"credentials": dataplane.client_credentials("admin")}
+            op.until(lambda: not cluster.pods("statefulset.kubernetes.io/pod-name=store-backend-2"),
+                     "store-backend-2's pod deleted")
+            op.until(lambda: "store-backend-2" not in registered_backends("127.0.0.1", dataplane.port, **admin),
+                     "store-backend-2 deregistered", timeout=60)
+            assert "store-backend-2" in cluster.events("BackendRetired")[0]
+            set_draining("127.0.0.1", dataplane.port, ["store-backend-1"], True, **admin)
+            op.until(lambda: not registered_backends("127.0.0.1", dataplane.port, **admin)["store-backend-1"].draining,
+                     "store-backend-1's stray draining mark lifted", timeout=60)
+            assert "store-backend-1" in cluster.events("DrainMarkLifted")[0]
+
         assert owned_count(dataplane.port, by_name["store-backend-2"]) == 0
         dataplane.stop_process(dataplane.backends["store-backend-2"])  # its pod is gone
         import base64
