@@ -50,6 +50,33 @@ def _storage(what: str, default_size: str) -> dict[str, Any]:
     }
 
 
+def _pod_overlay() -> dict[str, Any]:
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "type": "object",
+        "description": "Added to every pod of this DataClay (metadata service and backends).",
+        "properties": {
+            "labels": {**strings, "description": "Extra pod labels (the operator's own labels win)."},
+            "annotations": {**strings, "description": "Extra pod annotations."},
+            "nodeSelector": {**strings, "description": "Pod nodeSelector."},
+            "affinity": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                         "description": "Pod affinity (core/v1 Affinity)."},
+            "tolerations": {
+                "type": "array", "description": "Pod tolerations (core/v1 Toleration).",
+                "items": {"type": "object", "properties": {
+                    "key": {"type": "string"}, "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+                    "value": {"type": "string"}, "effect": {"type": "string"},
+                    "tolerationSeconds": {"type": "integer", "format": "int64"}}},
+            },
+            "priorityClassName": {"type": "string", "description": "Pod priorityClassName."},
+            "imagePullSecrets": {
+                "type": "array", "description": "Secrets to pull spec.image with.",
+                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            },
+        },
+    }
+
+
 def _enum(values: Any, default: Any, description: str) -> dict[str, Any]:
     return {"type": "string", "enum": [v.value for v in values], "default": default.value, "description": description}
 
@@ -71,7 +98,8 @@ def spec_schema() -> dict[str, Any]:
                                 "process: acknowledged writes survive kill -9; machine: they also survive a "
                                 "machine crash (fsync per write)."),
             "storage": _storage("each backend", spec.DEFAULT_STORAGE_SIZE),
-            "resources": _resources("each backend"),
+            "resources": _resources("each backend (default: requests of "
+                                    f"{spec.DEFAULT_BACKEND_RESOURCES['requests']})"),
             "memoryLimit": _quantity("Bytes of object state a backend keeps in memory before evicting to "
                                      "storage (DC_MEMORY_LIMIT); backend default if unset."),
             "model": {
@@ -92,9 +120,11 @@ def spec_schema() -> dict[str, Any]:
                 "description": "The metadata service.",
                 "properties": {
                     "storage": _storage("the metadata service", spec.DEFAULT_METADATA_STORAGE_SIZE),
-                    "resources": _resources("the metadata service"),
+                    "resources": _resources("the metadata service (default: requests of "
+                                            f"{spec.DEFAULT_METADATA_RESOURCES['requests']})"),
                 },
             },
+            "pod": _pod_overlay(),
             "pvcRetentionPolicy": {
                 "type": "object",
                 "default": {},

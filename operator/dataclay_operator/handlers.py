@@ -1,6 +1,6 @@
 """Thin kopf handlers: watch events in, reconcile requests out.
 
-kopf watches DataClays and their StatefulSets; every handler only puts a (namespace, name) key on
+kopf watches DataClays and every kind of child; every handler only puts a (namespace, name) key on
 the controller's work queue. No change handlers, timers or daemons: those make kopf add a
 finalizer and annotations to every DataClay, and nothing here lives outside Kubernetes, so owner
 references and the garbage collector do all the cleanup. Resync comes from the work queue.
@@ -76,9 +76,20 @@ async def dataclay_event(event: Mapping[str, Any], body: Mapping[str, Any], name
         memo.controller.enqueue((namespace, name))
 
 
-@kopf.on.event("apps", "v1", "statefulsets", labels={api.LABEL_MANAGED_BY: api.MANAGER})
-async def statefulset_event(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-    """Child status changed (pods became ready, a rollout progressed): refresh the owner's status."""
+#: Every kind of child the operator owns, watched by its managed-by label: a StatefulSet's status
+#: change (pods ready, a rollout progressed) refreshes the owner's status; a change or deletion
+#: of any child by someone else is repaired at once, not at the next resync.
+CHILD_KINDS = (("apps", "v1", "statefulsets"), ("", "v1", "services"), ("", "v1", "configmaps"),
+               ("", "v1", "secrets"), ("networking.k8s.io", "v1", "networkpolicies"),
+               ("policy", "v1", "poddisruptionbudgets"))
+
+
+async def child_event(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     key = owner_key(body)
     if key is not None:
         memo.controller.enqueue(key)
+
+
+for _group, _version, _plural in CHILD_KINDS:
+    kopf.on.event(_group, _version, _plural, labels={api.LABEL_MANAGED_BY: api.MANAGER},
+                  id=f"child-{_plural}")(child_event)

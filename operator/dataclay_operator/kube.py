@@ -44,7 +44,9 @@ def resource_path(api_version: str, plural: str, namespace: str | None = None, n
 
 #: Plural of each kind the operator manages (no discovery round trip needed).
 PLURALS = {("v1", "ConfigMap"): "configmaps", ("v1", "Service"): "services", ("v1", "Pod"): "pods",
-           ("v1", "Event"): "events", ("v1", "Secret"): "secrets", ("apps/v1", "StatefulSet"): "statefulsets"}
+           ("v1", "Event"): "events", ("v1", "Secret"): "secrets", ("apps/v1", "StatefulSet"): "statefulsets",
+           ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+           ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets"}
 
 
 def object_path(obj: Mapping[str, Any], subresource: str | None = None) -> str:

@@ -180,7 +180,7 @@ class Reconciler:
     def _reconcile(self, dc: dict[str, Any], spec: DataClaySpec) -> Outcome:
         name = dc["metadata"]["name"]
         authority = self.ensure_credentials(dc)
-        for child in children.static_children(dc, spec):
+        for child in children.static_children(dc, spec, self.operator_peer()):
             self.ensure(dc, child)
         live = self.kube.get(resource_path("apps/v1", "statefulsets", dc["metadata"]["namespace"], api.backend_name(name)))
         plan = plan_scale(name, spec.replicas, replicas_of(live))
@@ -224,6 +224,12 @@ class Reconciler:
         for backend in done.deregister:
             self.events.record(dc, NORMAL, "BackendRetired",
                                f"{backend} was drained and its pod is gone: deregistered for good")
+
+    def operator_peer(self) -> children.OperatorPeer | None:
+        """The operator's pods, for NetworkPolicies (None: it runs outside the cluster)."""
+        if self.config.pod_namespace is None:
+            return None
+        return children.OperatorPeer(self.config.pod_namespace, dict(self.config.pod_labels))
 
     # -- scale-down ---------------------------------------------------------------------------------
 

@@ -81,6 +81,26 @@ class MetadataSpec:
 
 
 @dataclass(frozen=True)
+class PodOverlay:
+    """What a cluster admin adds to every pod of the DataClay (metadata service and backends):
+    scheduling (affinity, tolerations, nodeSelector, priorityClassName), imagePullSecrets, and
+    extra labels and annotations (the operator's own labels win over extra ones)."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    priority_class_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+
+
+#: Requests of pods whose spec sets no resources (so they are not BestEffort: first evicted).
+DEFAULT_BACKEND_RESOURCES: Final = {"requests": {"cpu": "100m", "memory": "256Mi"}}
+DEFAULT_METADATA_RESOURCES: Final = {"requests": {"cpu": "50m", "memory": "128Mi"}}
+
+
+@dataclass(frozen=True)
 class DataClaySpec:
     image: str
     replicas: int = DEFAULT_REPLICAS
@@ -92,6 +112,7 @@ class DataClaySpec:
     model: ModelSpec = ModelSpec()
     metadata: MetadataSpec = MetadataSpec()
     pvc_retention: RetentionSpec = RetentionSpec()
+    pod: PodOverlay = PodOverlay()
 
 
 def parse_quantity(value: str | int) -> Decimal:
@@ -131,6 +152,33 @@ def _storage(raw: Mapping[str, Any] | None, default_size: str, where: str) -> St
     return StorageSpec(size=size, storage_class_name=raw.get("storageClassName") or None)
 
 
+def _strings(raw: Any, where: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        raise SpecError(f"{where}: a map of strings")
+    return dict(raw)
+
+
+def _pod_overlay(raw: Mapping[str, Any] | None) -> PodOverlay:
+    raw = raw or {}
+    tolerations = raw.get("tolerations") or []
+    secrets = raw.get("imagePullSecrets") or []
+    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
+        raise SpecError("spec.pod.tolerations: a list of tolerations")
+    if not isinstance(secrets, list) or not all(isinstance(s, Mapping) and s.get("name") for s in secrets):
+        raise SpecError("spec.pod.imagePullSecrets: a list of {name: ...}")
+    return PodOverlay(
+        labels=_strings(raw.get("labels"), "spec.pod.labels"),
+        annotations=_strings(raw.get("annotations"), "spec.pod.annotations"),
+        node_selector=_strings(raw.get("nodeSelector"), "spec.pod.nodeSelector"),
+        affinity=dict(raw.get("affinity") or {}),
+        tolerations=tuple(dict(t) for t in tolerations),
+        priority_class_name=raw.get("priorityClassName") or None,
+        image_pull_secrets=tuple(str(s["name"]) for s in secrets),
+    )
+
+
 def parse_spec(raw: Mapping[str, Any] | None, default_image: str) -> DataClaySpec:
     """Typed spec with defaults; `default_image` is the operator's own image (spec.image unset)."""
     raw = raw or {}
@@ -163,4 +211,5 @@ def parse_spec(raw: Mapping[str, Any] | None, default_image: str) -> DataClaySpe
             when_scaled=_enum(RetentionPolicy, retention.get("whenScaled"), DEFAULT_WHEN_SCALED,
                               "spec.pvcRetentionPolicy.whenScaled"),
         ),
+        pod=_pod_overlay(raw.get("pod")),
     )

@@ -68,6 +68,8 @@ class Cluster:
         self.custom = client.CustomObjectsApi(kube_api)
         self.apps = client.AppsV1Api(kube_api)
         self.core = client.CoreV1Api(kube_api)
+        self.networking = client.NetworkingV1Api(kube_api)
+        self.policy = client.PolicyV1Api(kube_api)
 
     def create(self, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.custom.create_namespaced_custom_object(api.GROUP, api.VERSION, self.ns, api.PLURAL,
@@ -296,6 +298,10 @@ def test_operator_creates_children_with_owner_references(kube_cluster: KubeClust
             "metadata Service": cluster.service("store-metadata"),
             "backend Service": cluster.service("store-backend"),
             "client ConfigMap": cluster.configmap("store-client"),
+            "NetworkPolicy": as_dict(cluster.api, cluster.networking.read_namespaced_network_policy(
+                "store-dataplane", cluster.ns)),
+            "PodDisruptionBudget": as_dict(cluster.api, cluster.policy.read_namespaced_pod_disruption_budget(
+                "store-backend", cluster.ns)),
         }
         for what, child in children.items():
             assert child is not None, what
@@ -319,6 +325,10 @@ def test_operator_creates_children_with_owner_references(kube_cluster: KubeClust
             assert ("ca.key" in secret.data) == (secret_name == "store-ca"), secret_name
         assert {"backend.store-backend-0.pem", "backend.store-backend-1.key"} <= set(secrets["store-backend-tls"].data)
         assert children["backend Service"]["spec"]["clusterIP"] == "None"
+        assert children["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+        ingress = children["NetworkPolicy"]["spec"]["ingress"]
+        assert {p["port"] for p in ingress[0]["ports"]} == {api.METADATA_PORT, api.BACKEND_PORT}
+        assert container["resources"]["requests"]["cpu"]  # never BestEffort
         assert children["metadata StatefulSet"]["spec"]["replicas"] == 1
         assert children["client ConfigMap"]["data"] == {"DC_HOST": f"store-metadata.{cluster.ns}.svc",
                                                         "DC_PORT": str(api.METADATA_PORT)}
@@ -436,6 +446,24 @@ def test_operator_restart_heals_drift_without_duplicates(kube_cluster: KubeClust
                  == "dataclay:1", "the image restored")
     statefulsets = [s.metadata.name for s in cluster.apps.list_namespaced_stateful_set(cluster.ns).items]
     assert sorted(statefulsets) == ["store-backend", "store-metadata"]
+
+
+def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync(
+        kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    """Every child kind is watched: with a resync of 10 minutes, a deleted Service, an edited
+    ConfigMap and a deleted NetworkPolicy are back within seconds."""
+    cluster.create("store", {"replicas": 1})
+    with running_operator(kube_cluster, cluster.ns, tmp_path, DC_OPERATOR_RESYNC_SECONDS="600") as op:
+        op.until(lambda: cluster.sts("store-backend"), "the backend StatefulSet")
+        op.until(lambda: cluster.service("store-backend") and cluster.configmap("store-client"), "children")
+        data = cluster.configmap("store-client")["data"]
+        cluster.core.delete_namespaced_service("store-backend", cluster.ns)
+        cluster.core.patch_namespaced_config_map("store-client", cluster.ns, {"data": {"DC_PORT": "1"}})
+        cluster.networking.delete_namespaced_network_policy("store-dataplane", cluster.ns)
+        op.until(lambda: cluster.service("store-backend"), "the Service recreated", timeout=30)
+        op.until(lambda: cluster.configmap("store-client")["data"] == data, "the ConfigMap restored", timeout=30)
+        op.until(lambda: cluster.networking.list_namespaced_network_policy(cluster.ns).items,
+                 "the NetworkPolicy recreated", timeout=30)
 
 
 def test_a_foreign_object_with_a_childs_name_is_reported_not_taken_over(kube_cluster: KubeCluster, cluster: Cluster,

@@ -28,6 +28,8 @@ CHILDREN = {
     METADATA_STS: "StatefulSet",
     resource_path("v1", "services", NS, api.backend_name(NAME)): "Service",
     BACKEND_STS: "StatefulSet",
+    resource_path("networking.k8s.io/v1", "networkpolicies", NS, api.network_policy_name(NAME)): "NetworkPolicy",
+    resource_path("policy/v1", "poddisruptionbudgets", NS, api.disruption_budget_name(NAME)): "PodDisruptionBudget",
 }
 
 
@@ -105,7 +107,7 @@ def test_the_first_pass_creates_every_child_controlled_by_the_dataclay(kube):
         assert child["metadata"]["labels"][api.LABEL_MANAGED_BY] == api.MANAGER
     assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
     assert all(call.content_type == APPLY for call in child_writes(kube, 0))  # server-side apply
-    assert kube.event_reasons() == ["Created"] * 10  # 5 Secrets (CA, metadata, client, admin, backends) + 5 children
+    assert kube.event_reasons() == ["Created"] * 12  # 5 Secrets (CA, metadata, client, admin, backends) + 7 children
     assert status(kube)["observedGeneration"] == 1 and status(kube)["phase"] == Phase.PROVISIONING.value
     assert condition(kube, ConditionType.PROGRESSING) == ("True", Reason.ROLLING_OUT.value)
     assert condition(kube, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
