@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dataclay_operator import api, children, credentials
-from dataclay_operator.compare import differing_paths, is_subset, keep_immutable
+from dataclay_operator.compare import changed_paths, keep_immutable
 from dataclay_operator.config import OperatorConfig
 from dataclay_operator.events import NORMAL, WARNING, EventRecorder
 from dataclay_operator.kube import Kube, KubeError, object_path, resource_path
@@ -391,7 +391,7 @@ class Reconciler:
     # -- children -------------------------------------------------------------------------------------
 
     def ensure(self, dc: Mapping[str, Any], desired: dict[str, Any], live: Any = ...) -> dict[str, Any]:
-        """Get, create if missing, patch if different (only the fields in `desired`)."""
+        """Get, create if missing, apply if the server would store something else."""
         path = object_path(desired)
         if live is ...:
             live = self.kube.get(path)
@@ -409,9 +409,12 @@ class Reconciler:
             if kept:
                 logger.warning("%s %s: cannot change immutable %s; keeping the live values", kind, child,
                                ", ".join(kept))
-        if is_subset(desired, live):
+        # Drift is what the server would store differing from what it has (not `desired` against
+        # `live`: the server normalises quantities, keeps other managers' fields, and drops the
+        # fields we applied before and apply no more).
+        paths = changed_paths(live, self.kube.apply(desired, path, dry_run=True))
+        if not paths:
             return live
-        paths = differing_paths(desired, live)
         logger.info("%s %s differs at %s; patching", kind, child, ", ".join(paths))
         patched = self.kube.apply(desired, path)
         self.events.record(dc, NORMAL, "Updated", f"updated {kind} {child}: {', '.join(paths)}")

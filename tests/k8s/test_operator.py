@@ -466,6 +466,43 @@ def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync
                  "the NetworkPolicy recreated", timeout=30)
 
 
+def test_drift_is_what_the_server_would_store_not_what_the_operator_last_wrote(kube_api: Any,
+                                                                            cluster: Cluster) -> None:
+    """Passes run in this process (each one synchronous): quantities the server normalises and an
+    env var another tool added are no drift (no patch, no Updated event, the env var stays);
+    removing spec.resources removes the limits the operator had applied."""
+    from dataclay_operator.config import OperatorConfig
+    from dataclay_operator.events import EventRecorder
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.reconcile import Reconciler
+    from dataclay_operator.spec import DEFAULT_BACKEND_RESOURCES
+
+    kube = Kube(kube_api)
+    reconciler = Reconciler(kube=kube, config=OperatorConfig(namespaces=(cluster.ns,)), events=EventRecorder(kube))
+    cluster.create("store", {"replicas": 1, "resources": {"requests": {"memory": "1024Mi", "cpu": "1000m"},
+                                                          "limits": {"memory": "2048Mi"}}})
+    reconciler.reconcile(cluster.ns, "store")
+
+    def backend_container() -> dict[str, Any]:
+        return cluster.sts("store-backend")["spec"]["template"]["spec"]["containers"][0]
+
+    assert backend_container()["resources"] == {"requests": {"memory": "1Gi", "cpu": "1"}, "limits": {"memory": "2Gi"}}
+    cluster.apps.patch_namespaced_stateful_set("store-backend", cluster.ns, {"spec": {"template": {"spec": {
+        "containers": [{"name": "backend", "env": [{"name": "INJECTED_BY_ANOTHER_TOOL", "value": "1"}]}]}}}})
+    for _ in range(3):
+        reconciler.reconcile(cluster.ns, "store")
+    assert cluster.events("Updated") == []
+    assert "INJECTED_BY_ANOTHER_TOOL" in {e["name"] for e in backend_container()["env"]}
+
+    cluster.patch_spec("store", {"resources": None})
+    reconciler.reconcile(cluster.ns, "store")
+    assert backend_container()["resources"] == DEFAULT_BACKEND_RESOURCES  # the old limits are gone
+    (updated,) = cluster.events("Updated")
+    assert "StatefulSet store-backend" in updated
+    reconciler.reconcile(cluster.ns, "store")
+    assert len(cluster.events("Updated")) == 1
+
+
 def test_a_foreign_object_with_a_childs_name_is_reported_not_taken_over(kube_cluster: KubeCluster, cluster: Cluster,
                                                                         tmp_path: Path) -> None:
     cluster.core.create_namespaced_config_map(cluster.ns, {"metadata": {"name": "store-client"}, "data": {"x": "1"}})
