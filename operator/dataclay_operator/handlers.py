@@ -1,6 +1,7 @@
 """Thin kopf handlers: watch events in, reconcile requests out.
 
-kopf watches DataClays and every kind of child; every handler only puts a (namespace, name) key on
+kopf watches DataClays, every kind of child, and ConfigMaps (a DataClay's model ConfigMap is
+not its child; an in-memory index maps it to the DataClays that mount it); every handler only puts a (namespace, name) key on
 the controller's work queue. No change handlers, timers or daemons: those make kopf add a
 finalizer and annotations to every DataClay, and nothing here lives outside Kubernetes, so owner
 references and the garbage collector do all the cleanup. Resync comes from the work queue.
@@ -93,3 +94,18 @@ async def child_event(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> Non
 for _group, _version, _plural in CHILD_KINDS:
     kopf.on.event(_group, _version, _plural, labels={api.LABEL_MANAGED_BY: api.MANAGER},
                   id=f"child-{_plural}")(child_event)
+
+
+@kopf.index(api.GROUP, api.VERSION, api.PLURAL)
+def dataclays_by_model(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> dict[Any, str] | None:
+    """DataClays by the model ConfigMap they mount: (namespace, ConfigMap name) -> DataClay names."""
+    config_map = ((spec or {}).get("model") or {}).get("configMap")
+    return {(namespace, config_map): name} if config_map else None
+
+
+@kopf.on.event("", "v1", "configmaps")
+async def model_event(namespace: str, name: str, dataclays_by_model: kopf.Index, memo: kopf.Memo,
+                      **_: Any) -> None:
+    """A model ConfigMap changed: its DataClays roll their backends (the digest in the template)."""
+    for dataclay in dataclays_by_model.get((namespace, name), []):
+        memo.controller.enqueue((namespace, dataclay))

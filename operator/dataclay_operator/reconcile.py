@@ -189,7 +189,8 @@ class Reconciler:
         # every ordinal's certificate exists before the StatefulSet may create its pod
         ordinals = max(spec.replicas, plan.replicas, replicas_of(live) or 0)
         self.ensure_secret(dc, authority, credentials.backend_plan(dc, ordinals))
-        self.ensure(dc, children.backend_statefulset(dc, spec, plan.replicas), live=live)
+        backends = children.backend_statefulset(dc, spec, plan.replicas, self.model_digest(dc, spec))
+        self.ensure(dc, backends, live=live)
         if not plan.scale_down:
             self._forget(dc["metadata"]["namespace"], name)
             self._follow_lifecycle(dc, spec)
@@ -224,6 +225,13 @@ class Reconciler:
         for backend in done.deregister:
             self.events.record(dc, NORMAL, "BackendRetired",
                                f"{backend} was drained and its pod is gone: deregistered for good")
+
+    def model_digest(self, dc: Mapping[str, Any], spec: DataClaySpec) -> str | None:
+        """The model ConfigMap's digest (None without one): a change of it rolls the backends."""
+        if not spec.model.config_map:
+            return None
+        found = self.kube.get(resource_path("v1", "configmaps", dc["metadata"]["namespace"], spec.model.config_map))
+        return children.model_checksum(found)
 
     def operator_peer(self) -> children.OperatorPeer | None:
         """The operator's pods, for NetworkPolicies (None: it runs outside the cluster)."""
@@ -267,7 +275,8 @@ class Reconciler:
         if replicas is None:  # asked for even fewer backends meanwhile: drain those first
             self.write_status(fresh, fresh_spec)
             return Outcome(0)
-        self.ensure(fresh, children.backend_statefulset(fresh, fresh_spec, replicas))
+        self.ensure(fresh, children.backend_statefulset(fresh, fresh_spec, replicas,
+                                                        self.model_digest(fresh, fresh_spec)))
         self.events.record(fresh, NORMAL, "ScaledDown",
                            f"backends {plan.replicas} -> {replicas} after draining {', '.join(plan.drain)}")
         self.write_status(fresh, fresh_spec)

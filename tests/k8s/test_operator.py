@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from dataclay_operator import api
+from dataclay_operator.children import MODEL_CHECKSUM, model_checksum
 
 from .conftest import KubeCluster, mark_pods_ready, wait_until
 
@@ -464,6 +465,27 @@ def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync
         op.until(lambda: cluster.configmap("store-client")["data"] == data, "the ConfigMap restored", timeout=30)
         op.until(lambda: cluster.networking.list_namespaced_network_policy(cluster.ns).items,
                  "the NetworkPolicy recreated", timeout=30)
+
+
+def test_a_changed_model_configmap_rolls_the_backends(kube_cluster: KubeCluster, cluster: Cluster,
+                                                      tmp_path: Path) -> None:
+    """The model ConfigMap is not the DataClay's child, yet a change of its modules reaches the
+    backends' pod template (a rolling update) within seconds, not at the resync (10 minutes)."""
+    from kubernetes import client
+
+    cluster.core.create_namespaced_config_map(cluster.ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="models"), data={"company.py": "VERSION = 1\n"}))
+    cluster.create("store", {"replicas": 1, "model": {"configMap": "models"}})
+
+    def digest() -> str | None:
+        sts = cluster.sts("store-backend")
+        return sts and (sts["spec"]["template"]["metadata"].get("annotations") or {}).get(MODEL_CHECKSUM)
+
+    with running_operator(kube_cluster, cluster.ns, tmp_path, DC_OPERATOR_RESYNC_SECONDS="600") as op:
+        first = op.until(digest, "the model digest in the backends' template")
+        cluster.core.patch_namespaced_config_map("models", cluster.ns, {"data": {"company.py": "VERSION = 2\n"}})
+        second = op.until(lambda: (d := digest()) != first and d, "a new digest: the backends roll", timeout=30)
+    assert second == model_checksum({"data": {"company.py": "VERSION = 2\n"}})
 
 
 def test_drift_is_what_the_server_would_store_not_what_the_operator_last_wrote(kube_api: Any,
