@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +22,7 @@ from dataclay_operator.config import OperatorConfig, load_config
 from dataclay_operator.controller import Controller
 from dataclay_operator.events import EventRecorder
 from dataclay_operator.kube import Kube
+from dataclay_operator.leader import LeaderElector
 from dataclay_operator.reconcile import Reconciler
 
 
@@ -57,12 +60,28 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     kube = Kube.from_environment()
     reconciler = Reconciler(kube=kube, config=config, events=EventRecorder(kube))
     controller = Controller(reconciler.reconcile, workers=config.workers)
-    controller.start()
     memo.controller = controller
+    if config.lease is None:
+        controller.start()
+        return
+    # Watches run in every replica and fill the queue; only the leader's workers take from it.
+    memo.stop_campaign = threading.Event()
+    elector = LeaderElector(kube, *config.lease, identity=config.identity)
+    threading.Thread(target=elector.run, name="dataclay-leader-election", daemon=True,
+                     args=(controller.start, _lost_the_lead, memo.stop_campaign)).start()
+
+
+def _lost_the_lead() -> None:
+    """Another replica leads now (or the Lease could not be renewed): exit, gracefully, so that
+    this replica's passes stop; the Deployment starts it again as a candidate."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
+    campaign: threading.Event | None = getattr(memo, "stop_campaign", None)
+    if campaign is not None:
+        campaign.set()
     controller: Controller | None = getattr(memo, "controller", None)
     if controller is not None:
         controller.stop()

@@ -130,6 +130,10 @@ class Kube:
         query = {"fieldManager": MANAGER, "force": "true", "dryRun": "All" if dry_run else None}
         return self.request("PATCH", path or object_path(obj), body=dict(obj), query=query, content_type=APPLY)
 
+    def replace(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: the whole object, refused (409) if its resourceVersion is not the current one."""
+        return self.request("PUT", path, body=dict(obj), query={"fieldManager": MANAGER})
+
     def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body=dict(obj), query={"fieldManager": MANAGER})
 

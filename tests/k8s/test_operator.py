@@ -588,11 +588,13 @@ def test_chart_renders_and_lints(kube_cluster: KubeCluster, values: list[str]) -
     env = {e["name"]: e.get("value") for e in container["env"]}
     if values:
         assert env["DC_OPERATOR_NAMESPACES"] == "apps,batch"
-        assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch"]
+        assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch", "ops"]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == api.KIND] == ["example"]
     else:
         assert env["DC_OPERATOR_NAMESPACES"] == ""
-        assert not [d for d in docs if d["kind"] in ("Role", api.KIND)]
+        assert not [d for d in docs if d["kind"] == api.KIND]
+        assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["rel-dataclay-operator-leader-election"]
+    assert env["DC_OPERATOR_LEASE"] == "ops/rel-dataclay-operator"  # replicas elect a leader
 
 
 def service_account_kubeconfig(kube_cluster: KubeCluster, kube_api: Any, namespace: str, name: str,
@@ -628,8 +630,16 @@ def test_helm_install_is_accepted_and_its_rbac_is_enough(kube_cluster: KubeClust
 
         kubeconfig = service_account_kubeconfig(kube_cluster, cluster.api, cluster.ns,
                                                 f"{release}-dataclay-operator", tmp_path / "sa.kubeconfig")
-        with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig) as op:
+        (container,) = deployment.spec.template.spec.containers
+        chart_env = {e.name: e.value for e in container.env if e.value is not None and e.name.startswith("DC_OPERATOR_")
+                     and e.name not in ("DC_OPERATOR_IMAGE", "DC_OPERATOR_LIVENESS", "DC_OPERATOR_RESYNC_SECONDS")}
+        assert chart_env["DC_OPERATOR_LEASE"] == f"{cluster.ns}/{release}-dataclay-operator"
+        with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig, POD_NAME="chart-op",
+                              DC_OPERATOR_POD_NAMESPACE=cluster.ns, **chart_env) as op:
             op.until(lambda: cluster.sts("example-backend"), "the example's backend StatefulSet")
+            lease = client.CoordinationV1Api(cluster.api).read_namespaced_lease(f"{release}-dataclay-operator",
+                                                                                 cluster.ns)
+            assert lease.spec.holder_identity == "chart-op"  # the chart's Role lets it lead
             op.until(lambda: len(cluster.pods("app.kubernetes.io/instance=example")) == 3, "its pods")
             cluster.ready("example", api.COMPONENT_METADATA)
             cluster.ready("example", api.COMPONENT_BACKEND)
@@ -814,3 +824,79 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
                 company = Company.get_by_id(company_id)
                 assert company.name == f"C{index}" and company.employee.salary == float(index)
             assert Company.get_by_id(kept.id).employee.raise_salary(1.0) == 2.0
+
+
+# -- leader election ------------------------------------------------------------------------------------
+
+
+def test_one_leader_at_a_time_and_a_takeover_only_after_the_lease_expires(kube_api: Any, namespace: str) -> None:
+    """Two candidates on the real API server, each with its own clock (driven by the test)."""
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.leader import LeaderElector
+
+    kube = Kube(kube_api)
+    clocks = {"a": 0.0, "b": 0.0}
+    a = LeaderElector(kube, namespace, "dataclay-operator", "a", clock=lambda: clocks["a"])
+    b = LeaderElector(kube, namespace, "dataclay-operator", "b", clock=lambda: clocks["b"])
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    clocks["b"] += 14
+    assert not b.try_acquire_or_renew()  # b saw a's record 14 s ago (its clock): not expired yet
+    clocks["a"] += 14
+    assert a.try_acquire_or_renew()  # a renews: a new record
+    clocks["b"] += 14
+    assert not b.try_acquire_or_renew()  # b's wait starts again from the renewal it saw
+    clocks["b"] += 16
+    assert b.try_acquire_or_renew()  # a stopped renewing: 16 s unchanged, b takes over
+    assert not a.try_acquire_or_renew() and not a.leading  # a sees b's record
+    lease = kube.get(a.path)["spec"]
+    assert lease["holderIdentity"] == "b" and lease["leaseTransitions"] == 1
+
+
+def test_two_candidates_racing_for_an_expired_lease_elect_one(kube_api: Any, namespace: str) -> None:
+    """Both read the expired Lease, both write: the API server's resourceVersion check lets one win."""
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.leader import LeaderElector
+
+    kube = Kube(kube_api)
+    old = LeaderElector(kube, namespace, "dataclay-operator", "old")
+    assert old.try_acquire_or_renew()
+    stale = kube.get(old.path)  # what both candidates read before either writes
+
+    class ReadsBeforeTheOtherWrites(Kube):
+        def get(self, path: str) -> dict[str, Any] | None:
+            return stale
+
+    clock = {"t": 0.0}
+    c = LeaderElector(ReadsBeforeTheOtherWrites(kube_api), namespace, "dataclay-operator", "c", clock=lambda: clock["t"])
+    d = LeaderElector(ReadsBeforeTheOtherWrites(kube_api), namespace, "dataclay-operator", "d", clock=lambda: clock["t"])
+    assert not c.try_acquire_or_renew() and not d.try_acquire_or_renew()  # both see it held
+    clock["t"] = 20.0
+    assert [c.try_acquire_or_renew(), d.try_acquire_or_renew()] == [True, False]
+    assert kube.get(old.path)["spec"]["holderIdentity"] == "c"
+
+
+def test_two_operator_replicas_reconcile_through_one_leader_and_the_other_takes_over(
+        kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    """Two replicas on one Lease: the standby reconciles nothing; killed (kill -9, no goodbye),
+    the leader's Lease expires and the standby leads, picking up a DataClay created meanwhile."""
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.leader import LeaderElector
+
+    lease = {"DC_OPERATOR_LEASE": f"{cluster.ns}/dataclay-operator"}
+    path = LeaderElector(Kube(cluster.api), cluster.ns, "dataclay-operator", "-").path
+
+    def holder() -> str | None:
+        found = Kube(cluster.api).get(path)
+        return found and found["spec"].get("holderIdentity")
+
+    with running_operator(kube_cluster, cluster.ns, tmp_path, POD_NAME="op-1", **lease) as first:
+        first.until(lambda: holder() == "op-1", "op-1 leads")
+        with running_operator(kube_cluster, cluster.ns, tmp_path, POD_NAME="op-2", **lease) as second:
+            cluster.create("store", {"replicas": 1})
+            first.until(lambda: cluster.sts("store-backend"), "the leader reconciles")
+            assert holder() == "op-1" and "leads" not in second.output()
+            os.killpg(first.popen.pid, signal.SIGKILL)
+            first.popen.wait(10)
+            cluster.create("later", {"replicas": 1})
+            second.until(lambda: holder() == "op-2", "op-2 takes the expired Lease", timeout=60)
+            second.until(lambda: cluster.sts("later-backend"), "the new leader reconciles", timeout=30)
