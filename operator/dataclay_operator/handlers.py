@@ -60,7 +60,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     kube = Kube.from_environment()
     reconciler = Reconciler(kube=kube, config=config, events=EventRecorder(kube))
     controller = Controller(reconciler.reconcile, workers=config.workers)
-    memo.controller = controller
+    memo.controller, memo.reconciler = controller, reconciler
     if config.lease is None:
         controller.start()
         return
@@ -82,6 +82,9 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     campaign: threading.Event | None = getattr(memo, "stop_campaign", None)
     if campaign is not None:
         campaign.set()
+    reconciler: Reconciler | None = getattr(memo, "reconciler", None)
+    if reconciler is not None:  # a drain in flight stops at its next progress report, lifting its marks
+        reconciler.stopping.set()
     controller: Controller | None = getattr(memo, "controller", None)
     if controller is not None:
         controller.stop()

@@ -127,6 +127,10 @@ class Outcome:
     requeue_after: float | None
 
 
+class DrainCancelled(Exception):
+    """Raised from a drain's progress callback: the drain stops (its marks are lifted)."""
+
+
 @dataclass
 class _DrainFailure:
     backends: tuple[str, ...]
@@ -148,6 +152,7 @@ class Reconciler:
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
     _backend_ids: dict[tuple[str, str], tuple[float, dict[str, str]]] = field(default_factory=dict)
     _lifecycle_at: dict[tuple[str, str], float] = field(default_factory=dict)  # last data-plane attempt
+    stopping: threading.Event = field(default_factory=threading.Event)  # set: drains in flight stop
     _admin: dict[tuple[str, str], "Credentials"] = field(default_factory=dict)  # read from its Secret
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -257,6 +262,9 @@ class Reconciler:
             return Outcome(failed.retry_at - time.monotonic())
 
         progress = self._run_drain(dc, spec, plan)
+        if progress is None:  # cancelled: plan again from the spec as it is now
+            self._forget(*key)
+            return Outcome(0)
         if progress.error is not None:
             failures = 1 if failed is None or failed.backends != plan.drain else failed.failures + 1
             delay = drain_retry_delay(failures)
@@ -282,8 +290,25 @@ class Reconciler:
         self.write_status(fresh, fresh_spec)
         return Outcome(self.config.resync_seconds)
 
-    def _run_drain(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> DrainProgress:
-        """Call the data plane's drain, reporting progress in status (throttled) and events."""
+    def _drain_unwanted(self, dc: Mapping[str, Any], plan: ScalePlan) -> str | None:
+        """Why the drain in flight is no longer wanted (None: it is), from the DataClay as stored
+        now: deleted, or its spec asks for more backends than the drain leaves."""
+        try:
+            fresh = self.kube.get(dataclay_path(dc["metadata"]["namespace"], dc["metadata"]["name"]))
+            if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get(
+                    "deletionTimestamp"):
+                return "the DataClay is being deleted"
+            replicas = parse_spec(fresh.get("spec"), self.config.default_image).replicas
+        except (KubeError, SpecError) as exc:  # cannot tell: keep draining
+            logger.warning("drain: the spec could not be read again: %s", exc)
+            return None
+        if replicas > plan.target:
+            return f"spec.replicas is {replicas} now, the drain was for {plan.target}"
+        return None
+
+    def _run_drain(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> DrainProgress | None:
+        """Call the data plane's drain, reporting progress in status (throttled) and events. None:
+        cancelled, because the spec no longer wants it or the operator is stopping."""
         names = ", ".join(plan.drain)
         host, port = self.dataplane_address(dc)
         self.events.record(dc, NORMAL, "DrainStarted",
@@ -293,10 +318,15 @@ class Reconciler:
         self.write_status(dc, spec, drain=state["progress"])
 
         def on_progress(moved: int, total: int) -> None:
+            if self.stopping.is_set():
+                raise DrainCancelled("the operator is stopping (the next leader drains again if still wanted)")
             state["progress"] = DrainProgress(plan.drain, moved, total)
             now = time.monotonic()
             if now - state["written"] >= self.progress_interval or moved >= total:
                 state["written"] = now
+                why = self._drain_unwanted(dc, plan) if moved < total else None  # done is done
+                if why is not None:
+                    raise DrainCancelled(why)
                 try:
                     self.write_status(dc, spec, drain=state["progress"])
                 except KubeError as exc:  # progress is informative; never abort a drain for it
@@ -305,6 +335,11 @@ class Reconciler:
         started = time.monotonic()
         try:
             moved = self.drain(host, port, list(plan.drain), on_progress, credentials=self.admin_credentials(dc))
+        except DrainCancelled as cancelled:  # the drain lifted its marks on its way out
+            last = state["progress"]
+            self.events.record(dc, NORMAL, "DrainCancelled",
+                               f"stopped draining {names} after {last.moved}/{last.total} objects: {cancelled}")
+            return None
         except Exception as exc:  # noqa: BLE001 - any failure (typed DataClayException, transport,
             # missing data plane) means the same thing here: keep the replicas and say why.
             message = describe_error(exc)

@@ -36,12 +36,15 @@ CHILDREN = {
 class Drains:
     """The data plane's drain, as the reconciler calls it; records what it saw when called."""
 
-    def __init__(self, kube: FakeKube, moved: int = 0, error: Exception | None = None, during=None) -> None:
-        self.kube, self.moved, self.error, self.during = kube, moved, error, during
+    def __init__(self, kube: FakeKube, moved: int = 0, error: Exception | None = None, during=None,
+                 before=None) -> None:
+        self.kube, self.moved, self.error, self.during, self.before = kube, moved, error, during, before
         self.calls: list[dict] = []
 
     def __call__(self, host, port, backend_names, on_progress=None, credentials=None) -> int:
         assert credentials is not None and str(credentials.identity) == "admin"  # drains as the admin
+        if self.before is not None:
+            self.before()
         seen = {"host": host, "port": port, "backends": list(backend_names), "at_call": len(self.kube.calls),
                 "replicas": self.kube.get_object(BACKEND_STS)["spec"]["replicas"]}
         if on_progress is not None and self.moved:
@@ -302,6 +305,24 @@ def test_a_scale_down_cancelled_by_a_scale_up_stops_failing(kube):
     assert len(drains.calls) == 1 and kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
     assert "drain" not in status(kube)
     assert condition(kube, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda kube, reconciler: set_spec(kube, replicas=3), "spec.replicas is 3 now, the drain was for 1"),
+    (lambda kube, reconciler: reconciler.stopping.set(), "the operator is stopping"),
+])
+def test_a_drain_no_longer_wanted_stops_at_its_next_progress_report(kube, change, why):
+    holder = {}
+    drains = Drains(kube, moved=4, before=lambda: change(kube, holder["reconciler"]))
+    reconciler = holder["reconciler"] = scaled_to_three(kube, drains)
+    before = len(kube.calls)
+    assert reconciler.reconcile(NS, NAME) == Outcome(0)  # plan again from the spec as it is
+    assert drains.calls == []  # it never got past its first progress report
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
+    assert "DrainFailed" not in kube.event_reasons(before)
+    (cancelled,) = [c.body["message"] for c in kube.writes(before) if c.path.endswith("/events")
+                    and c.body["reason"] == "DrainCancelled"]
+    assert why in cancelled
 
 
 def test_replicas_follow_the_spec_as_it_is_after_the_drain(kube):
