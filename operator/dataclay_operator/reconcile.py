@@ -167,7 +167,7 @@ class Reconciler:
                 self._lifecycle_at.pop((namespace, name), None)
             return Outcome(None)  # owner references cascade; nothing of ours outlives it
         try:
-            spec = parse_spec(dc.get("spec"), self.config.default_image)
+            spec = self.spec_of(dc)
         except SpecError as exc:
             self.write_status(dc, None, error=(Reason.INVALID_SPEC, str(exc)))
             return Outcome(self.config.resync_seconds)
@@ -231,6 +231,11 @@ class Reconciler:
             self.events.record(dc, NORMAL, "BackendRetired",
                                f"{backend} was drained and its pod is gone: deregistered for good")
 
+    def spec_of(self, dc: Mapping[str, Any]) -> DataClaySpec:
+        """The typed spec; without spec.image, the image it runs (status.image) unless it follows
+        the operator's image (spec.upgradePolicy)."""
+        return parse_spec(dc.get("spec"), self.config.default_image, (dc.get("status") or {}).get("image"))
+
     def model_digest(self, dc: Mapping[str, Any], spec: DataClaySpec) -> str | None:
         """The model ConfigMap's digest (None without one): a change of it rolls the backends."""
         if not spec.model.config_map:
@@ -278,7 +283,7 @@ class Reconciler:
         fresh = self.kube.get(dataclay_path(*key))
         if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get("deletionTimestamp"):
             return Outcome(None)
-        fresh_spec = parse_spec(fresh.get("spec"), self.config.default_image)
+        fresh_spec = self.spec_of(fresh)
         replicas = replicas_after_drain(plan.target, fresh_spec.replicas)
         if replicas is None:  # asked for even fewer backends meanwhile: drain those first
             self.write_status(fresh, fresh_spec)
@@ -298,7 +303,7 @@ class Reconciler:
             if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get(
                     "deletionTimestamp"):
                 return "the DataClay is being deleted"
-            replicas = parse_spec(fresh.get("spec"), self.config.default_image).replicas
+            replicas = self.spec_of(fresh).replicas
         except (KubeError, SpecError) as exc:  # cannot tell: keep draining
             logger.warning("drain: the spec could not be read again: %s", exc)
             return None
@@ -485,6 +490,8 @@ class Reconciler:
             drain=drain,
             error=error,
             backend_ids=self.known_backend_ids(dc, backend_pods),
+            image=spec.image if spec is not None else (dc.get("status") or {}).get("image"),  # kept if invalid
+            operator_image=None if (dc.get("spec") or {}).get("image") else self.config.default_image,
         )
 
     def known_backend_ids(self, dc: Mapping[str, Any], backend_pods: list[dict[str, Any]]) -> dict[str, str]:

@@ -240,7 +240,7 @@ def test_crd_installs_with_status_subresource_and_printer_columns(crd: dict[str,
 def test_server_applies_the_schema_defaults(cluster: Cluster) -> None:
     created = cluster.create("defaults")
     assert created["spec"] == {
-        "replicas": 1, "durability": "process", "imagePullPolicy": "IfNotPresent",
+        "replicas": 1, "durability": "process", "imagePullPolicy": "IfNotPresent", "upgradePolicy": "Pinned",
         "storage": {"size": "1Gi"}, "metadata": {"storage": {"size": "1Gi"}},
         "model": {"path": "/opt/dataclay/models"},
         "pvcRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
@@ -260,6 +260,7 @@ def test_server_applies_the_schema_defaults(cluster: Cluster) -> None:
     ("configmap", {"model": {"configMap": "Not_A_Name"}}, "spec.model.configMap"),
     ("model-path", {"model": {"path": "relative/dir"}}, "spec.model.path"),
     ("retention", {"pvcRetentionPolicy": {"whenDeleted": "Keep"}}, "spec.pvcRetentionPolicy.whenDeleted"),
+    ("upgrade", {"upgradePolicy": "Whenever"}, "spec.upgradePolicy"),
     ("pull", {"imagePullPolicy": "Sometimes"}, "spec.imagePullPolicy"),
     ("image", {"image": ""}, "spec.image"),
     ("a" * 41, {}, "at most 40 characters"),

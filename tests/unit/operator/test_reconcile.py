@@ -149,6 +149,34 @@ def test_drift_in_a_child_is_patched_back_and_other_managers_fields_are_left_alo
     assert kube.writes(before) == []  # patched back for good
 
 
+def images(kube: FakeKube) -> set[str]:
+    return {kube.get_object(path)["spec"]["template"]["spec"]["containers"][0]["image"]
+            for path in (METADATA_STS, BACKEND_STS)}
+
+
+def test_an_operator_upgrade_rolls_only_the_dataclays_that_follow_it(kube):
+    create_dataclay(kube, replicas=2)
+    make_reconciler(kube).reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"} and status(kube)["image"] == "dataclay-k8s:test"
+    assert "operatorImage" not in status(kube)
+
+    upgraded = make_reconciler(kube, config=OperatorConfig(default_image="dataclay-k8s:next", resync_seconds=60.0))
+    before = len(kube.calls)
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"}  # pinned: nothing rolls
+    assert "Updated" not in kube.event_reasons(before)
+    assert status(kube)["image"] == "dataclay-k8s:test" and status(kube)["operatorImage"] == "dataclay-k8s:next"
+
+    set_spec(kube, upgradePolicy="FollowOperator")  # opting in
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:next"} and status(kube)["image"] == "dataclay-k8s:next"
+    assert "operatorImage" not in status(kube)
+
+    set_spec(kube, image="mine:1")  # an explicit image wins over any policy
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"mine:1"} and status(kube)["image"] == "mine:1" and "operatorImage" not in status(kube)
+
+
 def test_a_spec_change_rolls_out_to_the_children_it_concerns(kube):
     create_dataclay(kube, replicas=2)
     reconciler = make_reconciler(kube)
