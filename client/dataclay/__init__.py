@@ -4,6 +4,7 @@
 """
 from dataclay.client import Client
 from dataclay.dataclay_object import DataClayObject, activemethod
+from dataclay.stub import StubDataClayObject
 from dataclay.transport import BackendInfo
 
-__all__ = ["Client", "DataClayObject", "activemethod", "BackendInfo"]
+__all__ = ["Client", "DataClayObject", "StubDataClayObject", "activemethod", "BackendInfo"]

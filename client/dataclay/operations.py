@@ -227,6 +227,14 @@ async def _any_backend(rt: "Runtime", t: Any) -> UUID:
     return random.choice(candidates)
 
 
+async def class_info(rt: "Runtime", t: Any, path: str) -> tuple[list[str], list[str]]:
+    """A model class's persistent properties and active methods, asked of a backend (which has
+    the model): for stubs on a client that has not."""
+    info = await backend_info(rt, t, await _any_backend(rt, t))
+    reply = await t.backend(info, "GetClassInfo", pb.ClassInfoRequest(class_path=path))
+    return list(reply.properties), list(reply.active_methods)
+
+
 async def make_persistent(
     rt: "Runtime", t: Any, obj: "DataClayObject", alias: str | None = None, backend_id: UUID | str | None = None
 ) -> None:

@@ -64,7 +64,7 @@ CHANNEL_OPTIONS = [*MESSAGE_LIMITS, *FAST_RECONNECT]
 # with the reasons, is beside each rpc in dataclay.proto; a test checks that they agree.
 IDEMPOTENT = frozenset({
     # Backend
-    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats",
+    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
     "ActivateMove", "AbortMove",
     # Metadata
     "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",

@@ -29,6 +29,7 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "GetObjectState": ANYONE,
         "UpdateObject": ANYONE,
         "Stats": ANYONE,
+        "GetClassInfo": ANYONE,
         "Move": ANYONE,                       # a client's move(), and the admin's drains
         "ReceiveObjects": INTERNAL,           # the destination side of a move
         "ActivateMove": INTERNAL,
