@@ -10,7 +10,7 @@ import pytest
 from dataclay import AlienDataClayObject, Client
 from dataclay import operations as ops
 from dataclay.transport import run_blocking
-from dataclay.exceptions import ActiveMethodNotFoundError, ClassNotAllowedError
+from dataclay.exceptions import ActiveMethodNotFoundError, ClassNotAllowedError, DataClayException
 
 
 def test_an_alien_dict_lives_on_a_backend_and_its_methods_run_there(make_cluster):
@@ -26,6 +26,9 @@ def test_an_alien_dict_lives_on_a_backend_and_its_methods_run_there(make_cluster
         del prices["apple"]
         assert prices["pear"] == 2 and len(prices) == 2 and "fig" in prices and "apple" not in prices
         assert prices.get("kiwi", 0) == 0 and prices.copy() == {"pear": 2, "fig": 3}
+        with pytest.raises(DataClayException):  # a view cannot travel: typed, and the object is intact
+            prices.keys()
+        assert prices.copy() == {"pear": 2, "fig": 3}
         assert AlienDataClayObject.get_by_alias("prices") is prices
 
         cluster.restart_backend("backend-1")  # stored: the changes survive
