@@ -252,7 +252,13 @@ class Reconciler:
         """The model ConfigMap's digest (None without one): a change of it rolls the backends."""
         if not spec.model.config_map:
             return None
-        found = self.kube.get(resource_path("v1", "configmaps", dc["metadata"]["namespace"], spec.model.config_map))
+        namespace = dc["metadata"]["namespace"]
+        found = self.kube.get(resource_path("v1", "configmaps", namespace, spec.model.config_map))
+        if found is None:  # deleted: the running backends keep what they mounted, and a pod rolled
+            # now could not start (its volume is not optional): keep the digest they run with
+            live = self.kube.get(resource_path("apps/v1", "statefulsets", namespace, api.backend_name(dc["metadata"]["name"])))
+            template = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+            return (template.get("annotations") or {}).get(children.MODEL_CHECKSUM) or children.model_checksum(None)
         return children.model_checksum(found)
 
     def operator_peer(self) -> children.OperatorPeer | None:
