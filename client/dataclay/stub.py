@@ -48,6 +48,30 @@ def stub_class(class_path: str) -> type["StubDataClayObject"]:
     return found
 
 
+#: Not installable even though StubDataClayObject lacks it: the garbage collector would call a backend.
+_NEVER_INSTALLED = frozenset({"__del__"})
+
+
+def _check_class_info(class_path: str, properties: list[str], methods: list[str]) -> None:
+    """A backend's answer is data from the network: every name it puts on a stub class must be an
+    identifier that replaces nothing the stub is made of (its attribute access, its API, dataClay's
+    own `_dc_` names); properties are never dunders. Otherwise nothing is installed."""
+    def refused(name: str, is_property: bool) -> bool:
+        if not name.isidentifier() or name.startswith("_dc_") or name in _NEVER_INSTALLED:
+            return True
+        if is_property:
+            return name.startswith("__") or hasattr(StubDataClayObject, name)
+        return name != "__init__" and hasattr(StubDataClayObject, name)
+
+    bad = [name for name in properties if refused(name, True)] + [name for name in methods if refused(name, False)]
+    if bad:
+        shown = ", ".join(repr(name[:60]) for name in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise InvalidRequestError(
+            f"the class info of {class_path} from a backend names {shown}, which a stub cannot have (not an "
+            "identifier, or it would replace the stub's own attributes): nothing was installed; check the "
+            "model's names, or the backends of this cluster")
+
+
 def _remote_method(name: str) -> Callable[..., Any]:
     def method(self: DataClayObject, *args: Any, **kwargs: Any) -> Any:
         rt = current_runtime()
@@ -72,6 +96,7 @@ class StubDataClayObject(DataClayObject, metaclass=_StubClass):
             return
         rt = current_runtime()
         properties, methods = run_blocking(ops.class_info(rt, rt.blocking, cls._dc_stub_path))
+        _check_class_info(cls._dc_stub_path, properties, methods)
         with _LOCK:
             if cls._dc_stub_methods is not None:
                 return

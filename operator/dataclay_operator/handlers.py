@@ -79,15 +79,17 @@ def _lost_the_lead() -> None:
 
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
-    campaign: threading.Event | None = getattr(memo, "stop_campaign", None)
-    if campaign is not None:
-        campaign.set()
+    """Passes in flight end first (bounded), then the campaign: a leader keeps its Lease while its
+    workers may still act, so a standby cannot lead before they have stopped."""
     reconciler: Reconciler | None = getattr(memo, "reconciler", None)
     if reconciler is not None:  # a drain in flight stops at its next progress report, lifting its marks
         reconciler.stopping.set()
     controller: Controller | None = getattr(memo, "controller", None)
     if controller is not None:
         controller.stop()
+    campaign: threading.Event | None = getattr(memo, "stop_campaign", None)
+    if campaign is not None:
+        campaign.set()
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)

@@ -234,13 +234,31 @@ class Reconciler:
     def spec_of(self, dc: Mapping[str, Any]) -> DataClaySpec:
         """The typed spec; without spec.image, the image it runs (status.image) unless it follows
         the operator's image (spec.upgradePolicy)."""
-        return parse_spec(dc.get("spec"), self.config.default_image, (dc.get("status") or {}).get("image"))
+        return parse_spec(dc.get("spec"), self.config.default_image,
+                          (dc.get("status") or {}).get("image") or self.running_image(dc))
+
+    def running_image(self, dc: Mapping[str, Any]) -> str | None:
+        """The image the backends' StatefulSet runs, for a DataClay whose status does not say (made
+        by an operator that did not record status.image, or its status lost): without it, such a
+        DataClay would follow the operator's image at its first upgrade, pinned or not."""
+        if (dc.get("spec") or {}).get("image"):
+            return None
+        meta = dc["metadata"]
+        live = self.kube.get(resource_path("apps/v1", "statefulsets", meta["namespace"], api.backend_name(meta["name"])))
+        containers = (((live or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+        return containers[0].get("image") if containers else None
 
     def model_digest(self, dc: Mapping[str, Any], spec: DataClaySpec) -> str | None:
         """The model ConfigMap's digest (None without one): a change of it rolls the backends."""
         if not spec.model.config_map:
             return None
-        found = self.kube.get(resource_path("v1", "configmaps", dc["metadata"]["namespace"], spec.model.config_map))
+        namespace = dc["metadata"]["namespace"]
+        found = self.kube.get(resource_path("v1", "configmaps", namespace, spec.model.config_map))
+        if found is None:  # deleted: the running backends keep what they mounted, and a pod rolled
+            # now could not start (its volume is not optional): keep the digest they run with
+            live = self.kube.get(resource_path("apps/v1", "statefulsets", namespace, api.backend_name(dc["metadata"]["name"])))
+            template = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+            return (template.get("annotations") or {}).get(children.MODEL_CHECKSUM) or children.model_checksum(None)
         return children.model_checksum(found)
 
     def operator_peer(self) -> children.OperatorPeer | None:

@@ -56,3 +56,20 @@ def test_stubs_create_read_write_call_and_reference_objects_without_the_model(cl
     alice = Person.get_by_alias("stub-alice")  # the model's own class sees the same objects
     assert str(alice.id) == alice_id and alice.age == 33 and alice.name == "Alice"
     assert str(alice.spouse.id) == bob_id and alice.spouse.spouse is alice
+
+
+def test_a_class_info_naming_the_stubs_own_machinery_is_refused_and_installs_nothing(cluster, client):
+    """A backend's class info is data from the network: names that would replace what a stub class
+    is made of (its attribute access, its API, its finaliser) are refused, typed, and nothing is
+    installed (hostile_info.Shapeshifter answers as a rogue backend could)."""
+    import pytest
+
+    from dataclay import StubDataClayObject
+    from dataclay.exceptions import InvalidRequestError
+
+    Stub = StubDataClayObject["hostile_info.Shapeshifter"]
+    with pytest.raises(InvalidRequestError) as refused:
+        Stub._dc_stub_learn()
+    assert "__getattribute__" in str(refused.value)
+    for name in ("__getattribute__", "make_persistent", "__del__", "value"):
+        assert name not in vars(Stub), f"{name} was installed on the stub class"

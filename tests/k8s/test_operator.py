@@ -876,6 +876,52 @@ def test_two_candidates_racing_for_an_expired_lease_elect_one(kube_api: Any, nam
     assert kube.get(old.path)["spec"]["holderIdentity"] == "c"
 
 
+def test_a_leader_cut_off_from_the_api_server_stops_leading_before_the_lease_expires(kube_api: Any,
+                                                                                    namespace: str) -> None:
+    """client-go's guarantee: a leader that cannot renew gives up (renew deadline) before a standby
+    may take the Lease (lease duration). A call the API server never answers lasts the client's
+    request timeout (30 s), so the rounds must be bounded by the renew deadline, not by that."""
+    import threading
+    import time
+
+    from dataclay_operator.kube import Kube, KubeError
+    from dataclay_operator.leader import LeaderElector
+
+    cut_off = threading.Event()
+    renewals: list[float] = []
+
+    class Partitioned(Kube):
+        """The real API server until cut off; then no call is answered (the client times out)."""
+
+        def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            if cut_off.is_set():
+                threading.Event().wait(self.request_timeout)  # the transport's own timeout
+                raise KubeError(0, "", f"no answer within {self.request_timeout} s")
+            answer = super().request(method, path, *args, **kwargs)
+            if method in ("POST", "PUT"):
+                renewals.append(time.monotonic())
+            return answer
+
+    elector = LeaderElector(Partitioned(kube_api), namespace, "dataclay-operator", "a",
+                            lease_duration=3.0, renew_deadline=2.0, retry_period=0.2)
+    started, stopped_at, stop = threading.Event(), [], threading.Event()
+    thread = threading.Thread(target=elector.run, daemon=True,
+                              args=(started.set, lambda: stopped_at.append(time.monotonic()), stop))
+    thread.start()
+    try:
+        assert started.wait(TIMEOUT), "a lone candidate leads"
+        wait_until(lambda: len(renewals) >= 3, TIMEOUT, "the leader renews")
+        cut_off.set()
+        wait_until(lambda: stopped_at, TIMEOUT, "the cut-off leader stops leading")
+        led_for = stopped_at[0] - renewals[-1]
+        assert led_for < elector.lease_duration, (
+            f"the leader stopped {led_for:.1f} s after its last renewal: a standby takes over after "
+            f"{elector.lease_duration} s, so both led at once")
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+
+
 def test_two_operator_replicas_reconcile_through_one_leader_and_the_other_takes_over(
         kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
     """Two replicas on one Lease: the standby reconciles nothing; killed (kill -9, no goodbye),

@@ -177,6 +177,48 @@ def test_an_operator_upgrade_rolls_only_the_dataclays_that_follow_it(kube):
     assert images(kube) == {"mine:1"} and status(kube)["image"] == "mine:1" and "operatorImage" not in status(kube)
 
 
+def test_an_operator_upgrade_rolls_nothing_for_a_dataclay_whose_status_does_not_record_its_image(kube):
+    """A DataClay made by an operator that did not record status.image yet (or whose status was
+    lost) runs the image its StatefulSets have: pinned, an upgrade must not roll it."""
+    create_dataclay(kube, replicas=2)
+    make_reconciler(kube).reconcile(NS, NAME)
+    kube.merge_patch(DC + "/status", {"status": {"image": None}})  # as the previous operator left it
+    assert "image" not in status(kube) and images(kube) == {"dataclay-k8s:test"}
+
+    upgraded = make_reconciler(kube, config=OperatorConfig(default_image="dataclay-k8s:next", resync_seconds=60.0))
+    before = len(kube.calls)
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"}, "pinned (the default): the upgrade rolled the backends"
+    assert "Updated" not in kube.event_reasons(before)
+    assert status(kube)["image"] == "dataclay-k8s:test" and status(kube)["operatorImage"] == "dataclay-k8s:next"
+
+
+def test_a_deleted_model_configmap_rolls_no_backend_into_a_pod_that_cannot_mount_it(kube):
+    """The running backends keep the modules they mounted; a rollout to the digest of a missing
+    ConfigMap would replace a backend with a pod that cannot start (its volume is not optional).
+    Deleted and created again (kubectl replace --force) with the same modules: nothing rolls."""
+    models = resource_path("v1", "configmaps", NS, "models")
+    kube.create(resource_path("v1", "configmaps", NS), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                        "metadata": {"name": "models"}, "data": {"m.py": "V = 1\n"}})
+    create_dataclay(kube, replicas=2, model={"configMap": "models"})
+    reconciler = make_reconciler(kube)
+    reconciler.reconcile(NS, NAME)
+
+    def template() -> dict:
+        return kube.get_object(BACKEND_STS)["spec"]["template"]
+
+    rolled_out = template()
+    kube.request("DELETE", models)
+    before = len(kube.calls)
+    reconciler.reconcile(NS, NAME)
+    assert template() == rolled_out, "the backends rolled to a model ConfigMap that does not exist"
+    assert not [call for call in kube.writes(before) if call.path == BACKEND_STS]
+    kube.create(resource_path("v1", "configmaps", NS), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                        "metadata": {"name": "models"}, "data": {"m.py": "V = 1\n"}})
+    reconciler.reconcile(NS, NAME)
+    assert template() == rolled_out
+
+
 def test_a_spec_change_rolls_out_to_the_children_it_concerns(kube):
     create_dataclay(kube, replicas=2)
     reconciler = make_reconciler(kube)
