@@ -19,12 +19,16 @@ from typing import Any, Callable, ClassVar
 
 from dataclay import operations as ops
 from dataclay.dataclay_object import DataClayObject, PersistentProperty
-from dataclay.exceptions import InvalidRequestError
+from dataclay.exceptions import InvalidRequestError, ResourceExhaustedError
 from dataclay.runtime import current_runtime
 from dataclay.transport import run_blocking
 
 _STUBS: dict[str, type["StubDataClayObject"]] = {}
 _LOCK = threading.Lock()
+# Bounds on what the network can make this process keep: a class path as long as a backend takes
+# (validation.MAX_CLASS_PATH), and as many stub classes as a client plausibly uses.
+MAX_CLASS_PATH = 512
+MAX_STUB_CLASSES = 10_000
 
 
 class _StubClass(type):
@@ -34,12 +38,17 @@ class _StubClass(type):
 
 def stub_class(class_path: str) -> type["StubDataClayObject"]:
     """The stub class of "package.module.Class" (one per class path in this process)."""
-    parts = class_path.split(".") if isinstance(class_path, str) else []
+    parts = class_path.split(".") if isinstance(class_path, str) and len(class_path) <= MAX_CLASS_PATH else []
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
-        raise InvalidRequestError(f"a stub needs a class path package.module.Class, not {str(class_path)[:200]!r}")
+        raise InvalidRequestError(f"a stub needs a class path package.module.Class of at most {MAX_CLASS_PATH} "
+                                  f"characters, not {str(class_path)[:200]!r}")
     with _LOCK:
         found = _STUBS.get(class_path)
         if found is None:
+            if len(_STUBS) >= MAX_STUB_CLASSES:
+                raise ResourceExhaustedError(
+                    f"this process already has {MAX_STUB_CLASSES} stub classes (one per class it cannot import); "
+                    f"refusing a stub of {class_path[:200]!r}: put the model on the client's path instead")
             module, qualname = class_path.rsplit(".", 1)
             # __module__ and __qualname__ make class_path(stub) the model's: references and
             # requests name the real class, which the backends import.

@@ -68,12 +68,14 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.stop_campaign = threading.Event()
     elector = LeaderElector(kube, *config.lease, identity=config.identity)
     threading.Thread(target=elector.run, name="dataclay-leader-election", daemon=True,
-                     args=(controller.start, _lost_the_lead, memo.stop_campaign)).start()
+                     args=(controller.start, lambda: _lost_the_lead(reconciler), memo.stop_campaign)).start()
 
 
-def _lost_the_lead() -> None:
-    """Another replica leads now (or the Lease could not be renewed): exit, gracefully, so that
-    this replica's passes stop; the Deployment starts it again as a candidate."""
+def _lost_the_lead(reconciler: Reconciler) -> None:
+    """Another replica leads now (or the Lease could not be renewed): drains in flight stop at
+    their next progress report, and the process exits, gracefully, so that this replica's passes
+    stop; the Deployment starts it again as a candidate."""
+    reconciler.stopping.set()
     os.kill(os.getpid(), signal.SIGTERM)
 
 
