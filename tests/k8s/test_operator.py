@@ -453,7 +453,8 @@ def test_operator_restart_heals_drift_without_duplicates(kube_cluster: KubeClust
 def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync(
         kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
     """Every child kind is watched: with a resync of 10 minutes, a deleted Service, an edited
-    ConfigMap and a deleted NetworkPolicy are back within seconds."""
+    ConfigMap, a deleted NetworkPolicy, PodDisruptionBudget and client Secret are back within
+    seconds."""
     cluster.create("store", {"replicas": 1})
     with running_operator(kube_cluster, cluster.ns, tmp_path, DC_OPERATOR_RESYNC_SECONDS="600") as op:
         op.until(lambda: cluster.sts("store-backend"), "the backend StatefulSet")
@@ -462,10 +463,16 @@ def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync
         cluster.core.delete_namespaced_service("store-backend", cluster.ns)
         cluster.core.patch_namespaced_config_map("store-client", cluster.ns, {"data": {"DC_PORT": "1"}})
         cluster.networking.delete_namespaced_network_policy("store-dataplane", cluster.ns)
+        cluster.policy.delete_namespaced_pod_disruption_budget("store-backend", cluster.ns)
+        cluster.core.delete_namespaced_secret("store-client-credentials", cluster.ns)
         op.until(lambda: cluster.service("store-backend"), "the Service recreated", timeout=30)
         op.until(lambda: cluster.configmap("store-client")["data"] == data, "the ConfigMap restored", timeout=30)
         op.until(lambda: cluster.networking.list_namespaced_network_policy(cluster.ns).items,
                  "the NetworkPolicy recreated", timeout=30)
+        op.until(lambda: cluster.policy.list_namespaced_pod_disruption_budget(cluster.ns).items,
+                 "the PodDisruptionBudget recreated", timeout=30)
+        op.until(lambda: [s for s in cluster.core.list_namespaced_secret(cluster.ns).items
+                          if s.metadata.name == "store-client-credentials"], "the client Secret reissued", timeout=30)
 
 
 def test_a_changed_model_configmap_rolls_the_backends(kube_cluster: KubeCluster, cluster: Cluster,
