@@ -117,13 +117,15 @@ class StubDataClayObject(DataClayObject, metaclass=_StubClass):
             cls._dc_properties = tuple(properties)
             cls._dc_stub_methods = frozenset(methods)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Create the object on a backend and run its class's __init__ there (an @activemethod)."""
-        cls = type(self)
+    def __new__(cls, *args: Any, **kwargs: Any) -> "StubDataClayObject":
+        """A new object made on a backend by its class's __init__ (an @activemethod), in one
+        request there: if __init__ fails, nothing is stored. Returns its proxy."""
         cls._dc_stub_learn()
-        self.make_persistent()
         rt = current_runtime()
-        run_blocking(ops.call_method(rt, rt.blocking, self, "__init__", args, kwargs))
+        return run_blocking(ops.create_object(rt, rt.blocking, cls._dc_stub_path, args, kwargs))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The object was made by __new__, on the backend."""
 
     def __getattr__(self, name: str) -> Any:  # only for names not found otherwise
         cls = type(self)

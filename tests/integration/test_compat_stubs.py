@@ -22,7 +22,7 @@ STUB_CLIENT = textwrap.dedent("""
     else:
         sys.exit("the model is importable here: this would not test stubs")
 
-    with Client(host="127.0.0.1", port=int(sys.argv[1])):
+    with Client(host="127.0.0.1", port=int(sys.argv[1])) as client:
         PersonStub = StubDataClayObject["family.Person"]
         assert StubDataClayObject["family.Person"] is PersonStub  # one class per class name
         alice = PersonStub(name="Alice", age=30)  # created on a backend, __init__ run there
@@ -43,6 +43,31 @@ STUB_CLIENT = textwrap.dedent("""
                 assert "family.Person" in str(exc), exc
             else:
                 sys.exit(f"{missing} should not exist")
+        # a creation whose __init__ fails stores nothing (one request on the backend)
+        from dataclay.exceptions import InvalidRequestError
+        from dataclay.protocol import dataclay_pb2 as pb
+        from dataclay.protocol.pages import owned_objects
+        from dataclay.transport import run_blocking
+
+        from dataclay.runtime import current_runtime
+
+        rt = current_runtime()
+
+        def stored() -> int:
+            total = 0
+            for backend_id in client.get_backends():
+                total += len(owned_objects(lambda r: run_blocking(rt.blocking.metadata("ListOwnedObjects", r)),
+                                           backend_id.bytes))
+            return total
+
+        before = stored()
+        try:
+            PersonStub("only a name")  # __init__ needs an age
+        except InvalidRequestError as exc:
+            assert "__init__" in str(exc), exc
+        else:
+            sys.exit("a failing __init__ must raise")
+        assert stored() == before, (before, stored())
         print("stubs ok", alice.id, bob.id)
 """)
 

@@ -74,6 +74,11 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
                 _registered_method=True)
+        self.CreateObject = channel.unary_unary(
+                '/dataclay.v1.Backend/CreateObject',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.CreateObjectRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
+                _registered_method=True)
         self.GetClassInfo = channel.unary_unary(
                 '/dataclay.v1.Backend/GetClassInfo',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfoRequest.SerializeToString,
@@ -200,6 +205,17 @@ class BackendServicer:
         """What this backend holds, for people and for tests of eviction.
         [callers: anyone]
         [idempotent: a read]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateObject(self, request, context):
+        """A new object of a model class made here by its @activemethod __init__ with the caller's
+        arguments, registered and stored in this one request (nothing is left if __init__ fails):
+        how a stub (a client without the model) creates objects. The reply names it.
+        [callers: anyone]
+        [not idempotent: each call makes an object]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -332,6 +348,11 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.SerializeToString,
+            ),
+            'CreateObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateObject,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.CreateObjectRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.SerializeToString,
             ),
             'GetClassInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetClassInfo,
@@ -600,6 +621,33 @@ class Backend:
             '/dataclay.v1.Backend/Stats',
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/CreateObject',
+            dataclay_dot_protocol_dot_dataclay__pb2.CreateObjectRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
             options,
             channel_credentials,
             insecure,
