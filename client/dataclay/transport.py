@@ -220,8 +220,9 @@ class _IdleWatch:
 
 class _Stubs:
     """Channels and stubs by address, for one kind of channel (blocking or grpc.aio). Each
-    channel has its permits: at most half of max_streams() calls in flight on it
-    (dataclay.protocol says why), the others wait for one on the caller's side."""
+    channel has its permits: at most half of max_streams() unary calls in flight on it
+    (dataclay.protocol says why), the others wait for one on the caller's side. Streams (moves,
+    transfers: a few at a time) take none, so an abandoned stream can never keep one."""
 
     def __init__(self, metadata_address: str, open_channel: Callable[..., Any],
                  new_permits: Callable[[int], Any]) -> None:
@@ -287,18 +288,17 @@ class BlockingTransport(_Stubs):
         channel, stub = self._peer(info)
         where = info.describe()
         _connect(channel, where)
-        with self._permit(channel):
-            call = getattr(stub, method)(request, metadata=_call_metadata())
-            watch = _IdleWatch(call.cancel, _deadlines.call)
-            try:
-                for message in call:
-                    watch.touch()
-                    yield message
-                    watch.touch()
-            except grpc.RpcError as error:
-                raise translate(error, where, watch.seconds, watch.fired) from None
-            finally:
-                watch.stop()
+        call = getattr(stub, method)(request, metadata=_call_metadata())
+        watch = _IdleWatch(call.cancel, _deadlines.call)
+        try:
+            for message in call:
+                watch.touch()
+                yield message
+                watch.touch()
+        except grpc.RpcError as error:
+            raise translate(error, where, watch.seconds, watch.fired) from None
+        finally:
+            watch.stop()
 
     def start(self, info: BackendInfo, method: str, request: Any) -> Callable[[], Any]:
         """Start a call without waiting for it; the function returned waits for its result."""
@@ -338,19 +338,18 @@ class BlockingTransport(_Stubs):
                 yield message
                 watch.touch()
 
-        with self._permit(channel):
-            future = getattr(stub, method).future(watched(), metadata=_call_metadata())
-            calls.append(future)
-            if watch.fired:  # expired before the call existed
-                future.cancel()
-            try:
-                return future.result()
-            except grpc.RpcError as error:
-                raise translate(error, where, watch.seconds, watch.fired) from None
-            except grpc.FutureCancelledError:
-                raise translate_cancelled(where, watch.seconds) from None
-            finally:
-                watch.stop()
+        future = getattr(stub, method).future(watched(), metadata=_call_metadata())
+        calls.append(future)
+        if watch.fired:  # expired before the call existed
+            future.cancel()
+        try:
+            return future.result()
+        except grpc.RpcError as error:
+            raise translate(error, where, watch.seconds, watch.fired) from None
+        except grpc.FutureCancelledError:
+            raise translate_cancelled(where, watch.seconds) from None
+        finally:
+            watch.stop()
 
     def close(self) -> None:
         for channel in self._channels:
@@ -404,18 +403,17 @@ class AsyncTransport(_Stubs):
         channel, stub = self._peer(info)
         where = info.describe()
         await self._connect(channel, where)
-        async with self._permit(channel):
-            call = getattr(stub, method)(request, metadata=_call_metadata())
-            seconds = _deadlines.call
-            try:
-                while True:
-                    try:
-                        message = await asyncio.wait_for(call.read(), seconds)
-                    except asyncio.TimeoutError:
-                        call.cancel()
-                        raise translate_cancelled(where, seconds) from None
-                    if message is grpc.aio.EOF:
-                        return
-                    yield message
-            except grpc.RpcError as error:
-                raise translate(error, where, seconds) from None
+        call = getattr(stub, method)(request, metadata=_call_metadata())
+        seconds = _deadlines.call
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(call.read(), seconds)
+                except asyncio.TimeoutError:
+                    call.cancel()
+                    raise translate_cancelled(where, seconds) from None
+                if message is grpc.aio.EOF:
+                    return
+                yield message
+        except grpc.RpcError as error:
+            raise translate(error, where, seconds) from None
