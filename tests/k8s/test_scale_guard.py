@@ -23,13 +23,15 @@ from kubernetes.client.exceptions import ApiException
 from dataclay_operator import api
 
 from .conftest import KubeCluster, wait_until
-from .test_operator import (ADMIN, CHART, Cluster, condition, cluster, crd, credentials_from_the_ca_secret,  # noqa: F401
-                            helm, owned_count, pod_named_cluster, running_operator, service_account_kubeconfig)
+from .test_operator import (ADMIN, CHART, Cluster, closed_port, condition, cluster, crd,  # noqa: F401
+                            credentials_from_the_ca_secret, helm, owned_count, pod_named_cluster, running_operator,
+                            service_account_kubeconfig)
 
 MERGE = "application/merge-patch+json"
 NAME = "store"
 BACKEND_STS = api.backend_name(NAME)
 HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"  # the HPA controller's identity
+SOMEONE = "someone@example.com"  # a user with the default admin role in the namespace only
 
 
 @contextmanager
@@ -103,21 +105,36 @@ def policy_in_force(kube_cluster: KubeCluster, cluster: Cluster) -> str:
         admin.close()
 
 
+def namespace_admin(cluster: Cluster, user: str) -> None:
+    """Give `user` Kubernetes' default `admin` role in the test's namespace, and nothing else."""
+    client.RbacAuthorizationV1Api(cluster.api).create_namespaced_role_binding(cluster.ns, {
+        "metadata": {"name": "admin"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                   "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+
+
+def wait_allowed(api_client: Any, namespace: str, group: str, resource: str, subresource: str = "") -> None:
+    """Until RBAC lets the client's user patch that resource (the controller manager fills the default
+    roles by ClusterRole aggregation, a few seconds after it starts and after the chart adds to them)."""
+    review = {"spec": {"resourceAttributes": {"group": group, "resource": resource, "subresource": subresource,
+                                              "verb": "patch", "namespace": namespace}}}
+    authz = client.AuthorizationV1Api(api_client)
+    wait_until(lambda: authz.create_self_subject_access_review(review).status.allowed, 60,
+               f"RBAC to allow patching {resource}/{subresource}")
+
+
 def backend_replicas(cluster: Cluster) -> int:
     return cluster.sts(BACKEND_STS)["spec"]["replicas"]
 
 
 @pytest.mark.parametrize("how, user", [("kubectl scale sts", None), ("an HPA", HPA),
-                                       ("kubectl edit / GitOps", "someone@example.com")])
+                                       ("kubectl edit / GitOps", SOMEONE)])
 def test_lowering_the_backend_statefulset_directly_is_refused_with_the_way_to_scale(
         kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path, how: str, user: str | None) -> None:
     """Nobody but the operator (not even a cluster admin) lowers the replicas; raising them is left alone."""
     with chart_installed(kube_cluster, cluster) as release:
-        if user == "someone@example.com":  # an ordinary user allowed to edit StatefulSets
-            client.RbacAuthorizationV1Api(cluster.api).create_namespaced_role_binding(cluster.ns, {
-                "metadata": {"name": "edit"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                                          "kind": "ClusterRole", "name": "admin"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+        if user == SOMEONE:
+            namespace_admin(cluster, user)
         cluster.create(NAME, {"replicas": 3, "pvcRetentionPolicy": {"whenScaled": "Delete"}})
         kubeconfig = operator_kubeconfig(kube_cluster, cluster, release, tmp_path)
         with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig) as op:
@@ -126,6 +143,8 @@ def test_lowering_the_backend_statefulset_directly_is_refused_with_the_way_to_sc
             policy_in_force(kube_cluster, cluster)
             someone = as_user(kube_cluster, user)
             try:
+                if user == SOMEONE:
+                    wait_allowed(someone, cluster.ns, "apps", "statefulsets")
                 message = refusal(lambda: scale_statefulset(someone, cluster.ns, how, 1))
                 assert message is not None, f"{how} lowered the backends without a drain"
                 assert f"kubectl scale dataclay {NAME} --replicas=" in message, message
@@ -138,6 +157,37 @@ def test_lowering_the_backend_statefulset_directly_is_refused_with_the_way_to_sc
             finally:
                 someone.close()
             assert not cluster.events("DrainStarted")
+
+
+def test_a_namespace_admin_refused_the_statefulset_may_scale_the_dataclay_which_drains(
+        kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    """The refusal says what to run, and the chart lets whoever edits StatefulSets run it: the
+    default admin/edit roles include DataClays and their scale subresource (ClusterRole aggregation)."""
+    namespace_admin(cluster, SOMEONE)
+    with chart_installed(kube_cluster, cluster) as release:
+        cluster.create(NAME, {"replicas": 3})
+        kubeconfig = operator_kubeconfig(kube_cluster, cluster, release, tmp_path)
+        unreachable = {"DC_OPERATOR_DATAPLANE_HOST": "127.0.0.1", "DC_OPERATOR_DATAPLANE_PORT": str(closed_port())}
+        with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig, **unreachable) as op:
+            op.until(lambda: (s := cluster.sts(BACKEND_STS)) and s["spec"]["replicas"] == 3, "3 backends")
+            policy_in_force(kube_cluster, cluster)
+            someone = as_user(kube_cluster, SOMEONE)
+            try:
+                wait_allowed(someone, cluster.ns, "apps", "statefulsets", "scale")
+                message = refusal(lambda: scale_statefulset(someone, cluster.ns, "kubectl scale sts", 2))
+                assert message is not None and f"kubectl scale dataclay {NAME} --replicas=2 -n {cluster.ns}" in message
+
+                wait_allowed(someone, cluster.ns, api.GROUP, api.PLURAL, "scale")  # the chart's aggregated role
+                client.CustomObjectsApi(someone).patch_namespaced_custom_object_scale(
+                    api.GROUP, api.VERSION, cluster.ns, api.PLURAL, NAME, {"spec": {"replicas": 2}})
+            finally:
+                someone.close()
+            # the scale-down goes through the drain: here the data plane does not answer, so nothing goes
+            degraded = op.until(lambda: (d := cluster.dc(NAME)) and condition(d, "Degraded").get("status") == "True"
+                                and d, "the drain tried and failed", timeout=120)
+            assert condition(degraded, "Degraded")["reason"] == "DrainFailed"
+            assert any(api.backend_pod_name(NAME, 2) in m for m in cluster.events("DrainStarted"))
+            assert backend_replicas(cluster) == 3
 
 
 def test_statefulsets_that_are_not_dataclay_backends_scale_freely(kube_cluster: KubeCluster, cluster: Cluster,
