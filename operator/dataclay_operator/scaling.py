@@ -2,13 +2,12 @@
 
 A StatefulSet always removes its highest ordinals first, so shrinking from `current` to `desired`
 removes pods `desired .. current-1`; those, and only those, are drained before replicas change.
+Replicas lowered by anyone else (`detect_bypass`) are planned from what the operator applied.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
-
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dataclay_operator.api import ANNOTATION_APPLIED_REPLICAS, backend_pod_name
