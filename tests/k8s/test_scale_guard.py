@@ -35,11 +35,12 @@ SOMEONE = "someone@example.com"  # a user with the default admin role in the nam
 
 
 @contextmanager
-def chart_installed(kube_cluster: KubeCluster, cluster: Cluster, *values: str) -> Iterator[str]:
-    """`helm install` of the chart managing only the test's namespace; yields the release name."""
+def chart_installed(kube_cluster: KubeCluster, cluster: Cluster, *values: str, manages: str | None = None
+                    ) -> Iterator[str]:
+    """`helm install` of the chart managing only the test's namespace (or `manages`); yields the release name."""
     release = f"dc{uuid.uuid4().hex[:6]}"
     helm(kube_cluster, "install", release, str(CHART), "--namespace", cluster.ns,
-         "--set", f"watchNamespaces={{{cluster.ns}}}", *values)
+         "--set", f"watchNamespaces={{{manages or cluster.ns}}}", *values)
     try:
         yield release
     finally:
@@ -195,7 +196,7 @@ def test_statefulsets_that_are_not_dataclay_backends_scale_freely(kube_cluster: 
     with chart_installed(kube_cluster, cluster) as release:
         # the API server type-checks the policy's CEL against the StatefulSet and Scale schemas
         admission = client.AdmissionregistrationV1Api(cluster.api)
-        policy = f"{release}-dataclay-operator-backend-replicas"
+        policy = f"{release}-dataclay-operator-backends"
         checked = wait_until(lambda: (s := admission.read_validating_admission_policy(policy).status)
                              and s.type_checking is not None and s, 60, "the policy type-checked")
         assert not checked.type_checking.expression_warnings, checked.type_checking.expression_warnings
@@ -308,3 +309,45 @@ def test_without_the_policy_a_statefulset_lowered_behind_the_operators_back_is_d
             cluster.ready(NAME, api.COMPONENT_BACKEND)
             op.until(lambda: condition(cluster.dc(NAME), "Degraded").get("status") == "False",
                      "Degraded cleared once the backends are back")
+
+
+def test_deleting_a_backend_statefulset_that_takes_its_volumes_is_refused_deleting_the_dataclay_is_not(
+        kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    """With pvcRetentionPolicy.whenDeleted=Delete, `kubectl delete sts <name>-backend` would delete every
+    backend's volume (the operator would recreate the StatefulSet empty): refused. Deleting the DataClay,
+    or its namespace, is meant to remove it all: the garbage collector and the namespace controller may."""
+    victim = f"dc-victim-{uuid.uuid4().hex[:6]}"
+    cluster.core.create_namespace({"metadata": {"name": victim}})
+    there = Cluster(cluster.api, victim)
+    with chart_installed(kube_cluster, cluster, manages=victim) as release:
+        kubeconfig = operator_kubeconfig(kube_cluster, cluster, release, tmp_path)
+        with running_operator(kube_cluster, victim, tmp_path, kubeconfig=kubeconfig) as op:
+            there.create(NAME, {"replicas": 2, "pvcRetentionPolicy": {"whenDeleted": "Delete"}})
+            there.create("kept", {"replicas": 1, "pvcRetentionPolicy": {"whenDeleted": "Retain"}})
+            op.until(lambda: len(there.pvcs()) == 5, "a PVC per pod (store: 2 + 1, kept: 1 + 1)")
+            delete = lambda name, **kw: there.apps.delete_namespaced_stateful_set(name, victim, **kw)  # noqa: E731
+            message = wait_until(lambda: refusal(lambda: delete(BACKEND_STS, dry_run="All")), 60,
+                                 "the policy refusing the deletion")
+            assert refusal(lambda: delete(BACKEND_STS)) == message
+            assert "whenDeleted=Delete" in message and f"kubectl delete dataclay {NAME} -n {victim}" in message
+            assert there.sts(BACKEND_STS) is not None and len(there.pvcs()) == 5
+            assert refusal(lambda: delete(api.backend_name("kept"), dry_run="All")) is None  # Retain: volumes stay
+
+            there.delete(NAME)  # the garbage collector removes the StatefulSet, then the volumes
+            op.until(lambda: there.sts(BACKEND_STS) is None, "the backend StatefulSet garbage-collected")
+            op.until(lambda: sorted(c["metadata"]["name"] for c in there.pvcs()) == [
+                "data-kept-backend-0", "data-kept-metadata-0"], "store's volumes deleted with it")
+
+        there.create("again", {"replicas": 1, "pvcRetentionPolicy": {"whenDeleted": "Delete"}})
+        with running_operator(kube_cluster, victim, tmp_path, kubeconfig=kubeconfig) as op:
+            op.until(lambda: there.sts(api.backend_name("again")), "a backend StatefulSet to delete with the namespace")
+        cluster.core.delete_namespace(victim)  # the namespace controller removes everything in it
+
+        def gone() -> bool:
+            try:
+                cluster.core.read_namespace(victim)
+            except ApiException as exc:
+                return exc.status == 404
+            return False
+
+        wait_until(gone, 120, f"namespace {victim} deleted")

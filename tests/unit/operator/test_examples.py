@@ -57,4 +57,4 @@ def test_the_charts_scale_guard_recognises_backends_by_the_labels_the_operator_s
         assert f"'{key}={selector[key]}'" in text  # in a Scale's status.selector string
         assert f"k == '{key}'" in text and f"matchLabels[k] == '{selector[key]}'" in text  # in spec.selector
     assert f"'{api.LABEL_INSTANCE}='" in text  # the DataClay's name, for the message
-    assert "statefulsets/scale" in text and "kubectl scale dataclay" in text
+    assert "statefulsets/scale" in text and "kubectl scale dataclay" in text and "kubectl delete dataclay" in text
