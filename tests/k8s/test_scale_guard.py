@@ -3,9 +3,11 @@
 `kubectl scale sts`, an HPA or a GitOps tool lowering the StatefulSet directly would remove
 backends without draining them (and with `pvcRetentionPolicy.whenScaled: Delete`, their volumes).
 The chart ships a ValidatingAdmissionPolicy that refuses it to anyone but the operator's
-ServiceAccount; `kubectl scale dataclay` (the CRD's scale subresource) is the way to scale, and goes
-through the drain. Where the policy is not installed, the operator notices and reports Degraded.
-Each test installs the chart as users do (`helm install`), so the policy tested is the one shipped.
+ServiceAccount (and deleting the StatefulSet when its volumes would go with it to anyone but the
+garbage collector and namespace controller); `kubectl scale dataclay` (the CRD's scale subresource)
+is the way to scale, and goes through the drain. Where the policy is not installed, the operator
+notices and reports Degraded. Each test installs the chart as users do (`helm install`), so the
+policy tested is the one shipped.
 """
 from __future__ import annotations
 
