@@ -229,7 +229,7 @@ def cluster(kube_api: Any, namespace: str, crd: dict[str, Any]) -> Cluster:
 
 def test_crd_installs_with_status_subresource_and_printer_columns(crd: dict[str, Any], cluster: Cluster) -> None:
     version = crd["spec"]["versions"][0]
-    assert version["name"] == api.VERSION and version["subresources"] == {"status": {}}
+    assert version["name"] == api.VERSION and set(version["subresources"]) == {"status", "scale"}
     cluster.create("demo", {"replicas": 2})
     table = raw_get(cluster.api, f"/apis/{api.API_VERSION}/namespaces/{cluster.ns}/{api.PLURAL}",
                     accept="application/json;as=Table;v=v1;g=meta.k8s.io")
@@ -587,19 +587,27 @@ def test_chart_renders_and_lints(kube_cluster: KubeCluster, values: list[str]) -
     docs = [d for d in yaml.safe_load_all(helm(kube_cluster, "template", "rel", str(CHART), "--namespace", "ops",
                                                  "--include-crds", *values)) if d]
     kinds = sorted({d["kind"] for d in docs})
-    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= set(kinds)
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= set(kinds)
     crd = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
     assert crd == yaml.safe_load(CRD_FILE.read_text())
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "dataclay_operator"]
+    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    operator_user = f"system:serviceaccount:ops:{deployment['spec']['template']['spec']['serviceAccountName']}"
+    assert operator_user in json.dumps(policy["spec"]["matchConditions"])  # the one identity let through
     env = {e["name"]: e.get("value") for e in container["env"]}
     if values:
         assert env["DC_OPERATOR_NAMESPACES"] == "apps,batch"
+        assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+            "apps", "batch"]  # the guard applies where the operator manages DataClays
         assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch", "ops"]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == api.KIND] == ["example"]
     else:
         assert env["DC_OPERATOR_NAMESPACES"] == ""
+        assert "matchResources" not in binding["spec"]  # everywhere
         assert not [d for d in docs if d["kind"] == api.KIND]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["rel-dataclay-operator-leader-election"]
     assert env["DC_OPERATOR_LEASE"] == "ops/rel-dataclay-operator"  # replicas elect a leader

@@ -402,3 +402,43 @@ def test_replicas_follow_the_spec_as_it_is_after_the_drain(kube):
     reconciler.reconcile(NS, NAME)
     assert len(drains.calls) == 1 and kube.get_object(BACKEND_STS)["spec"]["replicas"] == 2
     assert status(kube)["desiredBackends"] == 2 and status(kube)["observedGeneration"] == 3
+
+
+# ---------------------------------------------------------------------------------------- scaled behind our back
+
+def test_a_statefulset_lowered_behind_the_operators_back_is_restored_and_reported(kube):
+    """`kubectl scale sts --replicas=1` where the chart's policy is not installed."""
+    create_dataclay(kube, replicas=3)
+    reconciler = make_reconciler(kube)
+    reconciler.reconcile(NS, NAME)
+    assert kube.get_object(BACKEND_STS)["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "3"}
+    kube.merge_patch(BACKEND_STS, {"spec": {"replicas": 1}})
+    before = len(kube.calls)
+
+    reconciler.reconcile(NS, NAME)
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
+    assert kube.event_reasons(before) == [Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value, "Updated"]
+    assert condition(kube, ConditionType.DEGRADED) == ("True", Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value)
+    message = get_condition(status(kube), ConditionType.DEGRADED)["message"]
+    assert "store-backend-1, store-backend-2" in message and f"kubectl scale dataclay {NAME}" in message
+    again = len(kube.calls)
+    reconciler.reconcile(NS, NAME)  # restored, pods not back yet: still reported, no second warning
+    assert condition(kube, ConditionType.DEGRADED)[1] == Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value
+    assert kube.writes(again) == []
+
+
+def test_backends_removed_behind_the_operators_back_are_drained_before_a_scale_down_accepts_it(kube):
+    """Spec and StatefulSet lowered together (3 -> 2 and 3 -> 1): store-backend-1 and -2 come back,
+    store-backend-2 is drained, and only then do replicas drop to 2."""
+    drains = Drains(kube, moved=5)
+    create_dataclay(kube, replicas=3)
+    reconciler = make_reconciler(kube, drains)
+    reconciler.reconcile(NS, NAME)
+    set_spec(kube, replicas=2)
+    kube.merge_patch(BACKEND_STS, {"spec": {"replicas": 1}})
+
+    reconciler.reconcile(NS, NAME)
+    [drain] = drains.calls
+    assert drain["backends"] == [api.backend_pod_name(NAME, 2)] and drain["replicas"] == 3
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 2
+    assert kube.get_object(BACKEND_STS)["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "2"}
