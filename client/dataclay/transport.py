@@ -175,13 +175,20 @@ def _connect(channel: grpc.Channel, where: str) -> None:
     if _connected(channel):
         return
     seconds = _deadlines.connect
-    ready = grpc.channel_ready_future(channel)
+    deadline = time.monotonic() + seconds
+    # Watched from this thread, not with grpc.channel_ready_future: that one's polling thread
+    # outlives it by up to 0.2 s and dies with "Channel closed!" if the channel closes meanwhile.
+    raw = channel._channel  # no public blocking accessor on grpc.Channel
     try:
-        ready.result(timeout=seconds)
-    except grpc.FutureTimeoutError:
+        state = raw.check_connectivity_state(True)
+        while _common.CYGRPC_CONNECTIVITY_STATE_TO_CHANNEL_CONNECTIVITY[state] is not grpc.ChannelConnectivity.READY:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise not_reached(where, seconds)
+            raw.watch_connectivity_state(state, time.time() + min(remaining, 0.5))
+            state = raw.check_connectivity_state(True)
+    except ValueError:  # the channel was closed (the client stopped): nothing was sent
         raise not_reached(where, seconds) from None
-    finally:
-        ready.cancel()
 
 
 class _IdleWatch:

@@ -2,6 +2,8 @@
 import asyncio
 import threading
 
+import pytest
+
 from dataclay import Client
 from hr import Employee
 from shapes import Node
@@ -74,6 +76,7 @@ def test_async_transports_of_finished_loops_are_released(client):
     assert len(client.runtime._async) == 1
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no "Channel closed!" either
 def test_a_burst_of_concurrent_calls_beyond_a_connections_stream_limit_all_succeed(make_cluster, monkeypatch):
     """More calls at once than a server admits streams per connection (DC_MAX_STREAMS, 32 here)
     wait on the caller's side; none is refused (a refused stream used to surface as
