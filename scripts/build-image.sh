@@ -48,4 +48,8 @@ if ! "${PODMAN[@]}" image exists "$image"; then
     --env "SSL_CERT_FILE=$ca" --env "PIP_CERT=$ca" --build-arg "BASE=$BASE" \
     -t "$image" -f "$root/Dockerfile" "$root" >&2
 fi
+# Older builds of this image are removed (each is ~450 MB); one a container still uses stays.
+for old in $("${PODMAN[@]}" images --filter reference=localhost/dataclay-k8s --format '{{.Repository}}:{{.Tag}}'); do
+  [[ $old == "$image" ]] || "${PODMAN[@]}" rmi "$old" >/dev/null 2>&1 || true
+done
 echo "$image"
