@@ -146,7 +146,7 @@ class BackendRuntime(Runtime):
         self.incoming.store_local(objects, states, alias)
 
     def move_here(
-        self, obj: Any, target: UUID, recursive: bool, on_progress: Callable[[int, int], None] | None
+        self, obj: Any, target: UUID, recursive: bool, remotes: bool, on_progress: Callable[[int, int], None] | None
     ) -> pb.MoveProgress | None:
         """Within a blocking call served here, move objects owned here in the call's own scope
         (a Move request to ourselves would wait for the call's uncommitted changes to be
@@ -159,7 +159,7 @@ class BackendRuntime(Runtime):
             if on_progress is not None and update.objects_total:
                 on_progress(update.objects_sent, update.objects_total)
 
-        return self.mover.move([object_id], target, recursive, False, progress)
+        return self.mover.move([object_id], target, recursive, False, progress, remotes)
 
     # ------------------------------------------------------------------ serving
     def run_coroutine(self, coro: Coroutine) -> Any:

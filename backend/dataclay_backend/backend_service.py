@@ -139,7 +139,8 @@ class BackendService(rpc.BackendServicer):
         def run() -> None:
             token = SCOPE.set(RequestScope(chain)) if chain else None
             try:
-                outcome["result"] = self.rt.mover.move(roots, destination, request.recursive, request.only_owned, events.put)
+                outcome["result"] = self.rt.mover.move(roots, destination, request.recursive, request.only_owned, events.put,
+                                                        request.remotes)
             except BaseException as exc:
                 outcome["error"] = exc
             finally:

@@ -371,15 +371,17 @@ ProgressCallback = Callable[[int, int], None]  # (objects sent, objects total)
 
 
 async def _move_from_owner(
-    rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: ProgressCallback | None
+    rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, remotes: bool,
+    on_progress: ProgressCallback | None,
 ) -> pb.MoveProgress:
     object_id = obj.__dict__[ID].bytes
-    here = rt.move_here(obj, target, recursive, on_progress)
+    here = rt.move_here(obj, target, recursive, remotes, on_progress)
     if here is not None:
         return here
 
     async def perform(info: BackendInfo) -> pb.MoveProgress:
-        request = pb.MoveRequest(object_ids=[object_id], destination=target.bytes, recursive=recursive)
+        request = pb.MoveRequest(object_ids=[object_id], destination=target.bytes, recursive=recursive,
+                                 remotes=remotes)
         final = pb.MoveProgress()
         async for progress in t.backend_stream(info, "Move", request):
             if on_progress is not None and progress.objects_total:
@@ -395,8 +397,9 @@ async def move(
     remotes: bool = False, on_progress: ProgressCallback | None = None,
 ) -> MoveResult:
     """Move obj to another backend, atomically. recursive=True also moves what obj reaches
-    through objects owned by the same backend; remotes=True (with recursive) also gathers
-    reachable objects owned by other backends."""
+    through objects owned by the same backend; remotes=True (with recursive) walks through
+    every reachable object, wherever it is (also on the destination, whose owner walks it for
+    what lies beyond), and moves each from its owner, one atomic move per owner visited."""
     _require_registered(obj)
     target = _as_uuid(backend_id, "backend id")
     await backend_info(rt, t, target)
@@ -407,15 +410,16 @@ async def move(
     while pending:
         current = pending.pop()
         visited.add(current.__dict__[ID])
-        final = await _move_from_owner(rt, t, current, target, recursive, on_progress)
+        final = await _move_from_owner(rt, t, current, target, recursive, remotes, on_progress)
         moved = [UUID(bytes=raw) for raw in final.moved_ids]
         rt.relocated(moved, target)
         result.object_ids += moved
         result.bytes += final.bytes_sent
         if remotes and recursive:
+            visited.update(moved)  # walked by that move: what they reach is in its frontier
             for entry in final.frontier:
                 entry_id = UUID(bytes=entry.object_id)
-                if entry_id not in visited and entry.backend_id != target.bytes:
+                if entry_id not in visited:
                     visited.add(entry_id)
                     pending.append(rt.instance(entry_id, entry.class_path, UUID(bytes=entry.backend_id) if entry.backend_id else None))
     result.objects = len(result.object_ids)

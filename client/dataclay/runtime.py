@@ -143,7 +143,8 @@ class Runtime:
                     self.heap[object_id] = obj
 
     def move_here(
-        self, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: Callable[[int, int], None] | None
+        self, obj: "DataClayObject", target: UUID, recursive: bool, remotes: bool,
+        on_progress: Callable[[int, int], None] | None,
     ) -> Any:
         """A backend moves an object it owns itself (returning the final MoveProgress) when a
         call it is serving asks, so that the call's own changes, not yet committed, go along;

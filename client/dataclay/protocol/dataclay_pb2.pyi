@@ -124,16 +124,18 @@ class UpdateObjectRequest(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class MoveRequest(_message.Message):
-    __slots__ = ("object_ids", "destination", "recursive", "only_owned")
+    __slots__ = ("object_ids", "destination", "recursive", "only_owned", "remotes")
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     RECURSIVE_FIELD_NUMBER: _ClassVar[int]
     ONLY_OWNED_FIELD_NUMBER: _ClassVar[int]
+    REMOTES_FIELD_NUMBER: _ClassVar[int]
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
     destination: bytes
     recursive: bool
     only_owned: bool
-    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., destination: _Optional[bytes] = ..., recursive: _Optional[bool] = ..., only_owned: _Optional[bool] = ...) -> None: ...
+    remotes: bool
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., destination: _Optional[bytes] = ..., recursive: _Optional[bool] = ..., only_owned: _Optional[bool] = ..., remotes: _Optional[bool] = ...) -> None: ...
 
 class MoveProgress(_message.Message):
     __slots__ = ("objects_total", "objects_sent", "bytes_sent", "done", "moved_ids", "frontier", "seconds")
