@@ -331,7 +331,7 @@ async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool
 
     for object_id, record in records.items():
         state = lifecycle.properties(loads(record.state, resolve))  # a clone is a new object, not a version
-        clones[object_id.bytes].__dict__.update(state)
+        lifecycle.assign(clones[object_id.bytes], state)
     return clones[obj.__dict__[ID].bytes]
 
 
@@ -342,6 +342,14 @@ async def dc_update(rt: "Runtime", t: Any, obj: "DataClayObject", other: "DataCl
     else:
         state = loads((await _fetch_state(rt, t, other)).state, rt.resolve)
     state = lifecycle.properties(state)  # the properties only, never the lineage
+    if lifecycle.OWN_STATE in state:  # what other's own __getstate__ returned: only its __setstate__ reads it
+        if obj.__dict__[REGISTERED] or type(obj) is not type(other):
+            raise InvalidRequestError(
+                f"dc_update from a {type(other).__qualname__}, whose state is what its own __getstate__ returns, "
+                "works only into a new (not persistent) object of the same class; call an active method that "
+                "copies what you need instead", class_path=class_path(type(other)))
+        lifecycle.assign(obj, state)
+        return
     if obj.__dict__[LOCAL]:
         for name, value in state.items():
             setattr(obj, name, value)
