@@ -159,7 +159,7 @@ class MetadataService(rpc.MetadataServicer):
         self._require_owned(context, self._caller_id(context, "retire versions"), retire, "retire objects",
                             versions_only=True)
         self.directory.commit_transaction(parse_uuid(request.txn_id, "transaction id"), retire,
-                                          dict(request.base_revisions))
+                                          dict(request.base_revisions), request.discarded)
         return pb.Empty()
 
     @handler

@@ -27,7 +27,7 @@ from dataclay.exceptions import (
     ObjectWithWrongBackendIdError,
     OutcomeUnknownError,
     VersionConflictError,
-    VersionRetiredError,
+    retired_error,
 )
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
@@ -77,7 +77,7 @@ class Versioning:
         self.participant_timeout = participant_timeout
         self._lock = threading.Lock()
         self._prepared: dict[UUID, _Prepared] = {}
-        self.retired: dict[UUID, UUID] = {}  # version id -> original id, retired since start
+        self.retired: dict[UUID, tuple[UUID, bool]] = {}  # version id -> (original id, consolidated), since start
 
     def _lock_closure(self, root: UUID, recursive: bool, chain: str) -> list[Any]:
         """Lock root (and what it reaches, if recursive). A root that left while we waited for
@@ -132,9 +132,12 @@ class Versioning:
         return pb.ObjectEntry(object_id=root.object_id, class_path=root.class_path, backend_id=target.bytes)
 
     # ================================================================== coordinator
-    def consolidate(self, version_id: UUID, force: bool, discard: bool) -> None:
+    def consolidate(self, version_id: UUID, force: bool, discard: bool) -> pb.ObjectEntry:
+        """Consolidate (or discard) the version; the original's entry (its backend if it is
+        ours), which the version forwards to from now on (empty for a discard)."""
         version = self.objects.ensure_loaded(self.locate(version_id))
-        if lc.lineage(version) is None:
+        lineage = lc.lineage(version)
+        if lineage is None:
             raise ObjectIsNotVersionError(f"Object {version_id} is not a version!", object_id=version_id)
         txn = uuid.uuid4()
         chain = f"txn-{txn.hex[:12]}"
@@ -151,6 +154,11 @@ class Versioning:
         finally:
             self.locks.release_all(locked)
             CURRENT_CHAIN.reset(chain_token)
+        if discard:
+            return pb.ObjectEntry()
+        here = lineage.original in self.objects.owned
+        return pb.ObjectEntry(object_id=lineage.original.bytes, class_path=class_path(type(version)),
+                              backend_id=self.objects.backend_id.bytes if here else b"")
 
     def _consolidate_across(self, txn: UUID, chain: str, members: list[Any], force: bool) -> None:
         """The two-phase commit, for lineages that span backends (see module docstring)."""
@@ -224,8 +232,8 @@ class Versioning:
                 objects.loaded.touch(row.object_id, ancestor, len(row.state))
         finally:
             self.locks.release_all(held)
-        self._retire(members, stored=False)
-        self._announce_retired(members)
+        self._retire(members, stored=False, consolidated=not discard)
+        self._announce_retired(members, discard)
 
     def _write_state(self, obj: Any, state: bytes, revision: int, base_revisions: dict[UUID, int]) -> None:
         """An ancestor takes the consolidated state (keeping its own lineage, whose base
@@ -259,20 +267,18 @@ class Versioning:
 
     # ------------------------------------------------------- retired versions
     def check_not_retired(self, object_id: UUID) -> None:
-        original = self.retired.get(object_id)
-        if original is not None:
-            raise VersionRetiredError(
-                f"version {object_id} was consolidated or discarded; use its original {original}",
-                object_id=object_id, original_id=original,
-            )
+        """A version retired here answers so (a consolidated one forwards to its original)."""
+        retired = self.retired.get(object_id)
+        if retired is not None:
+            raise retired_error(object_id, *retired)
 
-    def _announce_retired(self, members: list[Any]) -> None:
+    def _announce_retired(self, members: list[Any], discarded: bool) -> None:
         """Tell the directory after replying (this backend answers for them meanwhile). If we
         crash first, recovery removes their entries: the directory never lists them as live."""
         ids = [m.__dict__[lc.ID].bytes for m in members]
 
         def announce() -> bool:
-            self.directory.commit_transaction(uuid.uuid4(), ids)
+            self.directory.commit_transaction(uuid.uuid4(), ids, discarded=discarded)
             return True
 
         resolve_later(announce, f"telling the directory that {len(ids)} versions retired", delay=0.0)
@@ -349,10 +355,10 @@ class Versioning:
             except Exception as exc:  # it resolves the transaction (aborted) by itself
                 log.warning("could not abort consolidation %s on %s: %s", txn, info.describe(), exc)
 
-    def _retire(self, members: list[Any], stored: bool = True) -> None:
+    def _retire(self, members: list[Any], stored: bool = True, consolidated: bool = True) -> None:
         """The versions were consolidated (or discarded): they are gone from here."""
         for member in members:
-            self.retired[member.__dict__[lc.ID]] = lc.lineage(member).original
+            self.retired[member.__dict__[lc.ID]] = (lc.lineage(member).original, consolidated)
         self.objects.give_up(members, None, delete_rows=stored)
 
     # ================================================================== participant

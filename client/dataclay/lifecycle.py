@@ -28,7 +28,9 @@ Transitions::
        ▼                          (moved away, retired)     │           retired)
      PROXY ◄────────────────────────────────────────────────┴──┘
        │ relocated (the owner changed; None: retired)
-       └──► PROXY
+       ├──► PROXY
+       │ forwarded (a consolidated version takes its original's identity, as in dataClay)
+       └──► PROXY of the original
 
 On a backend an owned object also carries the bookkeeping of its stored state: REVISION (bumped
 by every stored change), DIGEST (to detect in-place changes), LOCK (its ChainLock), PENDING
@@ -228,6 +230,12 @@ def relocated(obj: Any, backend_id: UUID | None) -> None:
     """PROXY -> PROXY: the owner is (or is believed to be) backend_id now; None: ask the
     directory next time (or retired)."""
     obj.__dict__[BACKEND] = backend_id
+
+
+def forwarded(obj: Any, original_id: UUID, backend_id: UUID | None) -> None:
+    """PROXY -> PROXY of another object: a consolidated version acts as its original from now
+    on (dataClay's `v.consolidate_version(); e = v`); backend_id None: ask the directory."""
+    obj.__dict__.update({ID: original_id, BACKEND: backend_id})
 
 
 def with_lineage(obj: Any, value: Lineage) -> None:

@@ -23,6 +23,7 @@ from dataclay.exceptions import (
     ObjectMovingError,
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
+    VersionConsolidatedError,
 )
 from dataclay.lifecycle import BACKEND, ID, LOCAL, REGISTERED
 from dataclay.protocol import IDEMPOTENT, codec
@@ -82,11 +83,26 @@ def _require_registered(obj: "DataClayObject") -> None:
 
 
 async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
-    """Ask the directory who owns obj, and remember it."""
-    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
-    owner = UUID(bytes=entry.backend_id)
-    lifecycle.relocated(obj, owner)
-    return owner
+    """Ask the directory who owns obj, and remember it. A consolidated version is its
+    original from then on (dataClay's version proxy takes the original's identity)."""
+    for _ in range(MAX_REDIRECTS):
+        try:
+            entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
+        except VersionConsolidatedError as consolidated:
+            _follow_consolidation(rt, obj, consolidated)
+            continue
+        owner = UUID(bytes=entry.backend_id)
+        lifecycle.relocated(obj, owner)
+        return owner
+    raise ObjectMovingError(f"{obj!r} kept being forwarded during {MAX_REDIRECTS} attempts", object_id=obj.__dict__[ID])
+
+
+def _follow_consolidation(rt: "Runtime", obj: "DataClayObject", consolidated: VersionConsolidatedError) -> None:
+    """obj (a proxy) is a version that was consolidated: it acts as its original now. An
+    answer about another object (raised by a method obj ran) is not ours to follow."""
+    if consolidated.fields.get("object_id") != str(obj.__dict__[ID]):
+        raise consolidated
+    rt.forward(obj, consolidated.original_id, None)
 
 
 async def at_owner(
@@ -94,10 +110,15 @@ async def at_owner(
     request: Any | Callable[[BackendInfo], Awaitable[Any]],
 ) -> Any:
     """Call `method` on the backend that owns obj, following redirects (bounded). `request` is
-    the message, or a coroutine function that makes it for the backend it goes to."""
+    the message, or a coroutine function that makes it for the backend it goes to; its
+    `object_id` names obj, and follows obj to its original if obj is a consolidated version."""
 
     async def call(info: BackendInfo) -> Any:
-        return await t.backend(info, method, await request(info) if callable(request) else request)
+        message = await request(info) if callable(request) else request
+        object_id = obj.__dict__[ID].bytes
+        if message.object_id != object_id:  # obj was forwarded meanwhile (_follow_consolidation)
+            message.object_id = object_id
+        return await t.backend(info, method, message)
 
     return await with_owner(rt, t, obj, call, idempotent=method in IDEMPOTENT)
 
@@ -121,6 +142,8 @@ async def with_owner(
         except ObjectWithWrongBackendIdError as moved:
             new_owner = moved.fields.get("backend_id")
             lifecycle.relocated(obj, UUID(new_owner) if new_owner else None)
+        except VersionConsolidatedError as consolidated:
+            _follow_consolidation(rt, obj, consolidated)
         except BackendUnavailableError as unavailable:
             if not (idempotent or unavailable.not_sent):
                 raise  # it may have been applied: never sent again on our own
@@ -267,8 +290,17 @@ async def call_method(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, a
 
 
 async def get_by_id(rt: "Runtime", t: Any, cls: type, object_id: UUID | str) -> "DataClayObject":
-    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=_as_uuid(object_id, "object id").bytes))
-    return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+    """The object with this id; for a consolidated version, its original (which it acts as)."""
+    wanted = _as_uuid(object_id, "object id")
+    for _ in range(MAX_REDIRECTS):
+        try:
+            entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=wanted.bytes))
+        except VersionConsolidatedError as consolidated:
+            wanted = consolidated.original_id
+            continue
+        return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+    raise ObjectMovingError(f"object {object_id} kept being forwarded during {MAX_REDIRECTS} attempts",
+                            object_id=object_id)
 
 
 async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataClayObject":
@@ -382,13 +414,12 @@ async def _move_from_owner(
     rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, remotes: bool,
     on_progress: ProgressCallback | None,
 ) -> pb.MoveProgress:
-    object_id = obj.__dict__[ID].bytes
     here = rt.move_here(obj, target, recursive, remotes, on_progress)
     if here is not None:
         return here
 
     async def perform(info: BackendInfo) -> pb.MoveProgress:
-        request = pb.MoveRequest(object_ids=[object_id], destination=target.bytes, recursive=recursive,
+        request = pb.MoveRequest(object_ids=[obj.__dict__[ID].bytes], destination=target.bytes, recursive=recursive,
                                  remotes=remotes)
         final = pb.MoveProgress()
         async for progress in t.backend_stream(info, "Move", request):
@@ -455,7 +486,8 @@ async def new_version(
 
 async def consolidate_version(rt: "Runtime", t: Any, obj: "DataClayObject", force: bool = False) -> None:
     """Write this version into every ancestor and the original, atomically, then retire it.
-    VersionConflictError if any of them changed since (unless force=True)."""
+    VersionConflictError if any of them changed since (unless force=True). From then on obj,
+    and every reference to the version, acts as the original (as in dataClay)."""
     await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__[ID].bytes, force=force))
 
 
@@ -465,8 +497,11 @@ async def discard_version(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
 
 
 async def _retire_version(rt: "Runtime", t: Any, obj: "DataClayObject", request: pb.ConsolidateRequest) -> None:
-    await at_owner(rt, t, obj, "ConsolidateVersion", request)
-    lifecycle.relocated(obj, None)  # retired: the next use asks the directory, which says so
+    original = await at_owner(rt, t, obj, "ConsolidateVersion", request)
+    if original.object_id:  # consolidated: obj is its original now
+        rt.forward(obj, UUID(bytes=original.object_id), UUID(bytes=original.backend_id) if original.backend_id else None)
+    else:
+        lifecycle.relocated(obj, None)  # discarded: the next use asks the directory, which says so
 
 
 __all__ = [

@@ -243,7 +243,7 @@ class ApplyWritesRequest(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TransactionRequest(_message.Message):
-    __slots__ = ("txn_id", "retire", "base_revisions")
+    __slots__ = ("txn_id", "retire", "base_revisions", "discarded")
     class BaseRevisionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -254,10 +254,12 @@ class TransactionRequest(_message.Message):
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     RETIRE_FIELD_NUMBER: _ClassVar[int]
     BASE_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    DISCARDED_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     retire: _containers.RepeatedScalarFieldContainer[bytes]
     base_revisions: _containers.ScalarMap[str, int]
-    def __init__(self, txn_id: _Optional[bytes] = ..., retire: _Optional[_Iterable[bytes]] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    discarded: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., retire: _Optional[_Iterable[bytes]] = ..., base_revisions: _Optional[_Mapping[str, int]] = ..., discarded: _Optional[bool] = ...) -> None: ...
 
 class TransactionState(_message.Message):
     __slots__ = ("committed", "base_revisions")
