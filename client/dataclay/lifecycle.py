@@ -191,7 +191,13 @@ def _in_hook(obj: Any, hook: Callable[[Any, Any], Any], *args: Any) -> Any:
 
 def _set_attributes(obj: Any, state: dict[str, Any]) -> None:
     """Pickle's default __setstate__, without the lifecycle's own keys."""
-    obj.__dict__.update({name: value for name, value in state.items() if not name.startswith("_dc_")})
+    obj.__dict__.update(_public(state))
+
+
+def _public(state: dict[Any, Any]) -> dict[Any, Any]:
+    """A state dict of a class's own hooks without the lifecycle's keys (`_dc_...`, such as
+    an object's id and lock): a hook's state never stores or sets them."""
+    return {name: value for name, value in state.items() if not (type(name) is str and name.startswith("_dc_"))}
 
 
 def state_hooks(cls: type, base_getstate: Any, base_setstate: Any) -> tuple[Any, Any]:
@@ -253,9 +259,7 @@ def persisted_state(obj: Any) -> dict[str, Any]:
         persisted = {name: meta[name] for name in obj._dc_properties if name in meta}
     else:
         state = _in_hook(obj, getstate)
-        if type(state) is dict and any(type(name) is str and name.startswith("_dc_") for name in state):
-            state = {name: value for name, value in state.items() if not (type(name) is str and name.startswith("_dc_"))}
-        persisted = {OWN_STATE: state}
+        persisted = {OWN_STATE: _public(state) if type(state) is dict else state}
     version = meta.get(VERSION)
     if version is not None:
         persisted[VERSION] = tuple(version)

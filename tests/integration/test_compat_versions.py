@@ -40,13 +40,18 @@ def test_the_dataclay_loop_of_versions_keeps_working(client):
     assert Employee.get_by_id(original_id).salary == 3.0
 
 
-def test_a_stored_reference_to_a_consolidated_version_reaches_its_original(client):
-    ids = list(client.get_backends())
+def _version_held_elsewhere(ids) -> tuple[Node, Node, Node]:
+    """A node on ids[0], a version of it, and a holder on ids[1] that references the version."""
     node = Node(1)
     node.make_persistent(backend_id=ids[0])
     version = node.new_version()
-    holder = Node(10, version)  # stored on another backend, referencing the version
+    holder = Node(10, version)
     holder.make_persistent(backend_id=ids[1])
+    return node, version, holder
+
+
+def test_a_stored_reference_to_a_consolidated_version_reaches_its_original(client):
+    node, version, holder = _version_held_elsewhere(list(client.get_backends()))
     version.value = 5
     version.consolidate_version()
     assert holder.chain_sum() == 15  # the holder's backend follows its reference to the original
@@ -74,13 +79,8 @@ def test_a_stored_reference_is_forwarded_by_the_directory_after_a_restart(make_c
 
     cluster = make_cluster(backends=2)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        ids = list(client.get_backends())
-        node = Node(1)
-        node.make_persistent(backend_id=ids[0])
-        version = node.new_version()
+        node, version, holder = _version_held_elsewhere(list(client.get_backends()))
         version_id = version._dc_meta.id
-        holder = Node(10, version)
-        holder.make_persistent(backend_id=ids[1])
         version.value = 7
         version.consolidate_version()
         _until_the_directory_forwards(version_id, node._dc_meta.id)
@@ -99,12 +99,7 @@ def test_get_by_id_of_a_consolidated_version_is_its_original(client):
 
 
 def test_a_discarded_version_still_raises(client):
-    ids = list(client.get_backends())
-    node = Node(1)
-    node.make_persistent(backend_id=ids[0])
-    version = node.new_version()
-    holder = Node(10, version)
-    holder.make_persistent(backend_id=ids[1])
+    node, version, holder = _version_held_elsewhere(list(client.get_backends()))
     version.discard_version()
     with pytest.raises(VersionRetiredError) as retired:
         version.value

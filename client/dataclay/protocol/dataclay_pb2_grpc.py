@@ -244,10 +244,10 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConsolidateVersion(self, request, context):
-        """[callers: anyone]
-        [not idempotent: the version is retired by the first]
-        Consolidation answers the original's entry (backend_id empty when the coordinator does not
+        """Consolidation answers the original's entry (backend_id empty when the coordinator does not
         own it); discarding answers an empty entry.
+        [callers: anyone]
+        [not idempotent: the version is retired by the first]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
