@@ -4,11 +4,12 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from typing import Any
 from uuid import UUID
 
 import grpc
 
-from dataclay.exceptions import ClusterMismatchError
+from dataclay.exceptions import BackendRetiredError, ClusterMismatchError
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import codec
@@ -37,15 +38,27 @@ def parse_size(text: str) -> int:
     return int(float(number) * UNITS[unit])
 
 
-def register(rt: BackendRuntime, store: ObjectStore, host: str, port: int, timeout: float) -> None:
+def register(metadata_address: str, credentials: Any, name: str, store: ObjectStore, host: str, port: int,
+             timeout: float) -> None:
     """Register under our persistent id (waiting up to `timeout` for the metadata service),
-    and refuse to serve data that belongs to another metadata database."""
-    channel = open_channel(rt.metadata_address, rt.credentials, options=UNLIMITED_MESSAGES)
-    info = pb.BackendInfo(backend_id=rt.local_backend_id.bytes, name=rt.name, host=host, port=port)
+    and refuse to serve data that belongs to another metadata database. If our id was retired
+    (drained and deregistered), an empty data directory registers under a new one."""
+    channel = open_channel(metadata_address, credentials, options=UNLIMITED_MESSAGES)
     try:
-        reply = rpc.MetadataStub(channel).RegisterBackend(info, wait_for_ready=True, timeout=timeout)
+        stub = rpc.MetadataStub(channel)
+        info = pb.BackendInfo(backend_id=store.backend_id().bytes, name=name, host=host, port=port)
+        try:
+            reply = stub.RegisterBackend(info, wait_for_ready=True, timeout=timeout)
+        except grpc.RpcError as error:
+            retired = translate(error, f"the metadata service at {metadata_address}")
+            if not isinstance(retired, BackendRetiredError):
+                raise retired from None
+            info.backend_id = store.renew_backend_id().bytes  # refused if it holds objects
+            log.warning("backend %s: id %s was retired (drained and deregistered); this empty data directory "
+                        "registers under the new id %s", name, retired.backend_id, UUID(bytes=info.backend_id))
+            reply = stub.RegisterBackend(info, wait_for_ready=True, timeout=timeout)
     except grpc.RpcError as error:
-        raise translate(error, f"the metadata service at {rt.metadata_address}") from None
+        raise translate(error, f"the metadata service at {metadata_address}") from None
     finally:
         channel.close()
     known = store.get_meta("cluster_id")
@@ -53,8 +66,8 @@ def register(rt: BackendRuntime, store: ObjectStore, host: str, port: int, timeo
         store.set_meta("cluster_id", reply.cluster_id)
     elif known != reply.cluster_id:
         raise ClusterMismatchError(
-            f"data directory of backend {rt.name} belongs to cluster {UUID(bytes=known)}, but the metadata "
-            f"service at {rt.metadata_address} is cluster {UUID(bytes=reply.cluster_id)}; refusing to start "
+            f"data directory of backend {name} belongs to cluster {UUID(bytes=known)}, but the metadata "
+            f"service at {metadata_address} is cluster {UUID(bytes=reply.cluster_id)}; refusing to start "
             "(nothing was changed)"
         )
 
@@ -99,13 +112,14 @@ def main(argv: list[str] | None = None) -> None:
         store = ObjectStore(args.data_dir, args.durability)
     except OSError as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None
-    rt = BackendRuntime(f"{args.metadata_host}:{args.metadata_port}", store, args.name, args.memory_limit,
-                        lock_timeout=args.lock_timeout, consolidation_timeout=args.consolidation_timeout,
-                        credentials=credentials)
-    set_runtime(rt)
-    codec.add_backend_servicer(BackendService(rt), server.grpc)
+    metadata_address = f"{args.metadata_host}:{args.metadata_port}"
     try:  # the port is bound but nothing is served until recovery is done
-        register(rt, store, args.advertise_host, server.port, args.metadata_timeout)
+        register(metadata_address, credentials, args.name, store, args.advertise_host, server.port,
+                 args.metadata_timeout)
+        rt = BackendRuntime(metadata_address, store, args.name, args.memory_limit, lock_timeout=args.lock_timeout,
+                            consolidation_timeout=args.consolidation_timeout, credentials=credentials)
+        set_runtime(rt)
+        codec.add_backend_servicer(BackendService(rt), server.grpc)
         dropped_local, dropped_directory = rt.recover()
     except Exception as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None

@@ -14,10 +14,11 @@ from dataclay.exceptions import InvalidRequestError
 from dataclay.protocol import CHAIN_METADATA_KEY, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
-from dataclay.serialization import class_path
+from dataclay.dataclay_object import class_info
+from dataclay.serialization import class_path, import_class
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.scope import SCOPE, RequestScope
-from dataclay_backend.validation import check_method, property_of
+from dataclay_backend.validation import check_class_path, check_method, property_of
 from dataclay_backend.wire import parse_uuid
 from dataclay_backend.grpc_server import handler, stream_handler
 
@@ -117,6 +118,11 @@ class BackendService(rpc.BackendServicer):
             for name, value in state.items():
                 setattr(obj, name, value)
         return EMPTY
+
+    @handler
+    def GetClassInfo(self, request: pb.ClassInfoRequest, context) -> pb.ClassInfo:
+        properties, methods = class_info(import_class(check_class_path(request.class_path)))
+        return pb.ClassInfo(properties=properties, active_methods=methods)
 
     @handler
     def Stats(self, request: pb.Empty, context) -> pb.BackendStats:

@@ -208,26 +208,31 @@ class LocalCluster:
         return self
 
     def _retire_absent(self) -> list[AbsentBackend]:
-        """Mark the backends registered in this data directory that we did not start as
-        draining: `get_backends()` and `make_persistent` skip them, their objects stay theirs
-        (unreachable until they start again: starting clears the mark). Returns them."""
+        """Draining marks follow the backends we start: the others registered in this data
+        directory are marked draining (`get_backends()` and `make_persistent` skip them, their
+        objects stay theirs, unreachable until they start again), the started ones are not (a
+        mark outlives a restart; starting them with `up` is asking for them). Returns the others."""
         from dataclay.protocol import UNLIMITED_MESSAGES
         from dataclay.protocol import dataclay_pb2 as pb
         from dataclay.protocol import dataclay_pb2_grpc as rpc
+        from dataclay.protocol.pages import owned_objects
+        from dataclay.security import open_channel
 
         absent = []
-        from dataclay.security import open_channel
 
         with open_channel(f"{self.host}:{self.port}", self.client_credentials("admin"),
                           options=UNLIMITED_MESSAGES) as channel:
             stub = rpc.MetadataStub(channel)
             for info in stub.ListBackends(pb.Empty(), timeout=START_TIMEOUT).backends:
-                if info.name in self.backends:
+                started = info.name in self.backends
+                if info.draining == started:
+                    stub.SetDraining(pb.BackendRequest(backend_id=info.backend_id, draining=not started),
+                                     timeout=START_TIMEOUT)
+                if started:
                     continue
-                request = pb.BackendRequest(backend_id=info.backend_id, draining=True)
-                stub.SetDraining(request, timeout=START_TIMEOUT)
-                owned = stub.ListOwnedObjects(request, timeout=START_TIMEOUT)
-                absent.append(AbsentBackend(info.name, len(owned.object_ids)))
+                owned = owned_objects(lambda page: stub.ListOwnedObjects(page, timeout=START_TIMEOUT),
+                                      info.backend_id)
+                absent.append(AbsentBackend(info.name, len(owned)))
         return absent
 
     # ------------------------------------------------------------------ stopping

@@ -3,6 +3,11 @@
 A plain object over one SQLite database; every change is one transaction. The servicer
 (metadata_service.py) only translates the wire to calls on this class, and tests drive it
 directly.
+
+Identity binding lives here too: the internal calls take `caller`, the authenticated name of
+the calling backend (None without authentication), and check it inside the transaction that
+makes the change. Checked before it, a move committed in between could hand a backend rows it no
+longer owns (to drop or retire), or a name could change hands between the check and the insert.
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from uuid import UUID
 from dataclay.exceptions import (
     AliasAlreadyExistError,
     BackendDrainingError,
+    BackendNotDrainedError,
+    BackendRetiredError,
     AliasDoesNotExistError,
     AlreadyExistError,
     BackendNotFoundError,
@@ -38,6 +45,10 @@ CREATE TABLE IF NOT EXISTS backends (
     host TEXT NOT NULL,
     port INTEGER NOT NULL,
     draining INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS retired_backends (  -- drained and deregistered: never registered again
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS objects (
     id BLOB PRIMARY KEY,
@@ -64,6 +75,15 @@ CREATE TABLE IF NOT EXISTS transactions (
 DISCARDED, CONSOLIDATED = 1, 2  # objects.retired
 
 
+class Refusal(Exception):
+    """An internal call that is not this caller's to make; the servicer turns it into a logged
+    PermissionDeniedError (authz.denied) naming who, what and why."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"may not {what}: {why}")
+        self.what, self.why = what, why
+
+
 @dataclass(frozen=True)
 class ObjectEntry:
     object_id: UUID
@@ -85,11 +105,27 @@ class Directory:
         self.db.close()
 
     # ------------------------------------------------------------------ backends
-    def register_backend(self, info: BackendInfo) -> None:
-        """Insert, or update the address of, a backend. A new id may take over a name only
-        if the old holder of that name owns no objects (e.g. a pod whose volume was wiped)."""
+    def register_backend(self, info: BackendInfo, caller: str | None = None) -> None:
+        """Insert, or update the address of, a backend (its draining mark stays: a pod that
+        restarts between its drain and its removal must not take objects again). A new id may
+        take over a name only if the old holder of that name owns no objects (e.g. a pod whose
+        volume was wiped); a retired id is refused. A
+        calling backend registers only under its own name, and an id never changes hands."""
         check_backend(info.name, info.host, info.port)
+        what = f"register backend {info.name!r}"
+        if caller is not None and info.name != caller:
+            raise Refusal(what, "a backend registers only under its own name")
         with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM retired_backends WHERE id=?", (info.id.bytes,)).fetchone():
+                raise BackendRetiredError(
+                    f"backend {info.name} ({info.id}) was drained and deregistered, and its id never serves again: "
+                    "start it with an empty data directory (it then registers under a new id)",
+                    name=info.name, backend_id=info.id)
+            if caller is not None:
+                row = conn.execute("SELECT name FROM backends WHERE id=?", (info.id.bytes,)).fetchone()
+                if row is not None and row[0] != caller:
+                    raise Refusal(f"register under id {info.id}",
+                                  f"that id is backend {row[0]}'s (an id never changes hands)")
             row = conn.execute("SELECT id FROM backends WHERE name=?", (info.name,)).fetchone()
             if row and row[0] != info.id.bytes:
                 owned = conn.execute("SELECT count(*) FROM objects WHERE backend_id=?", (row[0],)).fetchone()[0]
@@ -101,8 +137,8 @@ class Directory:
                         name=info.name, backend_id=info.id,
                     )
                 conn.execute("DELETE FROM backends WHERE id=?", (row[0],))
-            updated = conn.execute(  # a backend that (re)starts takes objects again
-                "UPDATE backends SET name=?, host=?, port=?, draining=0 WHERE id=?",
+            updated = conn.execute(  # a draining backend that restarts stays draining: the admin lifts it
+                "UPDATE backends SET name=?, host=?, port=? WHERE id=?",
                 (info.name, info.host, info.port, info.id.bytes),
             ).rowcount
             if not updated:
@@ -120,6 +156,54 @@ class Directory:
             if not conn.execute("UPDATE backends SET draining=? WHERE id=?", (int(draining), backend_id.bytes)).rowcount:
                 raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
 
+    def deregister_backend(self, backend_id: UUID) -> None:
+        """The end of a backend's lifecycle (active -> draining -> retired): a drained backend
+        that owns nothing leaves the list of backends for good, and its id is never registered
+        again (a pod that comes back with it cannot revive it). Deregistering a retired backend
+        again changes nothing."""
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM retired_backends WHERE id=?", (backend_id.bytes,)).fetchone():
+                return
+            row = conn.execute("SELECT name, draining FROM backends WHERE id=?", (backend_id.bytes,)).fetchone()
+            if row is None:
+                raise BackendNotFoundError(f"no backend {backend_id} is registered", backend_id=backend_id)
+            name, draining = row
+            owned = conn.execute("SELECT count(*) FROM objects WHERE backend_id=? AND NOT retired",
+                                 (backend_id.bytes,)).fetchone()[0]
+            if not draining or owned:
+                why = f"still owns {owned} object(s)" if owned else "is not being drained"
+                raise BackendNotDrainedError(
+                    f"backend {name} ({backend_id}) {why}: drain it first (dataclay drain {name}), then deregister it",
+                    name=name, backend_id=backend_id)
+            conn.execute("DELETE FROM backends WHERE id=?", (backend_id.bytes,))
+            conn.execute("INSERT INTO retired_backends VALUES (?, ?)", (backend_id.bytes, name))
+
+    @staticmethod
+    def _caller_id(conn: sqlite3.Connection, caller: str | None, what: str) -> bytes | None:
+        """The id under which the calling backend is registered (None without authentication)."""
+        if caller is None:
+            return None
+        row = conn.execute("SELECT id FROM backends WHERE name=?", (caller,)).fetchone()
+        if row is None:
+            raise Refusal(what, "it is not registered")
+        return row[0]
+
+    @staticmethod
+    def _require_owned(conn: sqlite3.Connection, caller_id: bytes | None, object_ids: list[UUID], what: str,
+                       versions_only: bool = False) -> None:
+        """Every registered object of `object_ids` is the caller's (and a version)."""
+        if caller_id is None:
+            return
+        for object_id in object_ids:
+            row = conn.execute("SELECT backend_id, version_original FROM objects WHERE id=?",
+                               (object_id.bytes,)).fetchone()
+            if row is None:
+                continue
+            if row[0] != caller_id:
+                raise Refusal(what, f"object {object_id} is not its own")
+            if versions_only and not row[1]:
+                raise Refusal(what, f"object {object_id} is not a version")
+
     @staticmethod
     def _require_not_draining(conn: sqlite3.Connection, backend_id: UUID) -> None:
         row = conn.execute("SELECT name, draining FROM backends WHERE id=?", (backend_id.bytes,)).fetchone()
@@ -132,8 +216,9 @@ class Directory:
             )
 
     # ------------------------------------------------------------------ objects
-    def register_objects(self, entries: list[ObjectEntry], alias: str = "") -> None:
-        """Add new objects (and optionally an alias of the first) in one transaction."""
+    def register_objects(self, entries: list[ObjectEntry], alias: str = "", caller: str | None = None) -> None:
+        """Add new objects (and optionally an alias of the first) in one transaction; a calling
+        backend registers only objects it owns."""
         check_ids(len(entries))
         for entry in entries:
             check_class_path(entry.class_path)
@@ -143,6 +228,9 @@ class Directory:
             return
         backend_ids = {entry.backend_id for entry in entries}
         with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, "register objects")
+            if caller_id is not None and backend_ids != {UUID(bytes=caller_id)}:
+                raise Refusal("register objects", "a backend registers only objects it owns")
             for backend_id in backend_ids:
                 self._require_not_draining(conn, backend_id)
             try:
@@ -185,17 +273,39 @@ class Directory:
         return ObjectEntry(object_id, class_path, UUID(bytes=backend),
                            UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None)
 
-    def owned_by(self, backend_id: UUID) -> list[UUID]:
-        rows = self.db.query("SELECT id FROM objects WHERE backend_id=? AND NOT retired", (backend_id.bytes,))
-        return [UUID(bytes=r[0]) for r in rows]
+    def owned_by(self, backend_id: UUID, caller: str | None = None) -> list[UUID]:
+        """The live objects of a backend, all at once (owned_page for the wire)."""
+        return self.owned_page(backend_id, caller=caller)[0]
 
-    def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID, move_id: UUID | None = None) -> None:
+    def owned_page(self, backend_id: UUID, after: bytes = b"", limit: int | None = None,
+                   caller: str | None = None) -> tuple[list[UUID], bool]:
+        """Up to `limit` live objects of a backend with ids above `after`, in id order, and
+        whether more follow. A calling backend lists only its own."""
+        what = f"list the objects of backend {backend_id}"
+        with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, what)
+            if caller_id is not None and caller_id != backend_id.bytes:
+                raise Refusal(what, "a backend lists only its own")
+            rows = conn.execute(
+                "SELECT id FROM objects WHERE id>? AND backend_id=? AND NOT retired ORDER BY id LIMIT ?",
+                (after, backend_id.bytes, -1 if limit is None else limit + 1),
+            ).fetchall()
+        more = limit is not None and len(rows) > limit
+        return [UUID(bytes=r[0]) for r in rows[:limit]], more
+
+    def commit_move(self, object_keys: list[bytes], source: UUID, destination: UUID, move_id: UUID | None = None,
+                    caller: str | None = None) -> None:
         """The commit point of a move: every object (by its id's 16 bytes) goes from source to
         destination, or none does (if any is not owned by source any more, e.g. a concurrent
         move took it). With a move id the outcome is recorded like a transaction's: a move
-        already resolved as not committed (resolve_transaction) is refused."""
+        already resolved as not committed (resolve_transaction) is refused. A calling backend
+        commits only moves it is the source of."""
         check_ids(len(object_keys))
         with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, f"commit a move from backend {source}")
+            if caller_id is not None and caller_id != source.bytes:
+                raise Refusal(f"commit a move from backend {source}",
+                              "a backend commits only moves it is the source of")
             if move_id is not None:
                 row = conn.execute("SELECT committed FROM transactions WHERE id=?", (move_id.bytes,)).fetchone()
                 if row is not None:
@@ -225,12 +335,15 @@ class Directory:
                 )
 
     # ------------------------------------------------------------------ transactions
-    def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int], discarded: bool = False) -> None:
+    def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int],
+                           caller: str | None = None, discarded: bool = False) -> None:
         """The commit point of a consolidation (or the retirement of discarded versions); fails
-        if a participant already aborted it. A consolidated version forwards to its original
-        from now on (locate), a discarded one does not."""
+        if a participant already aborted it. A calling backend retires only versions it owns. A
+        consolidated version forwards to its original from now on (locate), a discarded one does not."""
         check_ids(len(retire))
         with self.db.transaction() as conn:
+            self._require_owned(conn, self._caller_id(conn, caller, "retire versions"), retire, "retire objects",
+                                versions_only=True)
             row = conn.execute("SELECT committed FROM transactions WHERE id=?", (txn_id.bytes,)).fetchone()
             if row is not None and not row[0]:
                 raise VersionConflictError(f"transaction {txn_id} was aborted (a participant timed out); nothing changed")
@@ -255,9 +368,11 @@ class Directory:
         row = conn.execute("SELECT backend_id FROM objects WHERE id=?", (object_id.bytes,)).fetchone()
         return UUID(bytes=row[0]) if row else None
 
-    def drop_objects(self, object_ids: list[UUID]) -> None:
+    def drop_objects(self, object_ids: list[UUID], caller: str | None = None) -> None:
+        """Forget objects and their aliases; a calling backend drops only objects it owns."""
         check_ids(len(object_ids))
         with self.db.transaction() as conn:
+            self._require_owned(conn, self._caller_id(conn, caller, "drop objects"), object_ids, "drop objects")
             for object_id in object_ids:
                 conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
                 conn.execute("DELETE FROM objects WHERE id=?", (object_id.bytes,))

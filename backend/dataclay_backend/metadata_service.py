@@ -2,23 +2,27 @@
 Directory, encode. No other decisions here.
 
 Identity binding (with authentication on; the role table already let only backends make the
-internal calls): a backend registers only under its own name, and an id registered under one name
-never goes to another; it registers, drops and retires only objects it owns (it retires only
-versions), commits only moves it is the source of, and lists only its own objects."""
+internal calls): the servicer passes the calling backend's name to the directory, which checks it
+inside the transaction of the change (directory.py says what it checks and why there)."""
 from __future__ import annotations
 
-from typing import Iterable
-from uuid import UUID
+import contextlib
+from typing import Iterator
 
 
+from dataclay.protocol import IDS_PER_MESSAGE
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.transport import BackendInfo
 from dataclay_backend.wire import optional_uuid, parse_keys, parse_uuid
-from dataclay_backend.directory import Directory, ObjectEntry
+from dataclay_backend.directory import Directory, ObjectEntry, Refusal
 from dataclay_backend.authz import backend_caller, denied
 from dataclay_backend.grpc_server import handler
+from dataclay_backend.validation import MAX_IDS_PER_CALL
 from dataclay.security import BACKEND, peer_identity
+
+
+OWNED_PAGE = min(MAX_IDS_PER_CALL, IDS_PER_MESSAGE)  # ids in one ListOwnedObjects page
 
 
 def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
@@ -34,30 +38,16 @@ class MetadataService(rpc.MetadataServicer):
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
 
-    def _caller_id(self, context, what: str) -> UUID | None:
-        """The id under which the calling backend is registered (None without authentication)."""
+    @staticmethod
+    @contextlib.contextmanager
+    def _bound(context, what: str) -> Iterator[str | None]:
+        """The calling backend's name for the directory's identity checks (None without
+        authentication), its refusals turned into logged PermissionDeniedErrors."""
         identity = backend_caller(context, what)
-        if identity is None:
-            return None
-        for backend in self.directory.backends():
-            if backend.name == identity.name:
-                return backend.id
-        raise denied(identity, what, "it is not registered")
-
-    def _require_owned(self, context, caller: UUID | None, object_ids: Iterable[UUID], what: str,
-                       versions_only: bool = False) -> None:
-        """Every object that is registered is owned by the caller (and is a version)."""
-        if caller is None:
-            return
-        for object_id in object_ids:
-            rows = self.directory.db.query("SELECT backend_id, version_original FROM objects WHERE id=?",
-                                           (object_id.bytes,))
-            if not rows:
-                continue
-            if rows[0][0] != caller.bytes:
-                raise denied(peer_identity(context), what, f"object {object_id} is not its own")
-            if versions_only and not rows[0][1]:
-                raise denied(peer_identity(context), what, f"object {object_id} is not a version")
+        try:
+            yield identity.name if identity is not None else None
+        except Refusal as refusal:
+            raise denied(identity, refusal.what, refusal.why) from None
 
     def _backend_list(self) -> pb.BackendList:
         return pb.BackendList(
@@ -69,16 +59,8 @@ class MetadataService(rpc.MetadataServicer):
     @handler
     def RegisterBackend(self, request: pb.BackendInfo, context) -> pb.BackendList:
         backend_id = parse_uuid(request.backend_id, "backend id")
-        identity = backend_caller(context, f"register backend {request.name[:100]!r}")
-        if identity is not None:
-            if request.name != identity.name:
-                raise denied(identity, f"register backend {request.name[:100]!r}",
-                             "a backend registers only under its own name")
-            for backend in self.directory.backends():
-                if backend.id == backend_id and backend.name != identity.name:
-                    raise denied(identity, f"register under id {backend_id}",
-                                 f"that id is backend {backend.name}'s (an id never changes hands)")
-        self.directory.register_backend(BackendInfo(backend_id, request.name, request.host, request.port))
+        with self._bound(context, "register a backend") as caller:
+            self.directory.register_backend(BackendInfo(backend_id, request.name, request.host, request.port), caller)
         return self._backend_list()
 
     @handler
@@ -93,10 +75,8 @@ class MetadataService(rpc.MetadataServicer):
                         optional_uuid(e.version_original, "version original"))
             for e in request.objects
         ]
-        caller = self._caller_id(context, "register objects")
-        if caller is not None and any(entry.backend_id != caller for entry in entries):
-            raise denied(peer_identity(context), "register objects", "a backend registers only objects it owns")
-        self.directory.register_objects(entries, request.alias)
+        with self._bound(context, "register objects") as caller:
+            self.directory.register_objects(entries, request.alias, caller)
         return pb.Empty()
 
     @handler
@@ -122,44 +102,43 @@ class MetadataService(rpc.MetadataServicer):
         return pb.AliasList(aliases=self.directory.aliases_of(parse_uuid(request.object_id, "object id")))
 
     @handler
-    def ListOwnedObjects(self, request: pb.BackendRequest, context) -> pb.ObjectIdList:
+    def ListOwnedObjects(self, request: pb.OwnedObjectsRequest, context) -> pb.OwnedObjectsPage:
         backend_id = parse_uuid(request.backend_id, "backend id")
+        page = dict(backend_id=backend_id, after=request.after[:16], limit=OWNED_PAGE)
         identity = peer_identity(context)
         if identity is not None and identity.role == BACKEND:
-            if backend_id != self._caller_id(context, "list objects"):
-                raise denied(identity, f"list the objects of backend {backend_id}", "a backend lists only its own")
-        owned = self.directory.owned_by(backend_id)
-        return pb.ObjectIdList(object_ids=[object_id.bytes for object_id in owned])
+            with self._bound(context, "list objects") as caller:
+                owned, more = self.directory.owned_page(**page, caller=caller)
+        else:
+            owned, more = self.directory.owned_page(**page)
+        return pb.OwnedObjectsPage(object_ids=[object_id.bytes for object_id in owned], more=more)
 
     @handler
     def DropObjects(self, request: pb.ObjectIdList, context) -> pb.Empty:
         object_ids = [parse_uuid(raw, "object id") for raw in request.object_ids]
-        self._require_owned(context, self._caller_id(context, "drop objects"), object_ids, "drop objects")
-        self.directory.drop_objects(object_ids)
+        with self._bound(context, "drop objects") as caller:
+            self.directory.drop_objects(object_ids, caller)
         return pb.Empty()
 
     @handler
     def CommitMove(self, request: pb.CommitMoveRequest, context) -> pb.Empty:
         source = parse_uuid(request.source_backend_id, "source backend id")
-        caller = self._caller_id(context, "commit a move")
-        if caller is not None and caller != source:
-            raise denied(peer_identity(context), f"commit a move from backend {source}",
-                         "a backend commits only moves it is the source of")
-        self.directory.commit_move(
-            parse_keys(request.object_ids, "object id"),
-            source,
-            parse_uuid(request.destination_backend_id, "destination backend id"),
-            optional_uuid(request.move_id, "move id"),
-        )
+        with self._bound(context, "commit a move") as caller:
+            self.directory.commit_move(
+                parse_keys(request.object_ids, "object id"),
+                source,
+                parse_uuid(request.destination_backend_id, "destination backend id"),
+                optional_uuid(request.move_id, "move id"),
+                caller,
+            )
         return pb.Empty()
 
     @handler
     def CommitTransaction(self, request: pb.TransactionRequest, context) -> pb.Empty:
         retire = [parse_uuid(raw, "object id") for raw in request.retire]
-        self._require_owned(context, self._caller_id(context, "retire versions"), retire, "retire objects",
-                            versions_only=True)
-        self.directory.commit_transaction(parse_uuid(request.txn_id, "transaction id"), retire,
-                                          dict(request.base_revisions), request.discarded)
+        with self._bound(context, "retire versions") as caller:
+            self.directory.commit_transaction(parse_uuid(request.txn_id, "transaction id"), retire,
+                                              dict(request.base_revisions), caller, request.discarded)
         return pb.Empty()
 
     @handler
@@ -170,4 +149,9 @@ class MetadataService(rpc.MetadataServicer):
     @handler
     def SetDraining(self, request: pb.BackendRequest, context) -> pb.Empty:
         self.directory.set_draining(parse_uuid(request.backend_id, "backend id"), request.draining)
+        return pb.Empty()
+
+    @handler
+    def DeregisterBackend(self, request: pb.BackendRequest, context) -> pb.Empty:
+        self.directory.deregister_backend(parse_uuid(request.backend_id, "backend id"))
         return pb.Empty()

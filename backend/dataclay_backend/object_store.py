@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Protocol
 from uuid import UUID
 
+from dataclay.exceptions import BackendRetiredError
 from dataclay_backend.sqlite_db import Database, storage_full
 
 # A live row is only ever replaced by a higher revision; staged rows (incoming moves) replace.
@@ -79,6 +80,7 @@ class ObjectStore:
     def __init__(self, data_dir: Path, durability: str = "process") -> None:
         self.db = Database(data_dir / "objects.sqlite", durability)
         self.db.ensure_schema(SCHEMA)
+        self.data_dir = data_dir
         self.blobs = data_dir / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._fsync = durability == "machine"
@@ -147,6 +149,21 @@ class ObjectStore:
         backend_id = UUID(bytes=stored)
         self.db.server, self.db.fields = f"backend {backend_id}", {"backend_id": backend_id}
         return backend_id
+
+    def renew_backend_id(self) -> UUID:
+        """A new id, for a backend whose id was retired (drained and deregistered): only a store
+        that holds nothing (no object, staged or not) may take one, since nothing in it can be
+        needed; a store that holds objects keeps its id and the backend refuses to start."""
+        with self.db.transaction() as conn:
+            held = conn.execute("SELECT count(*) FROM objects").fetchone()[0]
+            if held:
+                backend_id = self.backend_id()
+                raise BackendRetiredError(
+                    f"backend {backend_id} was drained and deregistered, but its data directory {self.data_dir} "
+                    f"holds {held} object(s) the cluster does not list: nothing was changed; move the directory "
+                    "aside to start this backend empty under a new id", backend_id=backend_id)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('backend_id', ?)", (uuid.uuid4().bytes,))
+        return self.backend_id()
 
     # ------------------------------------------------------------------ objects
     def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = ()) -> None:

@@ -7,17 +7,21 @@ nothing (objects created meanwhile are caught by the next pass).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 from uuid import UUID
+
+import grpc
 
 from dataclay import operations as ops
 from dataclay.exceptions import BackendNotFoundError, DataClayException
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
+from dataclay.protocol.pages import a_owned_objects
 from dataclay.runtime import Runtime
 from dataclay.security import ADMIN, client_credentials, open_channel
-from dataclay.transport import run_blocking
+from dataclay.transport import BackendInfo, run_blocking, translate
 
 BATCH = 2000
 MAX_PASSES = 5
@@ -60,9 +64,10 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
         for name in backend_names:
             # every pass: a backend that restarted meanwhile cleared the mark when it re-registered
             await t.metadata("SetDraining", pb.BackendRequest(backend_id=by_name[name].id.bytes, draining=True))
-            reply = await t.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=by_name[name].id.bytes))
-            if reply.object_ids:
-                owned[name] = list(reply.object_ids)
+            ids = await a_owned_objects(lambda request: t.metadata("ListOwnedObjects", request),
+                                        by_name[name].id.bytes)
+            if ids:
+                owned[name] = ids
         if not owned:
             return moved
         total = max(total, moved + sum(len(ids) for ids in owned.values()))
@@ -84,11 +89,58 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
                      "still creating objects there? Drain again")
 
 
+@contextlib.contextmanager
+def _metadata(host: str, port: int, credentials: Any) -> Iterator[rpc.MetadataStub]:
+    """The metadata service, called as the admin; its refusals arrive typed."""
+    with open_channel(f"{host}:{port}", client_credentials(credentials, ADMIN), options=UNLIMITED_MESSAGES) as channel:
+        try:
+            yield rpc.MetadataStub(channel)
+        except grpc.RpcError as error:
+            raise translate(error, f"the metadata service at {host}:{port}") from None
+
+
+def _registered(stub: rpc.MetadataStub, names: list[str], missing_ok: bool, timeout: float | None) -> dict[str, bytes]:
+    """Backend name -> id (16 bytes) of the named backends; unknown names refused unless missing_ok."""
+    by_name = {info.name: info.backend_id for info in stub.ListBackends(pb.Empty(), timeout=timeout).backends}
+    unknown = sorted(set(names) - set(by_name))
+    if unknown and not missing_ok:
+        raise BackendNotFoundError(f"no backend named {', '.join(unknown)} (known: {', '.join(by_name)})")
+    return {name: by_name[name] for name in names if name in by_name}
+
+
+def registered_backends(host: str, port: int, timeout: float | None = None,
+                        credentials: Any = None) -> dict[str, BackendInfo]:
+    """Backend name -> what the directory lists of it (id, address, draining mark)."""
+    with _metadata(host, port, credentials) as stub:
+        reply = stub.ListBackends(pb.Empty(), timeout=timeout)
+    return {info.name: BackendInfo.from_pb(info) for info in reply.backends}
+
+
 def backend_ids(host: str, port: int, timeout: float | None = None, credentials: Any = None) -> dict[str, UUID]:
     """Backend name -> backend id, as registered (the operator puts them in its status)."""
-    with open_channel(f"{host}:{port}", client_credentials(credentials, ADMIN), options=UNLIMITED_MESSAGES) as channel:
-        reply = rpc.MetadataStub(channel).ListBackends(pb.Empty(), timeout=timeout)
-    return {info.name: UUID(bytes=info.backend_id) for info in reply.backends}
+    return {name: info.id for name, info in registered_backends(host, port, timeout, credentials).items()}
+
+
+def set_draining(host: str, port: int, backend_names: list[str], draining: bool, credentials: Any = None,
+                 timeout: float | None = None) -> None:
+    """Mark the named backends as draining (no new objects), or lift the mark. A mark outlives
+    restarts of the backend: only this (or a drain that fails) lifts it."""
+    with _metadata(host, port, credentials) as stub:
+        for backend_id in _registered(stub, backend_names, False, timeout).values():
+            stub.SetDraining(pb.BackendRequest(backend_id=backend_id, draining=draining), timeout=timeout)
+
+
+def deregister_backends(host: str, port: int, backend_names: list[str], credentials: Any = None,
+                        missing_ok: bool = False, timeout: float | None = None) -> list[str]:
+    """Retire drained backends that own nothing: they leave the list of backends, and their
+    ids never register again (a backend started again with an empty data directory registers
+    under a new id). Refused (BackendNotDrainedError) for a backend that still owns objects or
+    is not draining. Returns the names deregistered; with missing_ok, unknown names are skipped."""
+    with _metadata(host, port, credentials) as stub:
+        registered = _registered(stub, backend_names, missing_ok, timeout)
+        for backend_id in registered.values():
+            stub.DeregisterBackend(pb.BackendRequest(backend_id=backend_id), timeout=timeout)
+    return list(registered)
 
 
 def drain_backends(
@@ -96,8 +148,8 @@ def drain_backends(
     credentials: Any = None,
 ) -> int:
     """Move every object off the named backends onto the others; returns how many moved.
-    The backends are marked as draining (no new objects) and stay so once empty; a backend
-    clears the mark when it starts again. With missing_ok, names that never registered are
+    The backends are marked as draining (no new objects) and stay so once empty, also when they
+    restart (set_draining lifts the mark; deregister_backends retires them). With missing_ok, names that never registered are
     taken as already empty (a pod that never came up). It calls as the admin: `credentials` (a
     directory with admin.pem and admin.key, or Credentials), else found as a client's are."""
     rt = Runtime(f"{host}:{port}", client_credentials(credentials, ADMIN))

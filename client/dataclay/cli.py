@@ -1,4 +1,4 @@
-"""The `dataclay` command: `up` (a local cluster), `demo`, `move` and `drain` (with progress).
+"""The `dataclay` command: `up` (a local cluster), `demo`, `move`, `drain` and `retire` (with progress).
 
 Each command imports what it needs when it runs (not because of import cycles: so that
 `dataclay --help` starts at once and a command loads only what it uses).
@@ -104,7 +104,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                   f"{objects:,} object{'' if objects == 1 else 's'}, unreachable until they start again "
                   f"(dataclay up --backends {len(cluster.backends) + len(cluster.absent)}), and are marked "
                   "draining meanwhile: nothing new is stored there. To retire them, start them and "
-                  f"`dataclay drain {' '.join(backend.name for backend in cluster.absent)}`.",
+                  f"`dataclay retire {' '.join(backend.name for backend in cluster.absent)}`.",
                   file=sys.stderr, flush=True)
         _say_security(cluster)
         print(f"Connect with Client(host='127.0.0.1', port={cluster.port}), or DC_HOST=127.0.0.1 DC_PORT={cluster.port}.")
@@ -219,6 +219,24 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retire(args: argparse.Namespace) -> int:
+    """Drain the named backends, then deregister them: they leave the cluster for good."""
+    from dataclay.admin import deregister_backends, drain_backends
+    from dataclay.client import Client
+
+    client = Client(host=args.host, port=args.port)
+    progress = ProgressLine(f"draining {', '.join(args.backends)}")
+    try:
+        moved = drain_backends(client.host, client.port, args.backends, on_progress=progress,
+                               credentials=_credentials(args))
+    finally:
+        progress.close()
+    deregister_backends(client.host, client.port, args.backends, credentials=_credentials(args))
+    print(f"retired {', '.join(args.backends)}: {moved:,} object{'' if moved == 1 else 's'} moved; they are "
+          "deregistered (started again with an empty data directory, a backend registers under a new id)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="dataclay", description="dataClay-compatible active object store")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -267,11 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("backends", nargs="+", help="backend names")
     drain.set_defaults(func=cmd_drain)
 
-    for command in (move, drain, demo):
+    retire = commands.add_parser("retire", help="drain some backends, then deregister them (they leave for good)")
+    retire.add_argument("backends", nargs="+", help="backend names")
+    retire.set_defaults(func=cmd_retire)
+
+    for command in (move, drain, retire, demo):
         command.add_argument("--credentials", type=Path, default=None,
                              help="the credentials directory (None: --data-dir's, else DC_CREDENTIALS, else "
                                   "./dataclay-data/credentials if it exists)")
-    for command in (move, drain):
+    for command in (move, drain, retire):
         command.add_argument("--data-dir", dest="data_dir_of", type=Path, default=None,
                              help="the data directory of the `dataclay up` to use: its credentials")
         command.add_argument("--host", default=None, help="metadata service host (None: DC_HOST, else 127.0.0.1)")

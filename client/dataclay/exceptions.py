@@ -134,6 +134,13 @@ class BackendDrainingError(BackendError):
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class BackendNotDrainedError(BackendError):
+    """A backend that still owns objects (or is not marked draining) cannot be deregistered:
+    drain it first (`dataclay drain NAME`, or lower the DataClay's replicas)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class BackendUnavailableError(BackendError):
     """A backend (or the metadata service) could not be reached; the message names it.
     Raised as is (not a subclass below) by a transport, the request was never sent."""
@@ -248,6 +255,11 @@ class ClusterMismatchError(DataClayException):
     """A backend's data directory belongs to another metadata database."""
 
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class BackendRetiredError(ClusterMismatchError):
+    """The backend id was drained and deregistered: it never serves again. A backend whose data
+    directory is empty takes a new id by itself; one that holds objects refuses to start."""
 
 
 class StorageFullError(DataClayException):

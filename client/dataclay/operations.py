@@ -135,8 +135,15 @@ async def with_owner(
     _require_registered(obj)
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
-        owner = state[BACKEND] or await locate(rt, t, obj)
-        info = await backend_info(rt, t, owner)
+        known = state[BACKEND]
+        owner = known or await locate(rt, t, obj)
+        try:
+            info = await backend_info(rt, t, owner)
+        except BackendNotFoundError:
+            if known is None:
+                raise
+            lifecycle.relocated(obj, None)  # the backend we knew was retired: ask the directory
+            continue
         try:
             return await perform(info)
         except ObjectWithWrongBackendIdError as moved:
@@ -241,6 +248,14 @@ async def _any_backend(rt: "Runtime", t: Any) -> UUID:
     if not candidates:
         raise NoBackendAvailableError("no backend is available to store new objects (none registered, or all draining)")
     return random.choice(candidates)
+
+
+async def class_info(rt: "Runtime", t: Any, path: str) -> tuple[list[str], list[str]]:
+    """A model class's persistent properties and active methods, asked of a backend (which has
+    the model): for stubs on a client that has not."""
+    info = await backend_info(rt, t, await _any_backend(rt, t))
+    reply = await t.backend(info, "GetClassInfo", pb.ClassInfoRequest(class_path=path))
+    return list(reply.properties), list(reply.active_methods)
 
 
 async def make_persistent(

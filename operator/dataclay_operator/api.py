@@ -25,6 +25,9 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 APP_NAME: Final = "dataclay"
+#: Pods labelled `dataclay.bsc.es/client-of: <DataClay name>` (in its namespace) may reach its
+#: data plane through its NetworkPolicy; they still need the client credentials (mutual TLS).
+LABEL_CLIENT_OF: Final = f"{GROUP}/client-of"
 
 COMPONENT_METADATA: Final = "metadata"
 COMPONENT_BACKEND: Final = "backend"
@@ -80,6 +83,16 @@ def admin_credentials_name(name: str) -> str:
     return f"{name}-admin-credentials"
 
 
+def network_policy_name(name: str) -> str:
+    """NetworkPolicy admitting only the DataClay's own pods, its clients and the operator."""
+    return f"{name}-dataplane"
+
+
+def disruption_budget_name(name: str) -> str:
+    """PodDisruptionBudget of the backends (voluntary evictions one at a time)."""
+    return f"{name}-backend"
+
+
 def backend_pod_name(name: str, ordinal: int) -> str:
     """Pod name of backend `ordinal`; it is also the backend's dataClay name (DC_BACKEND_NAME)."""
     return f"{backend_name(name)}-{ordinal}"
@@ -93,6 +106,11 @@ def metadata_host(name: str, namespace: str) -> str:
 def selector_labels(name: str, component: str) -> dict[str, str]:
     """Labels that select one component's pods; immutable in a StatefulSet, so never extended."""
     return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: name, LABEL_COMPONENT: component}
+
+
+def instance_labels(name: str) -> dict[str, str]:
+    """Labels every pod of one DataClay has, whatever its component."""
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: name}
 
 
 def common_labels(name: str, component: str | None = None) -> dict[str, str]:

@@ -6,11 +6,15 @@ values here are exactly the fields the operator owns (server-side apply field ma
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from dataclay_operator import api
-from dataclay_operator.spec import DataClaySpec, StorageSpec
+from dataclay_operator.spec import (DEFAULT_BACKEND_RESOURCES, DEFAULT_METADATA_RESOURCES, DataClaySpec, PodOverlay,
+                                    StorageSpec)
 
 RUN_AS: int = 10001  # the image's unprivileged user; also fsGroup so the PVC is writable
 TMP_VOLUME = "tmp"
@@ -18,7 +22,17 @@ DATA_VOLUME = "data"
 MODEL_VOLUME = "model"
 CREDENTIALS_VOLUME = "credentials"  # the container's credentials directory (DC_CREDENTIALS)
 BACKEND_TLS_VOLUME = "backend-tls"  # every ordinal's files: mounted by the init container only
+MODEL_CHECKSUM = f"{api.GROUP}/model-checksum"  # pod template annotation: the model ConfigMap's digest
 SECRET_MODE = 0o440  # owner root, group fsGroup (RUN_AS): readable by the server, by nobody else
+
+
+@dataclass(frozen=True)
+class OperatorPeer:
+    """Where the operator's pods run (from the chart's downward API), so a DataClay's
+    NetworkPolicy admits its drains; None when it runs outside the cluster."""
+
+    namespace: str
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def owner_reference(dc: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,7 +144,11 @@ def _statefulset(dc: Mapping[str, Any], spec: DataClaySpec, *, component: str, s
         "containers": [container],
         "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}, *extra_volumes],
         **pod_extra,
+        **_scheduling(spec.pod),
     }
+    template_meta: dict[str, Any] = {"labels": {**spec.pod.labels, **api.common_labels(name, component)}}
+    if spec.pod.annotations:
+        template_meta["annotations"] = dict(spec.pod.annotations)
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -142,10 +160,26 @@ def _statefulset(dc: Mapping[str, Any], spec: DataClaySpec, *, component: str, s
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate"},
             "persistentVolumeClaimRetentionPolicy": _retention(spec),
-            "template": {"metadata": {"labels": api.common_labels(name, component)}, "spec": pod_spec},
+            "template": {"metadata": template_meta, "spec": pod_spec},
             "volumeClaimTemplates": [_claim_template(name, component, storage)],
         },
     }
+
+
+def _scheduling(overlay: PodOverlay) -> dict[str, Any]:
+    """The pod spec fields of spec.pod that are set (unset ones stay the server's)."""
+    fields: dict[str, Any] = {}
+    if overlay.node_selector:
+        fields["nodeSelector"] = dict(overlay.node_selector)
+    if overlay.affinity:
+        fields["affinity"] = dict(overlay.affinity)
+    if overlay.tolerations:
+        fields["tolerations"] = [dict(t) for t in overlay.tolerations]
+    if overlay.priority_class_name:
+        fields["priorityClassName"] = overlay.priority_class_name
+    if overlay.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": secret} for secret in overlay.image_pull_secrets]
+    return fields
 
 
 def _env(pairs: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -200,8 +234,7 @@ def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str,
                          {"name": CREDENTIALS_VOLUME, "mountPath": api.CREDENTIALS_DIR, "readOnly": True}],
         "securityContext": _container_security(),
     }
-    if spec.metadata.resources:
-        container["resources"] = dict(spec.metadata.resources)
+    container["resources"] = dict(spec.metadata.resources or DEFAULT_METADATA_RESOURCES)
     return _statefulset(dc, spec, component=api.COMPONENT_METADATA, sts_name=api.metadata_name(name),
                         service=api.metadata_name(name), replicas=1, container=container,
                         storage=spec.metadata.storage,
@@ -210,9 +243,20 @@ def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str,
                         pod_extra={})
 
 
-def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int) -> dict[str, Any]:
+def model_checksum(config_map: Mapping[str, Any] | None) -> str:
+    """A digest of a model ConfigMap's content ("absent" if it does not exist): in the backends'
+    pod template, so a change of the modules rolls the backends (one at a time, each Ready first)."""
+    if config_map is None:
+        return "absent"
+    content = {"data": config_map.get("data") or {}, "binaryData": config_map.get("binaryData") or {}}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int,
+                        model_digest: str | None = None) -> dict[str, Any]:
     """The backends. `replicas` comes from the scale plan, not straight from the spec: a scale-down
-    keeps the current count until the drain has emptied the backends that go away."""
+    keeps the current count until the drain has emptied the backends that go away. `model_digest`
+    (model_checksum of spec.model.configMap) goes in the pod template's annotations."""
     name, namespace = dc["metadata"]["name"], dc["metadata"]["namespace"]
     settings = {
         "DC_BACKEND_NAME": "$(POD_NAME)",  # stable identity per pod; the id lives in its data dir
@@ -246,15 +290,18 @@ def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int
         "volumeMounts": mounts,
         "securityContext": _container_security(),
     }
-    if spec.resources:
-        container["resources"] = dict(spec.resources)
+    container["resources"] = dict(spec.resources or DEFAULT_BACKEND_RESOURCES)
     spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
                "labelSelector": {"matchLabels": api.selector_labels(name, api.COMPONENT_BACKEND)}}]
-    return _statefulset(dc, spec, component=api.COMPONENT_BACKEND, sts_name=api.backend_name(name),
-                        service=api.backend_name(name), replicas=replicas, container=container,
-                        storage=spec.storage, extra_volumes=volumes,
-                        pod_extra={"topologySpreadConstraints": spread,
-                                   "initContainers": [_copy_credentials_container(spec)]})
+    sts = _statefulset(dc, spec, component=api.COMPONENT_BACKEND, sts_name=api.backend_name(name),
+                       service=api.backend_name(name), replicas=replicas, container=container,
+                       storage=spec.storage, extra_volumes=volumes,
+                       pod_extra={"topologySpreadConstraints": spread,
+                                  "initContainers": [_copy_credentials_container(spec)]})
+    if spec.model.config_map and model_digest is not None:
+        template_meta = sts["spec"]["template"]["metadata"]
+        template_meta["annotations"] = {**template_meta.get("annotations", {}), MODEL_CHECKSUM: model_digest}
+    return sts
 
 
 def _copy_credentials_container(spec: DataClaySpec) -> dict[str, Any]:
@@ -272,11 +319,51 @@ def _copy_credentials_container(spec: DataClaySpec) -> dict[str, Any]:
     }
 
 
-def static_children(dc: Mapping[str, Any], spec: DataClaySpec) -> list[dict[str, Any]]:
+def dataplane_network_policy(dc: Mapping[str, Any], spec: DataClaySpec,
+                             operator: OperatorPeer | None = None) -> dict[str, Any]:
+    """Who may open a connection to the DataClay's pods: on the data ports, its own pods
+    (backends call the metadata service and each other), pods of its namespace labelled as its
+    clients (api.LABEL_CLIENT_OF) and the operator's pods (drains); the health port from anywhere
+    (the kubelet's probes). Defence in depth: every data-plane call also needs a certificate."""
+    name = dc["metadata"]["name"]
+    peers: list[dict[str, Any]] = [{"podSelector": {"matchLabels": api.instance_labels(name)}},
+                                   {"podSelector": {"matchLabels": {api.LABEL_CLIENT_OF: name}}}]
+    if operator is not None:
+        peers.append({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator.namespace}},
+                      "podSelector": {"matchLabels": dict(operator.labels)}})
+    data_ports = [{"protocol": "TCP", "port": port} for port in (api.METADATA_PORT, api.BACKEND_PORT)]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": object_meta(dc, api.network_policy_name(name), None),
+        "spec": {
+            "podSelector": {"matchLabels": api.instance_labels(name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": data_ports},
+                        {"ports": [{"protocol": "TCP", "port": api.HEALTH_PORT}]}],
+        },
+    }
+
+
+def backend_disruption_budget(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str, Any]:
+    """Voluntary evictions (node drains, cluster upgrades) take one backend at a time: each
+    backend's objects are unreachable while its pod is away, never more than one's at once."""
+    name = dc["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(dc, api.disruption_budget_name(name), api.COMPONENT_BACKEND),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": api.selector_labels(name, api.COMPONENT_BACKEND)}},
+    }
+
+
+def static_children(dc: Mapping[str, Any], spec: DataClaySpec,
+                    operator: OperatorPeer | None = None) -> list[dict[str, Any]]:
     """Children whose desired state depends on the spec alone (the backend StatefulSet also
-    depends on the scale plan), in creation order: the metadata service before anything uses it."""
-    return [client_configmap(dc, spec), metadata_service(dc, spec), metadata_statefulset(dc, spec),
-            backend_service(dc, spec)]
+    depends on the scale plan), in creation order: the metadata service before anything uses it,
+    the NetworkPolicy before any pod it admits to."""
+    return [dataplane_network_policy(dc, spec, operator), client_configmap(dc, spec), metadata_service(dc, spec),
+            metadata_statefulset(dc, spec), backend_service(dc, spec), backend_disruption_budget(dc, spec)]
 
 
 #: StatefulSet fields the API server refuses to change; existing values are kept (see reconcile).

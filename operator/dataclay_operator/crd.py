@@ -50,6 +50,33 @@ def _storage(what: str, default_size: str) -> dict[str, Any]:
     }
 
 
+def _pod_overlay() -> dict[str, Any]:
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "type": "object",
+        "description": "Added to every pod of this DataClay (metadata service and backends).",
+        "properties": {
+            "labels": {**strings, "description": "Extra pod labels (the operator's own labels win)."},
+            "annotations": {**strings, "description": "Extra pod annotations."},
+            "nodeSelector": {**strings, "description": "Pod nodeSelector."},
+            "affinity": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                         "description": "Pod affinity (core/v1 Affinity)."},
+            "tolerations": {
+                "type": "array", "description": "Pod tolerations (core/v1 Toleration).",
+                "items": {"type": "object", "properties": {
+                    "key": {"type": "string"}, "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+                    "value": {"type": "string"}, "effect": {"type": "string"},
+                    "tolerationSeconds": {"type": "integer", "format": "int64"}}},
+            },
+            "priorityClassName": {"type": "string", "description": "Pod priorityClassName."},
+            "imagePullSecrets": {
+                "type": "array", "description": "Secrets to pull spec.image with.",
+                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            },
+        },
+    }
+
+
 def _enum(values: Any, default: Any, description: str) -> dict[str, Any]:
     return {"type": "string", "enum": [v.value for v in values], "default": default.value, "description": description}
 
@@ -67,11 +94,16 @@ def spec_schema() -> dict[str, Any]:
                       "description": "Image for the metadata service and backends (may add the user's model "
                                      "modules); the operator's own image if unset."},
             "imagePullPolicy": {"type": "string", "enum": list(spec.PULL_POLICIES), "default": spec.DEFAULT_PULL_POLICY},
+            "upgradePolicy": _enum(spec.UpgradePolicy, spec.DEFAULT_UPGRADE_POLICY,
+                                   "Without spec.image: Pinned keeps the image the DataClay runs (status.image) "
+                                   "when the operator is upgraded; FollowOperator rolls to the operator's "
+                                   "image, one backend at a time."),
             "durability": _enum(spec.Durability, spec.DEFAULT_DURABILITY,
                                 "process: acknowledged writes survive kill -9; machine: they also survive a "
                                 "machine crash (fsync per write)."),
             "storage": _storage("each backend", spec.DEFAULT_STORAGE_SIZE),
-            "resources": _resources("each backend"),
+            "resources": _resources("each backend (default: requests of "
+                                    f"{spec.DEFAULT_BACKEND_RESOURCES['requests']})"),
             "memoryLimit": _quantity("Bytes of object state a backend keeps in memory before evicting to "
                                      "storage (DC_MEMORY_LIMIT); backend default if unset."),
             "model": {
@@ -92,9 +124,11 @@ def spec_schema() -> dict[str, Any]:
                 "description": "The metadata service.",
                 "properties": {
                     "storage": _storage("the metadata service", spec.DEFAULT_METADATA_STORAGE_SIZE),
-                    "resources": _resources("the metadata service"),
+                    "resources": _resources("the metadata service (default: requests of "
+                                            f"{spec.DEFAULT_METADATA_RESOURCES['requests']})"),
                 },
             },
+            "pod": _pod_overlay(),
             "pvcRetentionPolicy": {
                 "type": "object",
                 "default": {},
@@ -140,6 +174,10 @@ def status_schema() -> dict[str, Any]:
             "desiredBackends": {"type": "integer"},
             "metadataReady": {"type": "boolean"},
             "endpoint": {"type": "string", "description": "host:port of the metadata service for clients in the cluster."},
+            "image": {"type": "string", "description": "The image the DataClay runs (applied to its pods)."},
+            "operatorImage": {"type": "string",
+                              "description": "The operator's image, when it differs from a pinned status.image: "
+                                             "set spec.image (or spec.upgradePolicy: FollowOperator) to roll to it."},
             "conditions": {
                 "type": "array",
                 "items": _condition_schema(),
@@ -202,7 +240,7 @@ def build_crd() -> dict[str, Any]:
                      "description": "Ready backends / desired backends"},
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    {"name": "Image", "type": "string", "jsonPath": ".spec.image", "priority": 1},
+                    {"name": "Image", "type": "string", "jsonPath": ".status.image", "priority": 1},
                     {"name": "Durability", "type": "string", "jsonPath": ".spec.durability", "priority": 1},
                 ],
                 "schema": {"openAPIV3Schema": {

@@ -1,6 +1,7 @@
 """Thin kopf handlers: watch events in, reconcile requests out.
 
-kopf watches DataClays and their StatefulSets; every handler only puts a (namespace, name) key on
+kopf watches DataClays, every kind of child, and ConfigMaps (a DataClay's model ConfigMap is
+not its child; an in-memory index maps it to the DataClays that mount it); every handler only puts a (namespace, name) key on
 the controller's work queue. No change handlers, timers or daemons: those make kopf add a
 finalizer and annotations to every DataClay, and nothing here lives outside Kubernetes, so owner
 references and the garbage collector do all the cleanup. Resync comes from the work queue.
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +22,7 @@ from dataclay_operator.config import OperatorConfig, load_config
 from dataclay_operator.controller import Controller
 from dataclay_operator.events import EventRecorder
 from dataclay_operator.kube import Kube
+from dataclay_operator.leader import LeaderElector
 from dataclay_operator.reconcile import Reconciler
 
 
@@ -56,12 +60,31 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     kube = Kube.from_environment()
     reconciler = Reconciler(kube=kube, config=config, events=EventRecorder(kube))
     controller = Controller(reconciler.reconcile, workers=config.workers)
-    controller.start()
-    memo.controller = controller
+    memo.controller, memo.reconciler = controller, reconciler
+    if config.lease is None:
+        controller.start()
+        return
+    # Watches run in every replica and fill the queue; only the leader's workers take from it.
+    memo.stop_campaign = threading.Event()
+    elector = LeaderElector(kube, *config.lease, identity=config.identity)
+    threading.Thread(target=elector.run, name="dataclay-leader-election", daemon=True,
+                     args=(controller.start, _lost_the_lead, memo.stop_campaign)).start()
+
+
+def _lost_the_lead() -> None:
+    """Another replica leads now (or the Lease could not be renewed): exit, gracefully, so that
+    this replica's passes stop; the Deployment starts it again as a candidate."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
+    campaign: threading.Event | None = getattr(memo, "stop_campaign", None)
+    if campaign is not None:
+        campaign.set()
+    reconciler: Reconciler | None = getattr(memo, "reconciler", None)
+    if reconciler is not None:  # a drain in flight stops at its next progress report, lifting its marks
+        reconciler.stopping.set()
     controller: Controller | None = getattr(memo, "controller", None)
     if controller is not None:
         controller.stop()
@@ -76,9 +99,35 @@ async def dataclay_event(event: Mapping[str, Any], body: Mapping[str, Any], name
         memo.controller.enqueue((namespace, name))
 
 
-@kopf.on.event("apps", "v1", "statefulsets", labels={api.LABEL_MANAGED_BY: api.MANAGER})
-async def statefulset_event(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-    """Child status changed (pods became ready, a rollout progressed): refresh the owner's status."""
+#: Every kind of child the operator owns, watched by its managed-by label: a StatefulSet's status
+#: change (pods ready, a rollout progressed) refreshes the owner's status; a change or deletion
+#: of any child by someone else is repaired at once, not at the next resync.
+CHILD_KINDS = (("apps", "v1", "statefulsets"), ("", "v1", "services"), ("", "v1", "configmaps"),
+               ("", "v1", "secrets"), ("networking.k8s.io", "v1", "networkpolicies"),
+               ("policy", "v1", "poddisruptionbudgets"))
+
+
+async def child_event(body: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
     key = owner_key(body)
     if key is not None:
         memo.controller.enqueue(key)
+
+
+for _group, _version, _plural in CHILD_KINDS:
+    kopf.on.event(_group, _version, _plural, labels={api.LABEL_MANAGED_BY: api.MANAGER},
+                  id=f"child-{_plural}")(child_event)
+
+
+@kopf.index(api.GROUP, api.VERSION, api.PLURAL)
+def dataclays_by_model(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> dict[Any, str] | None:
+    """DataClays by the model ConfigMap they mount: (namespace, ConfigMap name) -> DataClay names."""
+    config_map = ((spec or {}).get("model") or {}).get("configMap")
+    return {(namespace, config_map): name} if config_map else None
+
+
+@kopf.on.event("", "v1", "configmaps")
+async def model_event(namespace: str, name: str, dataclays_by_model: kopf.Index, memo: kopf.Memo,
+                      **_: Any) -> None:
+    """A model ConfigMap changed: its DataClays roll their backends (the digest in the template)."""
+    for dataclay in dataclays_by_model.get((namespace, name), []):
+        memo.controller.enqueue((namespace, dataclay))

@@ -17,11 +17,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dataclay_operator import api, children, credentials
-from dataclay_operator.compare import differing_paths, is_subset, keep_immutable
+from dataclay_operator.compare import changed_paths, keep_immutable
 from dataclay_operator.config import OperatorConfig
 from dataclay_operator.events import NORMAL, WARNING, EventRecorder
 from dataclay_operator.kube import Kube, KubeError, object_path, resource_path
-from dataclay_operator.scaling import ScalePlan, drain_retry_delay, plan_scale, replicas_after_drain
+from dataclay_operator.scaling import (LifecyclePlan, ScalePlan, drain_retry_delay, plan_lifecycle, plan_scale,
+                                       replicas_after_drain)
 from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
 from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, pod_ready, status_patch
 
@@ -55,6 +56,28 @@ def dataplane_backend_ids(host: str, port: int, *, credentials: "Credentials | N
             for name, backend_id in backend_ids(host, port, timeout=1.0, credentials=_required(credentials)).items()}
 
 
+def dataplane_follow_lifecycle(host: str, port: int, name: str, desired: int, pods: set[str], *,
+                               credentials: "Credentials | None" = None) -> LifecyclePlan:
+    """Make the directory's backend marks follow the spec (scaling.plan_lifecycle), as the
+    admin: lift the draining marks of wanted backends, retire drained backends whose pod is
+    gone. Returns what was done (a backend that turns out to own objects is not retired)."""
+    from dataclay.admin import deregister_backends, registered_backends, set_draining
+    from dataclay.exceptions import BackendNotDrainedError
+
+    admin = _required(credentials)
+    listed = registered_backends(host, port, timeout=1.0, credentials=admin)
+    plan = plan_lifecycle(name, desired, {backend: info.draining for backend, info in listed.items()}, pods)
+    if plan.lift:
+        set_draining(host, port, list(plan.lift), False, credentials=admin, timeout=5.0)
+    retired = []
+    for backend in plan.deregister:
+        try:
+            retired += deregister_backends(host, port, [backend], credentials=admin, missing_ok=True, timeout=5.0)
+        except BackendNotDrainedError as exc:  # objects arrived after its drain: the next scale-down drains it
+            logger.warning("%s: not retired: %s", backend, exc)
+    return LifecyclePlan(plan.lift, tuple(retired))
+
+
 def _required(credentials: "Credentials | None") -> "Credentials":
     """The servers accept no call without credentials: never fall back to a plain-text channel."""
     if credentials is None:
@@ -68,6 +91,7 @@ class MissingCredentials(Exception):
 
 
 BACKEND_IDS_INTERVAL = 10.0  # ask the metadata service for backend ids at most this often
+LIFECYCLE_INTERVAL = 5.0  # check the directory's backend marks against the spec at most this often
 
 
 def utc_now() -> datetime:
@@ -103,6 +127,10 @@ class Outcome:
     requeue_after: float | None
 
 
+class DrainCancelled(Exception):
+    """Raised from a drain's progress callback: the drain stops (its marks are lifted)."""
+
+
 @dataclass
 class _DrainFailure:
     backends: tuple[str, ...]
@@ -118,10 +146,13 @@ class Reconciler:
     events: EventRecorder
     drain: DrainFn = dataplane_drain
     backend_ids: Callable[..., dict[str, str]] = dataplane_backend_ids  # (host, port, credentials=) -> pod -> id
+    follow_lifecycle: Callable[..., LifecyclePlan] = dataplane_follow_lifecycle
     now: Callable[[], datetime] = utc_now
     progress_interval: float = 1.0  # at most one status write per interval while draining
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
     _backend_ids: dict[tuple[str, str], tuple[float, dict[str, str]]] = field(default_factory=dict)
+    _lifecycle_at: dict[tuple[str, str], float] = field(default_factory=dict)  # last data-plane attempt
+    stopping: threading.Event = field(default_factory=threading.Event)  # set: drains in flight stop
     _admin: dict[tuple[str, str], "Credentials"] = field(default_factory=dict)  # read from its Secret
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -132,9 +163,11 @@ class Reconciler:
         if dc is None or dc["metadata"].get("deletionTimestamp"):
             self._forget(namespace, name)
             self._forget_credentials(namespace, name)
+            with self._lock:
+                self._lifecycle_at.pop((namespace, name), None)
             return Outcome(None)  # owner references cascade; nothing of ours outlives it
         try:
-            spec = parse_spec(dc.get("spec"), self.config.default_image)
+            spec = self.spec_of(dc)
         except SpecError as exc:
             self.write_status(dc, None, error=(Reason.INVALID_SPEC, str(exc)))
             return Outcome(self.config.resync_seconds)
@@ -152,7 +185,7 @@ class Reconciler:
     def _reconcile(self, dc: dict[str, Any], spec: DataClaySpec) -> Outcome:
         name = dc["metadata"]["name"]
         authority = self.ensure_credentials(dc)
-        for child in children.static_children(dc, spec):
+        for child in children.static_children(dc, spec, self.operator_peer()):
             self.ensure(dc, child)
         live = self.kube.get(resource_path("apps/v1", "statefulsets", dc["metadata"]["namespace"], api.backend_name(name)))
         plan = plan_scale(name, spec.replicas, replicas_of(live))
@@ -161,14 +194,60 @@ class Reconciler:
         # every ordinal's certificate exists before the StatefulSet may create its pod
         ordinals = max(spec.replicas, plan.replicas, replicas_of(live) or 0)
         self.ensure_secret(dc, authority, credentials.backend_plan(dc, ordinals))
-        self.ensure(dc, children.backend_statefulset(dc, spec, plan.replicas), live=live)
+        backends = children.backend_statefulset(dc, spec, plan.replicas, self.model_digest(dc, spec))
+        self.ensure(dc, backends, live=live)
         if not plan.scale_down:
             self._forget(dc["metadata"]["namespace"], name)
+            self._follow_lifecycle(dc, spec)
             status = self.write_status(dc, spec)
             missing_ids = any(b["ready"] and "backendId" not in b for b in status.get("backends", []))
             return Outcome(min(self.config.resync_seconds, BACKEND_IDS_INTERVAL) if missing_ids
                            else self.config.resync_seconds)
         return self._scale_down(dc, spec, plan)
+
+    def _follow_lifecycle(self, dc: Mapping[str, Any], spec: DataClaySpec) -> None:
+        """Draining marks follow the spec, drained backends whose pod is gone are retired (outside
+        a scale-down, at most every LIFECYCLE_INTERVAL; a data plane that does not answer is
+        asked again later: status never waits on it)."""
+        meta = dc["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            if time.monotonic() - self._lifecycle_at.get(key, float("-inf")) < LIFECYCLE_INTERVAL:
+                return
+            self._lifecycle_at[key] = time.monotonic()
+        pods = self.kube.list(resource_path("v1", "pods", meta["namespace"]),
+                              api.label_selector(api.selector_labels(meta["name"], api.COMPONENT_BACKEND)))
+        try:
+            done = self.follow_lifecycle(*self.dataplane_address(dc), meta["name"], spec.replicas,
+                                         {pod["metadata"]["name"] for pod in pods},
+                                         credentials=self.admin_credentials(dc))
+        except Exception as exc:  # the data plane may be starting, or unreachable from here
+            logger.debug("%s/%s: backend marks not checked: %s", *key, exc)
+            return
+        for backend in done.lift:
+            self.events.record(dc, NORMAL, "DrainMarkLifted",
+                               f"{backend} is wanted by spec.replicas: it takes new objects again")
+        for backend in done.deregister:
+            self.events.record(dc, NORMAL, "BackendRetired",
+                               f"{backend} was drained and its pod is gone: deregistered for good")
+
+    def spec_of(self, dc: Mapping[str, Any]) -> DataClaySpec:
+        """The typed spec; without spec.image, the image it runs (status.image) unless it follows
+        the operator's image (spec.upgradePolicy)."""
+        return parse_spec(dc.get("spec"), self.config.default_image, (dc.get("status") or {}).get("image"))
+
+    def model_digest(self, dc: Mapping[str, Any], spec: DataClaySpec) -> str | None:
+        """The model ConfigMap's digest (None without one): a change of it rolls the backends."""
+        if not spec.model.config_map:
+            return None
+        found = self.kube.get(resource_path("v1", "configmaps", dc["metadata"]["namespace"], spec.model.config_map))
+        return children.model_checksum(found)
+
+    def operator_peer(self) -> children.OperatorPeer | None:
+        """The operator's pods, for NetworkPolicies (None: it runs outside the cluster)."""
+        if self.config.pod_namespace is None:
+            return None
+        return children.OperatorPeer(self.config.pod_namespace, dict(self.config.pod_labels))
 
     # -- scale-down ---------------------------------------------------------------------------------
 
@@ -188,6 +267,9 @@ class Reconciler:
             return Outcome(failed.retry_at - time.monotonic())
 
         progress = self._run_drain(dc, spec, plan)
+        if progress is None:  # cancelled: plan again from the spec as it is now
+            self._forget(*key)
+            return Outcome(0)
         if progress.error is not None:
             failures = 1 if failed is None or failed.backends != plan.drain else failed.failures + 1
             delay = drain_retry_delay(failures)
@@ -201,19 +283,37 @@ class Reconciler:
         fresh = self.kube.get(dataclay_path(*key))
         if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get("deletionTimestamp"):
             return Outcome(None)
-        fresh_spec = parse_spec(fresh.get("spec"), self.config.default_image)
+        fresh_spec = self.spec_of(fresh)
         replicas = replicas_after_drain(plan.target, fresh_spec.replicas)
         if replicas is None:  # asked for even fewer backends meanwhile: drain those first
             self.write_status(fresh, fresh_spec)
             return Outcome(0)
-        self.ensure(fresh, children.backend_statefulset(fresh, fresh_spec, replicas))
+        self.ensure(fresh, children.backend_statefulset(fresh, fresh_spec, replicas,
+                                                        self.model_digest(fresh, fresh_spec)))
         self.events.record(fresh, NORMAL, "ScaledDown",
                            f"backends {plan.replicas} -> {replicas} after draining {', '.join(plan.drain)}")
         self.write_status(fresh, fresh_spec)
         return Outcome(self.config.resync_seconds)
 
-    def _run_drain(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> DrainProgress:
-        """Call the data plane's drain, reporting progress in status (throttled) and events."""
+    def _drain_unwanted(self, dc: Mapping[str, Any], plan: ScalePlan) -> str | None:
+        """Why the drain in flight is no longer wanted (None: it is), from the DataClay as stored
+        now: deleted, or its spec asks for more backends than the drain leaves."""
+        try:
+            fresh = self.kube.get(dataclay_path(dc["metadata"]["namespace"], dc["metadata"]["name"]))
+            if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get(
+                    "deletionTimestamp"):
+                return "the DataClay is being deleted"
+            replicas = self.spec_of(fresh).replicas
+        except (KubeError, SpecError) as exc:  # cannot tell: keep draining
+            logger.warning("drain: the spec could not be read again: %s", exc)
+            return None
+        if replicas > plan.target:
+            return f"spec.replicas is {replicas} now, the drain was for {plan.target}"
+        return None
+
+    def _run_drain(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> DrainProgress | None:
+        """Call the data plane's drain, reporting progress in status (throttled) and events. None:
+        cancelled, because the spec no longer wants it or the operator is stopping."""
         names = ", ".join(plan.drain)
         host, port = self.dataplane_address(dc)
         self.events.record(dc, NORMAL, "DrainStarted",
@@ -223,10 +323,15 @@ class Reconciler:
         self.write_status(dc, spec, drain=state["progress"])
 
         def on_progress(moved: int, total: int) -> None:
+            if self.stopping.is_set():
+                raise DrainCancelled("the operator is stopping (the next leader drains again if still wanted)")
             state["progress"] = DrainProgress(plan.drain, moved, total)
             now = time.monotonic()
             if now - state["written"] >= self.progress_interval or moved >= total:
                 state["written"] = now
+                why = self._drain_unwanted(dc, plan) if moved < total else None  # done is done
+                if why is not None:
+                    raise DrainCancelled(why)
                 try:
                     self.write_status(dc, spec, drain=state["progress"])
                 except KubeError as exc:  # progress is informative; never abort a drain for it
@@ -235,6 +340,11 @@ class Reconciler:
         started = time.monotonic()
         try:
             moved = self.drain(host, port, list(plan.drain), on_progress, credentials=self.admin_credentials(dc))
+        except DrainCancelled as cancelled:  # the drain lifted its marks on its way out
+            last = state["progress"]
+            self.events.record(dc, NORMAL, "DrainCancelled",
+                               f"stopped draining {names} after {last.moved}/{last.total} objects: {cancelled}")
+            return None
         except Exception as exc:  # noqa: BLE001 - any failure (typed DataClayException, transport,
             # missing data plane) means the same thing here: keep the replicas and say why.
             message = describe_error(exc)
@@ -330,7 +440,7 @@ class Reconciler:
     # -- children -------------------------------------------------------------------------------------
 
     def ensure(self, dc: Mapping[str, Any], desired: dict[str, Any], live: Any = ...) -> dict[str, Any]:
-        """Get, create if missing, patch if different (only the fields in `desired`)."""
+        """Get, create if missing, apply if the server would store something else."""
         path = object_path(desired)
         if live is ...:
             live = self.kube.get(path)
@@ -348,9 +458,12 @@ class Reconciler:
             if kept:
                 logger.warning("%s %s: cannot change immutable %s; keeping the live values", kind, child,
                                ", ".join(kept))
-        if is_subset(desired, live):
+        # Drift is what the server would store differing from what it has (not `desired` against
+        # `live`: the server normalises quantities, keeps other managers' fields, and drops the
+        # fields we applied before and apply no more).
+        paths = changed_paths(live, self.kube.apply(desired, path, dry_run=True))
+        if not paths:
             return live
-        paths = differing_paths(desired, live)
         logger.info("%s %s differs at %s; patching", kind, child, ", ".join(paths))
         patched = self.kube.apply(desired, path)
         self.events.record(dc, NORMAL, "Updated", f"updated {kind} {child}: {', '.join(paths)}")
@@ -377,6 +490,8 @@ class Reconciler:
             drain=drain,
             error=error,
             backend_ids=self.known_backend_ids(dc, backend_pods),
+            image=spec.image if spec is not None else (dc.get("status") or {}).get("image"),  # kept if invalid
+            operator_image=None if (dc.get("spec") or {}).get("image") else self.config.default_image,
         )
 
     def known_backend_ids(self, dc: Mapping[str, Any], backend_pods: list[dict[str, Any]]) -> dict[str, str]:

@@ -6,6 +6,7 @@ removes pods `desired .. current-1`; those, and only those, are drained before r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from dataclay_operator.api import backend_pod_name
 
@@ -56,3 +57,28 @@ DRAIN_RETRY_MAX = 300.0
 def drain_retry_delay(failures: int) -> float:
     """Seconds to wait before draining again after `failures` consecutive failures (>= 1)."""
     return min(DRAIN_RETRY_FIRST * 2 ** max(failures - 1, 0), DRAIN_RETRY_MAX)
+
+
+@dataclass(frozen=True)
+class LifecyclePlan:
+    """What the directory's backend marks need after a pass that is not scaling down.
+
+    `lift`: backends the spec wants (ordinal below replicas) that are still marked draining
+    (a scale-down cancelled or interrupted mid-drain, or a scale-up of drained ordinals).
+    `deregister`: drained backends the spec does not want whose pod is gone: retired for good.
+    A backend gone without being drained (replicas lowered behind the operator's back) is not
+    retired: it still owns objects, which only its pod coming back can serve."""
+
+    lift: tuple[str, ...] = ()
+    deregister: tuple[str, ...] = ()
+
+
+def plan_lifecycle(name: str, desired: int, registered: Mapping[str, bool], pods: set[str]) -> LifecyclePlan:
+    """`registered`: backend name -> draining, as the directory lists them; `pods`: backend pod
+    names that exist."""
+    wanted = {backend_pod_name(name, ordinal) for ordinal in range(desired)}
+    return LifecyclePlan(
+        lift=tuple(sorted(b for b, draining in registered.items() if draining and b in wanted)),
+        deregister=tuple(sorted(b for b, draining in registered.items()
+                                if draining and b not in wanted and b not in pods)),
+    )

@@ -27,6 +27,15 @@ class RetentionPolicy(str, enum.Enum):
     DELETE = "Delete"
 
 
+class UpgradePolicy(str, enum.Enum):
+    """What a DataClay without spec.image runs when the operator is upgraded: `Pinned` keeps the
+    image it runs (status.image) until spec.image is set; `FollowOperator` rolls to the
+    operator's new image (one backend at a time)."""
+
+    PINNED = "Pinned"
+    FOLLOW_OPERATOR = "FollowOperator"
+
+
 PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
 DEFAULT_REPLICAS: Final = 1
@@ -37,6 +46,7 @@ DEFAULT_MODEL_PATH: Final = "/opt/dataclay/models"
 DEFAULT_PULL_POLICY: Final = "IfNotPresent"
 DEFAULT_WHEN_DELETED: Final = RetentionPolicy.RETAIN
 DEFAULT_WHEN_SCALED: Final = RetentionPolicy.RETAIN
+DEFAULT_UPGRADE_POLICY: Final = UpgradePolicy.PINNED
 
 #: Kubernetes resource.Quantity, unsigned (sizes and limits are never negative).
 QUANTITY_PATTERN: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)))?$"
@@ -81,6 +91,26 @@ class MetadataSpec:
 
 
 @dataclass(frozen=True)
+class PodOverlay:
+    """What a cluster admin adds to every pod of the DataClay (metadata service and backends):
+    scheduling (affinity, tolerations, nodeSelector, priorityClassName), imagePullSecrets, and
+    extra labels and annotations (the operator's own labels win over extra ones)."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    priority_class_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+
+
+#: Requests of pods whose spec sets no resources (so they are not BestEffort: first evicted).
+DEFAULT_BACKEND_RESOURCES: Final = {"requests": {"cpu": "100m", "memory": "256Mi"}}
+DEFAULT_METADATA_RESOURCES: Final = {"requests": {"cpu": "50m", "memory": "128Mi"}}
+
+
+@dataclass(frozen=True)
 class DataClaySpec:
     image: str
     replicas: int = DEFAULT_REPLICAS
@@ -92,6 +122,8 @@ class DataClaySpec:
     model: ModelSpec = ModelSpec()
     metadata: MetadataSpec = MetadataSpec()
     pvc_retention: RetentionSpec = RetentionSpec()
+    pod: PodOverlay = PodOverlay()
+    upgrade_policy: UpgradePolicy = DEFAULT_UPGRADE_POLICY
 
 
 def parse_quantity(value: str | int) -> Decimal:
@@ -131,9 +163,41 @@ def _storage(raw: Mapping[str, Any] | None, default_size: str, where: str) -> St
     return StorageSpec(size=size, storage_class_name=raw.get("storageClassName") or None)
 
 
-def parse_spec(raw: Mapping[str, Any] | None, default_image: str) -> DataClaySpec:
-    """Typed spec with defaults; `default_image` is the operator's own image (spec.image unset)."""
+def _strings(raw: Any, where: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        raise SpecError(f"{where}: a map of strings")
+    return dict(raw)
+
+
+def _pod_overlay(raw: Mapping[str, Any] | None) -> PodOverlay:
     raw = raw or {}
+    tolerations = raw.get("tolerations") or []
+    secrets = raw.get("imagePullSecrets") or []
+    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
+        raise SpecError("spec.pod.tolerations: a list of tolerations")
+    if not isinstance(secrets, list) or not all(isinstance(s, Mapping) and s.get("name") for s in secrets):
+        raise SpecError("spec.pod.imagePullSecrets: a list of {name: ...}")
+    return PodOverlay(
+        labels=_strings(raw.get("labels"), "spec.pod.labels"),
+        annotations=_strings(raw.get("annotations"), "spec.pod.annotations"),
+        node_selector=_strings(raw.get("nodeSelector"), "spec.pod.nodeSelector"),
+        affinity=dict(raw.get("affinity") or {}),
+        tolerations=tuple(dict(t) for t in tolerations),
+        priority_class_name=raw.get("priorityClassName") or None,
+        image_pull_secrets=tuple(str(s["name"]) for s in secrets),
+    )
+
+
+def parse_spec(raw: Mapping[str, Any] | None, default_image: str, running_image: str | None = None) -> DataClaySpec:
+    """Typed spec with defaults. Without spec.image the image is `running_image` (status.image:
+    what the DataClay runs) under the Pinned upgrade policy, else `default_image` (the
+    operator's own image): an operator upgrade rolls only the DataClays that follow it."""
+    raw = raw or {}
+    upgrade_policy = _enum(UpgradePolicy, raw.get("upgradePolicy"), DEFAULT_UPGRADE_POLICY, "spec.upgradePolicy")
+    if upgrade_policy is UpgradePolicy.PINNED and running_image:
+        default_image = running_image
     replicas = raw.get("replicas", DEFAULT_REPLICAS)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
         raise SpecError(f"spec.replicas: {replicas!r} is not an integer >= 1")
@@ -163,4 +227,6 @@ def parse_spec(raw: Mapping[str, Any] | None, default_image: str) -> DataClaySpe
             when_scaled=_enum(RetentionPolicy, retention.get("whenScaled"), DEFAULT_WHEN_SCALED,
                               "spec.pvcRetentionPolicy.whenScaled"),
         ),
+        pod=_pod_overlay(raw.get("pod")),
+        upgrade_policy=upgrade_policy,
     )

@@ -2,7 +2,8 @@
 
 Status is an explicit schema, not a bag of handler results: `phase`, `observedGeneration`,
 `ready` ("ready/desired", the printer column), `readyBackends`/`desiredBackends`, `metadataReady`,
-`endpoint`, `conditions` (Ready, Progressing, Degraded) with the typed reasons below, `backends`
+`endpoint`, `image` (and `operatorImage` when a pinned DataClay runs another than the operator's),
+`conditions` (Ready, Progressing, Degraded) with the typed reasons below, `backends`
 (pod, backendId, ready) and, while a scale-down drains or after it failed, `drain`.
 """
 from __future__ import annotations
@@ -80,6 +81,8 @@ class Observed:
     drain: DrainProgress | None = None
     error: tuple[Reason, str] | None = None  # ReconcileFailed / InvalidSpec and its message
     backend_ids: Mapping[str, str] = field(default_factory=dict)  # pod name -> backend id (data plane)
+    image: str | None = None  # the image applied to the pods
+    operator_image: str | None = None  # the operator's, when a pinned DataClay runs another
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -206,6 +209,10 @@ def compute_status(observed: Observed, previous: Mapping[str, Any] | None, now: 
         "conditions": with_transition_times(conditions, previous.get("conditions") or [], observed.generation, now),
         "backends": backend_entries(observed.backend_pods, observed.backend_ids),
     }
+    if observed.image:
+        status["image"] = observed.image
+    if observed.operator_image and observed.operator_image != observed.image:
+        status["operatorImage"] = observed.operator_image
     if observed.drain is not None:
         drain = observed.drain
         status["drain"] = {

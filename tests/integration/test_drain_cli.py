@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dataclay import Client
-from dataclay.admin import DrainError, drain_backends
-from dataclay.exceptions import BackendDrainingError, BackendNotFoundError
+from dataclay.admin import DrainError, deregister_backends, drain_backends, set_draining
+from dataclay.exceptions import BackendDrainingError, BackendNotDrainedError, BackendNotFoundError
 from dataclay.protocol import dataclay_pb2 as pb
 from hr import Company, Employee
 
@@ -22,7 +22,7 @@ def _owned_count(client, backend_id) -> int:
     from dataclay.transport import run_blocking
 
     rt = client.runtime
-    reply = run_blocking(rt.blocking.metadata("ListOwnedObjects", pb.BackendRequest(backend_id=backend_id.bytes)))
+    reply = run_blocking(rt.blocking.metadata("ListOwnedObjects", pb.OwnedObjectsRequest(backend_id=backend_id.bytes)))
     return len(reply.object_ids)
 
 
@@ -45,7 +45,7 @@ def test_drain_moves_everything_off_and_balances(make_cluster):
             assert companies[index].employee.raise_salary(1.0) == index + 1.0
 
 
-def test_a_drained_backend_takes_no_new_objects_until_it_restarts(make_cluster):
+def test_a_drained_backend_stays_draining_through_a_restart_until_the_mark_is_lifted(make_cluster):
     cluster = make_cluster(backends=2)
     with Client(host="127.0.0.1", port=cluster.port) as client:
         ids = list(client.get_backends())
@@ -57,10 +57,35 @@ def test_a_drained_backend_takes_no_new_objects_until_it_restarts(make_cluster):
         for _ in range(10):
             Employee("Anywhere", 1.0).make_persistent()  # random placement avoids it
         assert _owned_count(client, ids[1]) == 0
-        cluster.restart_backend("backend-1")  # e.g. the StatefulSet scaled up again
+        cluster.restart_backend("backend-1")  # its pod restarted between the drain and its removal
+        assert list(client.get_backends()) == [ids[0]]
+        with pytest.raises(BackendDrainingError, match="backend-1"):
+            Employee("New", 1.0).make_persistent(backend_id=ids[1])
+        set_draining("127.0.0.1", cluster.port, ["backend-1"], False)  # e.g. the StatefulSet scaled up again
         assert list(client.get_backends()) == ids
         Employee("Back", 1.0).make_persistent(backend_id=ids[1])
         assert _owned_count(client, ids[1]) == 1
+
+
+def test_a_retired_backend_leaves_for_good_and_comes_back_empty_under_a_new_id(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        kept = Employee("Kept", 1.0)
+        kept.make_persistent(backend_id=ids[1])
+        with pytest.raises(BackendNotDrainedError, match="dataclay drain backend-1"):
+            deregister_backends("127.0.0.1", cluster.port, ["backend-1"])
+        done = _dataclay("retire", "backend-1", "--port", str(cluster.port))
+        assert done.returncode == 0, done.stderr
+        assert "retired backend-1: 1 object moved" in done.stdout
+        assert list(client.get_backends()) == [ids[0]]
+        assert kept.raise_salary(1.0) == 2.0  # it moved before its backend left
+        assert deregister_backends("127.0.0.1", cluster.port, ["backend-1"], missing_ok=True) == []
+        cluster.restart_backend("backend-1")  # the same (now empty) data directory comes back
+        backends = {info.name: backend_id for backend_id, info in client.get_backends().items()}
+        assert backends["backend-0"] == ids[0] and backends["backend-1"] not in ids  # a new id, active
+        Employee("New", 1.0).make_persistent(backend_id=backends["backend-1"])
+        assert _owned_count(client, backends["backend-1"]) == 1
 
 
 def test_drain_of_a_backend_that_never_registered(make_cluster):

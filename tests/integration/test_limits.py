@@ -179,3 +179,15 @@ def test_bad_aliases_and_backend_registrations_are_refused_without_echo(make_clu
         assert "q" * 200 not in str(info.value)
         node.add_alias("ok")
         assert Node.get_by_alias("ok").value == 1
+
+
+def test_a_backend_owning_more_ids_than_one_message_holds_restarts_with_every_object(make_cluster, monkeypatch):
+    """The message limit bounds messages, not how many objects a backend owns: the directory
+    lists a backend's objects in pages that fit (recovery at start reads them all)."""
+    cluster = _start(make_cluster, monkeypatch, DC_MAX_MESSAGE="8Ki")
+    with Client(host="127.0.0.1", port=cluster.port):
+        nodes = [Node(i) for i in range(1000)]  # their ids alone: 18 KB, over two 8 KiB messages
+        for node in nodes:
+            node.make_persistent()
+        cluster.restart_backend("backend-0")
+        assert [node.value for node in nodes] == list(range(1000))

@@ -119,7 +119,7 @@ def test_a_backend_is_bound_to_its_own_name_id_and_objects(cluster, client):
         "drop another's object": lambda: metadata.DropObjects(pb.ObjectIdList(object_ids=[node._dc_id.bytes])),
         "retire another's object": lambda: metadata.CommitTransaction(pb.TransactionRequest(
             txn_id=uuid.uuid4().bytes, retire=[node._dc_id.bytes])),
-        "list another's objects": lambda: metadata.ListOwnedObjects(pb.BackendRequest(backend_id=b1.id.bytes)),
+        "list another's objects": lambda: metadata.ListOwnedObjects(pb.OwnedObjectsRequest(backend_id=b1.id.bytes)),
         "drain": lambda: metadata.SetDraining(pb.BackendRequest(backend_id=b1.id.bytes, draining=True)),
     }
     for what, call in calls.items():
@@ -157,7 +157,7 @@ def test_callers_of_one_process_on_interleaved_and_fresh_connections_each_get_th
 
     def judged(metadata: rpc.MetadataStub, identity: str) -> None:
         drain = lambda: metadata.SetDraining(pb.BackendRequest(backend_id=b1.id.bytes, draining=False))  # noqa: E731
-        listing = lambda: metadata.ListOwnedObjects(pb.BackendRequest(backend_id=b1.id.bytes))  # noqa: E731
+        listing = lambda: metadata.ListOwnedObjects(pb.OwnedObjectsRequest(backend_id=b1.id.bytes))  # noqa: E731
         for allowed, call in ((may_drain[identity], drain), (may_list_b1[identity], listing)):
             if allowed:
                 call()

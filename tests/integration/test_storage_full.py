@@ -62,7 +62,7 @@ def fill(path: Path) -> None:
 def owned(client: Client, backend_id) -> int:
     """How many objects the directory lists for the backend."""
     reply = run_blocking(client.runtime.blocking.metadata(
-        "ListOwnedObjects", pb.BackendRequest(backend_id=backend_id.bytes)))
+        "ListOwnedObjects", pb.OwnedObjectsRequest(backend_id=backend_id.bytes)))
     return len(reply.object_ids)
 
 
@@ -183,5 +183,41 @@ def test_a_full_disk_of_the_metadata_service_registers_nothing(make_cluster, tmp
                 cluster.restart_backend("backend-0")
                 assert Node.get_by_alias("root").peek() == 3000
                 assert owned(client, backend) == 3002
+        finally:
+            cluster.stop()
+
+
+def test_a_consolidation_into_a_full_disk_is_typed_and_changes_nothing(make_cluster, tmp_path):
+    """The original's backend cannot store the consolidated state: StorageFullError naming it,
+    the original keeps its value (also after a restart), the version stays usable, and with space
+    again the same consolidation commits."""
+    data_dir = tmp_path / "cluster"
+    with tmpfs(data_dir / "backend-1", "16m") as disk:
+        cluster = make_cluster(backends=2, data_dir=data_dir)
+        try:
+            with Client(host="127.0.0.1", port=cluster.port) as client:
+                ids = {info.name: backend_id for backend_id, info in client.get_backends().items()}
+                full, other = ids["backend-1"], ids["backend-0"]
+                original = Blob(b"original")
+                original.make_persistent(backend_id=full)
+                version = original.new_version(other)  # the version lives where there is space
+                version.data = os.urandom(SMALL)
+                changed = version.data
+                filler = disk / "filler"
+                fill(filler)
+                with pytest.raises(StorageFullError) as raised:
+                    version.consolidate_version()
+                full_error(raised, full)
+                assert original.data == b"original"
+                assert version.data == changed  # not retired: the user can retry
+                cluster.restart_backend("backend-1")
+                cluster.restart_backend("backend-0")
+                assert original.data == b"original"
+
+                filler.unlink()
+                version.consolidate_version()
+                assert original.data == changed
+                cluster.restart_backend("backend-1")
+                assert original.data == changed
         finally:
             cluster.stop()

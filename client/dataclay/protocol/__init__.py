@@ -42,6 +42,9 @@ MESSAGE_LIMITS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
 ]
+# How many object ids (16 bytes, 18 with their framing) one message holds, with room for the rest
+# of the message: the size of ListOwnedObjects pages and of the parts a long list of ids is sent in.
+IDS_PER_MESSAGE = max(1, (MAX_MESSAGE - 256) // 18)
 UNLIMITED_MESSAGES = MESSAGE_LIMITS  # the former name (messages were unbounded), kept for its importers
 
 # Reconnect at once after a restart: gRPC's default backoff (1 s, x1.6 per failed attempt, up to
@@ -61,9 +64,9 @@ CHANNEL_OPTIONS = [*MESSAGE_LIMITS, *FAST_RECONNECT]
 # with the reasons, is beside each rpc in dataclay.proto; a test checks that they agree.
 IDEMPOTENT = frozenset({
     # Backend
-    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats",
+    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
     "ActivateMove", "AbortMove",
     # Metadata
     "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",
-    "SetDraining", "DropObjects", "CommitMove", "ResolveTransaction",
+    "SetDraining", "DeregisterBackend", "DropObjects", "CommitMove", "ResolveTransaction",
 })

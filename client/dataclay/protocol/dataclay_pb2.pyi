@@ -298,6 +298,20 @@ class BackendList(_message.Message):
     cluster_id: bytes
     def __init__(self, backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., cluster_id: _Optional[bytes] = ...) -> None: ...
 
+class ClassInfoRequest(_message.Message):
+    __slots__ = ("class_path",)
+    CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
+    class_path: str
+    def __init__(self, class_path: _Optional[str] = ...) -> None: ...
+
+class ClassInfo(_message.Message):
+    __slots__ = ("properties", "active_methods")
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_METHODS_FIELD_NUMBER: _ClassVar[int]
+    properties: _containers.RepeatedScalarFieldContainer[str]
+    active_methods: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, properties: _Optional[_Iterable[str]] = ..., active_methods: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ObjectEntry(_message.Message):
     __slots__ = ("object_id", "class_path", "backend_id", "version_parent", "version_original")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -347,3 +361,19 @@ class BackendRequest(_message.Message):
     backend_id: bytes
     draining: bool
     def __init__(self, backend_id: _Optional[bytes] = ..., draining: _Optional[bool] = ...) -> None: ...
+
+class OwnedObjectsRequest(_message.Message):
+    __slots__ = ("backend_id", "after")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    backend_id: bytes
+    after: bytes
+    def __init__(self, backend_id: _Optional[bytes] = ..., after: _Optional[bytes] = ...) -> None: ...
+
+class OwnedObjectsPage(_message.Message):
+    __slots__ = ("object_ids", "more")
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    more: bool
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -74,6 +74,11 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
                 _registered_method=True)
+        self.GetClassInfo = channel.unary_unary(
+                '/dataclay.v1.Backend/GetClassInfo',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfoRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfo.FromString,
+                _registered_method=True)
         self.Move = channel.unary_stream(
                 '/dataclay.v1.Backend/Move',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveRequest.SerializeToString,
@@ -200,6 +205,16 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetClassInfo(self, request, context):
+        """The persistent properties and active methods of a model class, by class path, for clients
+        without the model (dataclay.stub). Only DataClayObject subclasses on the model path.
+        [callers: anyone]
+        [idempotent: a read]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Move(self, request, context):
         """Move objects from this backend to another; progress as it goes, the result last.
         [callers: anyone]
@@ -319,6 +334,11 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.SerializeToString,
+            ),
+            'GetClassInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClassInfo,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfoRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfo.SerializeToString,
             ),
             'Move': grpc.unary_stream_rpc_method_handler(
                     servicer.Move,
@@ -582,6 +602,33 @@ class Backend:
             '/dataclay.v1.Backend/Stats',
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClassInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/GetClassInfo',
+            dataclay_dot_protocol_dot_dataclay__pb2.ClassInfoRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ClassInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -887,11 +934,16 @@ class MetadataStub:
                 _registered_method=True)
         self.ListOwnedObjects = channel.unary_unary(
                 '/dataclay.v1.Metadata/ListOwnedObjects',
-                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
-                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsPage.FromString,
                 _registered_method=True)
         self.SetDraining = channel.unary_unary(
                 '/dataclay.v1.Metadata/SetDraining',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeregisterBackend = channel.unary_unary(
+                '/dataclay.v1.Metadata/DeregisterBackend',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
@@ -987,6 +1039,7 @@ class MetadataServicer:
 
     def ListOwnedObjects(self, request, context):
         """Recovery: what the directory says a backend owns, and removal of entries it never stored.
+        One page per call (dataclay.protocol.pages reads them all).
         [callers: anyone]
         [idempotent: a read]
         """
@@ -998,6 +1051,16 @@ class MetadataServicer:
         """Mark a backend as being drained (no new objects, no moves to it), or not any more.
         [callers: admin]
         [idempotent: sets a flag]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeregisterBackend(self, request, context):
+        """The end of a backend's lifecycle (active -> draining -> retired): a drained backend that
+        owns nothing leaves for good, and its id is never registered again.
+        [callers: admin]
+        [idempotent: a retired backend stays retired]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1082,11 +1145,16 @@ def add_MetadataServicer_to_server(servicer, server):
             ),
             'ListOwnedObjects': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOwnedObjects,
-                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
-                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsPage.SerializeToString,
             ),
             'SetDraining': grpc.unary_unary_rpc_method_handler(
                     servicer.SetDraining,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'DeregisterBackend': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeregisterBackend,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
@@ -1352,8 +1420,8 @@ class Metadata:
             request,
             target,
             '/dataclay.v1.Metadata/ListOwnedObjects',
-            dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
-            dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
+            dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.OwnedObjectsPage.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1379,6 +1447,33 @@ class Metadata:
             request,
             target,
             '/dataclay.v1.Metadata/SetDraining',
+            dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeregisterBackend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/DeregisterBackend',
             dataclay_dot_protocol_dot_dataclay__pb2.BackendRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
             options,

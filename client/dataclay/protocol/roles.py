@@ -29,6 +29,7 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "GetObjectState": ANYONE,
         "UpdateObject": ANYONE,
         "Stats": ANYONE,
+        "GetClassInfo": ANYONE,
         "Move": ANYONE,                       # a client's move(), and the admin's drains
         "ReceiveObjects": INTERNAL,           # the destination side of a move
         "ActivateMove": INTERNAL,
@@ -50,6 +51,7 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "GetAliases": ANYONE,
         "ListOwnedObjects": ANYONE,           # a read, as LocateObject; bound for a backend: its own
         "SetDraining": ADMIN_ONLY,
+        "DeregisterBackend": ADMIN_ONLY,
         "DropObjects": INTERNAL,              # bound: rows it owns
         "CommitMove": INTERNAL,               # bound: moves it is the source of
         "CommitTransaction": INTERNAL,        # bound: retires only versions it owns

@@ -11,7 +11,9 @@ from dataclay.exceptions import (
     AliasDoesNotExistError,
     AlreadyExistError,
     BackendDrainingError,
+    BackendNotDrainedError,
     BackendNotFoundError,
+    BackendRetiredError,
     ClusterMismatchError,
     InvalidRequestError,
     ObjectMovingError,
@@ -20,7 +22,7 @@ from dataclay.exceptions import (
     VersionConsolidatedError,
     VersionRetiredError,
 )
-from dataclay_backend.directory import BackendInfo, Directory, ObjectEntry
+from dataclay_backend.directory import BackendInfo, Directory, ObjectEntry, Refusal
 
 PATH = "hr.Employee"
 
@@ -57,15 +59,16 @@ def test_backends_are_listed_in_registration_order_and_reregistering_updates_the
         (first, "backend-0", "10.0.0.9", 7), (second, "backend-1", "127.0.0.1", 2)]
 
 
-def test_a_backend_that_registers_again_takes_objects_again(directory):
+def test_a_draining_backend_that_registers_again_stays_draining_until_the_mark_is_lifted(directory):
     backend_id = backend(directory, "backend-0")
     directory.set_draining(backend_id, True)
     assert directory.backends()[0].draining
     with pytest.raises(BackendDrainingError) as refused:
         objects_on(directory, backend_id, 1)
     assert refused.value.backend_id == backend_id
-    directory.register_backend(BackendInfo(backend_id, "backend-0", "127.0.0.1", 1))
-    assert not directory.backends()[0].draining
+    directory.register_backend(BackendInfo(backend_id, "backend-0", "127.0.0.1", 1))  # its pod restarted
+    assert directory.backends()[0].draining
+    directory.set_draining(backend_id, False)  # the admin (operator: the spec wants it) lifts the mark
     assert owners(directory, objects_on(directory, backend_id, 1)) == {backend_id}
 
 
@@ -89,6 +92,50 @@ def test_draining_an_unknown_backend_is_refused(directory):
     with pytest.raises(BackendNotFoundError) as refused:
         directory.set_draining(unknown, True)
     assert refused.value.backend_id == unknown
+
+
+def test_a_backend_is_deregistered_only_once_drained_and_empty(directory):
+    backend_id = backend(directory, "backend-0")
+    [kept] = objects_on(directory, backend_id, 1)
+    with pytest.raises(BackendNotDrainedError, match="drain"):  # active: not drained
+        directory.deregister_backend(backend_id)
+    directory.set_draining(backend_id, True)
+    with pytest.raises(BackendNotDrainedError, match="1 object"):  # draining, still owning one
+        directory.deregister_backend(backend_id)
+    assert [b.id for b in directory.backends()] == [backend_id] and owners(directory, [kept]) == {backend_id}
+    directory.drop_objects([kept])
+    directory.deregister_backend(backend_id)
+    assert directory.backends() == []
+    directory.deregister_backend(backend_id)  # again (a retry after a lost reply): still retired
+    with pytest.raises(BackendNotFoundError):
+        directory.deregister_backend(uuid.uuid4())
+
+
+def test_a_retired_backend_never_registers_again_but_its_name_is_free(directory):
+    retired = backend(directory, "backend-2")
+    directory.set_draining(retired, True)
+    directory.deregister_backend(retired)
+    with pytest.raises(BackendRetiredError) as refused:
+        directory.register_backend(BackendInfo(retired, "backend-2", "127.0.0.1", 1))
+    assert refused.value.backend_id == retired and "empty data directory" in str(refused.value)
+    with pytest.raises(BackendNotFoundError):  # it takes no objects either
+        objects_on(directory, retired, 1)
+    newcomer = backend(directory, "backend-2")
+    assert [b.id for b in directory.backends()] == [newcomer]
+
+
+def test_a_retired_backend_stays_retired_after_reopening(tmp_path):
+    first = Directory(tmp_path)
+    retired = backend(first, "backend-0")
+    first.set_draining(retired, True)
+    first.deregister_backend(retired)
+    first.close()
+    again = Directory(tmp_path)
+    try:
+        with pytest.raises(BackendRetiredError):
+            again.register_backend(BackendInfo(retired, "backend-0", "127.0.0.1", 1))
+    finally:
+        again.close()
 
 
 # ---------------------------------------------------------------------------------------- objects
@@ -319,6 +366,103 @@ def test_a_failed_commit_retires_nothing(directory):
     with pytest.raises(VersionConflictError):
         directory.commit_transaction(txn, retire=[version], apply={original.hex: 2})
     assert directory.locate(version).version_original == original
+
+
+def test_a_backends_objects_are_listed_in_pages_in_id_order_to_the_last(directory):
+    backend_id, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, backend_id, 7)
+    objects_on(directory, other, 5)  # interleaved in id order with the first's: not listed
+    pages, after, more = [], b"", True
+    while more:
+        page, more = directory.owned_page(backend_id, after=after, limit=3)
+        pages.append(page)
+        after = page[-1].bytes if page else after
+    assert [len(page) for page in pages] == [3, 3, 1]
+    assert [i for page in pages for i in page] == sorted(ids, key=lambda i: i.bytes)
+    assert directory.owned_page(backend_id, limit=7) == (sorted(ids, key=lambda i: i.bytes), False)
+
+
+# ---------------------------------------------------------------------------------------- identity binding
+# With authentication on, the servicer passes the calling backend's name (`caller`); the checks run
+# inside the same transaction as the change, so nothing committed between a check and its change
+# (a move taking the objects, a name changing hands) can make a refused change slip through.
+
+def test_a_backend_drops_only_what_it_owns_when_the_drop_commits(directory):
+    source, destination = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, source, 3)
+    directory.commit_move([i.bytes for i in ids], source, destination)  # commits before the drop runs
+    with pytest.raises(Refusal) as refused:
+        directory.drop_objects(ids, caller="backend-0")
+    assert "not its own" in refused.value.why
+    assert owners(directory, ids) == {destination}  # the rows the move took are still there
+    directory.drop_objects(ids, caller="backend-1")
+    with pytest.raises(ObjectNotRegisteredError):
+        directory.locate(ids[0])
+
+
+def test_a_backend_retires_only_its_own_versions(directory):
+    mine, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    [original] = objects_on(directory, mine, 1)
+    [version] = objects_on(directory, mine, 1, version_parent=original, version_original=original)
+    [foreign] = objects_on(directory, other, 1, version_parent=original, version_original=original)
+    for retire, why in (([original], "not a version"), ([version, foreign], "not its own")):
+        with pytest.raises(Refusal) as refused:
+            directory.commit_transaction(uuid.uuid4(), retire=retire, apply={}, caller="backend-0")
+        assert why in refused.value.why
+    assert directory.locate(version).version_original == original  # nothing retired
+    assert directory.locate(foreign).backend_id == other
+    directory.commit_transaction(uuid.uuid4(), retire=[version], apply={}, caller="backend-0")
+    with pytest.raises(VersionRetiredError):
+        directory.locate(version)
+
+
+def test_a_backend_commits_only_moves_it_is_the_source_of(directory):
+    source, destination = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, source, 2)
+    with pytest.raises(Refusal) as refused:
+        directory.commit_move([i.bytes for i in ids], source, destination, caller="backend-1")
+    assert "source" in refused.value.why
+    assert owners(directory, ids) == {source}
+    directory.commit_move([i.bytes for i in ids], source, destination, caller="backend-0")
+    assert owners(directory, ids) == {destination}
+
+
+def test_a_backend_registers_only_objects_it_owns(directory):
+    mine, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    theirs = uuid.uuid4()
+    with pytest.raises(Refusal):
+        directory.register_objects([ObjectEntry(uuid.uuid4(), PATH, mine), ObjectEntry(theirs, PATH, other)],
+                                   caller="backend-0")
+    with pytest.raises(ObjectNotRegisteredError):
+        directory.locate(theirs)
+    created = uuid.uuid4()
+    directory.register_objects([ObjectEntry(created, PATH, mine)], caller="backend-0")
+    assert directory.locate(created).backend_id == mine
+
+
+def test_a_backend_registers_only_its_own_name_and_an_id_never_changes_hands(directory):
+    taken = backend(directory, "backend-0", 1)
+    with pytest.raises(Refusal) as refused:
+        directory.register_backend(BackendInfo(uuid.uuid4(), "backend-0", "127.0.0.1", 9), caller="backend-1")
+    assert "own name" in refused.value.why
+    with pytest.raises(Refusal) as refused:  # backend-1 presenting backend-0's id
+        directory.register_backend(BackendInfo(taken, "backend-1", "127.0.0.1", 9), caller="backend-1")
+    assert "never changes hands" in refused.value.why
+    assert [(b.id, b.name, b.port) for b in directory.backends()] == [(taken, "backend-0", 1)]
+    directory.register_backend(BackendInfo(taken, "backend-0", "10.0.0.2", 5), caller="backend-0")
+    assert [(b.id, b.host, b.port) for b in directory.backends()] == [(taken, "10.0.0.2", 5)]
+
+
+def test_a_backend_lists_only_its_own_objects_and_an_unregistered_caller_nothing(directory):
+    mine, other = backend(directory, "backend-0", 1), backend(directory, "backend-1", 2)
+    ids = objects_on(directory, mine, 2)
+    assert sorted(directory.owned_by(mine, caller="backend-0")) == sorted(ids)
+    with pytest.raises(Refusal):
+        directory.owned_by(mine, caller="backend-1")
+    with pytest.raises(Refusal) as refused:
+        directory.drop_objects(ids, caller="backend-9")
+    assert "not registered" in refused.value.why
+    assert owners(directory, ids) == {mine}
 
 
 # ---------------------------------------------------------------------------------------- durability

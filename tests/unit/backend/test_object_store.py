@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from dataclay.exceptions import BackendRetiredError
 from dataclay_backend.object_store import INLINE_LIMIT, ObjectStore, StoredObject
 
 PATH = "hr.Employee"
@@ -252,3 +253,15 @@ def test_each_store_has_its_own_lasting_backend_id(tmp_path):
     finally:
         one.close()
         other.close()
+
+
+# ---------------------------------------------------------------------------------------- identity
+
+def test_an_empty_store_takes_a_new_id_and_a_store_holding_objects_never_does(store, tmp_path):
+    retired = store.backend_id()
+    renewed = store.renew_backend_id()
+    assert renewed != retired and store.backend_id() == renewed
+    store.write([StoredObject(uuid.uuid4(), PATH, 1, b"state")])
+    with pytest.raises(BackendRetiredError, match="holds 1 object"):
+        store.renew_backend_id()
+    assert store.backend_id() == renewed

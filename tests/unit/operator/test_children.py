@@ -5,7 +5,7 @@ import pytest
 
 from dataclay_operator import api, children
 from dataclay_operator.compare import is_subset
-from dataclay_operator.spec import parse_spec
+from dataclay_operator.spec import DEFAULT_BACKEND_RESOURCES, DEFAULT_METADATA_RESOURCES, parse_spec
 
 DC: dict[str, Any] = {
     "apiVersion": api.API_VERSION, "kind": api.KIND,
@@ -29,8 +29,9 @@ def all_children(**raw: Any) -> list[dict[str, Any]]:
 
 def test_deterministic_names_and_kinds():
     got = [(c["kind"], c["metadata"]["name"]) for c in all_children()]
-    assert got == [("ConfigMap", "store-client"), ("Service", "store-metadata"), ("StatefulSet", "store-metadata"),
-                   ("Service", "store-backend"), ("StatefulSet", "store-backend")]
+    assert got == [("NetworkPolicy", "store-dataplane"), ("ConfigMap", "store-client"),
+                   ("Service", "store-metadata"), ("StatefulSet", "store-metadata"), ("Service", "store-backend"),
+                   ("PodDisruptionBudget", "store-backend"), ("StatefulSet", "store-backend")]
     assert all_children() == all_children()  # pure: same input, same objects
 
 
@@ -137,7 +138,59 @@ def test_storage_resources_and_pvc_retention():
     assert sts["spec"]["template"]["spec"]["containers"][0]["resources"] == {"limits": {"memory": "2Gi"}}
     meta = children.metadata_statefulset(DC, s)
     assert meta["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
-    assert "resources" not in meta["spec"]["template"]["spec"]["containers"][0]
+    assert meta["spec"]["template"]["spec"]["containers"][0]["resources"] == DEFAULT_METADATA_RESOURCES
+
+
+def test_pods_without_resources_get_default_requests_and_are_not_best_effort():
+    s = spec()
+    for sts, default in ((children.backend_statefulset(DC, s, 3), DEFAULT_BACKEND_RESOURCES),
+                         (children.metadata_statefulset(DC, s), DEFAULT_METADATA_RESOURCES)):
+        resources = sts["spec"]["template"]["spec"]["containers"][0]["resources"]
+        assert resources == default and resources["requests"]["cpu"] and resources["requests"]["memory"]
+
+
+def test_the_pod_overlay_reaches_every_pod_and_never_replaces_the_operators_labels():
+    overlay = {"labels": {"team": "hpc", api.LABEL_INSTANCE: "hijack"}, "annotations": {"a": "b"},
+               "nodeSelector": {"disk": "ssd"}, "priorityClassName": "high",
+               "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                   "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+               "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "dc", "effect": "NoSchedule"}],
+               "imagePullSecrets": [{"name": "registry"}]}
+    s = spec(pod=overlay)
+    for sts in (children.backend_statefulset(DC, s, 3), children.metadata_statefulset(DC, s)):
+        template = sts["spec"]["template"]
+        assert template["metadata"]["labels"]["team"] == "hpc"
+        assert template["metadata"]["labels"][api.LABEL_INSTANCE] == "store"  # selectors keep matching
+        assert template["metadata"]["annotations"] == {"a": "b"}
+        pod = template["spec"]
+        assert pod["nodeSelector"] == {"disk": "ssd"} and pod["priorityClassName"] == "high"
+        assert pod["affinity"] == overlay["affinity"] and pod["tolerations"] == overlay["tolerations"]
+        assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    plain = children.backend_statefulset(DC, spec(), 3)["spec"]["template"]
+    assert "annotations" not in plain["metadata"] and "nodeSelector" not in plain["spec"]
+
+
+def test_the_network_policy_admits_own_pods_labelled_clients_and_the_operator_on_data_ports_only():
+    operator = children.OperatorPeer("dataclay-system", {"app.kubernetes.io/name": "dataclay-operator"})
+    policy = children.dataplane_network_policy(DC, spec(), operator)
+    assert policy["spec"]["podSelector"]["matchLabels"] == api.instance_labels("store")
+    for sts in (children.backend_statefulset(DC, spec(), 3), children.metadata_statefulset(DC, spec())):
+        assert is_subset(policy["spec"]["podSelector"]["matchLabels"], sts["spec"]["template"]["metadata"]["labels"])
+    data, health = policy["spec"]["ingress"]
+    assert {p["port"] for p in data["ports"]} == {api.METADATA_PORT, api.BACKEND_PORT}
+    assert data["from"] == [
+        {"podSelector": {"matchLabels": api.instance_labels("store")}},
+        {"podSelector": {"matchLabels": {api.LABEL_CLIENT_OF: "store"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dataclay-system"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "dataclay-operator"}}}]
+    assert health == {"ports": [{"protocol": "TCP", "port": api.HEALTH_PORT}]}  # the kubelet, from anywhere
+    assert len(children.dataplane_network_policy(DC, spec())["spec"]["ingress"][0]["from"]) == 2
+
+
+def test_backends_are_evicted_one_at_a_time():
+    budget = children.backend_disruption_budget(DC, spec())
+    assert budget["spec"] == {"maxUnavailable": 1,
+                              "selector": {"matchLabels": api.selector_labels("store", api.COMPONENT_BACKEND)}}
 
 
 def test_image_change_only_touches_the_pod_template():
@@ -233,3 +286,16 @@ def test_the_init_container_fails_saying_why_without_the_pods_certificate(tmp_pa
     result = run_init(init["command"], source, target, "store-backend-7")
     assert result.returncode != 0 and "backend.store-backend-7.pem" in result.stderr
     assert list(target.iterdir()) == []
+
+
+def test_the_model_configmaps_content_is_in_the_backends_template_so_a_change_rolls_them():
+    models = {"data": {"company.py": "class Company: ..."}}
+    s = spec(model={"configMap": "my-models"})
+    first = children.backend_statefulset(DC, s, 3, children.model_checksum(models))
+    again = children.backend_statefulset(DC, s, 3, children.model_checksum({"data": dict(models["data"])}))
+    changed = children.backend_statefulset(DC, s, 3, children.model_checksum({"data": {"company.py": "v2"}}))
+    annotation = lambda sts: sts["spec"]["template"]["metadata"]["annotations"][children.MODEL_CHECKSUM]  # noqa: E731
+    assert annotation(first) == annotation(again) != annotation(changed)
+    assert children.model_checksum(None) == "absent"
+    no_model = children.backend_statefulset(DC, spec(), 3, None)["spec"]["template"]["metadata"]
+    assert "annotations" not in no_model

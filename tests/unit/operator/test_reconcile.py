@@ -28,18 +28,23 @@ CHILDREN = {
     METADATA_STS: "StatefulSet",
     resource_path("v1", "services", NS, api.backend_name(NAME)): "Service",
     BACKEND_STS: "StatefulSet",
+    resource_path("networking.k8s.io/v1", "networkpolicies", NS, api.network_policy_name(NAME)): "NetworkPolicy",
+    resource_path("policy/v1", "poddisruptionbudgets", NS, api.disruption_budget_name(NAME)): "PodDisruptionBudget",
 }
 
 
 class Drains:
     """The data plane's drain, as the reconciler calls it; records what it saw when called."""
 
-    def __init__(self, kube: FakeKube, moved: int = 0, error: Exception | None = None, during=None) -> None:
-        self.kube, self.moved, self.error, self.during = kube, moved, error, during
+    def __init__(self, kube: FakeKube, moved: int = 0, error: Exception | None = None, during=None,
+                 before=None) -> None:
+        self.kube, self.moved, self.error, self.during, self.before = kube, moved, error, during, before
         self.calls: list[dict] = []
 
     def __call__(self, host, port, backend_names, on_progress=None, credentials=None) -> int:
         assert credentials is not None and str(credentials.identity) == "admin"  # drains as the admin
+        if self.before is not None:
+            self.before()
         seen = {"host": host, "port": port, "backends": list(backend_names), "at_call": len(self.kube.calls),
                 "replicas": self.kube.get_object(BACKEND_STS)["spec"]["replicas"]}
         if on_progress is not None and self.moved:
@@ -105,7 +110,7 @@ def test_the_first_pass_creates_every_child_controlled_by_the_dataclay(kube):
         assert child["metadata"]["labels"][api.LABEL_MANAGED_BY] == api.MANAGER
     assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
     assert all(call.content_type == APPLY for call in child_writes(kube, 0))  # server-side apply
-    assert kube.event_reasons() == ["Created"] * 10  # 5 Secrets (CA, metadata, client, admin, backends) + 5 children
+    assert kube.event_reasons() == ["Created"] * 12  # 5 Secrets (CA, metadata, client, admin, backends) + 7 children
     assert status(kube)["observedGeneration"] == 1 and status(kube)["phase"] == Phase.PROVISIONING.value
     assert condition(kube, ConditionType.PROGRESSING) == ("True", Reason.ROLLING_OUT.value)
     assert condition(kube, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
@@ -142,6 +147,34 @@ def test_drift_in_a_child_is_patched_back_and_other_managers_fields_are_left_alo
     before = len(kube.calls)
     reconciler.reconcile(NS, NAME)
     assert kube.writes(before) == []  # patched back for good
+
+
+def images(kube: FakeKube) -> set[str]:
+    return {kube.get_object(path)["spec"]["template"]["spec"]["containers"][0]["image"]
+            for path in (METADATA_STS, BACKEND_STS)}
+
+
+def test_an_operator_upgrade_rolls_only_the_dataclays_that_follow_it(kube):
+    create_dataclay(kube, replicas=2)
+    make_reconciler(kube).reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"} and status(kube)["image"] == "dataclay-k8s:test"
+    assert "operatorImage" not in status(kube)
+
+    upgraded = make_reconciler(kube, config=OperatorConfig(default_image="dataclay-k8s:next", resync_seconds=60.0))
+    before = len(kube.calls)
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"}  # pinned: nothing rolls
+    assert "Updated" not in kube.event_reasons(before)
+    assert status(kube)["image"] == "dataclay-k8s:test" and status(kube)["operatorImage"] == "dataclay-k8s:next"
+
+    set_spec(kube, upgradePolicy="FollowOperator")  # opting in
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:next"} and status(kube)["image"] == "dataclay-k8s:next"
+    assert "operatorImage" not in status(kube)
+
+    set_spec(kube, image="mine:1")  # an explicit image wins over any policy
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"mine:1"} and status(kube)["image"] == "mine:1" and "operatorImage" not in status(kube)
 
 
 def test_a_spec_change_rolls_out_to_the_children_it_concerns(kube):
@@ -256,9 +289,9 @@ def test_a_scale_down_drains_first_and_only_then_lowers_replicas(kube):
     midway = drain["status_midway"]
     assert midway["phase"] == Phase.DRAINING.value and midway["drain"]["objectsMoved"] == 20
     lowered = [i for i, call in enumerate(kube.calls) if i >= before and call.path == BACKEND_STS
-               and call.method == "PATCH" and call.body["spec"]["replicas"] == 1]
+               and call.method == "PATCH" and not call.dry_run and call.body["spec"]["replicas"] == 1]
     assert lowered and lowered[0] > drain["at_call"] and not any(
-        call.path == BACKEND_STS and call.method == "PATCH" for call in kube.calls[before:drain["at_call"]])
+        call.path == BACKEND_STS and call.method == "PATCH" and not call.dry_run for call in kube.calls[before:drain["at_call"]])
     assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 1
     assert kube.event_reasons(before) == ["DrainStarted", "DrainSucceeded", "Updated", "ScaledDown"]
     assert "drain" not in status(kube) and status(kube)["desiredBackends"] == 1
@@ -279,7 +312,7 @@ def test_a_failed_drain_keeps_the_replicas_and_says_why(kube):
     outcome = reconciler.reconcile(NS, NAME)
     assert outcome == Outcome(drain_retry_delay(1))
     assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
-    assert not any(call.path == BACKEND_STS and call.method == "PATCH" for call in kube.calls[before:])
+    assert not any(call.path == BACKEND_STS and call.method == "PATCH" and not call.dry_run for call in kube.calls[before:])
     st = status(kube)
     assert st["phase"] == Phase.DEGRADED.value
     assert condition(kube, ConditionType.DEGRADED) == ("True", Reason.DRAIN_FAILED.value)
@@ -300,6 +333,24 @@ def test_a_scale_down_cancelled_by_a_scale_up_stops_failing(kube):
     assert len(drains.calls) == 1 and kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
     assert "drain" not in status(kube)
     assert condition(kube, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda kube, reconciler: set_spec(kube, replicas=3), "spec.replicas is 3 now, the drain was for 1"),
+    (lambda kube, reconciler: reconciler.stopping.set(), "the operator is stopping"),
+])
+def test_a_drain_no_longer_wanted_stops_at_its_next_progress_report(kube, change, why):
+    holder = {}
+    drains = Drains(kube, moved=4, before=lambda: change(kube, holder["reconciler"]))
+    reconciler = holder["reconciler"] = scaled_to_three(kube, drains)
+    before = len(kube.calls)
+    assert reconciler.reconcile(NS, NAME) == Outcome(0)  # plan again from the spec as it is
+    assert drains.calls == []  # it never got past its first progress report
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
+    assert "DrainFailed" not in kube.event_reasons(before)
+    (cancelled,) = [c.body["message"] for c in kube.writes(before) if c.path.endswith("/events")
+                    and c.body["reason"] == "DrainCancelled"]
+    assert why in cancelled
 
 
 def test_replicas_follow_the_spec_as_it_is_after_the_drain(kube):

@@ -1,7 +1,7 @@
 """Scale-down decisions: which backends to drain, and when replicas may drop."""
 import pytest
 
-from dataclay_operator.scaling import (DRAIN_RETRY_MAX, ScalePlan, backends_to_remove, drain_retry_delay,
+from dataclay_operator.scaling import (DRAIN_RETRY_MAX, LifecyclePlan, ScalePlan, plan_lifecycle, backends_to_remove, drain_retry_delay,
                                        plan_scale, replicas_after_drain)
 
 
@@ -41,3 +41,17 @@ def test_drain_retry_backs_off_and_caps():
     delays = [drain_retry_delay(n) for n in range(1, 10)]
     assert delays[0] == 10 and delays[1] == 20 and delays == sorted(delays)
     assert max(delays) == DRAIN_RETRY_MAX
+
+
+def test_marks_follow_the_spec_and_drained_backends_whose_pod_is_gone_are_retired():
+    registered = {"dc-backend-0": False, "dc-backend-1": True, "dc-backend-2": True, "dc-backend-3": True,
+                  "dc-backend-4": False}
+    pods = {"dc-backend-0", "dc-backend-1", "dc-backend-2"}
+    plan = plan_lifecycle("dc", 2, registered, pods)
+    # backend-1 is wanted (a drain cancelled or interrupted left it marked): lifted; backend-2 is
+    # drained but its pod still runs: left alone; backend-3 is drained and gone: retired;
+    # backend-4 is gone but was never drained (removed behind the operator's back): not retired
+    assert plan == LifecyclePlan(lift=("dc-backend-1",), deregister=("dc-backend-3",))
+    assert plan_lifecycle("dc", 5, registered, pods) == LifecyclePlan(
+        lift=("dc-backend-1", "dc-backend-2", "dc-backend-3"), deregister=())
+    assert plan_lifecycle("dc", 2, {}, pods) == LifecyclePlan()
