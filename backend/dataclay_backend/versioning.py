@@ -133,8 +133,8 @@ class Versioning:
 
     # ================================================================== coordinator
     def consolidate(self, version_id: UUID, force: bool, discard: bool) -> pb.ObjectEntry:
-        """Consolidate (or discard) the version; the original's entry (its backend if it is
-        ours), which the version forwards to from now on (empty for a discard)."""
+        """Consolidate (or discard) the version; the original's entry (with its owner, as the
+        consolidation found it), which the version forwards to from now on (empty for a discard)."""
         version = self.objects.ensure_loaded(self.locate(version_id))
         lineage = lc.lineage(version)
         if lineage is None:
@@ -143,6 +143,7 @@ class Versioning:
         chain = f"txn-{txn.hex[:12]}"
         chain_token = CURRENT_CHAIN.set(chain)
         locked = self._lock_closure(version_id, True, chain)
+        owners: dict[UUID, UUID] = {}  # ancestor id -> its owner, for a lineage across backends
         try:
             for obj in locked:
                 self.objects.ready(obj)
@@ -150,21 +151,23 @@ class Versioning:
             if discard or self._lineage_is_here(members):
                 self._consolidate_here(members, chain, force, discard)
             else:
-                self._consolidate_across(txn, chain, members, force)
+                owners = self._consolidate_across(txn, chain, members, force)
         finally:
             self.locks.release_all(locked)
             CURRENT_CHAIN.reset(chain_token)
         if discard:
             return pb.ObjectEntry()
-        here = lineage.original in self.objects.owned
+        owner = self.objects.backend_id if lineage.original in self.objects.owned else owners.get(lineage.original)
         return pb.ObjectEntry(object_id=lineage.original.bytes, class_path=class_path(type(version)),
-                              backend_id=self.objects.backend_id.bytes if here else b"")
+                              backend_id=owner.bytes if owner else b"")
 
-    def _consolidate_across(self, txn: UUID, chain: str, members: list[Any], force: bool) -> None:
-        """The two-phase commit, for lineages that span backends (see module docstring)."""
+    def _consolidate_across(self, txn: UUID, chain: str, members: list[Any], force: bool) -> dict[UUID, UUID]:
+        """The two-phase commit, for lineages that span backends (see module docstring).
+        Returns the owner of each ancestor written."""
         participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
+        owners: dict[UUID, UUID] = {}
         try:
-            base_revisions = self._prepare_all(txn, chain, members, force, participants)
+            base_revisions = self._prepare_all(txn, chain, members, force, participants, owners)
             faults.hit("consolidate.after_prepare")
             self._commit(txn, members, base_revisions)
         except OutcomeUnknownError:
@@ -184,6 +187,7 @@ class Versioning:
             except Exception as exc:  # it applies when it resolves the transaction
                 log.warning("consolidation %s committed; %s will apply it later: %s", txn, info.describe(), exc)
         self._retire(members)
+        return owners
 
     # ------------------------------------------------------- everything on this backend
     def _lineage_is_here(self, members: list[Any]) -> bool:
@@ -285,12 +289,15 @@ class Versioning:
 
     def _prepare_all(
         self, txn: UUID, chain: str, members: list[Any], force: bool, participants: dict[UUID, BackendInfo | None],
+        owners: dict[UUID, UUID],
     ) -> dict[str, int]:
-        """Prepare every ancestor on its owner; returns what the commit record must carry."""
+        """Prepare every ancestor on its owner (noted in `owners`); returns what the commit
+        record must carry."""
 
         def prepare(member: Any, parent_id: UUID, expected: int, state: bytes) -> tuple[int, lc.Lineage | None]:
             reply, backend_id, info = self._prepare_one(txn, chain, member, parent_id, state, expected, force)
             participants[backend_id] = info
+            owners[parent_id] = backend_id
             lineage = (lc.Lineage(UUID(bytes=reply.version_parent), None, reply.base_revision)  # type: ignore[arg-type]
                        if reply.version_parent else None)
             return reply.new_revision, lineage

@@ -453,7 +453,8 @@ async def move(
     """Move obj to another backend, atomically. recursive=True also moves what obj reaches
     through objects owned by the same backend; remotes=True (with recursive) walks through
     every reachable object, wherever it is (also on the destination, whose owner walks it for
-    what lies beyond), and moves each from its owner, one atomic move per owner visited."""
+    what lies beyond), and moves each from its owner: one atomic move per object taken from
+    another backend, with what it reaches there."""
     _require_registered(obj)
     target = _as_uuid(backend_id, "backend id")
     await backend_info(rt, t, target)

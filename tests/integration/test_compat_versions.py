@@ -25,6 +25,15 @@ def test_a_consolidated_version_acts_as_its_original(client):
     assert employee.salary == 3.0  # one object: the original
 
 
+def test_a_version_consolidated_across_backends_knows_where_its_original_lives(client):
+    ids = list(client.get_backends())
+    employee = Employee("Far", 1.0)
+    employee.make_persistent(backend_id=ids[0])
+    version = employee.new_version(backend_id=ids[1])
+    version.consolidate_version()
+    assert (version._dc_meta.id, version._dc_backend_id) == (employee._dc_meta.id, ids[0])  # before any use
+
+
 def test_the_dataclay_loop_of_versions_keeps_working(client):
     ids = list(client.get_backends())
     employee = Employee("Loop", 0.0)
