@@ -99,6 +99,8 @@ class BackendRuntime(Runtime):
 
     # ------------------------------------------------ object model hooks (local objects)
     def call_local(self, obj: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
+        if lc.IN_STATE_HOOK.get() is not None:
+            lc.refuse_in_state_hook(f"{obj!r}")
         if not self.locks.hold(obj, current_scope()):
             return run_blocking(ops.call_method(self, self.blocking, obj, func.__name__, args, kwargs))
         try:
@@ -107,6 +109,8 @@ class BackendRuntime(Runtime):
             self.locks.release(obj)
 
     async def call_local_async(self, obj: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
+        if lc.IN_STATE_HOOK.get() is not None:
+            lc.refuse_in_state_hook(f"{obj!r}")
         scope = current_scope()
         lock = self.locks.lock_of(obj)
         if not lock.acquire(scope.chain, timeout=0):  # never block the event loop: wait in a thread

@@ -186,6 +186,14 @@ class VersionConsolidatedError(VersionRetiredError):
     own, like a move; it reaches user code only where nothing can follow it."""
 
 
+class StateHookError(DataClayException):
+    """A class's own __getstate__ / __setstate__ used another persistent object (read its
+    properties or called its methods). They run while a backend loads or stores the object,
+    holding what that needs, so they may use only their own object and the state they get."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 def retired_error(object_id: object, original_id: object, consolidated: bool) -> VersionRetiredError:
     """What a retired version answers (the directory, and the backend that retired it): a
     consolidated one forwards to its original (callers follow it), a discarded one is gone."""

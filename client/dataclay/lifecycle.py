@@ -46,6 +46,8 @@ from contextvars import ContextVar
 from typing import Any, Callable, NamedTuple
 from uuid import UUID
 
+from dataclay.exceptions import StateHookError
+
 ID = "_dc_id"  # uuid.UUID, for the object's whole life
 REGISTERED = "_dc_is_registered"  # the directory knows it (it is persistent)
 LOCAL = "_dc_is_local"  # the properties live in this process (NEW, LOADED, UNLOADED)
@@ -157,7 +159,11 @@ def load(obj: Any, values: dict[str, Any], revision: int) -> None:
     meta[LOADED] = True
     meta[REVISION] = revision
     if own is not None:
-        restore(obj, values)
+        try:
+            restore(obj, values)
+        except BaseException:
+            unload(obj)  # never half restored: the next use loads it again
+            raise
 
 
 def assign(obj: Any, values: dict[str, Any]) -> None:
@@ -179,6 +185,18 @@ def restore(obj: Any, values: dict[str, Any]) -> None:
             raise TypeError(f"{type(obj).__qualname__}.__getstate__ returned a {type(state).__name__}, not a dict: "
                             "define __setstate__ too, to restore it")
     _in_hook(obj, setstate, state)
+
+
+def refuse_in_state_hook(what: str) -> None:
+    """Called (when IN_STATE_HOOK is set) where a state hook would use another persistent
+    object: loading one, calling one. Refused, as it could wait for what the hook's caller
+    holds (the backend's load lock)."""
+    hooked = IN_STATE_HOOK.get()
+    name = type(hooked).__qualname__
+    raise StateHookError(
+        f"{name}.__getstate__/__setstate__ may use only its own object and the state it is given, not {what}: "
+        f"they run while the backend loads or stores the {name}; do that in an active method instead",
+        object_id=hooked.__dict__[ID])
 
 
 def _in_hook(obj: Any, hook: Callable[[Any, Any], Any], *args: Any) -> Any:

@@ -133,6 +133,8 @@ async def with_owner(
     (dataclay.protocol.IDEMPOTENT) or was certainly not sent (its channel never connected).
     Otherwise the error is raised: a CallOutcomeUnknownError says the outcome is unknown."""
     _require_registered(obj)
+    if lifecycle.IN_STATE_HOOK.get() is not None:
+        lifecycle.refuse_in_state_hook(f"{obj!r}")
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
         known = state[BACKEND]

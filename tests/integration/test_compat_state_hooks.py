@@ -8,8 +8,9 @@ import uuid
 import pytest
 
 from dataclay import Client
-from dataclay.exceptions import InvalidRequestError
-from stateful import Catalogue, Journal, LeaksAPath
+from dataclay.exceptions import InvalidRequestError, StateHookError
+from shapes import Node
+from stateful import Catalogue, Gossip, Journal, LeaksAPath
 
 
 def test_setstate_rebuilds_a_cache_after_a_backend_restart(make_cluster):
@@ -85,3 +86,15 @@ def test_a_clone_is_restored_by_setstate_in_the_client(client):
     catalogue.add("b", "beta")
     clone = catalogue.dc_clone()
     assert not clone.is_persistent and clone.key_of("beta") == "b" and clone.times_restored() == 1
+
+
+def test_a_state_hook_that_uses_another_persistent_object_is_refused_not_left_hanging(client):
+    ids = list(client.get_backends())
+    for friends_backend in (ids[0], ids[1]):  # the same backend (a local object), another one (a call)
+        friend = Node(1)
+        friend.make_persistent(backend_id=friends_backend)
+        gossip = Gossip(friend)
+        gossip.make_persistent(backend_id=ids[0])
+        for _ in range(2):  # and the failed load left nothing half restored behind
+            with pytest.raises(StateHookError, match="__setstate__"):
+                gossip.ping()

@@ -89,3 +89,22 @@ class LeaksAPath(DataClayObject):
 
     def __setstate__(self, state: dict) -> None:
         self.name = state["where"].name
+
+
+class Gossip(DataClayObject):
+    """__setstate__ calls another persistent object, which a state hook may not do (it runs
+    while the backend loads the object): refused, typed, rather than risking a deadlock."""
+
+    friend: DataClayObject
+
+    @activemethod
+    def __init__(self, friend: DataClayObject) -> None:
+        self.friend = friend
+
+    def __setstate__(self, state: dict) -> None:
+        self.friend = state["friend"]
+        self.friend_is_at = self.friend.where()
+
+    @activemethod
+    def ping(self) -> str:
+        return "pong"
