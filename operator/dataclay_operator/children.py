@@ -301,6 +301,8 @@ def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int
     if spec.model.config_map and model_digest is not None:
         template_meta = sts["spec"]["template"]["metadata"]
         template_meta["annotations"] = {**template_meta.get("annotations", {}), MODEL_CHECKSUM: model_digest}
+    # applied together with replicas, so replicas below it were lowered by someone else
+    sts["metadata"]["annotations"] = {api.ANNOTATION_APPLIED_REPLICAS: str(replicas)}
     return sts
 
 

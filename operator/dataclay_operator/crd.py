@@ -178,6 +178,10 @@ def status_schema() -> dict[str, Any]:
             "operatorImage": {"type": "string",
                               "description": "The operator's image, when it differs from a pinned status.image: "
                                              "set spec.image (or spec.upgradePolicy: FollowOperator) to roll to it."},
+            "replicas": {"type": "integer", "format": "int32",
+                         "description": "Backend pods the StatefulSet has (the scale subresource's status.replicas)."},
+            "selector": {"type": "string",
+                         "description": "Label selector of the backend pods (the scale subresource's, for HPAs)."},
             "conditions": {
                 "type": "array",
                 "items": _condition_schema(),
@@ -211,6 +215,11 @@ def status_schema() -> dict[str, Any]:
     }
 
 
+#: `kubectl scale dataclay` and HorizontalPodAutoscalers set spec.replicas, so a scale-down drains.
+SCALE: dict[str, str] = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                         "labelSelectorPath": ".status.selector"}
+
+
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition object."""
     name_rule = (f"self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && "
@@ -234,7 +243,7 @@ def build_crd() -> dict[str, Any]:
                 "name": api.VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                "subresources": {"status": {}, "scale": SCALE},
                 "additionalPrinterColumns": [
                     {"name": "Ready", "type": "string", "jsonPath": ".status.ready",
                      "description": "Ready backends / desired backends"},

@@ -68,26 +68,30 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.stop_campaign = threading.Event()
     elector = LeaderElector(kube, *config.lease, identity=config.identity)
     threading.Thread(target=elector.run, name="dataclay-leader-election", daemon=True,
-                     args=(controller.start, _lost_the_lead, memo.stop_campaign)).start()
+                     args=(controller.start, lambda: _lost_the_lead(reconciler), memo.stop_campaign)).start()
 
 
-def _lost_the_lead() -> None:
-    """Another replica leads now (or the Lease could not be renewed): exit, gracefully, so that
-    this replica's passes stop; the Deployment starts it again as a candidate."""
+def _lost_the_lead(reconciler: Reconciler) -> None:
+    """Another replica leads now (or the Lease could not be renewed): drains in flight stop at
+    their next progress report, and the process exits, gracefully, so that this replica's passes
+    stop; the Deployment starts it again as a candidate."""
+    reconciler.stopping.set()
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
-    campaign: threading.Event | None = getattr(memo, "stop_campaign", None)
-    if campaign is not None:
-        campaign.set()
+    """Passes in flight end first (bounded), then the campaign: a leader keeps its Lease while its
+    workers may still act, so a standby cannot lead before they have stopped."""
     reconciler: Reconciler | None = getattr(memo, "reconciler", None)
     if reconciler is not None:  # a drain in flight stops at its next progress report, lifting its marks
         reconciler.stopping.set()
     controller: Controller | None = getattr(memo, "controller", None)
     if controller is not None:
         controller.stop()
+    campaign: threading.Event | None = getattr(memo, "stop_campaign", None)
+    if campaign is not None:
+        campaign.set()
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)

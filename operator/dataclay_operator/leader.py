@@ -6,10 +6,13 @@ over only once it has seen the same record unchanged for `lease_duration` on its
 clocks of different machines never have to agree); every write carries the resourceVersion it
 read, so two candidates cannot both win (the loser gets 409 Conflict). A leader that cannot
 renew within `renew_deadline` stops leading, and the process exits (the Deployment restarts it as
-a candidate): never two leaders acting at once for longer than a renewal round.
+a candidate): never two leaders acting at once for longer than a renewal round. As client-go's
+context does, the deadline bounds the calls themselves: an API server that does not answer would
+otherwise hold a round for the client's request timeout (30 s), past the Lease's expiry.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -24,6 +27,7 @@ logger = logging.getLogger(__name__)
 LEASE_DURATION = 15.0
 RENEW_DEADLINE = 10.0
 RETRY_PERIOD = 2.0
+MIN_CALL_TIMEOUT = 0.1  # seconds: a call is never sent with no time to answer
 
 
 def _micro_time(moment: datetime) -> str:
@@ -38,7 +42,8 @@ class LeaderElector:
                  lease_duration: float = LEASE_DURATION, renew_deadline: float = RENEW_DEADLINE,
                  retry_period: float = RETRY_PERIOD, clock: Callable[[], float] = time.monotonic,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
-        self.kube, self.identity = kube, identity
+        self.kube = copy.copy(kube)  # our own request timeout (set per round), the same connection pool
+        self.identity = identity
         self.path = resource_path("coordination.k8s.io/v1", "leases", namespace, name)
         self.collection = resource_path("coordination.k8s.io/v1", "leases", namespace)
         self.name, self.namespace = name, namespace
@@ -46,7 +51,14 @@ class LeaderElector:
         self.clock, self.now = clock, now
         self._observed: tuple[Any, ...] | None = None  # the holder's record as last seen ...
         self._observed_at = 0.0  # ... and when (our clock) it last changed
+        self._round_ends: float | None = None  # (our clock) no call of this round may last past it
         self.leading = False
+
+    def _call(self, call: Callable[[], Any]) -> Any:
+        """One API call, given only the time left in this round."""
+        if self._round_ends is not None:
+            self.kube.request_timeout = max(self._round_ends - self.clock(), MIN_CALL_TIMEOUT)
+        return call()
 
     def _spec(self, transitions: int, acquired: str | None = None) -> dict[str, Any]:
         stamp = _micro_time(self.now())
@@ -55,7 +67,7 @@ class LeaderElector:
 
     def try_acquire_or_renew(self) -> bool:
         """One round: create the Lease, renew it, or take it over once expired. True if we lead."""
-        lease = self.kube.get(self.path)
+        lease = self._call(lambda: self.kube.get(self.path))
         if lease is None:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace}, "spec": self._spec(0)}
@@ -76,7 +88,7 @@ class LeaderElector:
 
     def _write(self, write: Callable[[], Any]) -> bool:
         try:
-            written = write()
+            written = self._call(write)
         except KubeError as exc:
             if exc.status in (409, 422):  # another candidate wrote first: it won this round
                 self.leading = False
@@ -92,6 +104,8 @@ class LeaderElector:
         """Campaign until leading, then renew; call on_stopped if leadership is lost (not on `stop`)."""
         last_renewal = None
         while not stop.is_set():
+            # a leader's calls end by its renew deadline, a candidate's within one
+            self._round_ends = (self.clock() if last_renewal is None else last_renewal) + self.renew_deadline
             try:
                 leading = self.try_acquire_or_renew()
             except Exception as exc:  # noqa: BLE001 - the API server may be away for a moment

@@ -21,7 +21,8 @@ from dataclay_operator.compare import changed_paths, keep_immutable
 from dataclay_operator.config import OperatorConfig
 from dataclay_operator.events import NORMAL, WARNING, EventRecorder
 from dataclay_operator.kube import Kube, KubeError, object_path, resource_path
-from dataclay_operator.scaling import (LifecyclePlan, ScalePlan, drain_retry_delay, plan_lifecycle, plan_scale,
+from dataclay_operator.scaling import (Bypass, LifecyclePlan, ScalePlan, current_replicas, detect_bypass,
+                                       drain_retry_delay, live_replicas, plan_lifecycle, plan_scale,
                                        replicas_after_drain)
 from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
 from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, pod_ready, status_patch
@@ -106,10 +107,6 @@ def dataclay_path(namespace: str, name: str | None = None, subresource: str | No
     return resource_path(api.API_VERSION, api.PLURAL, namespace, name, subresource)
 
 
-def replicas_of(sts: Mapping[str, Any] | None) -> int | None:
-    return None if sts is None else int((sts.get("spec") or {}).get("replicas", 1))
-
-
 def describe_error(exc: BaseException) -> str:
     """`Type: message`, one line, for conditions and events."""
     text = " ".join(str(exc).split()) or repr(exc)
@@ -188,21 +185,31 @@ class Reconciler:
         for child in children.static_children(dc, spec, self.operator_peer()):
             self.ensure(dc, child)
         live = self.kube.get(resource_path("apps/v1", "statefulsets", dc["metadata"]["namespace"], api.backend_name(name)))
-        plan = plan_scale(name, spec.replicas, replicas_of(live))
-        if live is not None and not plan.scale_down and replicas_of(live) != plan.replicas:
-            self.events.record(dc, NORMAL, "Scaling", f"backends {replicas_of(live)} -> {plan.replicas}")
+        # lowered behind our back: plan from what we applied, so the removed backends come back
+        # (and are drained first if the spec wants fewer)
+        bypass = detect_bypass(name, live)
+        plan = plan_scale(name, spec.replicas, current_replicas(live))
+        if bypass is not None:
+            self.events.record(dc, WARNING, Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value,
+                               f"backend StatefulSet scaled {bypass.applied} -> {bypass.live} outside the operator, "
+                               f"removing {', '.join(bypass.removed)} without a drain; restoring {plan.replicas}. "
+                               f"Scale the DataClay instead: kubectl scale dataclay {name} --replicas=N")
+        elif live is not None and not plan.scale_down and live_replicas(live) != plan.replicas:
+            self.events.record(dc, NORMAL, "Scaling", f"backends {live_replicas(live)} -> {plan.replicas}")
         # every ordinal's certificate exists before the StatefulSet may create its pod
-        ordinals = max(spec.replicas, plan.replicas, replicas_of(live) or 0)
+        ordinals = max(spec.replicas, plan.replicas, live_replicas(live) or 0)
         self.ensure_secret(dc, authority, credentials.backend_plan(dc, ordinals))
         backends = children.backend_statefulset(dc, spec, plan.replicas, self.model_digest(dc, spec))
         self.ensure(dc, backends, live=live)
         if not plan.scale_down:
             self._forget(dc["metadata"]["namespace"], name)
             self._follow_lifecycle(dc, spec)
-            status = self.write_status(dc, spec)
+            status = self.write_status(dc, spec, bypass=bypass)
             missing_ids = any(b["ready"] and "backendId" not in b for b in status.get("backends", []))
             return Outcome(min(self.config.resync_seconds, BACKEND_IDS_INTERVAL) if missing_ids
                            else self.config.resync_seconds)
+        if bypass is not None:  # reported now; later writes keep it until the backends are back
+            self.write_status(dc, spec, bypass=bypass)
         return self._scale_down(dc, spec, plan)
 
     def _follow_lifecycle(self, dc: Mapping[str, Any], spec: DataClaySpec) -> None:
@@ -234,13 +241,31 @@ class Reconciler:
     def spec_of(self, dc: Mapping[str, Any]) -> DataClaySpec:
         """The typed spec; without spec.image, the image it runs (status.image) unless it follows
         the operator's image (spec.upgradePolicy)."""
-        return parse_spec(dc.get("spec"), self.config.default_image, (dc.get("status") or {}).get("image"))
+        return parse_spec(dc.get("spec"), self.config.default_image,
+                          (dc.get("status") or {}).get("image") or self.running_image(dc))
+
+    def running_image(self, dc: Mapping[str, Any]) -> str | None:
+        """The image the backends' StatefulSet runs, for a DataClay whose status does not say (made
+        by an operator that did not record status.image, or its status lost): without it, such a
+        DataClay would follow the operator's image at its first upgrade, pinned or not."""
+        if (dc.get("spec") or {}).get("image"):
+            return None
+        meta = dc["metadata"]
+        live = self.kube.get(resource_path("apps/v1", "statefulsets", meta["namespace"], api.backend_name(meta["name"])))
+        containers = (((live or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+        return containers[0].get("image") if containers else None
 
     def model_digest(self, dc: Mapping[str, Any], spec: DataClaySpec) -> str | None:
         """The model ConfigMap's digest (None without one): a change of it rolls the backends."""
         if not spec.model.config_map:
             return None
-        found = self.kube.get(resource_path("v1", "configmaps", dc["metadata"]["namespace"], spec.model.config_map))
+        namespace = dc["metadata"]["namespace"]
+        found = self.kube.get(resource_path("v1", "configmaps", namespace, spec.model.config_map))
+        if found is None:  # deleted: the running backends keep what they mounted, and a pod rolled
+            # now could not start (its volume is not optional): keep the digest they run with
+            live = self.kube.get(resource_path("apps/v1", "statefulsets", namespace, api.backend_name(dc["metadata"]["name"])))
+            template = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+            return (template.get("annotations") or {}).get(children.MODEL_CHECKSUM) or children.model_checksum(None)
         return children.model_checksum(found)
 
     def operator_peer(self) -> children.OperatorPeer | None:
@@ -472,13 +497,14 @@ class Reconciler:
     # -- status ---------------------------------------------------------------------------------------
 
     def observe(self, dc: Mapping[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
-                error: tuple[Reason, str] | None = None) -> Observed:
+                error: tuple[Reason, str] | None = None, bypass: Bypass | None = None) -> Observed:
         meta = dc["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         pods = resource_path("v1", "pods", namespace)
         sts = lambda n: self.kube.get(resource_path("apps/v1", "statefulsets", namespace, n))  # noqa: E731
         desired = spec.replicas if spec is not None else int((dc.get("spec") or {}).get("replicas") or 0)
-        backend_pods = self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND)))
+        selector = api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND))
+        backend_pods = self.kube.list(pods, selector)
         return Observed(
             generation=int(meta.get("generation", 0)),
             desired_backends=desired,
@@ -492,6 +518,9 @@ class Reconciler:
             backend_ids=self.known_backend_ids(dc, backend_pods),
             image=spec.image if spec is not None else (dc.get("status") or {}).get("image"),  # kept if invalid
             operator_image=None if (dc.get("spec") or {}).get("image") else self.config.default_image,
+            name=name,
+            selector=selector,
+            bypass=bypass,
         )
 
     def known_backend_ids(self, dc: Mapping[str, Any], backend_pods: list[dict[str, Any]]) -> dict[str, str]:
@@ -509,10 +538,10 @@ class Reconciler:
         return ids
 
     def write_status(self, dc: dict[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
-                     error: tuple[Reason, str] | None = None) -> dict[str, Any]:
+                     error: tuple[Reason, str] | None = None, bypass: Bypass | None = None) -> dict[str, Any]:
         """Compute status from a fresh observation; patch it only if it changed."""
         previous = dc.get("status") or {}
-        status = compute_status(self.observe(dc, spec, drain, error), previous, rfc3339(self.now()))
+        status = compute_status(self.observe(dc, spec, drain, error, bypass), previous, rfc3339(self.now()))
         patch = status_patch(previous, status)
         if patch is not None:
             meta = dc["metadata"]

@@ -22,7 +22,7 @@ STUB_CLIENT = textwrap.dedent("""
     else:
         sys.exit("the model is importable here: this would not test stubs")
 
-    with Client(host="127.0.0.1", port=int(sys.argv[1])):
+    with Client(host="127.0.0.1", port=int(sys.argv[1])) as client:
         PersonStub = StubDataClayObject["family.Person"]
         assert StubDataClayObject["family.Person"] is PersonStub  # one class per class name
         alice = PersonStub(name="Alice", age=30)  # created on a backend, __init__ run there
@@ -43,6 +43,31 @@ STUB_CLIENT = textwrap.dedent("""
                 assert "family.Person" in str(exc), exc
             else:
                 sys.exit(f"{missing} should not exist")
+        # a creation whose __init__ fails stores nothing (one request on the backend)
+        from dataclay.exceptions import InvalidRequestError
+        from dataclay.protocol import dataclay_pb2 as pb
+        from dataclay.protocol.pages import owned_objects
+        from dataclay.transport import run_blocking
+
+        from dataclay.runtime import current_runtime
+
+        rt = current_runtime()
+
+        def stored() -> int:
+            total = 0
+            for backend_id in client.get_backends():
+                total += len(owned_objects(lambda r: run_blocking(rt.blocking.metadata("ListOwnedObjects", r)),
+                                           backend_id.bytes))
+            return total
+
+        before = stored()
+        try:
+            PersonStub("only a name")  # __init__ needs an age
+        except InvalidRequestError as exc:
+            assert "__init__" in str(exc), exc
+        else:
+            sys.exit("a failing __init__ must raise")
+        assert stored() == before, (before, stored())
         print("stubs ok", alice.id, bob.id)
 """)
 
@@ -56,3 +81,20 @@ def test_stubs_create_read_write_call_and_reference_objects_without_the_model(cl
     alice = Person.get_by_alias("stub-alice")  # the model's own class sees the same objects
     assert str(alice.id) == alice_id and alice.age == 33 and alice.name == "Alice"
     assert str(alice.spouse.id) == bob_id and alice.spouse.spouse is alice
+
+
+def test_a_class_info_naming_the_stubs_own_machinery_is_refused_and_installs_nothing(cluster, client):
+    """A backend's class info is data from the network: names that would replace what a stub class
+    is made of (its attribute access, its API, its finaliser) are refused, typed, and nothing is
+    installed (hostile_info.Shapeshifter answers as a rogue backend could)."""
+    import pytest
+
+    from dataclay import StubDataClayObject
+    from dataclay.exceptions import InvalidRequestError
+
+    Stub = StubDataClayObject["hostile_info.Shapeshifter"]
+    with pytest.raises(InvalidRequestError) as refused:
+        Stub._dc_stub_learn()
+    assert "__getattribute__" in str(refused.value)
+    for name in ("__getattribute__", "make_persistent", "__del__", "value"):
+        assert name not in vars(Stub), f"{name} was installed on the stub class"

@@ -229,7 +229,7 @@ def cluster(kube_api: Any, namespace: str, crd: dict[str, Any]) -> Cluster:
 
 def test_crd_installs_with_status_subresource_and_printer_columns(crd: dict[str, Any], cluster: Cluster) -> None:
     version = crd["spec"]["versions"][0]
-    assert version["name"] == api.VERSION and version["subresources"] == {"status": {}}
+    assert version["name"] == api.VERSION and set(version["subresources"]) == {"status", "scale"}
     cluster.create("demo", {"replicas": 2})
     table = raw_get(cluster.api, f"/apis/{api.API_VERSION}/namespaces/{cluster.ns}/{api.PLURAL}",
                     accept="application/json;as=Table;v=v1;g=meta.k8s.io")
@@ -453,7 +453,8 @@ def test_operator_restart_heals_drift_without_duplicates(kube_cluster: KubeClust
 def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync(
         kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
     """Every child kind is watched: with a resync of 10 minutes, a deleted Service, an edited
-    ConfigMap and a deleted NetworkPolicy are back within seconds."""
+    ConfigMap, a deleted NetworkPolicy, PodDisruptionBudget and client Secret are back within
+    seconds."""
     cluster.create("store", {"replicas": 1})
     with running_operator(kube_cluster, cluster.ns, tmp_path, DC_OPERATOR_RESYNC_SECONDS="600") as op:
         op.until(lambda: cluster.sts("store-backend"), "the backend StatefulSet")
@@ -462,10 +463,16 @@ def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync
         cluster.core.delete_namespaced_service("store-backend", cluster.ns)
         cluster.core.patch_namespaced_config_map("store-client", cluster.ns, {"data": {"DC_PORT": "1"}})
         cluster.networking.delete_namespaced_network_policy("store-dataplane", cluster.ns)
+        cluster.policy.delete_namespaced_pod_disruption_budget("store-backend", cluster.ns)
+        cluster.core.delete_namespaced_secret("store-client-credentials", cluster.ns)
         op.until(lambda: cluster.service("store-backend"), "the Service recreated", timeout=30)
         op.until(lambda: cluster.configmap("store-client")["data"] == data, "the ConfigMap restored", timeout=30)
         op.until(lambda: cluster.networking.list_namespaced_network_policy(cluster.ns).items,
                  "the NetworkPolicy recreated", timeout=30)
+        op.until(lambda: cluster.policy.list_namespaced_pod_disruption_budget(cluster.ns).items,
+                 "the PodDisruptionBudget recreated", timeout=30)
+        op.until(lambda: [s for s in cluster.core.list_namespaced_secret(cluster.ns).items
+                          if s.metadata.name == "store-client-credentials"], "the client Secret reissued", timeout=30)
 
 
 def test_a_changed_model_configmap_rolls_the_backends(kube_cluster: KubeCluster, cluster: Cluster,
@@ -580,19 +587,27 @@ def test_chart_renders_and_lints(kube_cluster: KubeCluster, values: list[str]) -
     docs = [d for d in yaml.safe_load_all(helm(kube_cluster, "template", "rel", str(CHART), "--namespace", "ops",
                                                  "--include-crds", *values)) if d]
     kinds = sorted({d["kind"] for d in docs})
-    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= set(kinds)
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= set(kinds)
     crd = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
     assert crd == yaml.safe_load(CRD_FILE.read_text())
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "dataclay_operator"]
+    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    operator_user = f"system:serviceaccount:ops:{deployment['spec']['template']['spec']['serviceAccountName']}"
+    assert operator_user in json.dumps(policy["spec"]["matchConditions"])  # the one identity let through
     env = {e["name"]: e.get("value") for e in container["env"]}
     if values:
         assert env["DC_OPERATOR_NAMESPACES"] == "apps,batch"
+        assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+            "apps", "batch"]  # the guard applies where the operator manages DataClays
         assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch", "ops"]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == api.KIND] == ["example"]
     else:
         assert env["DC_OPERATOR_NAMESPACES"] == ""
+        assert "matchResources" not in binding["spec"]  # everywhere
         assert not [d for d in docs if d["kind"] == api.KIND]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["rel-dataclay-operator-leader-election"]
     assert env["DC_OPERATOR_LEASE"] == "ops/rel-dataclay-operator"  # replicas elect a leader
@@ -874,6 +889,52 @@ def test_two_candidates_racing_for_an_expired_lease_elect_one(kube_api: Any, nam
     clock["t"] = 20.0
     assert [c.try_acquire_or_renew(), d.try_acquire_or_renew()] == [True, False]
     assert kube.get(old.path)["spec"]["holderIdentity"] == "c"
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_leading_before_the_lease_expires(kube_api: Any,
+                                                                                    namespace: str) -> None:
+    """client-go's guarantee: a leader that cannot renew gives up (renew deadline) before a standby
+    may take the Lease (lease duration). A call the API server never answers lasts the client's
+    request timeout (30 s), so the rounds must be bounded by the renew deadline, not by that."""
+    import threading
+    import time
+
+    from dataclay_operator.kube import Kube, KubeError
+    from dataclay_operator.leader import LeaderElector
+
+    cut_off = threading.Event()
+    renewals: list[float] = []
+
+    class Partitioned(Kube):
+        """The real API server until cut off; then no call is answered (the client times out)."""
+
+        def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            if cut_off.is_set():
+                threading.Event().wait(self.request_timeout)  # the transport's own timeout
+                raise KubeError(0, "", f"no answer within {self.request_timeout} s")
+            answer = super().request(method, path, *args, **kwargs)
+            if method in ("POST", "PUT"):
+                renewals.append(time.monotonic())
+            return answer
+
+    elector = LeaderElector(Partitioned(kube_api), namespace, "dataclay-operator", "a",
+                            lease_duration=3.0, renew_deadline=2.0, retry_period=0.2)
+    started, stopped_at, stop = threading.Event(), [], threading.Event()
+    thread = threading.Thread(target=elector.run, daemon=True,
+                              args=(started.set, lambda: stopped_at.append(time.monotonic()), stop))
+    thread.start()
+    try:
+        assert started.wait(TIMEOUT), "a lone candidate leads"
+        wait_until(lambda: len(renewals) >= 3, TIMEOUT, "the leader renews")
+        cut_off.set()
+        wait_until(lambda: stopped_at, TIMEOUT, "the cut-off leader stops leading")
+        led_for = stopped_at[0] - renewals[-1]
+        assert led_for < elector.lease_duration, (
+            f"the leader stopped {led_for:.1f} s after its last renewal: a standby takes over after "
+            f"{elector.lease_duration} s, so both led at once")
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
 
 
 def test_two_operator_replicas_reconcile_through_one_leader_and_the_other_takes_over(

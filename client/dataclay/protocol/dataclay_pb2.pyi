@@ -298,6 +298,14 @@ class BackendList(_message.Message):
     cluster_id: bytes
     def __init__(self, backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., cluster_id: _Optional[bytes] = ...) -> None: ...
 
+class CreateObjectRequest(_message.Message):
+    __slots__ = ("class_path", "payload")
+    CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    class_path: str
+    payload: bytes
+    def __init__(self, class_path: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
 class ClassInfoRequest(_message.Message):
     __slots__ = ("class_path",)
     CLASS_PATH_FIELD_NUMBER: _ClassVar[int]

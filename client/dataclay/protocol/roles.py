@@ -30,6 +30,7 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "UpdateObject": ANYONE,
         "Stats": ANYONE,
         "GetClassInfo": ANYONE,
+        "CreateObject": ANYONE,
         "Move": ANYONE,                       # a client's move(), and the admin's drains
         "ReceiveObjects": INTERNAL,           # the destination side of a move
         "ActivateMove": INTERNAL,

@@ -5,7 +5,7 @@ body, query, content_type)`, is answered from a dict of objects instead of an AP
 client's own get/list/apply/create/merge_patch run unchanged on top of it. It is a fake of the
 Kubernetes API, not of the operator: it knows paths, label selectors, server-side apply (as a
 deep merge; lists are replaced; no field ownership, so a field dropped from an apply stays: the
-tests/k8s suite checks that against the real server), dry runs, JSON merge patch, the status subresource, generation (bumped by
+tests/k8s suite checks that against the real server), dry runs, JSON merge patch, PUT fenced by resourceVersion, the status subresource, generation (bumped by
 spec changes only), resourceVersion, uid, generateName, a few server defaults, and the
 StatefulSet fields the real API server refuses to change (422 Invalid). Every call is recorded
 in `calls`, so tests can tell what the operator wrote.
@@ -115,6 +115,8 @@ class FakeKube(Kube):
                 return copy.deepcopy(self._apply(key, parts, body))
             if method == "PATCH" and content_type == MERGE:
                 return copy.deepcopy(self._patch(key, body, parts["subresource"]))
+            if method == "PUT" and not parts["subresource"]:
+                return copy.deepcopy(self._replace(key, body))
             raise KubeError(405, "MethodNotAllowed", f"{method} {path} ({content_type})")
 
     # -- what tests use to arrange and inspect ------------------------------------------------------
@@ -183,6 +185,18 @@ class FakeKube(Kube):
             obj.setdefault("apiVersion", _KINDS[parts["plural"]][0])
             obj.setdefault("kind", _KINDS[parts["plural"]][1])
         self._default(obj)
+        self.objects[key] = obj
+        return obj
+
+    def _replace(self, key: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: the whole object, refused (409) unless it carries the current resourceVersion."""
+        live = self._get(key)
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if version != live["metadata"]["resourceVersion"]:
+            raise KubeError(409, "Conflict", f"{key}: the object has been modified (resourceVersion {version})")
+        obj = copy.deepcopy(dict(body))
+        obj["metadata"] = {**live["metadata"], **obj.get("metadata", {}),
+                           "resourceVersion": str(next(self._versions))}
         self.objects[key] = obj
         return obj
 

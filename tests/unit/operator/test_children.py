@@ -76,6 +76,8 @@ def test_metadata_statefulset():
 def test_backend_statefulset_identity_and_settings():
     sts = children.backend_statefulset(DC, spec(memoryLimit="64Mi"), replicas=5)
     assert sts["spec"]["replicas"] == 5  # from the scale plan, not from spec.replicas
+    # applied with replicas in one request: replicas below it were lowered by someone else
+    assert sts["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "5"}
     assert sts["spec"]["serviceName"] == "store-backend"
     pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]

@@ -177,6 +177,48 @@ def test_an_operator_upgrade_rolls_only_the_dataclays_that_follow_it(kube):
     assert images(kube) == {"mine:1"} and status(kube)["image"] == "mine:1" and "operatorImage" not in status(kube)
 
 
+def test_an_operator_upgrade_rolls_nothing_for_a_dataclay_whose_status_does_not_record_its_image(kube):
+    """A DataClay made by an operator that did not record status.image yet (or whose status was
+    lost) runs the image its StatefulSets have: pinned, an upgrade must not roll it."""
+    create_dataclay(kube, replicas=2)
+    make_reconciler(kube).reconcile(NS, NAME)
+    kube.merge_patch(DC + "/status", {"status": {"image": None}})  # as the previous operator left it
+    assert "image" not in status(kube) and images(kube) == {"dataclay-k8s:test"}
+
+    upgraded = make_reconciler(kube, config=OperatorConfig(default_image="dataclay-k8s:next", resync_seconds=60.0))
+    before = len(kube.calls)
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"}, "pinned (the default): the upgrade rolled the backends"
+    assert "Updated" not in kube.event_reasons(before)
+    assert status(kube)["image"] == "dataclay-k8s:test" and status(kube)["operatorImage"] == "dataclay-k8s:next"
+
+
+def test_a_deleted_model_configmap_rolls_no_backend_into_a_pod_that_cannot_mount_it(kube):
+    """The running backends keep the modules they mounted; a rollout to the digest of a missing
+    ConfigMap would replace a backend with a pod that cannot start (its volume is not optional).
+    Deleted and created again (kubectl replace --force) with the same modules: nothing rolls."""
+    models = resource_path("v1", "configmaps", NS, "models")
+    kube.create(resource_path("v1", "configmaps", NS), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                        "metadata": {"name": "models"}, "data": {"m.py": "V = 1\n"}})
+    create_dataclay(kube, replicas=2, model={"configMap": "models"})
+    reconciler = make_reconciler(kube)
+    reconciler.reconcile(NS, NAME)
+
+    def template() -> dict:
+        return kube.get_object(BACKEND_STS)["spec"]["template"]
+
+    rolled_out = template()
+    kube.request("DELETE", models)
+    before = len(kube.calls)
+    reconciler.reconcile(NS, NAME)
+    assert template() == rolled_out, "the backends rolled to a model ConfigMap that does not exist"
+    assert not [call for call in kube.writes(before) if call.path == BACKEND_STS]
+    kube.create(resource_path("v1", "configmaps", NS), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                        "metadata": {"name": "models"}, "data": {"m.py": "V = 1\n"}})
+    reconciler.reconcile(NS, NAME)
+    assert template() == rolled_out
+
+
 def test_a_spec_change_rolls_out_to_the_children_it_concerns(kube):
     create_dataclay(kube, replicas=2)
     reconciler = make_reconciler(kube)
@@ -360,3 +402,43 @@ def test_replicas_follow_the_spec_as_it_is_after_the_drain(kube):
     reconciler.reconcile(NS, NAME)
     assert len(drains.calls) == 1 and kube.get_object(BACKEND_STS)["spec"]["replicas"] == 2
     assert status(kube)["desiredBackends"] == 2 and status(kube)["observedGeneration"] == 3
+
+
+# ---------------------------------------------------------------------------------------- scaled behind our back
+
+def test_a_statefulset_lowered_behind_the_operators_back_is_restored_and_reported(kube):
+    """`kubectl scale sts --replicas=1` where the chart's policy is not installed."""
+    create_dataclay(kube, replicas=3)
+    reconciler = make_reconciler(kube)
+    reconciler.reconcile(NS, NAME)
+    assert kube.get_object(BACKEND_STS)["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "3"}
+    kube.merge_patch(BACKEND_STS, {"spec": {"replicas": 1}})
+    before = len(kube.calls)
+
+    reconciler.reconcile(NS, NAME)
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
+    assert kube.event_reasons(before) == [Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value, "Updated"]
+    assert condition(kube, ConditionType.DEGRADED) == ("True", Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value)
+    message = get_condition(status(kube), ConditionType.DEGRADED)["message"]
+    assert "store-backend-1, store-backend-2" in message and f"kubectl scale dataclay {NAME}" in message
+    again = len(kube.calls)
+    reconciler.reconcile(NS, NAME)  # restored, pods not back yet: still reported, no second warning
+    assert condition(kube, ConditionType.DEGRADED)[1] == Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value
+    assert kube.writes(again) == []
+
+
+def test_backends_removed_behind_the_operators_back_are_drained_before_a_scale_down_accepts_it(kube):
+    """Spec and StatefulSet lowered together (3 -> 2 and 3 -> 1): store-backend-1 and -2 come back,
+    store-backend-2 is drained, and only then do replicas drop to 2."""
+    drains = Drains(kube, moved=5)
+    create_dataclay(kube, replicas=3)
+    reconciler = make_reconciler(kube, drains)
+    reconciler.reconcile(NS, NAME)
+    set_spec(kube, replicas=2)
+    kube.merge_patch(BACKEND_STS, {"spec": {"replicas": 1}})
+
+    reconciler.reconcile(NS, NAME)
+    [drain] = drains.calls
+    assert drain["backends"] == [api.backend_pod_name(NAME, 2)] and drain["replicas"] == 3
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 2
+    assert kube.get_object(BACKEND_STS)["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "2"}
