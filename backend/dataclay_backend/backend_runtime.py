@@ -99,6 +99,8 @@ class BackendRuntime(Runtime):
 
     # ------------------------------------------------ object model hooks (local objects)
     def call_local(self, obj: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
+        if lc.IN_STATE_HOOK.get() is not None:
+            lc.refuse_in_state_hook(f"{obj!r}")
         if not self.locks.hold(obj, current_scope()):
             return run_blocking(ops.call_method(self, self.blocking, obj, func.__name__, args, kwargs))
         try:
@@ -107,6 +109,8 @@ class BackendRuntime(Runtime):
             self.locks.release(obj)
 
     async def call_local_async(self, obj: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
+        if lc.IN_STATE_HOOK.get() is not None:
+            lc.refuse_in_state_hook(f"{obj!r}")
         scope = current_scope()
         lock = self.locks.lock_of(obj)
         if not lock.acquire(scope.chain, timeout=0):  # never block the event loop: wait in a thread
@@ -147,7 +151,7 @@ class BackendRuntime(Runtime):
         self.incoming.store_local(objects, states, alias)
 
     def move_here(
-        self, obj: Any, target: UUID, recursive: bool, on_progress: Callable[[int, int], None] | None
+        self, obj: Any, target: UUID, recursive: bool, remotes: bool, on_progress: Callable[[int, int], None] | None
     ) -> pb.MoveProgress | None:
         """Within a blocking call served here, move objects owned here in the call's own scope
         (a Move request to ourselves would wait for the call's uncommitted changes to be
@@ -160,7 +164,7 @@ class BackendRuntime(Runtime):
             if on_progress is not None and update.objects_total:
                 on_progress(update.objects_sent, update.objects_total)
 
-        return self.mover.move([object_id], target, recursive, False, progress)
+        return self.mover.move([object_id], target, recursive, False, progress, remotes)
 
     # ------------------------------------------------------------------ serving
     def run_coroutine(self, coro: Coroutine) -> Any:

@@ -185,7 +185,8 @@ class BackendService(rpc.BackendServicer):
         def run() -> None:
             token = SCOPE.set(RequestScope(chain)) if chain else None
             try:
-                outcome["result"] = self.rt.mover.move(roots, destination, request.recursive, request.only_owned, events.put)
+                outcome["result"] = self.rt.mover.move(roots, destination, request.recursive, request.only_owned, events.put,
+                                                        request.remotes)
             except BaseException as exc:
                 outcome["error"] = exc
             finally:
@@ -223,11 +224,10 @@ class BackendService(rpc.BackendServicer):
             return rt.versioning.new_version(parse_uuid(request.object_id, "object id"), destination, request.recursive)
 
     @handler
-    def ConsolidateVersion(self, request: pb.ConsolidateRequest, context) -> pb.Empty:
+    def ConsolidateVersion(self, request: pb.ConsolidateRequest, context) -> pb.ObjectEntry:
         rt = self.rt
         with rt.request(_chain(context)):
-            rt.versioning.consolidate(parse_uuid(request.object_id, "object id"), request.force, request.discard)
-        return EMPTY
+            return rt.versioning.consolidate(parse_uuid(request.object_id, "object id"), request.force, request.discard)
 
     @handler
     def StageWrite(self, request: pb.StageWriteRequest, context) -> pb.StageWriteReply:

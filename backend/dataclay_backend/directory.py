@@ -30,7 +30,7 @@ from dataclay.exceptions import (
     ObjectMovingError,
     ObjectNotRegisteredError,
     VersionConflictError,
-    VersionRetiredError,
+    retired_error,
 )
 from dataclay.transport import BackendInfo
 from dataclay_backend.sqlite_db import Database
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS objects (
     backend_id BLOB NOT NULL,
     version_parent BLOB,            -- versions: lineage, for people and tools
     version_original BLOB,
-    retired INTEGER NOT NULL DEFAULT 0  -- versions that were consolidated or discarded
+    retired INTEGER NOT NULL DEFAULT 0  -- versions: 1 discarded, 2 consolidated (forwards to its original)
 );  -- no index by backend (every move would update it): listing a backend's objects (at its start,
     -- or to drain it) scans instead, 5 ms per 100,000 objects
 CREATE TABLE IF NOT EXISTS aliases (
@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     apply TEXT                      -- JSON: what participants need to apply (base revisions)
 );
 """
+
+
+DISCARDED, CONSOLIDATED = 1, 2  # objects.retired
 
 
 class Refusal(Exception):
@@ -271,11 +274,7 @@ class Directory:
             raise ObjectNotRegisteredError(f"Object {object_id} is not registered!", object_id=object_id)
         class_path, backend, parent, original, retired = rows[0]
         if retired:
-            original_id = UUID(bytes=original)
-            raise VersionRetiredError(
-                f"version {object_id} was consolidated or discarded; use its original {original_id}",
-                object_id=object_id, original_id=original_id,
-            )
+            raise retired_error(object_id, UUID(bytes=original), retired == CONSOLIDATED)
         return ObjectEntry(object_id, class_path, UUID(bytes=backend),
                            UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None)
 
@@ -342,9 +341,10 @@ class Directory:
 
     # ------------------------------------------------------------------ transactions
     def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int],
-                           caller: str | None = None) -> None:
-        """The commit point of a consolidation; fails if a participant already aborted it. A
-        calling backend retires only versions it owns."""
+                           caller: str | None = None, discarded: bool = False) -> None:
+        """The commit point of a consolidation (or the retirement of discarded versions); fails
+        if a participant already aborted it. A calling backend retires only versions it owns. A
+        consolidated version forwards to its original from now on (locate), a discarded one does not."""
         check_ids(len(retire))
         with self.db.transaction() as conn:
             self._require_owned(conn, self._caller_id(conn, caller, "retire versions"), retire, "retire objects",
@@ -354,7 +354,8 @@ class Directory:
                 raise VersionConflictError(f"transaction {txn_id} was aborted (a participant timed out); nothing changed")
             conn.execute("INSERT OR REPLACE INTO transactions VALUES (?, 1, ?)", (txn_id.bytes, json.dumps(apply)))
             for object_id in retire:
-                conn.execute("UPDATE objects SET retired=1 WHERE id=?", (object_id.bytes,))
+                conn.execute("UPDATE objects SET retired=? WHERE id=?",
+                             (DISCARDED if discarded else CONSOLIDATED, object_id.bytes))
                 conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
 
     def resolve_transaction(self, txn_id: UUID) -> dict[str, int] | None:

@@ -55,10 +55,12 @@ class DirectoryClient:
             object_ids=keys, source_backend_id=source.bytes, destination_backend_id=destination.bytes,
             move_id=move_id.bytes))
 
-    def commit_transaction(self, txn: UUID, retire: list[bytes], base_revisions: dict[str, int] | None = None) -> None:
+    def commit_transaction(
+        self, txn: UUID, retire: list[bytes], base_revisions: dict[str, int] | None = None, discarded: bool = False,
+    ) -> None:
         """A consolidation's commit point (or, with a fresh txn, just retiring versions)."""
         self._call("CommitTransaction", pb.TransactionRequest(
-            txn_id=txn.bytes, retire=retire, base_revisions=base_revisions or {}))
+            txn_id=txn.bytes, retire=retire, base_revisions=base_revisions or {}, discarded=discarded))
 
     def resolve_transaction(self, txn: UUID) -> pb.TransactionState:
         """Whether txn (a consolidation, or a move by its id) committed; asking makes "not

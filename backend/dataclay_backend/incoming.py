@@ -37,8 +37,8 @@ def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | N
     if not isinstance(state, dict):
         raise InvalidRequestError(f"the state of object {object_id} is not a mapping of property names", object_id=object_id)
     for name in state:
-        if name == lc.VERSION:
-            continue
+        if name == lc.VERSION or (name == lc.OWN_STATE and cls._dc_getstate is not None):
+            continue  # the lineage; what the class's own __getstate__ returned
         if not isinstance(name, str):
             raise InvalidRequestError(f"the state of object {object_id} has a name that is not a string", object_id=object_id)
         try:

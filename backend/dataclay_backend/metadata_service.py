@@ -138,7 +138,7 @@ class MetadataService(rpc.MetadataServicer):
         retire = [parse_uuid(raw, "object id") for raw in request.retire]
         with self._bound(context, "retire versions") as caller:
             self.directory.commit_transaction(parse_uuid(request.txn_id, "transaction id"), retire,
-                                              dict(request.base_revisions), caller)
+                                              dict(request.base_revisions), caller, request.discarded)
         return pb.Empty()
 
     @handler

@@ -94,17 +94,22 @@ class Mover:
     # ================================================================== source side
     def move(
         self, roots: list[UUID], destination: UUID, recursive: bool, only_owned: bool,
-        progress: Callable[[pb.MoveProgress], None],
+        progress: Callable[[pb.MoveProgress], None], remotes: bool = False,
     ) -> pb.MoveProgress:
         """Move the roots (and, if recursive, what they reach through objects owned here).
         A root that left while the move waited for it is followed: `locate` raises where it
         went (the caller moves it from there) or that its owner is in doubt. With
         `only_owned` (a drain) roots not owned here are skipped. A destination that could not
-        be reached at the address we knew is looked up again (it may have restarted elsewhere)."""
+        be reached at the address we knew is looked up again (it may have restarted elsewhere).
+        With `remotes` (and recursive), roots already here, the destination, are walked for
+        their frontier, so the caller's walk goes on through them (dataClay's remotes=True)."""
         started = time.perf_counter()
         for _ in range(FOLLOW_ATTEMPTS):
             try:
-                result = self._move_once(roots, destination, recursive, only_owned, progress, started)
+                if destination == self.objects.backend_id and recursive and remotes and not only_owned:
+                    result = self._frontier_here(roots, started)
+                else:
+                    result = self._move_once(roots, destination, recursive, only_owned, progress, started)
             except BackendUnavailableError as unreachable:
                 if type(unreachable) is not BackendUnavailableError or not self._readdressed(destination):
                     raise  # sent (outcome unknown: the move aborted), or no new address to try
@@ -122,6 +127,22 @@ class Mover:
         known = self.peers.backends.get(backend_id)
         current = run_blocking(ops.get_backends(self.peers, self.peers.blocking)).get(backend_id)
         return current is not None and current != known
+
+    def _frontier_here(self, roots: list[UUID], started: float) -> pb.MoveProgress | None:
+        """The roots are already here, the destination: nothing moves, but what they reach
+        through objects owned here is walked (locked and read, as a move would) for the
+        reachable objects owned elsewhere. None if no root was here when the walk took it."""
+        scope = SCOPE.get()
+        chain = scope.chain if scope else f"{MOVE_CHAIN_PREFIX}{uuid.uuid4().hex[:12]}"
+        walk = Walk(self.objects, self.locks, self.locate, roots, True, False, chain)
+        try:
+            for _ in walk.batches():
+                pass
+            if not walk.locked:
+                return None
+            return pb.MoveProgress(done=True, frontier=walk.frontier_entries(), seconds=time.perf_counter() - started)
+        finally:
+            walk.release()
 
     def _move_once(
         self, roots: list[UUID], destination: UUID, recursive: bool, only_owned: bool,

@@ -64,6 +64,8 @@ class LocalObjects:
     def load(self, obj: Any) -> None:
         """UNLOADED -> LOADED, from the store (under the load lock: see dataclay_backend.locking)."""
         meta = obj.__dict__
+        if lc.IN_STATE_HOOK.get() is not None and lc.IN_STATE_HOOK.get() is not obj:
+            lc.refuse_in_state_hook(f"{obj!r}")  # the load lock is held: it would wait for itself
         with self.load_lock:
             if meta[lc.LOADED]:
                 return

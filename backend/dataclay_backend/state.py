@@ -14,7 +14,10 @@ from dataclay_backend.object_store import INLINE_LIMIT
 def can_change_in_place(obj: Any) -> bool:
     """Whether a property value could change without an assignment (a list, a dict, ...).
     If not, only assignments (which mark the object dirty) can change the object, and an
-    active method that assigned nothing needs no write at all."""
+    active method that assigned nothing needs no write at all. A class with its own
+    __getstate__ may store anything (attributes that are not properties too): always."""
+    if type(obj)._dc_getstate is not None:
+        return True
     meta = obj.__dict__
     for name in obj._dc_properties:
         value = meta.get(name)

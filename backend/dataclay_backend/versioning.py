@@ -27,7 +27,7 @@ from dataclay.exceptions import (
     ObjectWithWrongBackendIdError,
     OutcomeUnknownError,
     VersionConflictError,
-    VersionRetiredError,
+    retired_error,
 )
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
@@ -77,7 +77,7 @@ class Versioning:
         self.participant_timeout = participant_timeout
         self._lock = threading.Lock()
         self._prepared: dict[UUID, _Prepared] = {}
-        self.retired: dict[UUID, UUID] = {}  # version id -> original id, retired since start
+        self.retired: dict[UUID, tuple[UUID, bool]] = {}  # version id -> (original id, consolidated), since start
 
     def _lock_closure(self, root: UUID, recursive: bool, chain: str) -> list[Any]:
         """Lock root (and what it reaches, if recursive). A root that left while we waited for
@@ -132,14 +132,18 @@ class Versioning:
         return pb.ObjectEntry(object_id=root.object_id, class_path=root.class_path, backend_id=target.bytes)
 
     # ================================================================== coordinator
-    def consolidate(self, version_id: UUID, force: bool, discard: bool) -> None:
+    def consolidate(self, version_id: UUID, force: bool, discard: bool) -> pb.ObjectEntry:
+        """Consolidate (or discard) the version; the original's entry (with its owner, as the
+        consolidation found it), which the version forwards to from now on (empty for a discard)."""
         version = self.objects.ensure_loaded(self.locate(version_id))
-        if lc.lineage(version) is None:
+        lineage = lc.lineage(version)
+        if lineage is None:
             raise ObjectIsNotVersionError(f"Object {version_id} is not a version!", object_id=version_id)
         txn = uuid.uuid4()
         chain = f"txn-{txn.hex[:12]}"
         chain_token = CURRENT_CHAIN.set(chain)
         locked = self._lock_closure(version_id, True, chain)
+        owners: dict[UUID, UUID] = {}  # ancestor id -> its owner, for a lineage across backends
         try:
             for obj in locked:
                 self.objects.ready(obj)
@@ -147,16 +151,23 @@ class Versioning:
             if discard or self._lineage_is_here(members):
                 self._consolidate_here(members, chain, force, discard)
             else:
-                self._consolidate_across(txn, chain, members, force)
+                owners = self._consolidate_across(txn, chain, members, force)
         finally:
             self.locks.release_all(locked)
             CURRENT_CHAIN.reset(chain_token)
+        if discard:
+            return pb.ObjectEntry()
+        owner = self.objects.backend_id if lineage.original in self.objects.owned else owners.get(lineage.original)
+        return pb.ObjectEntry(object_id=lineage.original.bytes, class_path=class_path(type(version)),
+                              backend_id=owner.bytes if owner else b"")
 
-    def _consolidate_across(self, txn: UUID, chain: str, members: list[Any], force: bool) -> None:
-        """The two-phase commit, for lineages that span backends (see module docstring)."""
+    def _consolidate_across(self, txn: UUID, chain: str, members: list[Any], force: bool) -> dict[UUID, UUID]:
+        """The two-phase commit, for lineages that span backends (see module docstring).
+        Returns the owner of each ancestor written."""
         participants: dict[UUID, BackendInfo | None] = {}  # backend id -> info (None: here)
+        owners: dict[UUID, UUID] = {}
         try:
-            base_revisions = self._prepare_all(txn, chain, members, force, participants)
+            base_revisions = self._prepare_all(txn, chain, members, force, participants, owners)
             faults.hit("consolidate.after_prepare")
             self._commit(txn, members, base_revisions)
         except OutcomeUnknownError:
@@ -176,6 +187,7 @@ class Versioning:
             except Exception as exc:  # it applies when it resolves the transaction
                 log.warning("consolidation %s committed; %s will apply it later: %s", txn, info.describe(), exc)
         self._retire(members)
+        return owners
 
     # ------------------------------------------------------- everything on this backend
     def _lineage_is_here(self, members: list[Any]) -> bool:
@@ -224,8 +236,8 @@ class Versioning:
                 objects.loaded.touch(row.object_id, ancestor, len(row.state))
         finally:
             self.locks.release_all(held)
-        self._retire(members, stored=False)
-        self._announce_retired(members)
+        self._retire(members, stored=False, consolidated=not discard)
+        self._announce_retired(members, discard)
 
     def _write_state(self, obj: Any, state: bytes, revision: int, base_revisions: dict[UUID, int]) -> None:
         """An ancestor takes the consolidated state (keeping its own lineage, whose base
@@ -259,32 +271,33 @@ class Versioning:
 
     # ------------------------------------------------------- retired versions
     def check_not_retired(self, object_id: UUID) -> None:
-        original = self.retired.get(object_id)
-        if original is not None:
-            raise VersionRetiredError(
-                f"version {object_id} was consolidated or discarded; use its original {original}",
-                object_id=object_id, original_id=original,
-            )
+        """A version retired here answers so (a consolidated one forwards to its original)."""
+        retired = self.retired.get(object_id)
+        if retired is not None:
+            raise retired_error(object_id, *retired)
 
-    def _announce_retired(self, members: list[Any]) -> None:
+    def _announce_retired(self, members: list[Any], discarded: bool) -> None:
         """Tell the directory after replying (this backend answers for them meanwhile). If we
         crash first, recovery removes their entries: the directory never lists them as live."""
         ids = [m.__dict__[lc.ID].bytes for m in members]
 
         def announce() -> bool:
-            self.directory.commit_transaction(uuid.uuid4(), ids)
+            self.directory.commit_transaction(uuid.uuid4(), ids, discarded=discarded)
             return True
 
         resolve_later(announce, f"telling the directory that {len(ids)} versions retired", delay=0.0)
 
     def _prepare_all(
         self, txn: UUID, chain: str, members: list[Any], force: bool, participants: dict[UUID, BackendInfo | None],
+        owners: dict[UUID, UUID],
     ) -> dict[str, int]:
-        """Prepare every ancestor on its owner; returns what the commit record must carry."""
+        """Prepare every ancestor on its owner (noted in `owners`); returns what the commit
+        record must carry."""
 
         def prepare(member: Any, parent_id: UUID, expected: int, state: bytes) -> tuple[int, lc.Lineage | None]:
             reply, backend_id, info = self._prepare_one(txn, chain, member, parent_id, state, expected, force)
             participants[backend_id] = info
+            owners[parent_id] = backend_id
             lineage = (lc.Lineage(UUID(bytes=reply.version_parent), None, reply.base_revision)  # type: ignore[arg-type]
                        if reply.version_parent else None)
             return reply.new_revision, lineage
@@ -349,10 +362,10 @@ class Versioning:
             except Exception as exc:  # it resolves the transaction (aborted) by itself
                 log.warning("could not abort consolidation %s on %s: %s", txn, info.describe(), exc)
 
-    def _retire(self, members: list[Any], stored: bool = True) -> None:
+    def _retire(self, members: list[Any], stored: bool = True, consolidated: bool = True) -> None:
         """The versions were consolidated (or discarded): they are gone from here."""
         for member in members:
-            self.retired[member.__dict__[lc.ID]] = lc.lineage(member).original
+            self.retired[member.__dict__[lc.ID]] = (lc.lineage(member).original, consolidated)
         self.objects.give_up(members, None, delete_rows=stored)
 
     # ================================================================== participant

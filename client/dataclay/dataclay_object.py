@@ -47,7 +47,8 @@ class PersistentProperty:
                 value = state[self.name]
             except KeyError:
                 return self._missing(obj)
-            if state[REGISTERED] and type(value) not in IMMUTABLE_TYPES and not hasattr(value, ID):
+            if (state[REGISTERED] and type(value) not in IMMUTABLE_TYPES and not hasattr(value, ID)
+                    and lifecycle.IN_STATE_HOOK.get() is not obj):
                 current_runtime().touch_local(obj)  # a list, dict, ... handed out may change in place
             return value
         rt = current_runtime()
@@ -58,9 +59,9 @@ class PersistentProperty:
         if not state[LOCAL]:
             rt = current_runtime()
             run_blocking(ops.set_attribute(rt, rt.blocking, obj, self.name, value))
-        elif state[REGISTERED]:
+        elif state[REGISTERED] and lifecycle.IN_STATE_HOOK.get() is not obj:
             current_runtime().write_local(obj, self.name, value)
-        else:
+        else:  # a plain object, or its own __setstate__ restoring a stored state
             state[self.name] = value
 
     def __delete__(self, obj: Any) -> None:
@@ -128,6 +129,9 @@ class DataClayObject:
 
     _dc_is_dataclay_object: ClassVar[bool] = True
     _dc_properties: ClassVar[tuple[str, ...]] = ()
+    # The class's own __getstate__ / __setstate__ (lifecycle.state_hooks); None: it has none.
+    _dc_getstate: ClassVar[Callable[[Any], Any] | None] = None
+    _dc_restore: ClassVar[Callable[[Any, Any], None] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,6 +144,8 @@ class DataClayObject:
             setattr(cls, name, PersistentProperty(name, cls.__dict__.get(name, _MISSING)))
         inherited = [name for name in cls._dc_properties if name not in own]
         cls._dc_properties = tuple(inherited + own)
+        cls._dc_getstate, cls._dc_restore = lifecycle.state_hooks(
+            cls, DataClayObject.__getstate__, DataClayObject.__setstate__)
 
     def __new__(cls, *args: Any, **kwargs: Any):
         obj = super().__new__(cls)

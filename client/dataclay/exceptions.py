@@ -177,7 +177,33 @@ class VersionConflictError(DataClayException):
 
 
 class VersionRetiredError(DoesNotExistError):
-    """The version was consolidated or discarded; use its original (`original_id`)."""
+    """The version was discarded (or consolidated); its original is `original_id`."""
+
+
+class VersionConsolidatedError(VersionRetiredError):
+    """The version was consolidated into its original (`original_id`), which answers for it
+    now, as dataClay's version proxy takes the original's identity. Clients follow it on their
+    own, like a move; it reaches user code only where nothing can follow it."""
+
+
+class StateHookError(DataClayException):
+    """A class's own __getstate__ / __setstate__ used another persistent object (read its
+    properties or called its methods). They run while a backend loads or stores the object,
+    holding what that needs, so they may use only their own object and the state they get."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+def retired_error(object_id: object, original_id: object, consolidated: bool) -> VersionRetiredError:
+    """What a retired version answers (the directory, and the backend that retired it): a
+    consolidated one forwards to its original (callers follow it), a discarded one is gone."""
+    if consolidated:
+        return VersionConsolidatedError(
+            f"version {object_id} was consolidated into {original_id}, which answers for it",
+            object_id=object_id, original_id=original_id)
+    return VersionRetiredError(
+        f"version {object_id} was discarded; use its original {original_id}",
+        object_id=object_id, original_id=original_id)
 
 
 class OutcomeUnknownError(DataClayException):

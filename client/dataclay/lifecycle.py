@@ -28,7 +28,9 @@ Transitions::
        ▼                          (moved away, retired)     │           retired)
      PROXY ◄────────────────────────────────────────────────┴──┘
        │ relocated (the owner changed; None: retired)
-       └──► PROXY
+       ├──► PROXY
+       │ forwarded (a consolidated version takes its original's identity, as in dataClay)
+       └──► PROXY of the original
 
 On a backend an owned object also carries the bookkeeping of its stored state: REVISION (bumped
 by every stored change), DIGEST (to detect in-place changes), LOCK (its ChainLock), PENDING
@@ -40,8 +42,11 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any, NamedTuple
+from contextvars import ContextVar
+from typing import Any, Callable, NamedTuple
 from uuid import UUID
+
+from dataclay.exceptions import StateHookError
 
 ID = "_dc_id"  # uuid.UUID, for the object's whole life
 REGISTERED = "_dc_is_registered"  # the directory knows it (it is persistent)
@@ -54,6 +59,12 @@ LOCK = "_dc_lock"  # backend: the object's ChainLock
 PENDING = "_dc_pending"  # backend: requests whose change of the object is not yet stored
 STALE = "_dc_stale"  # backend: a failed request's change may be in memory: reload before use
 VERSION = "_dc_version"  # a version's lineage; persisted with the state, as a plain tuple
+OWN_STATE = "_dc_own_state"  # persisted: what the class's own __getstate__ returned
+
+# The object whose own __getstate__ / __setstate__ is running in this thread: its property
+# reads and writes are plain ones then (no lock, no "changed" mark): the hook builds or reads
+# the state as stored, under whatever lock its caller holds.
+IN_STATE_HOOK: ContextVar[Any] = ContextVar("dataclay_in_state_hook", default=None)
 
 
 class State(enum.Enum):
@@ -133,17 +144,90 @@ def registered_elsewhere(obj: Any, backend_id: UUID) -> None:
 def load(obj: Any, values: dict[str, Any], revision: int) -> None:
     """UNLOADED -> LOADED (or LOADED with new contents): `values` are a stored state, decoded.
     Properties not in it are dropped (a state replaces the whole object); a stored lineage
-    becomes a Lineage."""
+    becomes a Lineage. A class with its own __setstate__ (or __getstate__) gets the state
+    through it, once the object is LOADED (`restore`)."""
     meta = obj.__dict__
     for name in obj._dc_properties:
         meta.pop(name, None)
     meta.pop(VERSION, None)
     stored_lineage = values.pop(VERSION, None)
-    meta.update(values)
+    own = type(obj)._dc_restore
+    if own is None:
+        meta.update(values)
     if stored_lineage is not None:
         meta[VERSION] = Lineage(*stored_lineage)
     meta[LOADED] = True
     meta[REVISION] = revision
+    if own is not None:
+        try:
+            restore(obj, values)
+        except BaseException:
+            unload(obj)  # never half restored: the next use loads it again
+            raise
+
+
+def assign(obj: Any, values: dict[str, Any]) -> None:
+    """A stored state without lineage (`properties`) into a NEW object (a clone)."""
+    if type(obj)._dc_restore is None:
+        obj.__dict__.update(values)
+    else:
+        restore(obj, values)
+
+
+def restore(obj: Any, values: dict[str, Any]) -> None:
+    """Give a state to a class with its own hooks: what its __getstate__ returned if that is
+    what was stored (else the properties, stored before the class had one), to its own
+    __setstate__, or, without one, a dict of attributes set as they are (pickle's default)."""
+    state = values[OWN_STATE] if OWN_STATE in values else values
+    setstate = type(obj)._dc_restore
+    if setstate is _set_attributes:
+        if not isinstance(state, dict):
+            raise TypeError(f"{type(obj).__qualname__}.__getstate__ returned a {type(state).__name__}, not a dict: "
+                            "define __setstate__ too, to restore it")
+    _in_hook(obj, setstate, state)
+
+
+def refuse_in_state_hook(what: str) -> None:
+    """Called (when IN_STATE_HOOK is set) where a state hook would use another persistent
+    object: loading one, calling one. Refused, as it could wait for what the hook's caller
+    holds (the backend's load lock)."""
+    hooked = IN_STATE_HOOK.get()
+    name = type(hooked).__qualname__
+    raise StateHookError(
+        f"{name}.__getstate__/__setstate__ may use only its own object and the state it is given, not {what}: "
+        f"they run while the backend loads or stores the {name}; do that in an active method instead",
+        object_id=hooked.__dict__[ID])
+
+
+def _in_hook(obj: Any, hook: Callable[[Any, Any], Any], *args: Any) -> Any:
+    token = IN_STATE_HOOK.set(obj)
+    try:
+        return hook(obj, *args)
+    finally:
+        IN_STATE_HOOK.reset(token)
+
+
+def _set_attributes(obj: Any, state: dict[str, Any]) -> None:
+    """Pickle's default __setstate__, without the lifecycle's own keys."""
+    obj.__dict__.update(_public(state))
+
+
+def _public(state: dict[Any, Any]) -> dict[Any, Any]:
+    """A state dict of a class's own hooks without the lifecycle's keys (`_dc_...`, such as
+    an object's id and lock): a hook's state never stores or sets them."""
+    return {name: value for name, value in state.items() if not (type(name) is str and name.startswith("_dc_"))}
+
+
+def state_hooks(cls: type, base_getstate: Any, base_setstate: Any) -> tuple[Any, Any]:
+    """A class's own hooks, for its `_dc_getstate` / `_dc_restore` (None: it has none, and
+    its state is its properties, at no extra cost). A class with only __getstate__ is restored
+    as pickle does (a dict's items set as attributes); one with only __setstate__ gets the
+    properties."""
+    getstate = cls.__getstate__ if cls.__getstate__ is not base_getstate else None
+    setstate = cls.__setstate__ if cls.__setstate__ is not base_setstate else None
+    if getstate is None and setstate is None:
+        return None, None
+    return getstate, setstate or _set_attributes
 
 
 def unload(obj: Any) -> None:
@@ -172,16 +256,28 @@ def relocated(obj: Any, backend_id: UUID | None) -> None:
     obj.__dict__[BACKEND] = backend_id
 
 
+def forwarded(obj: Any, original_id: UUID, backend_id: UUID | None) -> None:
+    """PROXY -> PROXY of another object: a consolidated version acts as its original from now
+    on (dataClay's `v.consolidate_version(); e = v`); backend_id None: ask the directory."""
+    obj.__dict__.update({ID: original_id, BACKEND: backend_id})
+
+
 def with_lineage(obj: Any, value: Lineage) -> None:
     """Set a loaded object's lineage (a version being made, or its base revision moving on)."""
     obj.__dict__[VERSION] = value
 
 
 def persisted_state(obj: Any) -> dict[str, Any]:
-    """What is stored of obj: the properties that are set and, for a version, its lineage as
-    a plain tuple (the stored format)."""
+    """What is stored of obj: the properties that are set (or what its class's own
+    __getstate__ returns, dataClay's rule) and, for a version, its lineage as a plain tuple
+    (the stored format)."""
     meta = obj.__dict__
-    persisted = {name: meta[name] for name in obj._dc_properties if name in meta}
+    getstate = type(obj)._dc_getstate
+    if getstate is None:
+        persisted = {name: meta[name] for name in obj._dc_properties if name in meta}
+    else:
+        state = _in_hook(obj, getstate)
+        persisted = {OWN_STATE: _public(state) if type(state) is dict else state}
     version = meta.get(VERSION)
     if version is not None:
         persisted[VERSION] = tuple(version)

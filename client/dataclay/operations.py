@@ -23,6 +23,7 @@ from dataclay.exceptions import (
     ObjectMovingError,
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
+    VersionConsolidatedError,
 )
 from dataclay.lifecycle import BACKEND, ID, LOCAL, REGISTERED
 from dataclay.protocol import IDEMPOTENT, codec
@@ -82,11 +83,26 @@ def _require_registered(obj: "DataClayObject") -> None:
 
 
 async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
-    """Ask the directory who owns obj, and remember it."""
-    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
-    owner = UUID(bytes=entry.backend_id)
-    lifecycle.relocated(obj, owner)
-    return owner
+    """Ask the directory who owns obj, and remember it. A consolidated version is its
+    original from then on (dataClay's version proxy takes the original's identity)."""
+    for _ in range(MAX_REDIRECTS):
+        try:
+            entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
+        except VersionConsolidatedError as consolidated:
+            _follow_consolidation(rt, obj, consolidated)
+            continue
+        owner = UUID(bytes=entry.backend_id)
+        lifecycle.relocated(obj, owner)
+        return owner
+    raise ObjectMovingError(f"{obj!r} kept being forwarded during {MAX_REDIRECTS} attempts", object_id=obj.__dict__[ID])
+
+
+def _follow_consolidation(rt: "Runtime", obj: "DataClayObject", consolidated: VersionConsolidatedError) -> None:
+    """obj (a proxy) is a version that was consolidated: it acts as its original now. An
+    answer about another object (raised by a method obj ran) is not ours to follow."""
+    if consolidated.fields.get("object_id") != str(obj.__dict__[ID]):
+        raise consolidated
+    rt.forward(obj, consolidated.original_id, None)
 
 
 async def at_owner(
@@ -94,10 +110,15 @@ async def at_owner(
     request: Any | Callable[[BackendInfo], Awaitable[Any]],
 ) -> Any:
     """Call `method` on the backend that owns obj, following redirects (bounded). `request` is
-    the message, or a coroutine function that makes it for the backend it goes to."""
+    the message, or a coroutine function that makes it for the backend it goes to; its
+    `object_id` names obj, and follows obj to its original if obj is a consolidated version."""
 
     async def call(info: BackendInfo) -> Any:
-        return await t.backend(info, method, await request(info) if callable(request) else request)
+        message = await request(info) if callable(request) else request
+        object_id = obj.__dict__[ID].bytes
+        if message.object_id != object_id:  # obj was forwarded meanwhile (_follow_consolidation)
+            message.object_id = object_id
+        return await t.backend(info, method, message)
 
     return await with_owner(rt, t, obj, call, idempotent=method in IDEMPOTENT)
 
@@ -112,6 +133,8 @@ async def with_owner(
     (dataclay.protocol.IDEMPOTENT) or was certainly not sent (its channel never connected).
     Otherwise the error is raised: a CallOutcomeUnknownError says the outcome is unknown."""
     _require_registered(obj)
+    if lifecycle.IN_STATE_HOOK.get() is not None:
+        lifecycle.refuse_in_state_hook(f"{obj!r}")
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
         known = state[BACKEND]
@@ -128,6 +151,8 @@ async def with_owner(
         except ObjectWithWrongBackendIdError as moved:
             new_owner = moved.fields.get("backend_id")
             lifecycle.relocated(obj, UUID(new_owner) if new_owner else None)
+        except VersionConsolidatedError as consolidated:
+            _follow_consolidation(rt, obj, consolidated)
         except BackendUnavailableError as unavailable:
             if not (idempotent or unavailable.not_sent):
                 raise  # it may have been applied: never sent again on our own
@@ -292,8 +317,17 @@ async def call_method(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, a
 
 
 async def get_by_id(rt: "Runtime", t: Any, cls: type, object_id: UUID | str) -> "DataClayObject":
-    entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=_as_uuid(object_id, "object id").bytes))
-    return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+    """The object with this id; for a consolidated version, its original (which it acts as)."""
+    wanted = _as_uuid(object_id, "object id")
+    for _ in range(MAX_REDIRECTS):
+        try:
+            entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=wanted.bytes))
+        except VersionConsolidatedError as consolidated:
+            wanted = consolidated.original_id
+            continue
+        return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+    raise ObjectMovingError(f"object {object_id} kept being forwarded during {MAX_REDIRECTS} attempts",
+                            object_id=object_id)
 
 
 async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataClayObject":
@@ -356,7 +390,7 @@ async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool
 
     for object_id, record in records.items():
         state = lifecycle.properties(loads(record.state, resolve))  # a clone is a new object, not a version
-        clones[object_id.bytes].__dict__.update(state)
+        lifecycle.assign(clones[object_id.bytes], state)
     return clones[obj.__dict__[ID].bytes]
 
 
@@ -367,6 +401,14 @@ async def dc_update(rt: "Runtime", t: Any, obj: "DataClayObject", other: "DataCl
     else:
         state = loads((await _fetch_state(rt, t, other)).state, rt.resolve)
     state = lifecycle.properties(state)  # the properties only, never the lineage
+    if lifecycle.OWN_STATE in state:  # what other's own __getstate__ returned: only its __setstate__ reads it
+        if obj.__dict__[REGISTERED] or type(obj) is not type(other):
+            raise InvalidRequestError(
+                f"dc_update from a {type(other).__qualname__}, whose state is what its own __getstate__ returns, "
+                "works only into a new (not persistent) object of the same class; call an active method that "
+                "copies what you need instead", class_path=class_path(type(other)))
+        lifecycle.assign(obj, state)
+        return
     if obj.__dict__[LOCAL]:
         for name, value in state.items():
             setattr(obj, name, value)
@@ -396,15 +438,16 @@ ProgressCallback = Callable[[int, int], None]  # (objects sent, objects total)
 
 
 async def _move_from_owner(
-    rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: ProgressCallback | None
+    rt: "Runtime", t: Any, obj: "DataClayObject", target: UUID, recursive: bool, remotes: bool,
+    on_progress: ProgressCallback | None,
 ) -> pb.MoveProgress:
-    object_id = obj.__dict__[ID].bytes
-    here = rt.move_here(obj, target, recursive, on_progress)
+    here = rt.move_here(obj, target, recursive, remotes, on_progress)
     if here is not None:
         return here
 
     async def perform(info: BackendInfo) -> pb.MoveProgress:
-        request = pb.MoveRequest(object_ids=[object_id], destination=target.bytes, recursive=recursive)
+        request = pb.MoveRequest(object_ids=[obj.__dict__[ID].bytes], destination=target.bytes, recursive=recursive,
+                                 remotes=remotes)
         final = pb.MoveProgress()
         async for progress in t.backend_stream(info, "Move", request):
             if on_progress is not None and progress.objects_total:
@@ -420,8 +463,10 @@ async def move(
     remotes: bool = False, on_progress: ProgressCallback | None = None,
 ) -> MoveResult:
     """Move obj to another backend, atomically. recursive=True also moves what obj reaches
-    through objects owned by the same backend; remotes=True (with recursive) also gathers
-    reachable objects owned by other backends."""
+    through objects owned by the same backend; remotes=True (with recursive) walks through
+    every reachable object, wherever it is (also on the destination, whose owner walks it for
+    what lies beyond), and moves each from its owner: one atomic move per object taken from
+    another backend, with what it reaches there."""
     _require_registered(obj)
     target = _as_uuid(backend_id, "backend id")
     await backend_info(rt, t, target)
@@ -432,15 +477,16 @@ async def move(
     while pending:
         current = pending.pop()
         visited.add(current.__dict__[ID])
-        final = await _move_from_owner(rt, t, current, target, recursive, on_progress)
+        final = await _move_from_owner(rt, t, current, target, recursive, remotes, on_progress)
         moved = [UUID(bytes=raw) for raw in final.moved_ids]
         rt.relocated(moved, target)
         result.object_ids += moved
         result.bytes += final.bytes_sent
         if remotes and recursive:
+            visited.update(moved)  # walked by that move: what they reach is in its frontier
             for entry in final.frontier:
                 entry_id = UUID(bytes=entry.object_id)
-                if entry_id not in visited and entry.backend_id != target.bytes:
+                if entry_id not in visited:
                     visited.add(entry_id)
                     pending.append(rt.instance(entry_id, entry.class_path, UUID(bytes=entry.backend_id) if entry.backend_id else None))
     result.objects = len(result.object_ids)
@@ -468,7 +514,8 @@ async def new_version(
 
 async def consolidate_version(rt: "Runtime", t: Any, obj: "DataClayObject", force: bool = False) -> None:
     """Write this version into every ancestor and the original, atomically, then retire it.
-    VersionConflictError if any of them changed since (unless force=True)."""
+    VersionConflictError if any of them changed since (unless force=True). From then on obj,
+    and every reference to the version, acts as the original (as in dataClay)."""
     await _retire_version(rt, t, obj, pb.ConsolidateRequest(object_id=obj.__dict__[ID].bytes, force=force))
 
 
@@ -478,8 +525,11 @@ async def discard_version(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
 
 
 async def _retire_version(rt: "Runtime", t: Any, obj: "DataClayObject", request: pb.ConsolidateRequest) -> None:
-    await at_owner(rt, t, obj, "ConsolidateVersion", request)
-    lifecycle.relocated(obj, None)  # retired: the next use asks the directory, which says so
+    original = await at_owner(rt, t, obj, "ConsolidateVersion", request)
+    if original.object_id:  # consolidated: obj is its original now
+        rt.forward(obj, UUID(bytes=original.object_id), UUID(bytes=original.backend_id) if original.backend_id else None)
+    else:
+        lifecycle.relocated(obj, None)  # discarded: the next use asks the directory, which says so
 
 
 __all__ = [

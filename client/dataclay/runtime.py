@@ -133,6 +133,15 @@ class Runtime:
                 self.heap[object_id] = obj
         return obj
 
+    def forward(self, obj: "DataClayObject", original_id: UUID, backend_id: UUID | None) -> None:
+        """A consolidated version (a proxy here) acts as its original from now on; references
+        to the version's id in this process resolve to it, and so do the original's if this
+        process held no instance of it."""
+        with self._heap_lock:
+            lifecycle.forwarded(obj, original_id, backend_id)
+            if self.heap.get(original_id) is None:
+                self.heap[original_id] = obj
+
     def resolve(self, ref: Ref) -> "DataClayObject":
         object_id, class_path, backend = ref
         return self.instance(UUID(bytes=object_id), class_path, UUID(bytes=backend) if backend else None)
@@ -151,7 +160,8 @@ class Runtime:
                     self.heap[object_id] = obj
 
     def move_here(
-        self, obj: "DataClayObject", target: UUID, recursive: bool, on_progress: Callable[[int, int], None] | None
+        self, obj: "DataClayObject", target: UUID, recursive: bool, remotes: bool,
+        on_progress: Callable[[int, int], None] | None,
     ) -> Any:
         """A backend moves an object it owns itself (returning the final MoveProgress) when a
         call it is serving asks, so that the call's own changes, not yet committed, go along;

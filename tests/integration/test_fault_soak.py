@@ -314,6 +314,7 @@ class Worker(threading.Thread):
         if made.outcome != "ack":
             return
         version = made.value
+        version_id = version.id  # a consolidated version takes its original's id: remember its own
         token = self.next_token()
         written = self.history.run("write(version)", lambda: setattr(version, "value", token))
         if written.outcome == "ack" and self.rng.random() < 0.75:
@@ -322,12 +323,12 @@ class Worker(threading.Thread):
         else:
             step = "discard"
             op = self.history.run("discard_version", version.discard_version)
-        doc.versions.append([str(version.id), token, str(destination), round(made.start - T0, 3),
+        doc.versions.append([str(version_id), token, str(destination), round(made.start - T0, 3),
                              f"write:{written.error or 'ack'}", f"{step}:{op.error or 'ack'}",
                              round(op.start - T0, 3), round(op.end - T0, 3)])
         if op.outcome == "ack":
             with self.history.lock:
-                self.history.retired.append(version.id)
+                self.history.retired.append(version_id)
 
 
 # ====================================================================== chaos

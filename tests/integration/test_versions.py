@@ -46,8 +46,7 @@ def test_version_is_its_own_object_and_the_original_keeps_id_and_aliases(client)
     assert version.raise_salary(1.0) == 2.0 and employee.salary == 1.0
     version.consolidate_version()
     assert Employee.get_by_alias(alias) is employee and employee.salary == 2.0
-    with pytest.raises(VersionRetiredError, match="consolidated or discarded"):
-        version.salary
+    assert version._dc_id == employee._dc_id and version.salary == 2.0  # it acts as the original now
 
 
 def test_versions_on_other_backends(client):
@@ -83,8 +82,8 @@ def test_recursive_and_shared_versions_of_a_company(client):
     deep.consolidate_version()
     assert company.name == "Graph v2" and employee.salary == 999.0
     assert company.employee is employee  # references point at the originals again
-    with pytest.raises(VersionRetiredError):
-        versioned_employee.salary
+    assert versioned_employee.salary == 999.0  # each member acts as its own original (from its first use)
+    assert versioned_employee._dc_id == employee._dc_id
 
 
 def test_sibling_conflict_and_force(client):
@@ -231,8 +230,7 @@ def test_kill_9_during_consolidation(make_cluster, victim, point, applied):
         employee.sync()
         assert employee.raise_salary(0.5) == (2.5 if applied else 1.5)  # writable, one state or the other
         if applied:
-            with pytest.raises(VersionRetiredError):
-                version.salary
+            assert version.salary == 2.5  # consolidated: it acts as the original
         else:
             version.sync()
             assert version.salary == 2.0

@@ -124,16 +124,18 @@ class UpdateObjectRequest(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class MoveRequest(_message.Message):
-    __slots__ = ("object_ids", "destination", "recursive", "only_owned")
+    __slots__ = ("object_ids", "destination", "recursive", "only_owned", "remotes")
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     RECURSIVE_FIELD_NUMBER: _ClassVar[int]
     ONLY_OWNED_FIELD_NUMBER: _ClassVar[int]
+    REMOTES_FIELD_NUMBER: _ClassVar[int]
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
     destination: bytes
     recursive: bool
     only_owned: bool
-    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., destination: _Optional[bytes] = ..., recursive: _Optional[bool] = ..., only_owned: _Optional[bool] = ...) -> None: ...
+    remotes: bool
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., destination: _Optional[bytes] = ..., recursive: _Optional[bool] = ..., only_owned: _Optional[bool] = ..., remotes: _Optional[bool] = ...) -> None: ...
 
 class MoveProgress(_message.Message):
     __slots__ = ("objects_total", "objects_sent", "bytes_sent", "done", "moved_ids", "frontier", "seconds")
@@ -241,7 +243,7 @@ class ApplyWritesRequest(_message.Message):
     def __init__(self, txn_id: _Optional[bytes] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TransactionRequest(_message.Message):
-    __slots__ = ("txn_id", "retire", "base_revisions")
+    __slots__ = ("txn_id", "retire", "base_revisions", "discarded")
     class BaseRevisionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -252,10 +254,12 @@ class TransactionRequest(_message.Message):
     TXN_ID_FIELD_NUMBER: _ClassVar[int]
     RETIRE_FIELD_NUMBER: _ClassVar[int]
     BASE_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    DISCARDED_FIELD_NUMBER: _ClassVar[int]
     txn_id: bytes
     retire: _containers.RepeatedScalarFieldContainer[bytes]
     base_revisions: _containers.ScalarMap[str, int]
-    def __init__(self, txn_id: _Optional[bytes] = ..., retire: _Optional[_Iterable[bytes]] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    discarded: bool
+    def __init__(self, txn_id: _Optional[bytes] = ..., retire: _Optional[_Iterable[bytes]] = ..., base_revisions: _Optional[_Mapping[str, int]] = ..., discarded: _Optional[bool] = ...) -> None: ...
 
 class TransactionState(_message.Message):
     __slots__ = ("committed", "base_revisions")

@@ -112,7 +112,7 @@ class BackendStub:
         self.ConsolidateVersion = channel.unary_unary(
                 '/dataclay.v1.Backend/ConsolidateVersion',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ConsolidateRequest.SerializeToString,
-                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
                 _registered_method=True)
         self.StageWrite = channel.unary_unary(
                 '/dataclay.v1.Backend/StageWrite',
@@ -275,7 +275,9 @@ class BackendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConsolidateVersion(self, request, context):
-        """[callers: anyone]
+        """Consolidation answers the original's entry (with its owner, as the consolidation found it);
+        discarding answers an empty entry.
+        [callers: anyone]
         [not idempotent: the version is retired by the first]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -387,7 +389,7 @@ def add_BackendServicer_to_server(servicer, server):
             'ConsolidateVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.ConsolidateVersion,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ConsolidateRequest.FromString,
-                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.SerializeToString,
             ),
             'StageWrite': grpc.unary_unary_rpc_method_handler(
                     servicer.StageWrite,
@@ -836,7 +838,7 @@ class Backend:
             target,
             '/dataclay.v1.Backend/ConsolidateVersion',
             dataclay_dot_protocol_dot_dataclay__pb2.ConsolidateRequest.SerializeToString,
-            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
             options,
             channel_credentials,
             insecure,

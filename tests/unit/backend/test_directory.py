@@ -19,6 +19,7 @@ from dataclay.exceptions import (
     ObjectMovingError,
     ObjectNotRegisteredError,
     VersionConflictError,
+    VersionConsolidatedError,
     VersionRetiredError,
 )
 from dataclay_backend.directory import BackendInfo, Directory, ObjectEntry, Refusal
@@ -331,7 +332,7 @@ def test_a_committed_consolidation_retires_its_versions_and_tells_what_to_apply(
     directory.add_alias("v", version)
     txn = uuid.uuid4()
     directory.commit_transaction(txn, retire=[version], apply={original.hex: 4})
-    with pytest.raises(VersionRetiredError) as retired:
+    with pytest.raises(VersionConsolidatedError) as retired:  # callers follow it to the original
         directory.locate(version)
     assert retired.value.object_id == version and retired.value.original_id == original
     with pytest.raises(AliasDoesNotExistError):
@@ -340,6 +341,16 @@ def test_a_committed_consolidation_retires_its_versions_and_tells_what_to_apply(
     assert directory.resolve_transaction(txn) == {original.hex: 4}
     directory.commit_transaction(txn, retire=[version], apply={original.hex: 4})  # a retry after a lost reply
     assert directory.resolve_transaction(txn) == {original.hex: 4}
+
+
+def test_a_discarded_version_does_not_forward_to_its_original(directory):
+    backend_id = backend(directory, "backend-0")
+    [original] = objects_on(directory, backend_id, 1)
+    [version] = objects_on(directory, backend_id, 1, version_parent=original, version_original=original)
+    directory.commit_transaction(uuid.uuid4(), retire=[version], apply={}, discarded=True)
+    with pytest.raises(VersionRetiredError) as retired:
+        directory.locate(version)
+    assert type(retired.value) is VersionRetiredError and retired.value.original_id == original
 
 
 def test_an_undecided_consolidation_is_presumed_aborted_and_cannot_commit_later(directory):
