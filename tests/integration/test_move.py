@@ -1,6 +1,10 @@
 """move(): single and recursive, atomic, across separate backend processes."""
+import os
+import re
+import signal
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -312,6 +316,84 @@ def test_kill_9_during_a_move(make_cluster, victim, point, owner):
     _assert_each_object_once(cluster, expected)
     live, _ = _live_and_staged(cluster)
     assert {live[object_id][0] for object_id in expected} == {owner}
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP; here: a fault point with DC_FAULT_ACTION=stop)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _poll(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds:.0f}s"
+        time.sleep(0.05)
+
+
+def _in_thread(function) -> tuple[threading.Thread, dict[str, object]]:
+    """Run function in a thread; its result or exception lands in the dict returned."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = function()
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+_CHANNEL_WENT_IDLE = re.compile(r"client_channel\[\w+\]: READY -> IDLE")  # gRPC's connectivity_state trace
+
+
+def test_a_committed_move_is_given_up_by_the_source_when_the_destination_died_after_the_transfer(make_cluster):
+    """Found by the soak (seed 9): the destination died after it had replied to the transfer;
+    the source committed, then could not even start asking it to activate (not connected:
+    BackendUnavailableError), and that error skipped giving the objects up. The source kept
+    serving an object the directory assigned to the destination, which activated it on restart:
+    two owners. Past the commit nothing may keep the objects at the source."""
+    cluster = make_cluster(backends=2)
+    cluster.stop_process(cluster.backends["backend-0"])
+    # gRPC's connectivity trace in the source's log says when its channel to the destination
+    # has seen the destination go: only then may the commit go on (else the channel can still
+    # look connected, the activation call fails later instead, and this test passes on the bug)
+    source = cluster.start_backend(0, env={"DC_FAULT_POINT": "move.after_stream", "DC_FAULT_ACTION": "stop",
+                                           "DC_CONNECT_TIMEOUT": "1", "GRPC_VERBOSITY": "DEBUG",
+                                           "GRPC_TRACE": "connectivity_state"})
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        node = Node(3)
+        node.make_persistent(backend_id=ids[0])
+        mover, moved = _in_thread(lambda: node.move(ids[1]))
+        _poll(lambda: _stopped(source.popen.pid))  # the transfer is staged at backend-1, nothing is committed
+        cluster.kill_backend("backend-1")
+        os.kill(cluster.metadata.popen.pid, signal.SIGSTOP)  # the commit waits
+        try:
+            os.kill(source.popen.pid, signal.SIGCONT)
+            _poll(lambda: _CHANNEL_WENT_IDLE.search(source.log.read_text()) is not None)  # the one to backend-1
+        finally:
+            os.kill(cluster.metadata.popen.pid, signal.SIGCONT)
+        mover.join(60)
+        assert not mover.is_alive()
+        cluster.start_backend(1)  # on a new port; its recovery activates what the directory gave it
+        assert _directory_owner(cluster, node._dc_id) == ids[1]
+        assert _owned_count(client.get_backends()[ids[0]].address) == 0, f"the source kept it (the move: {moved})"
+        assert node.where() == str(ids[1])  # whoever the client asks, one owner serves it
+        assert "result" in moved, f"the move committed, yet it failed: {moved.get('error')!r}"
+
+
+def _directory_owner(cluster, object_id: uuid.UUID) -> uuid.UUID:
+    with open_channel(f"127.0.0.1:{cluster.port}", client_credentials(identity="backend:backend-0"),
+                      options=UNLIMITED_MESSAGES) as channel:
+        entry = rpc.MetadataStub(channel).LocateObject(pb.ObjectRequest(object_id=object_id.bytes), timeout=10)
+    return uuid.UUID(bytes=entry.backend_id)
+
+
+def _owned_count(address: str) -> int:
+    with open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
+        return rpc.BackendStub(channel).Stats(pb.Empty(), timeout=10).owned_objects
 
 
 def test_move_to_a_backend_that_is_down_changes_nothing(make_cluster):
