@@ -384,15 +384,19 @@ class Mover:
         return True
 
     # ================================================================== recovery
-    def recover(self, assigned: set[UUID]) -> None:
+    def recover(self, assigned: set[UUID]) -> set[UUID]:
         """At start: staged moves the directory gave us are activated, the others discarded
         once the directory says they did not commit (which fences them: a late commit of
-        one is refused, so nothing staged is discarded that could still become ours)."""
+        one is refused, so nothing staged is discarded that could still become ours).
+        Returns what was activated: `assigned` (listed before) may lack a move committed since."""
         store = self.objects.store
+        activated: set[UUID] = set()
         for move_id, staged in store.staged().items():
             if any(object_id in assigned for object_id in staged) or self.directory.resolve_transaction(move_id).committed:
                 store.activate(move_id)
+                activated.update(staged)
                 log.info("recovery: activated committed incoming move %s (%d objects)", move_id, len(staged))
             else:
                 store.discard(move_id)
                 log.info("recovery: discarded uncommitted incoming move %s (%d objects)", move_id, len(staged))
+        return activated

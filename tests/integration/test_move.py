@@ -384,6 +384,47 @@ def test_a_committed_move_is_given_up_by_the_source_when_the_destination_died_af
         assert "result" in moved, f"the move committed, yet it failed: {moved.get('error')!r}"
 
 
+def test_a_move_committed_while_its_destination_recovers_is_kept_there(make_cluster):
+    """The destination died after the transfer and restarted; its recovery listed what the
+    directory gave it, then the source committed, then recovery asked about the staged move:
+    committed, so it activated it, and then dropped it again as "not given to us" (by the
+    list taken before): the object was assigned to the destination and stored nowhere."""
+    cluster = make_cluster(backends=2)
+    cluster.stop_process(cluster.backends["backend-0"])
+    source = cluster.start_backend(0, env={"DC_FAULT_POINT": "move.after_stream", "DC_FAULT_ACTION": "stop",
+                                           "DC_CONNECT_TIMEOUT": "1"})
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        node = Node(3)
+        node.make_persistent(backend_id=ids[0])
+        mover, moved = _in_thread(lambda: node.move(ids[1]))
+        _poll(lambda: _stopped(source.popen.pid))  # the transfer is staged at backend-1, nothing is committed
+        cluster.kill_backend("backend-1")
+        restart, _ = _in_thread(lambda: cluster.start_backend(1, env={
+            "DC_FAULT_POINT": "recovery.after_listing", "DC_FAULT_ACTION": "stop"}))
+        destination: list[int] = []
+        _poll(lambda: bool(destination.extend(_stopped_servers(cluster.data_dir / "backend-1")) or destination))
+        os.kill(source.popen.pid, signal.SIGCONT)  # it commits while the destination recovers
+        _poll(lambda: _directory_owner(cluster, node._dc_id) == ids[1])
+        os.kill(destination[0], signal.SIGCONT)
+        restart.join(60)
+        mover.join(60)
+        assert not restart.is_alive() and not mover.is_alive()
+        assert node.where() == str(ids[1]) and node.value == 3
+
+
+def _stopped_servers(data_dir: Path) -> list[int]:
+    """Stopped processes serving `data_dir` (their command line names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"\0{data_dir}\0" in (entry / "cmdline").read_text() and _stopped(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
 def _directory_owner(cluster, object_id: uuid.UUID) -> uuid.UUID:
     with open_channel(f"127.0.0.1:{cluster.port}", client_credentials(identity="backend:backend-0"),
                       options=UNLIMITED_MESSAGES) as channel:
