@@ -2,7 +2,10 @@
 # (the operator sets their commands). User images with model code build FROM this one and copy
 # their modules to /opt/dataclay/models.
 #   docker build -t dataclay-k8s:0.1.0 .
-FROM python:3.11-slim
+# BASE: any image with Python 3.11 (python3 and its venv module), e.g. one built from Debian
+# packages where no registry is reachable (scripts/build-image.sh).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -20,7 +23,10 @@ COPY pyproject.toml README.md ./
 COPY client ./client
 COPY backend ./backend
 COPY operator ./operator
-RUN pip install ".[operator]" && cd / && rm -rf /src
+# A virtualenv: Debian's own python3 refuses system-wide pip installs (PEP 668); `python` is the
+# venv's, whatever the base calls its interpreter.
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[operator]" && cd / && rm -rf /src
+ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /data
 ENV DC_DATA_DIR=/data \

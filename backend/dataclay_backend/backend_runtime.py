@@ -37,6 +37,7 @@ from dataclay_backend.versioning import Versioning
 
 
 class BackendRuntime(Runtime):
+    stubs_for_missing_classes = False  # a backend runs its objects: it must have their classes
     def __init__(
         self, metadata_address: str, store: ObjectStore, name: str, memory_limit: int,
         lock_timeout: float = config.LOCK_TIMEOUT, consolidation_timeout: float = config.CONSOLIDATION_TIMEOUT,

@@ -14,12 +14,13 @@ from dataclay.exceptions import InvalidRequestError
 from dataclay.protocol import CHAIN_METADATA_KEY, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
-from dataclay.serialization import class_path
+from dataclay.dataclay_object import class_info
+from dataclay.serialization import class_path, import_class
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.scope import SCOPE, RequestScope
-from dataclay_backend.validation import check_method, property_of
+from dataclay_backend.validation import check_class_path, check_method, property_of
 from dataclay_backend.wire import parse_uuid
-from dataclay_backend.grpc_server import handler, stream_handler
+from dataclay_backend.grpc_server import handler, raised_by_user_code, stream_handler
 
 EMPTY = pb.Empty()
 
@@ -33,6 +34,19 @@ def _chain(context: grpc.ServicerContext) -> str | None:
 
 def _check_property(obj: object, name: str) -> None:
     property_of(type(obj), name, obj.__dict__[lc.ID])
+
+
+def _check_arguments(cls: type, name: str, method: Callable, obj: Any, args: tuple, kwargs: dict) -> None:
+    """After a TypeError no model code raised: arguments that do not fit the method are the
+    caller's mistake (common through stubs, which have no signature), said as such, typed, rather
+    than an internal error. Asked only then: a call that works pays nothing for it."""
+    try:
+        inspect.signature(method).bind(obj, *args, **kwargs)
+    except TypeError as exc:
+        raise InvalidRequestError(f"{cls.__module__}.{cls.__qualname__}.{name}() called with arguments that do not "
+                                  f"fit it: {exc}; nothing ran") from None
+    except ValueError:  # no signature to compare with: the TypeError stands
+        pass
 
 
 class BackendService(rpc.BackendServicer):
@@ -78,21 +92,48 @@ class BackendService(rpc.BackendServicer):
             setattr(obj, name, value())
         return EMPTY
 
+    def _arguments(self, payload: bytes) -> tuple[tuple, dict]:
+        arguments = self._decode(payload, "arguments")
+        if not (isinstance(arguments, tuple) and len(arguments) == 2
+                and isinstance(arguments[0], tuple) and isinstance(arguments[1], dict)):
+            raise InvalidRequestError("the arguments of a call must be a pickled (args tuple, kwargs dict)")
+        return arguments
+
+    @handler
+    def CreateObject(self, request: pb.CreateObjectRequest, context) -> pb.ObjectEntry:
+        rt = self.rt
+        cls = import_class(check_class_path(request.class_path))
+        init = check_method(cls, "__init__")  # only a model's active __init__ runs for a peer
+        with rt.request(_chain(context)) as scope:
+            args, kwargs = self._arguments(request.payload)
+            obj = cls.__new__(cls)
+            try:
+                init(obj, *args, **kwargs)
+            except TypeError as exc:
+                if not raised_by_user_code(exc):
+                    _check_arguments(cls, "__init__", init, obj, args, kwargs)
+                raise
+            rt.requests.reference(obj, scope)  # persistent here, stored with this request (or not at all)
+            object_id = obj.__dict__[lc.ID]
+        return pb.ObjectEntry(object_id=object_id.bytes, class_path=request.class_path,
+                              backend_id=rt.local_backend_id.bytes)
+
     @handler
     def CallActiveMethod(self, request: pb.CallRequest, context) -> pb.Payload:
         rt = self.rt
         with rt.request(_chain(context)):
             obj = rt.local_object(parse_uuid(request.object_id, "object id"))
             method = check_method(type(obj), request.method, obj.__dict__[lc.ID])
-            arguments = self._decode(request.payload, "arguments")
-            if not (isinstance(arguments, tuple) and len(arguments) == 2
-                    and isinstance(arguments[0], tuple) and isinstance(arguments[1], dict)):
-                raise InvalidRequestError("the arguments of a call must be a pickled (args tuple, kwargs dict)")
-            args, kwargs = arguments
-            if inspect.iscoroutinefunction(method):
-                result = rt.run_coroutine(method(obj, *args, **kwargs))
-            else:
-                result = method(obj, *args, **kwargs)
+            args, kwargs = self._arguments(request.payload)
+            try:
+                if inspect.iscoroutinefunction(method):
+                    result = rt.run_coroutine(method(obj, *args, **kwargs))
+                else:
+                    result = method(obj, *args, **kwargs)
+            except TypeError as exc:
+                if not raised_by_user_code(exc):
+                    _check_arguments(type(obj), request.method, method, obj, args, kwargs)
+                raise
             return pb.Payload(payload=rt.encode_reply(result))
 
     @handler
@@ -117,6 +158,11 @@ class BackendService(rpc.BackendServicer):
             for name, value in state.items():
                 setattr(obj, name, value)
         return EMPTY
+
+    @handler
+    def GetClassInfo(self, request: pb.ClassInfoRequest, context) -> pb.ClassInfo:
+        properties, methods = class_info(import_class(check_class_path(request.class_path)))
+        return pb.ClassInfo(properties=properties, active_methods=methods)
 
     @handler
     def Stats(self, request: pb.Empty, context) -> pb.BackendStats:

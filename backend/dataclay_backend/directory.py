@@ -229,7 +229,12 @@ class Directory:
             if caller_id is not None and backend_ids != {UUID(bytes=caller_id)}:
                 raise Refusal("register objects", "a backend registers only objects it owns")
             for backend_id in backend_ids:
-                self._require_not_draining(conn, backend_id)
+                try:
+                    self._require_not_draining(conn, backend_id)
+                except BackendDrainingError:
+                    if self._registered_already(conn, entries, alias):
+                        return  # a replay of a registration that committed before the drain began
+                    raise
             try:
                 conn.executemany(
                     "INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0)",

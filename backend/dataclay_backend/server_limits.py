@@ -26,11 +26,12 @@ from typing import Any, Callable, Iterator
 import grpc
 
 from dataclay.exceptions import ResourceExhaustedError, to_detail
+from dataclay import protocol
 from dataclay.protocol import ERROR_METADATA_KEY
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 DEFAULT_MAX_CONCURRENT_RPCS = 256
-DEFAULT_MAX_STREAMS = 128
+DEFAULT_MAX_STREAMS = protocol.DEFAULT_MAX_STREAMS  # callers keep to it too (dataclay.protocol.max_streams)
 DEFAULT_MAX_CONNECTION_IDLE = 300.0  # seconds
 HANDSHAKE_TIMEOUT_MS = 10_000
 HEALTH_WORKERS = 4

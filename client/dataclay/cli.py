@@ -203,24 +203,9 @@ def cmd_move(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_drain(args: argparse.Namespace) -> int:
-    """Move every object off the named backends onto the others."""
-    from dataclay.admin import drain_backends
-    from dataclay.client import Client
-
-    client = Client(host=args.host, port=args.port)
-    progress = ProgressLine(f"draining {', '.join(args.backends)}")
-    try:
-        moved = drain_backends(client.host, client.port, args.backends, on_progress=progress,
-                               credentials=_credentials(args))
-    finally:
-        progress.close()
-    print(f"drained {', '.join(args.backends)}: {moved:,} objects moved")
-    return 0
-
-
-def cmd_retire(args: argparse.Namespace) -> int:
-    """Drain the named backends, then deregister them: they leave the cluster for good."""
+def _drain(args: argparse.Namespace, retire: bool) -> int:
+    """Move every object off the named backends (with a progress line); with `retire`, then
+    deregister them. Returns how many objects moved."""
     from dataclay.admin import deregister_backends, drain_backends
     from dataclay.client import Client
 
@@ -231,7 +216,21 @@ def cmd_retire(args: argparse.Namespace) -> int:
                                credentials=_credentials(args))
     finally:
         progress.close()
-    deregister_backends(client.host, client.port, args.backends, credentials=_credentials(args))
+    if retire:
+        deregister_backends(client.host, client.port, args.backends, credentials=_credentials(args))
+    return moved
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    """Move every object off the named backends onto the others."""
+    moved = _drain(args, retire=False)
+    print(f"drained {', '.join(args.backends)}: {moved:,} objects moved")
+    return 0
+
+
+def cmd_retire(args: argparse.Namespace) -> int:
+    """Drain the named backends, then deregister them: they leave the cluster for good."""
+    moved = _drain(args, retire=True)
     print(f"retired {', '.join(args.backends)}: {moved:,} object{'' if moved == 1 else 's'} moved; they are "
           "deregistered (started again with an empty data directory, a backend registers under a new id)")
     return 0

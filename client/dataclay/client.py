@@ -78,6 +78,12 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    async def __aenter__(self) -> "Client":  # `async with Client(...)`, as dataClay 4 code writes it
+        return self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
     def get_backends(self) -> dict[UUID, BackendInfo]:
         """Backend id -> BackendInfo(id, name, host, port), in registration order; backends
         being drained (about to go away) are left out."""

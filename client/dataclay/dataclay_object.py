@@ -77,6 +77,12 @@ class PersistentProperty:
         raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r} (never set)")
 
 
+def class_info(cls: type) -> tuple[list[str], list[str]]:
+    """A model class's persistent properties and active methods (by name), as stubs see them."""
+    methods = sorted(name for name in dir(cls) if getattr(getattr(cls, name, None), "_dc_activemethod", None))
+    return list(cls._dc_properties), methods
+
+
 def _is_classvar(annotation: Any) -> bool:
     text = annotation if isinstance(annotation, str) else repr(annotation)
     return text.startswith(("ClassVar", "typing.ClassVar"))

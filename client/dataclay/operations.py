@@ -227,6 +227,24 @@ async def _any_backend(rt: "Runtime", t: Any) -> UUID:
     return random.choice(candidates)
 
 
+async def class_info(rt: "Runtime", t: Any, path: str) -> tuple[list[str], list[str]]:
+    """A model class's persistent properties and active methods, asked of a backend (which has
+    the model): for stubs on a client that has not."""
+    info = await backend_info(rt, t, await _any_backend(rt, t))
+    reply = await t.backend(info, "GetClassInfo", pb.ClassInfoRequest(class_path=path))
+    return list(reply.properties), list(reply.active_methods)
+
+
+async def create_object(rt: "Runtime", t: Any, path: str, args: tuple, kwargs: dict) -> "DataClayObject":
+    """A new object of a model class this process may not have, made on a backend by its
+    __init__ in one request (nothing is stored if __init__ fails); its proxy."""
+    backend_id = await _any_backend(rt, t)
+    info = await backend_info(rt, t, backend_id)
+    request = pb.CreateObjectRequest(class_path=path, payload=await encode_for(rt, t, (args, kwargs), backend_id))
+    entry = await t.backend(info, "CreateObject", request)
+    return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+
+
 async def make_persistent(
     rt: "Runtime", t: Any, obj: "DataClayObject", alias: str | None = None, backend_id: UUID | str | None = None
 ) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 from uuid import UUID
 
 from dataclay import lifecycle
-from dataclay.exceptions import DataClayException
+from dataclay.exceptions import ClassNotFoundError, DataClayException
 from dataclay.lifecycle import ID, LOCAL
 from dataclay.serialization import Ref, import_class, loads
 from dataclay.transport import AsyncTransport, BackendInfo, BlockingTransport, run_blocking
@@ -67,6 +67,7 @@ class Runtime:
     """A client's runtime. Objects it holds that are persistent are always proxies."""
 
     local_backend_id: UUID | None = None
+    stubs_for_missing_classes = True  # a reference to a class this client lacks is a stub (a backend: an error)
 
     def __init__(self, metadata_address: str, credentials: "Credentials | None" = None) -> None:
         self.metadata_address = metadata_address
@@ -116,7 +117,14 @@ class Runtime:
         obj = self.heap.get(object_id)
         if obj is not None:
             return obj
-        cls = import_class(class_path)
+        try:
+            cls = import_class(class_path)
+        except ClassNotFoundError:
+            if not self.stubs_for_missing_classes:
+                raise
+            from dataclay.stub import stub_class  # a client without the model: work through a stub
+
+            cls = stub_class(class_path)
         with self._heap_lock:
             obj = self.heap.get(object_id)
             if obj is None:

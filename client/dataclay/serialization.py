@@ -219,6 +219,17 @@ def _allowed_global(module: str, name: str) -> Any:
     return found
 
 
+def value_class(module: str, qualname: str) -> type:
+    """A plain value type peers may send (the builtin scalars and containers, the standard types
+    above, DC_PICKLE_ALLOW's): what an AlienDataClayObject may wrap. ClassNotAllowedError for
+    anything else (model classes, exceptions, functions)."""
+    found = _allowed_global(module, qualname)
+    if (not isinstance(found, type) or issubclass(found, (BaseException, _dataclay_object()))
+            or (module, qualname) == ("dataclay.exceptions", "_rebuild")):
+        raise _not_allowed("value type", f"{module}.{qualname}")
+    return found
+
+
 def exception_class(module: str, qualname: str) -> type[BaseException]:
     """The exception class module.qualname for rebuilding an error a peer reported: a builtin
     one, or one looked up as model classes are; ClassNotAllowedError otherwise."""

@@ -22,7 +22,7 @@ from grpc import _common  # the connectivity states of a blocking channel (see _
 
 from dataclay.exceptions import (BackendError, BackendUnavailableError, CallOutcomeUnknownError, DeadlineExceededError,
                                  ResourceExhaustedError, from_detail)
-from dataclay.protocol import CHAIN_METADATA_KEY, CHANNEL_OPTIONS, ERROR_METADATA_KEY
+from dataclay.protocol import CHAIN_METADATA_KEY, CHANNEL_OPTIONS, ERROR_METADATA_KEY, max_streams
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -175,13 +175,20 @@ def _connect(channel: grpc.Channel, where: str) -> None:
     if _connected(channel):
         return
     seconds = _deadlines.connect
-    ready = grpc.channel_ready_future(channel)
+    deadline = time.monotonic() + seconds
+    # Watched from this thread, not with grpc.channel_ready_future: that one's polling thread
+    # outlives it by up to 0.2 s and dies with "Channel closed!" if the channel closes meanwhile.
+    raw = channel._channel  # no public blocking accessor on grpc.Channel
     try:
-        ready.result(timeout=seconds)
-    except grpc.FutureTimeoutError:
+        state = raw.check_connectivity_state(True)
+        while _common.CYGRPC_CONNECTIVITY_STATE_TO_CHANNEL_CONNECTIVITY[state] is not grpc.ChannelConnectivity.READY:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise not_reached(where, seconds)
+            raw.watch_connectivity_state(state, time.time() + min(remaining, 0.5))
+            state = raw.check_connectivity_state(True)
+    except ValueError:  # the channel was closed (the client stopped): nothing was sent
         raise not_reached(where, seconds) from None
-    finally:
-        ready.cancel()
 
 
 class _IdleWatch:
@@ -219,13 +226,23 @@ class _IdleWatch:
 
 
 class _Stubs:
-    """Channels and stubs by address, for one kind of channel (blocking or grpc.aio)."""
+    """Channels and stubs by address, for one kind of channel (blocking or grpc.aio). Each
+    channel has its permits: at most half of max_streams() unary calls in flight on it
+    (dataclay.protocol says why), the others wait for one on the caller's side. Streams (moves,
+    transfers: a few at a time) take none, so an abandoned stream can never keep one."""
 
-    def __init__(self, metadata_address: str, open_channel: Callable[..., Any]) -> None:
+    def __init__(self, metadata_address: str, open_channel: Callable[..., Any],
+                 new_permits: Callable[[int], Any]) -> None:
         self._metadata_address = metadata_address
         self._metadata_where = f"the metadata service at {metadata_address}"
         self._open_channel = open_channel
+        self._new_permits = new_permits
+        # Half the server's per-connection count: a stream this side has seen finish may still
+        # count at the server for a moment (its end not processed there yet), and a burst at the
+        # full count is refused in part (measured: 24 of 32 refused some, 16 of 32 none).
+        self._streams = max(1, max_streams() // 2)
         self._channels: list[Any] = []
+        self._permits: dict[int, Any] = {}  # id(channel) -> its permits
         self._metadata_channel = self._channel(metadata_address)
         self._metadata_stub = rpc.MetadataStub(self._metadata_channel)
         self._backend_stubs: dict[str, tuple[Any, Any]] = {}
@@ -233,7 +250,12 @@ class _Stubs:
     def _channel(self, address: str) -> Any:
         channel = self._open_channel(address, options=CHANNEL_OPTIONS)
         self._channels.append(channel)
+        self._permits[id(channel)] = self._new_permits(self._streams)
         return channel
+
+    def _permit(self, channel: Any) -> Any:
+        """The permits of a channel (a context manager: `with` / `async with`)."""
+        return self._permits[id(channel)]
 
     def _peer(self, info: BackendInfo) -> tuple[Any, Any]:
         """(channel, stub) of a backend."""
@@ -248,15 +270,17 @@ class BlockingTransport(_Stubs):
     """Calls straight from the calling thread on shared grpc channels."""
 
     def __init__(self, metadata_address: str, credentials: Credentials | None = None) -> None:
-        super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials))
+        super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials),
+                         threading.BoundedSemaphore)
 
     def _unary(self, channel: Any, stub: Any, where: str, method: str, request: Any) -> Any:
         _connect(channel, where)
         timeout = _deadlines.of(method)
-        try:
-            return getattr(stub, method)(request, metadata=_call_metadata(), timeout=timeout)
-        except grpc.RpcError as error:
-            raise translate(error, where, timeout) from None
+        with self._permit(channel):
+            try:
+                return getattr(stub, method)(request, metadata=_call_metadata(), timeout=timeout)
+            except grpc.RpcError as error:
+                raise translate(error, where, timeout) from None
 
     async def metadata(self, method: str, request: Any) -> Any:
         return self._unary(self._metadata_channel, self._metadata_stub, self._metadata_where, method, request)
@@ -289,7 +313,14 @@ class BlockingTransport(_Stubs):
         where = info.describe()
         _connect(channel, where)
         timeout = _deadlines.of(method)
-        future = getattr(stub, method).future(request, metadata=_call_metadata(), timeout=timeout)
+        permit = self._permit(channel)
+        permit.acquire()
+        try:
+            future = getattr(stub, method).future(request, metadata=_call_metadata(), timeout=timeout)
+        except BaseException:
+            permit.release()
+            raise
+        future.add_done_callback(lambda _: permit.release())
 
         def result() -> Any:
             try:
@@ -331,6 +362,7 @@ class BlockingTransport(_Stubs):
         for channel in self._channels:
             channel.close()
         self._channels.clear()
+        self._permits.clear()
         self._backend_stubs.clear()
 
 
@@ -344,7 +376,8 @@ class AsyncTransport(_Stubs):
     """The same calls on grpc.aio channels, bound to one event loop."""
 
     def __init__(self, metadata_address: str, credentials: Credentials | None = None) -> None:
-        super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials, aio=True))
+        super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials, aio=True),
+                         asyncio.Semaphore)
 
     @staticmethod
     async def _connect(channel: grpc.aio.Channel, where: str) -> None:
@@ -359,10 +392,11 @@ class AsyncTransport(_Stubs):
     async def _unary(self, channel: Any, stub: Any, where: str, method: str, request: Any) -> Any:
         await self._connect(channel, where)
         timeout = _deadlines.of(method)
-        try:
-            return await getattr(stub, method)(request, metadata=_call_metadata(), timeout=timeout)
-        except grpc.RpcError as error:
-            raise translate(error, where, timeout) from None
+        async with self._permit(channel):
+            try:
+                return await getattr(stub, method)(request, metadata=_call_metadata(), timeout=timeout)
+            except grpc.RpcError as error:
+                raise translate(error, where, timeout) from None
 
     async def metadata(self, method: str, request: Any) -> Any:
         return await self._unary(self._metadata_channel, self._metadata_stub, self._metadata_where, method, request)

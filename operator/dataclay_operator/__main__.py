@@ -19,7 +19,7 @@ def main() -> int:
     import dataclay_operator.handlers  # noqa: F401 - registers the handlers with kopf
 
     kopf.run(
-        standalone=True,  # one replica (Deployment strategy Recreate), so no peering objects/RBAC
+        standalone=True,  # no kopf peering objects/RBAC: replicas elect a leader on a Lease (leader.py)
         clusterwide=config.clusterwide,
         namespaces=config.namespaces,
         liveness_endpoint=config.liveness,

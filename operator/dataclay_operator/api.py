@@ -19,6 +19,10 @@ CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 #: Field manager for server-side apply, and the value of the managed-by label.
 MANAGER: Final = "dataclay-operator"
 
+#: On the backend StatefulSet: the replicas the operator last applied. Replicas below it were
+#: lowered by someone else, without a drain (scaling.detect_bypass).
+ANNOTATION_APPLIED_REPLICAS: Final = f"{GROUP}/applied-replicas"
+
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"

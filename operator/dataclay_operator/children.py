@@ -6,6 +6,8 @@ values here are exactly the fields the operator owns (server-side apply field ma
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ DATA_VOLUME = "data"
 MODEL_VOLUME = "model"
 CREDENTIALS_VOLUME = "credentials"  # the container's credentials directory (DC_CREDENTIALS)
 BACKEND_TLS_VOLUME = "backend-tls"  # every ordinal's files: mounted by the init container only
+MODEL_CHECKSUM = f"{api.GROUP}/model-checksum"  # pod template annotation: the model ConfigMap's digest
 SECRET_MODE = 0o440  # owner root, group fsGroup (RUN_AS): readable by the server, by nobody else
 
 
@@ -240,9 +243,20 @@ def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str,
                         pod_extra={})
 
 
-def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int) -> dict[str, Any]:
+def model_checksum(config_map: Mapping[str, Any] | None) -> str:
+    """A digest of a model ConfigMap's content ("absent" if it does not exist): in the backends'
+    pod template, so a change of the modules rolls the backends (one at a time, each Ready first)."""
+    if config_map is None:
+        return "absent"
+    content = {"data": config_map.get("data") or {}, "binaryData": config_map.get("binaryData") or {}}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int,
+                        model_digest: str | None = None) -> dict[str, Any]:
     """The backends. `replicas` comes from the scale plan, not straight from the spec: a scale-down
-    keeps the current count until the drain has emptied the backends that go away."""
+    keeps the current count until the drain has emptied the backends that go away. `model_digest`
+    (model_checksum of spec.model.configMap) goes in the pod template's annotations."""
     name, namespace = dc["metadata"]["name"], dc["metadata"]["namespace"]
     settings = {
         "DC_BACKEND_NAME": "$(POD_NAME)",  # stable identity per pod; the id lives in its data dir
@@ -279,11 +293,17 @@ def backend_statefulset(dc: Mapping[str, Any], spec: DataClaySpec, replicas: int
     container["resources"] = dict(spec.resources or DEFAULT_BACKEND_RESOURCES)
     spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
                "labelSelector": {"matchLabels": api.selector_labels(name, api.COMPONENT_BACKEND)}}]
-    return _statefulset(dc, spec, component=api.COMPONENT_BACKEND, sts_name=api.backend_name(name),
-                        service=api.backend_name(name), replicas=replicas, container=container,
-                        storage=spec.storage, extra_volumes=volumes,
-                        pod_extra={"topologySpreadConstraints": spread,
-                                   "initContainers": [_copy_credentials_container(spec)]})
+    sts = _statefulset(dc, spec, component=api.COMPONENT_BACKEND, sts_name=api.backend_name(name),
+                       service=api.backend_name(name), replicas=replicas, container=container,
+                       storage=spec.storage, extra_volumes=volumes,
+                       pod_extra={"topologySpreadConstraints": spread,
+                                  "initContainers": [_copy_credentials_container(spec)]})
+    if spec.model.config_map and model_digest is not None:
+        template_meta = sts["spec"]["template"]["metadata"]
+        template_meta["annotations"] = {**template_meta.get("annotations", {}), MODEL_CHECKSUM: model_digest}
+    # applied together with replicas, so replicas below it were lowered by someone else
+    sts["metadata"]["annotations"] = {api.ANNOTATION_APPLIED_REPLICAS: str(replicas)}
+    return sts
 
 
 def _copy_credentials_container(spec: DataClaySpec) -> dict[str, Any]:

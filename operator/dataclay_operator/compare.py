@@ -1,8 +1,10 @@
-"""Compare desired children with live objects on the fields the operator owns (pure functions).
+"""Compare children (pure functions).
 
-Live objects carry server defaults and other managers' fields; a child needs patching only when a
-field we set differs, which is what `is_subset` checks. Lists compare element-wise with equal
-length, so removing an item (an env var, a volume) counts as a difference.
+Drift is decided by `changed_paths` between the live object and what a dry-run apply of the
+desired one says the server would store (defaults, normalised quantities, other managers' fields
+and fields no longer applied are all the server's business). `is_subset` (every field set in
+`desired` has the same value in `live`; lists element-wise with equal length) serves
+`keep_immutable` and tests.
 """
 from __future__ import annotations
 
@@ -21,14 +23,26 @@ def is_subset(desired: Any, live: Any) -> bool:
     return desired == live
 
 
-def differing_paths(desired: Any, live: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where `desired` is not a subset of `live` (for logs and events)."""
-    if isinstance(desired, Mapping) and isinstance(live, Mapping):
-        paths: list[str] = []
-        for key, value in desired.items():
-            paths += differing_paths(value, live.get(key), f"{prefix}.{key}" if prefix else str(key))
-        return paths
-    return [] if is_subset(desired, live) else [prefix or "."]
+#: Metadata the server changes on every write (or keeps for itself): never drift.
+VOLATILE_METADATA = ("resourceVersion", "generation", "managedFields", "creationTimestamp", "uid")
+
+
+def changed_paths(live: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """Dotted paths where what the server would store (a dry-run apply) differs from what it
+    has: the only real drift. Status and volatile metadata are not compared."""
+    def strip(obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in VOLATILE_METADATA}
+        return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+    def walk(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            paths: list[str] = []
+            for key in sorted(set(a) | set(b)):
+                paths += walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+            return paths
+        return [] if a == b else [prefix or "."]
+
+    return walk(strip(live), strip(stored), "")
 
 
 def keep_immutable(desired: Mapping[str, Any], live: Mapping[str, Any], fields: Iterable[str]) -> tuple[dict[str, Any], list[str]]:

@@ -1,6 +1,8 @@
 """Operator settings from the environment (the chart sets them on the Deployment)."""
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +19,9 @@ class OperatorConfig:
     resync_seconds: every DataClay is reconciled at least this often, even without events.
     workers: DataClays reconciled in parallel (one DataClay is never reconciled twice at once).
     liveness: kopf liveness endpoint URL (e.g. http://0.0.0.0:8080/healthz), or None.
+    lease: "namespace/name" of the Lease replicas elect a leader with (DC_OPERATOR_LEASE); None:
+        this replica leads alone (one replica, or a test).
+    identity: this replica's name in the Lease (POD_NAME, else host name and pid).
     pod_namespace, pod_labels: where the operator's own pods run and their labels (the chart sets
         them), admitted by every DataClay's NetworkPolicy; unset when it runs outside the cluster.
     """
@@ -30,6 +35,8 @@ class OperatorConfig:
     liveness: str | None = None
     pod_namespace: str | None = None
     pod_labels: tuple[tuple[str, str], ...] = ()
+    lease: tuple[str, str] | None = None
+    identity: str = ""
 
     @property
     def clusterwide(self) -> bool:
@@ -59,6 +66,9 @@ def load_config(environ: Mapping[str, str]) -> OperatorConfig:
             if not sep or not key.strip():
                 raise ValueError(f"DC_OPERATOR_POD_LABELS: {pair!r} is not key=value")
             labels.append((key.strip(), value.strip()))
+    lease = environ.get("DC_OPERATOR_LEASE", "").strip()
+    if lease and (lease.count("/") != 1 or not all(lease.split("/"))):
+        raise ValueError(f"DC_OPERATOR_LEASE={lease!r} is not namespace/name")
     return OperatorConfig(
         namespaces=namespaces,
         default_image=environ.get("DC_OPERATOR_IMAGE", "").strip() or DEFAULT_IMAGE,
@@ -69,4 +79,6 @@ def load_config(environ: Mapping[str, str]) -> OperatorConfig:
         liveness=environ.get("DC_OPERATOR_LIVENESS", "").strip() or None,
         pod_namespace=environ.get("DC_OPERATOR_POD_NAMESPACE", "").strip() or None,
         pod_labels=tuple(labels),
+        lease=tuple(lease.split("/")) if lease else None,  # type: ignore[arg-type]
+        identity=environ.get("POD_NAME", "").strip() or f"{socket.gethostname()}-{os.getpid()}",
     )

@@ -44,7 +44,8 @@ class Controller:
         self.queue.shutdown()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0))
+            if thread.ident is not None:  # a replica that never led started none
+                thread.join(max(deadline - time.monotonic(), 0))
 
     def enqueue(self, key: Key) -> None:
         self.queue.add(key)

@@ -94,6 +94,10 @@ def spec_schema() -> dict[str, Any]:
                       "description": "Image for the metadata service and backends (may add the user's model "
                                      "modules); the operator's own image if unset."},
             "imagePullPolicy": {"type": "string", "enum": list(spec.PULL_POLICIES), "default": spec.DEFAULT_PULL_POLICY},
+            "upgradePolicy": _enum(spec.UpgradePolicy, spec.DEFAULT_UPGRADE_POLICY,
+                                   "Without spec.image: Pinned keeps the image the DataClay runs (status.image) "
+                                   "when the operator is upgraded; FollowOperator rolls to the operator's "
+                                   "image, one backend at a time."),
             "durability": _enum(spec.Durability, spec.DEFAULT_DURABILITY,
                                 "process: acknowledged writes survive kill -9; machine: they also survive a "
                                 "machine crash (fsync per write)."),
@@ -170,6 +174,14 @@ def status_schema() -> dict[str, Any]:
             "desiredBackends": {"type": "integer"},
             "metadataReady": {"type": "boolean"},
             "endpoint": {"type": "string", "description": "host:port of the metadata service for clients in the cluster."},
+            "image": {"type": "string", "description": "The image the DataClay runs (applied to its pods)."},
+            "operatorImage": {"type": "string",
+                              "description": "The operator's image, when it differs from a pinned status.image: "
+                                             "set spec.image (or spec.upgradePolicy: FollowOperator) to roll to it."},
+            "replicas": {"type": "integer", "format": "int32",
+                         "description": "Backend pods the StatefulSet has (the scale subresource's status.replicas)."},
+            "selector": {"type": "string",
+                         "description": "Label selector of the backend pods (the scale subresource's, for HPAs)."},
             "conditions": {
                 "type": "array",
                 "items": _condition_schema(),
@@ -203,6 +215,11 @@ def status_schema() -> dict[str, Any]:
     }
 
 
+#: `kubectl scale dataclay` and HorizontalPodAutoscalers set spec.replicas, so a scale-down drains.
+SCALE: dict[str, str] = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                         "labelSelectorPath": ".status.selector"}
+
+
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition object."""
     name_rule = (f"self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && "
@@ -226,13 +243,13 @@ def build_crd() -> dict[str, Any]:
                 "name": api.VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                "subresources": {"status": {}, "scale": SCALE},
                 "additionalPrinterColumns": [
                     {"name": "Ready", "type": "string", "jsonPath": ".status.ready",
                      "description": "Ready backends / desired backends"},
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    {"name": "Image", "type": "string", "jsonPath": ".spec.image", "priority": 1},
+                    {"name": "Image", "type": "string", "jsonPath": ".status.image", "priority": 1},
                     {"name": "Durability", "type": "string", "jsonPath": ".spec.durability", "priority": 1},
                 ],
                 "schema": {"openAPIV3Schema": {

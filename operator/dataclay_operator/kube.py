@@ -119,13 +119,20 @@ class Kube:
         """Items of a collection (one page: the operator lists a handful of pods per DataClay)."""
         return self.request("GET", path, query={"labelSelector": label_selector}).get("items") or []
 
-    def apply(self, obj: Mapping[str, Any], path: str | None = None) -> dict[str, Any]:
+    def apply(self, obj: Mapping[str, Any], path: str | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply as the operator's field manager (creates the object if missing).
 
-        `force` takes over fields another manager changed: the operator owns these fields.
+        `force` takes over fields another manager changed: the operator owns these fields. A
+        dry run answers with the object as the server would store it, storing nothing: with
+        defaults, normalised quantities, other managers' fields, and without fields the operator
+        applied before and applies no more.
         """
-        return self.request("PATCH", path or object_path(obj), body=dict(obj),
-                            query={"fieldManager": MANAGER, "force": "true"}, content_type=APPLY)
+        query = {"fieldManager": MANAGER, "force": "true", "dryRun": "All" if dry_run else None}
+        return self.request("PATCH", path or object_path(obj), body=dict(obj), query=query, content_type=APPLY)
+
+    def replace(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: the whole object, refused (409) if its resourceVersion is not the current one."""
+        return self.request("PUT", path, body=dict(obj), query={"fieldManager": MANAGER})
 
     def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body=dict(obj), query={"fieldManager": MANAGER})

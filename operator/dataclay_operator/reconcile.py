@@ -17,11 +17,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dataclay_operator import api, children, credentials
-from dataclay_operator.compare import differing_paths, is_subset, keep_immutable
+from dataclay_operator.compare import changed_paths, keep_immutable
 from dataclay_operator.config import OperatorConfig
 from dataclay_operator.events import NORMAL, WARNING, EventRecorder
 from dataclay_operator.kube import Kube, KubeError, object_path, resource_path
-from dataclay_operator.scaling import (LifecyclePlan, ScalePlan, drain_retry_delay, plan_lifecycle, plan_scale,
+from dataclay_operator.scaling import (Bypass, LifecyclePlan, ScalePlan, current_replicas, detect_bypass,
+                                       drain_retry_delay, live_replicas, plan_lifecycle, plan_scale,
                                        replicas_after_drain)
 from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
 from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, pod_ready, status_patch
@@ -106,10 +107,6 @@ def dataclay_path(namespace: str, name: str | None = None, subresource: str | No
     return resource_path(api.API_VERSION, api.PLURAL, namespace, name, subresource)
 
 
-def replicas_of(sts: Mapping[str, Any] | None) -> int | None:
-    return None if sts is None else int((sts.get("spec") or {}).get("replicas", 1))
-
-
 def describe_error(exc: BaseException) -> str:
     """`Type: message`, one line, for conditions and events."""
     text = " ".join(str(exc).split()) or repr(exc)
@@ -125,6 +122,10 @@ class Outcome:
     """When to reconcile this DataClay again: None means never (it is gone), else seconds."""
 
     requeue_after: float | None
+
+
+class DrainCancelled(Exception):
+    """Raised from a drain's progress callback: the drain stops (its marks are lifted)."""
 
 
 @dataclass
@@ -148,6 +149,7 @@ class Reconciler:
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
     _backend_ids: dict[tuple[str, str], tuple[float, dict[str, str]]] = field(default_factory=dict)
     _lifecycle_at: dict[tuple[str, str], float] = field(default_factory=dict)  # last data-plane attempt
+    stopping: threading.Event = field(default_factory=threading.Event)  # set: drains in flight stop
     _admin: dict[tuple[str, str], "Credentials"] = field(default_factory=dict)  # read from its Secret
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -162,7 +164,7 @@ class Reconciler:
                 self._lifecycle_at.pop((namespace, name), None)
             return Outcome(None)  # owner references cascade; nothing of ours outlives it
         try:
-            spec = parse_spec(dc.get("spec"), self.config.default_image)
+            spec = self.spec_of(dc)
         except SpecError as exc:
             self.write_status(dc, None, error=(Reason.INVALID_SPEC, str(exc)))
             return Outcome(self.config.resync_seconds)
@@ -183,20 +185,31 @@ class Reconciler:
         for child in children.static_children(dc, spec, self.operator_peer()):
             self.ensure(dc, child)
         live = self.kube.get(resource_path("apps/v1", "statefulsets", dc["metadata"]["namespace"], api.backend_name(name)))
-        plan = plan_scale(name, spec.replicas, replicas_of(live))
-        if live is not None and not plan.scale_down and replicas_of(live) != plan.replicas:
-            self.events.record(dc, NORMAL, "Scaling", f"backends {replicas_of(live)} -> {plan.replicas}")
+        # lowered behind our back: plan from what we applied, so the removed backends come back
+        # (and are drained first if the spec wants fewer)
+        bypass = detect_bypass(name, live)
+        plan = plan_scale(name, spec.replicas, current_replicas(live))
+        if bypass is not None:
+            self.events.record(dc, WARNING, Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value,
+                               f"backend StatefulSet scaled {bypass.applied} -> {bypass.live} outside the operator, "
+                               f"removing {', '.join(bypass.removed)} without a drain; restoring {plan.replicas}. "
+                               f"Scale the DataClay instead: kubectl scale dataclay {name} --replicas=N")
+        elif live is not None and not plan.scale_down and live_replicas(live) != plan.replicas:
+            self.events.record(dc, NORMAL, "Scaling", f"backends {live_replicas(live)} -> {plan.replicas}")
         # every ordinal's certificate exists before the StatefulSet may create its pod
-        ordinals = max(spec.replicas, plan.replicas, replicas_of(live) or 0)
+        ordinals = max(spec.replicas, plan.replicas, live_replicas(live) or 0)
         self.ensure_secret(dc, authority, credentials.backend_plan(dc, ordinals))
-        self.ensure(dc, children.backend_statefulset(dc, spec, plan.replicas), live=live)
+        backends = children.backend_statefulset(dc, spec, plan.replicas, self.model_digest(dc, spec))
+        self.ensure(dc, backends, live=live)
         if not plan.scale_down:
             self._forget(dc["metadata"]["namespace"], name)
             self._follow_lifecycle(dc, spec)
-            status = self.write_status(dc, spec)
+            status = self.write_status(dc, spec, bypass=bypass)
             missing_ids = any(b["ready"] and "backendId" not in b for b in status.get("backends", []))
             return Outcome(min(self.config.resync_seconds, BACKEND_IDS_INTERVAL) if missing_ids
                            else self.config.resync_seconds)
+        if bypass is not None:  # reported now; later writes keep it until the backends are back
+            self.write_status(dc, spec, bypass=bypass)
         return self._scale_down(dc, spec, plan)
 
     def _follow_lifecycle(self, dc: Mapping[str, Any], spec: DataClaySpec) -> None:
@@ -225,6 +238,36 @@ class Reconciler:
             self.events.record(dc, NORMAL, "BackendRetired",
                                f"{backend} was drained and its pod is gone: deregistered for good")
 
+    def spec_of(self, dc: Mapping[str, Any]) -> DataClaySpec:
+        """The typed spec; without spec.image, the image it runs (status.image) unless it follows
+        the operator's image (spec.upgradePolicy)."""
+        return parse_spec(dc.get("spec"), self.config.default_image,
+                          (dc.get("status") or {}).get("image") or self.running_image(dc))
+
+    def running_image(self, dc: Mapping[str, Any]) -> str | None:
+        """The image the backends' StatefulSet runs, for a DataClay whose status does not say (made
+        by an operator that did not record status.image, or its status lost): without it, such a
+        DataClay would follow the operator's image at its first upgrade, pinned or not."""
+        if (dc.get("spec") or {}).get("image"):
+            return None
+        meta = dc["metadata"]
+        live = self.kube.get(resource_path("apps/v1", "statefulsets", meta["namespace"], api.backend_name(meta["name"])))
+        containers = (((live or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+        return containers[0].get("image") if containers else None
+
+    def model_digest(self, dc: Mapping[str, Any], spec: DataClaySpec) -> str | None:
+        """The model ConfigMap's digest (None without one): a change of it rolls the backends."""
+        if not spec.model.config_map:
+            return None
+        namespace = dc["metadata"]["namespace"]
+        found = self.kube.get(resource_path("v1", "configmaps", namespace, spec.model.config_map))
+        if found is None:  # deleted: the running backends keep what they mounted, and a pod rolled
+            # now could not start (its volume is not optional): keep the digest they run with
+            live = self.kube.get(resource_path("apps/v1", "statefulsets", namespace, api.backend_name(dc["metadata"]["name"])))
+            template = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+            return (template.get("annotations") or {}).get(children.MODEL_CHECKSUM) or children.model_checksum(None)
+        return children.model_checksum(found)
+
     def operator_peer(self) -> children.OperatorPeer | None:
         """The operator's pods, for NetworkPolicies (None: it runs outside the cluster)."""
         if self.config.pod_namespace is None:
@@ -249,6 +292,9 @@ class Reconciler:
             return Outcome(failed.retry_at - time.monotonic())
 
         progress = self._run_drain(dc, spec, plan)
+        if progress is None:  # cancelled: plan again from the spec as it is now
+            self._forget(*key)
+            return Outcome(0)
         if progress.error is not None:
             failures = 1 if failed is None or failed.backends != plan.drain else failed.failures + 1
             delay = drain_retry_delay(failures)
@@ -262,19 +308,37 @@ class Reconciler:
         fresh = self.kube.get(dataclay_path(*key))
         if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get("deletionTimestamp"):
             return Outcome(None)
-        fresh_spec = parse_spec(fresh.get("spec"), self.config.default_image)
+        fresh_spec = self.spec_of(fresh)
         replicas = replicas_after_drain(plan.target, fresh_spec.replicas)
         if replicas is None:  # asked for even fewer backends meanwhile: drain those first
             self.write_status(fresh, fresh_spec)
             return Outcome(0)
-        self.ensure(fresh, children.backend_statefulset(fresh, fresh_spec, replicas))
+        self.ensure(fresh, children.backend_statefulset(fresh, fresh_spec, replicas,
+                                                        self.model_digest(fresh, fresh_spec)))
         self.events.record(fresh, NORMAL, "ScaledDown",
                            f"backends {plan.replicas} -> {replicas} after draining {', '.join(plan.drain)}")
         self.write_status(fresh, fresh_spec)
         return Outcome(self.config.resync_seconds)
 
-    def _run_drain(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> DrainProgress:
-        """Call the data plane's drain, reporting progress in status (throttled) and events."""
+    def _drain_unwanted(self, dc: Mapping[str, Any], plan: ScalePlan) -> str | None:
+        """Why the drain in flight is no longer wanted (None: it is), from the DataClay as stored
+        now: deleted, or its spec asks for more backends than the drain leaves."""
+        try:
+            fresh = self.kube.get(dataclay_path(dc["metadata"]["namespace"], dc["metadata"]["name"]))
+            if fresh is None or fresh["metadata"]["uid"] != dc["metadata"]["uid"] or fresh["metadata"].get(
+                    "deletionTimestamp"):
+                return "the DataClay is being deleted"
+            replicas = self.spec_of(fresh).replicas
+        except (KubeError, SpecError) as exc:  # cannot tell: keep draining
+            logger.warning("drain: the spec could not be read again: %s", exc)
+            return None
+        if replicas > plan.target:
+            return f"spec.replicas is {replicas} now, the drain was for {plan.target}"
+        return None
+
+    def _run_drain(self, dc: dict[str, Any], spec: DataClaySpec, plan: ScalePlan) -> DrainProgress | None:
+        """Call the data plane's drain, reporting progress in status (throttled) and events. None:
+        cancelled, because the spec no longer wants it or the operator is stopping."""
         names = ", ".join(plan.drain)
         host, port = self.dataplane_address(dc)
         self.events.record(dc, NORMAL, "DrainStarted",
@@ -284,10 +348,15 @@ class Reconciler:
         self.write_status(dc, spec, drain=state["progress"])
 
         def on_progress(moved: int, total: int) -> None:
+            if self.stopping.is_set():
+                raise DrainCancelled("the operator is stopping (the next leader drains again if still wanted)")
             state["progress"] = DrainProgress(plan.drain, moved, total)
             now = time.monotonic()
             if now - state["written"] >= self.progress_interval or moved >= total:
                 state["written"] = now
+                why = self._drain_unwanted(dc, plan) if moved < total else None  # done is done
+                if why is not None:
+                    raise DrainCancelled(why)
                 try:
                     self.write_status(dc, spec, drain=state["progress"])
                 except KubeError as exc:  # progress is informative; never abort a drain for it
@@ -296,6 +365,11 @@ class Reconciler:
         started = time.monotonic()
         try:
             moved = self.drain(host, port, list(plan.drain), on_progress, credentials=self.admin_credentials(dc))
+        except DrainCancelled as cancelled:  # the drain lifted its marks on its way out
+            last = state["progress"]
+            self.events.record(dc, NORMAL, "DrainCancelled",
+                               f"stopped draining {names} after {last.moved}/{last.total} objects: {cancelled}")
+            return None
         except Exception as exc:  # noqa: BLE001 - any failure (typed DataClayException, transport,
             # missing data plane) means the same thing here: keep the replicas and say why.
             message = describe_error(exc)
@@ -391,7 +465,7 @@ class Reconciler:
     # -- children -------------------------------------------------------------------------------------
 
     def ensure(self, dc: Mapping[str, Any], desired: dict[str, Any], live: Any = ...) -> dict[str, Any]:
-        """Get, create if missing, patch if different (only the fields in `desired`)."""
+        """Get, create if missing, apply if the server would store something else."""
         path = object_path(desired)
         if live is ...:
             live = self.kube.get(path)
@@ -409,9 +483,12 @@ class Reconciler:
             if kept:
                 logger.warning("%s %s: cannot change immutable %s; keeping the live values", kind, child,
                                ", ".join(kept))
-        if is_subset(desired, live):
+        # Drift is what the server would store differing from what it has (not `desired` against
+        # `live`: the server normalises quantities, keeps other managers' fields, and drops the
+        # fields we applied before and apply no more).
+        paths = changed_paths(live, self.kube.apply(desired, path, dry_run=True))
+        if not paths:
             return live
-        paths = differing_paths(desired, live)
         logger.info("%s %s differs at %s; patching", kind, child, ", ".join(paths))
         patched = self.kube.apply(desired, path)
         self.events.record(dc, NORMAL, "Updated", f"updated {kind} {child}: {', '.join(paths)}")
@@ -420,13 +497,14 @@ class Reconciler:
     # -- status ---------------------------------------------------------------------------------------
 
     def observe(self, dc: Mapping[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
-                error: tuple[Reason, str] | None = None) -> Observed:
+                error: tuple[Reason, str] | None = None, bypass: Bypass | None = None) -> Observed:
         meta = dc["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         pods = resource_path("v1", "pods", namespace)
         sts = lambda n: self.kube.get(resource_path("apps/v1", "statefulsets", namespace, n))  # noqa: E731
         desired = spec.replicas if spec is not None else int((dc.get("spec") or {}).get("replicas") or 0)
-        backend_pods = self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND)))
+        selector = api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND))
+        backend_pods = self.kube.list(pods, selector)
         return Observed(
             generation=int(meta.get("generation", 0)),
             desired_backends=desired,
@@ -438,6 +516,11 @@ class Reconciler:
             drain=drain,
             error=error,
             backend_ids=self.known_backend_ids(dc, backend_pods),
+            image=spec.image if spec is not None else (dc.get("status") or {}).get("image"),  # kept if invalid
+            operator_image=None if (dc.get("spec") or {}).get("image") else self.config.default_image,
+            name=name,
+            selector=selector,
+            bypass=bypass,
         )
 
     def known_backend_ids(self, dc: Mapping[str, Any], backend_pods: list[dict[str, Any]]) -> dict[str, str]:
@@ -455,10 +538,10 @@ class Reconciler:
         return ids
 
     def write_status(self, dc: dict[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
-                     error: tuple[Reason, str] | None = None) -> dict[str, Any]:
+                     error: tuple[Reason, str] | None = None, bypass: Bypass | None = None) -> dict[str, Any]:
         """Compute status from a fresh observation; patch it only if it changed."""
         previous = dc.get("status") or {}
-        status = compute_status(self.observe(dc, spec, drain, error), previous, rfc3339(self.now()))
+        status = compute_status(self.observe(dc, spec, drain, error, bypass), previous, rfc3339(self.now()))
         patch = status_patch(previous, status)
         if patch is not None:
             meta = dc["metadata"]

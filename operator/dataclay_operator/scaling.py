@@ -2,13 +2,15 @@
 
 A StatefulSet always removes its highest ordinals first, so shrinking from `current` to `desired`
 removes pods `desired .. current-1`; those, and only those, are drained before replicas change.
+Replicas lowered by anyone else (`detect_bypass`) are planned from what the operator applied.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any
 
-from dataclay_operator.api import backend_pod_name
+from dataclay_operator.api import ANNOTATION_APPLIED_REPLICAS, backend_pod_name
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,44 @@ def plan_scale(name: str, desired: int, current: int | None) -> ScalePlan:
     if current is None or desired >= current:
         return ScalePlan(replicas=desired, target=desired)
     return ScalePlan(replicas=current, target=desired, drain=backends_to_remove(name, current, desired))
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """The backend StatefulSet's replicas were lowered by someone other than the operator (`kubectl
+    scale sts`, an HPA, a GitOps tool): `removed` went without a drain."""
+
+    applied: int
+    live: int
+    removed: tuple[str, ...]
+
+
+def applied_replicas(sts: Mapping[str, Any] | None) -> int | None:
+    """What the operator last applied to the StatefulSet (its annotation); None if unknown."""
+    annotations = ((sts or {}).get("metadata") or {}).get("annotations") or {}
+    value = str(annotations.get(ANNOTATION_APPLIED_REPLICAS, ""))
+    return int(value) if value.isdigit() else None
+
+
+def live_replicas(sts: Mapping[str, Any] | None) -> int | None:
+    """The StatefulSet's spec.replicas (None: it does not exist yet)."""
+    return None if sts is None else int((sts.get("spec") or {}).get("replicas", 1))
+
+
+def detect_bypass(name: str, sts: Mapping[str, Any] | None) -> Bypass | None:
+    """A Bypass if the live replicas are below what the operator applied."""
+    applied, live = applied_replicas(sts), live_replicas(sts)
+    if applied is None or live is None or live >= applied:
+        return None
+    return Bypass(applied, live, backends_to_remove(name, applied, live))
+
+
+def current_replicas(sts: Mapping[str, Any] | None) -> int | None:
+    """The replicas a scale plan starts from: what the operator applied when someone lowered them
+    behind its back, so the backends they removed come back and are drained before they go."""
+    live = live_replicas(sts)
+    applied = applied_replicas(sts)
+    return live if live is None or applied is None else max(live, applied)
 
 
 def replicas_after_drain(drained_from: int, desired_now: int) -> int | None:

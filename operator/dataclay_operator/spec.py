@@ -27,6 +27,15 @@ class RetentionPolicy(str, enum.Enum):
     DELETE = "Delete"
 
 
+class UpgradePolicy(str, enum.Enum):
+    """What a DataClay without spec.image runs when the operator is upgraded: `Pinned` keeps the
+    image it runs (status.image) until spec.image is set; `FollowOperator` rolls to the
+    operator's new image (one backend at a time)."""
+
+    PINNED = "Pinned"
+    FOLLOW_OPERATOR = "FollowOperator"
+
+
 PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
 DEFAULT_REPLICAS: Final = 1
@@ -37,6 +46,7 @@ DEFAULT_MODEL_PATH: Final = "/opt/dataclay/models"
 DEFAULT_PULL_POLICY: Final = "IfNotPresent"
 DEFAULT_WHEN_DELETED: Final = RetentionPolicy.RETAIN
 DEFAULT_WHEN_SCALED: Final = RetentionPolicy.RETAIN
+DEFAULT_UPGRADE_POLICY: Final = UpgradePolicy.PINNED
 
 #: Kubernetes resource.Quantity, unsigned (sizes and limits are never negative).
 QUANTITY_PATTERN: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)))?$"
@@ -113,6 +123,7 @@ class DataClaySpec:
     metadata: MetadataSpec = MetadataSpec()
     pvc_retention: RetentionSpec = RetentionSpec()
     pod: PodOverlay = PodOverlay()
+    upgrade_policy: UpgradePolicy = DEFAULT_UPGRADE_POLICY
 
 
 def parse_quantity(value: str | int) -> Decimal:
@@ -179,9 +190,14 @@ def _pod_overlay(raw: Mapping[str, Any] | None) -> PodOverlay:
     )
 
 
-def parse_spec(raw: Mapping[str, Any] | None, default_image: str) -> DataClaySpec:
-    """Typed spec with defaults; `default_image` is the operator's own image (spec.image unset)."""
+def parse_spec(raw: Mapping[str, Any] | None, default_image: str, running_image: str | None = None) -> DataClaySpec:
+    """Typed spec with defaults. Without spec.image the image is `running_image` (status.image:
+    what the DataClay runs) under the Pinned upgrade policy, else `default_image` (the
+    operator's own image): an operator upgrade rolls only the DataClays that follow it."""
     raw = raw or {}
+    upgrade_policy = _enum(UpgradePolicy, raw.get("upgradePolicy"), DEFAULT_UPGRADE_POLICY, "spec.upgradePolicy")
+    if upgrade_policy is UpgradePolicy.PINNED and running_image:
+        default_image = running_image
     replicas = raw.get("replicas", DEFAULT_REPLICAS)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
         raise SpecError(f"spec.replicas: {replicas!r} is not an integer >= 1")
@@ -212,4 +228,5 @@ def parse_spec(raw: Mapping[str, Any] | None, default_image: str) -> DataClaySpe
                               "spec.pvcRetentionPolicy.whenScaled"),
         ),
         pod=_pod_overlay(raw.get("pod")),
+        upgrade_policy=upgrade_policy,
     )

@@ -2,8 +2,11 @@
 
 Status is an explicit schema, not a bag of handler results: `phase`, `observedGeneration`,
 `ready` ("ready/desired", the printer column), `readyBackends`/`desiredBackends`, `metadataReady`,
-`endpoint`, `conditions` (Ready, Progressing, Degraded) with the typed reasons below, `backends`
-(pod, backendId, ready) and, while a scale-down drains or after it failed, `drain`.
+`endpoint`, `image` (and `operatorImage` when a pinned DataClay runs another than the operator's),
+`conditions` (Ready, Progressing, Degraded) with the typed reasons below, `backends`
+(pod, backendId, ready), `replicas` and `selector` (the scale subresource's status: backend pods
+and their label selector, for `kubectl scale` and HPAs) and, while a scale-down drains or after it
+failed, `drain`.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from dataclay_operator.scaling import Bypass
 
 
 class Phase(str, enum.Enum):
@@ -41,6 +46,7 @@ class Reason(str, enum.Enum):
     RECONCILED = "Reconciled"
     # Degraded
     DRAIN_FAILED = "DrainFailed"
+    BACKENDS_REMOVED_WITHOUT_DRAIN = "BackendsRemovedWithoutDrain"  # StatefulSet lowered behind our back
     RECONCILE_FAILED = "ReconcileFailed"
     INVALID_SPEC = "InvalidSpec"
     AS_EXPECTED = "AsExpected"
@@ -51,8 +57,8 @@ REASONS_BY_TYPE: dict[ConditionType, frozenset[Reason]] = {
     ConditionType.READY: frozenset({Reason.ALL_READY, Reason.METADATA_NOT_READY, Reason.BACKENDS_NOT_READY}),
     ConditionType.PROGRESSING: frozenset({Reason.CREATING, Reason.ROLLING_OUT, Reason.PODS_STARTING,
                                           Reason.DRAINING, Reason.RECONCILED}),
-    ConditionType.DEGRADED: frozenset({Reason.DRAIN_FAILED, Reason.RECONCILE_FAILED, Reason.INVALID_SPEC,
-                                       Reason.AS_EXPECTED}),
+    ConditionType.DEGRADED: frozenset({Reason.DRAIN_FAILED, Reason.BACKENDS_REMOVED_WITHOUT_DRAIN,
+                                       Reason.RECONCILE_FAILED, Reason.INVALID_SPEC, Reason.AS_EXPECTED}),
 }
 
 
@@ -80,6 +86,11 @@ class Observed:
     drain: DrainProgress | None = None
     error: tuple[Reason, str] | None = None  # ReconcileFailed / InvalidSpec and its message
     backend_ids: Mapping[str, str] = field(default_factory=dict)  # pod name -> backend id (data plane)
+    image: str | None = None  # the image applied to the pods
+    operator_image: str | None = None  # the operator's, when a pinned DataClay runs another
+    name: str = ""  # of the DataClay, for messages that say what to run
+    selector: str = ""  # label selector of the backend pods (scale subresource)
+    bypass: Bypass | None = None  # the backend StatefulSet was lowered by someone else in this pass
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -130,8 +141,34 @@ def _condition(ctype: ConditionType, ok: bool, reason: Reason, message: str) -> 
     return {"type": ctype.value, "status": "True" if ok else "False", "reason": reason.value, "message": message}
 
 
-def compute_conditions(observed: Observed, ready_backends: int, metadata_ready: bool) -> list[dict[str, Any]]:
-    """Ready, Progressing and Degraded (without timestamps; see `compute_status`)."""
+def bypass_message(name: str, bypass: Bypass) -> str:
+    """What happened, what it means for the data, and what to do instead."""
+    return (f"the backend StatefulSet was scaled {bypass.applied} -> {bypass.live} outside the operator: "
+            f"{', '.join(bypass.removed)} went without a drain; the operator brings them back (their objects are "
+            f"unreachable until they are ready; with pvcRetentionPolicy.whenScaled=Delete their volumes, and the "
+            f"objects on them, are lost). Scale the DataClay instead: kubectl scale dataclay {name} --replicas=N "
+            f"(the chart's ValidatingAdmissionPolicy refuses direct scale-downs)")
+
+
+def bypass_still_reported(observed: Observed, previous: Sequence[Mapping[str, Any]], ready_backends: int
+                          ) -> str | None:
+    """The Degraded message for a StatefulSet lowered behind the operator's back: seen in this pass,
+    or seen before and the backends it removed are not all back and ready (None: nothing to report).
+    The previous condition is the memory: the operator restores replicas in the same pass."""
+    if observed.bypass is not None:
+        return bypass_message(observed.name, observed.bypass)
+    before = next((c for c in previous if c.get("type") == ConditionType.DEGRADED.value), None)
+    if (before is not None and before.get("status") == "True"
+            and before.get("reason") == Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value
+            and ready_backends < observed.desired_backends):
+        return str(before.get("message", ""))
+    return None
+
+
+def compute_conditions(observed: Observed, ready_backends: int, metadata_ready: bool,
+                       previous: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Ready, Progressing and Degraded (without timestamps; see `compute_status`); `previous` are
+    the conditions status reports now."""
     desired = observed.desired_backends
     summary = f"{ready_backends}/{desired} backends ready, metadata service {'ready' if metadata_ready else 'not ready'}"
     if not metadata_ready:
@@ -155,7 +192,10 @@ def compute_conditions(observed: Observed, ready_backends: int, metadata_ready: 
     else:
         progressing = _condition(ConditionType.PROGRESSING, False, Reason.RECONCILED, "up to date")
 
-    if drain is not None and drain.error is not None:
+    bypass = bypass_still_reported(observed, previous, ready_backends)
+    if bypass is not None:
+        degraded = _condition(ConditionType.DEGRADED, True, Reason.BACKENDS_REMOVED_WITHOUT_DRAIN, bypass)
+    elif drain is not None and drain.error is not None:
         degraded = _condition(ConditionType.DEGRADED, True, Reason.DRAIN_FAILED,
                               f"scale-down stopped, replicas unchanged and nothing removed: cannot drain "
                               f"{', '.join(drain.backends)}: {drain.error}")
@@ -185,7 +225,7 @@ def compute_status(observed: Observed, previous: Mapping[str, Any] | None, now: 
     desired = observed.desired_backends
     ready_backends = sum(1 for p in observed.backend_pods if pod_ready(p) and 0 <= pod_ordinal(p) < desired)
     metadata_ready = any(pod_ready(p) for p in observed.metadata_pods)
-    conditions = compute_conditions(observed, ready_backends, metadata_ready)
+    conditions = compute_conditions(observed, ready_backends, metadata_ready, previous.get("conditions") or [])
     by_type = {c["type"]: c for c in conditions}
     if by_type[ConditionType.DEGRADED.value]["status"] == "True":
         phase = Phase.DEGRADED
@@ -205,7 +245,13 @@ def compute_status(observed: Observed, previous: Mapping[str, Any] | None, now: 
         "endpoint": observed.endpoint,
         "conditions": with_transition_times(conditions, previous.get("conditions") or [], observed.generation, now),
         "backends": backend_entries(observed.backend_pods, observed.backend_ids),
+        "replicas": int(((observed.backend_sts or {}).get("status") or {}).get("replicas") or 0),
+        "selector": observed.selector,
     }
+    if observed.image:
+        status["image"] = observed.image
+    if observed.operator_image and observed.operator_image != observed.image:
+        status["operatorImage"] = observed.operator_image
     if observed.drain is not None:
         drain = observed.drain
         status["drain"] = {

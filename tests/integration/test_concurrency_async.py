@@ -2,6 +2,8 @@
 import asyncio
 import threading
 
+import pytest
+
 from dataclay import Client
 from hr import Employee
 from shapes import Node
@@ -72,3 +74,38 @@ def test_async_transports_of_finished_loops_are_released(client):
     for _ in range(5):
         asyncio.run(read())
     assert len(client.runtime._async) == 1
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no "Channel closed!" either
+def test_a_burst_of_concurrent_calls_beyond_a_connections_stream_limit_all_succeed(make_cluster, monkeypatch):
+    """More calls at once than a server admits streams per connection (DC_MAX_STREAMS, 32 here)
+    wait on the caller's side; none is refused (a refused stream used to surface as
+    CallOutcomeUnknownError), from coroutines and from threads alike."""
+    monkeypatch.setenv("DC_MAX_STREAMS", "32")
+    cluster = make_cluster(backends=1)
+
+    async def burst() -> list[Employee]:
+        async with Client(host="127.0.0.1", port=cluster.port) as client:
+            [backend] = await client.a_get_backends()
+            made = [Employee(f"A{i}", float(i)) for i in range(200)]
+            await asyncio.gather(*(e.a_make_persistent(backend_id=backend) for e in made))
+            assert await asyncio.gather(*(e.a_get_by_id(e.id) for e in made[:5])) == made[:5]
+            return made
+
+    made = asyncio.run(burst())
+    with Client(host="127.0.0.1", port=cluster.port):
+        errors: list[BaseException] = []
+
+        def call(employee: Employee) -> None:
+            try:
+                employee.raise_salary(1.0)
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call, args=(e,)) for e in made[:100]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert [e.salary for e in made[:3]] == [1.0, 2.0, 3.0]

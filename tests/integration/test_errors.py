@@ -85,6 +85,19 @@ def test_unknown_method_and_property(client, witness):
     channel.close()
 
 
+def test_an_active_method_called_with_wrong_arguments_is_a_typed_error_naming_them(client, witness):
+    """As a local call's TypeError would, the error says what is wrong with the arguments; not an
+    internal error of the server (a caller's mistake, common through stubs, which have no signature)."""
+    employee = Employee("Args", 1.0)
+    employee.make_persistent()
+    with pytest.raises(InvalidRequestError, match="amount") as raised:
+        employee.raise_salary()
+    assert "internal error" not in str(raised.value) and "raise_salary" in str(raised.value)
+    with pytest.raises(InvalidRequestError, match="unexpected"):
+        employee.raise_salary(1.0, bonus=2.0)
+    assert employee.salary == 1.0  # nothing ran
+
+
 def _error(error: grpc.RpcError) -> BaseException:
     for key, value in error.trailing_metadata():
         if key == ERROR_METADATA_KEY:

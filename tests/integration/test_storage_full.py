@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -73,85 +73,92 @@ def full_error(raised: pytest.ExceptionInfo, backend_id) -> None:
     assert "free space" in str(error)
 
 
-def test_a_full_disk_stores_nothing_leaves_no_entry_and_recovers_when_freed(make_cluster, tmp_path):
+@contextlib.contextmanager
+def full_backend_cluster(make_cluster, tmp_path: Path) -> Iterator[tuple[Any, Client, Path, Any, Any]]:
+    """Two backends, backend-1's data directory on a 16 MiB tmpfs: (cluster, client, that disk,
+    backend-1's id, backend-0's id)."""
     data_dir = tmp_path / "cluster"
     with tmpfs(data_dir / "backend-1", "16m") as disk:
         cluster = make_cluster(backends=2, data_dir=data_dir)
         try:
             with Client(host="127.0.0.1", port=cluster.port) as client:
                 ids = {info.name: backend_id for backend_id, info in client.get_backends().items()}
-                full, other = ids["backend-1"], ids["backend-0"]
-                small = Blob(b"small, stored")
-                small.make_persistent(backend_id=full)
-                large = Blob(b"L" * LARGE)
-                large.make_persistent(backend_id=full)
-                travelling = Blob(b"T" * SMALL)
-                travelling.make_persistent(backend_id=other)
-
-                filler = disk / "filler"
-                fill(filler)
-                listed = owned(client, full)
-                with pytest.raises(StorageFullError) as raised:  # an inline state: SQLITE_FULL
-                    small.data = os.urandom(SMALL)
-                full_error(raised, full)
-                assert small.data == b"small, stored"
-                with pytest.raises(StorageFullError) as raised:  # a state file: ENOSPC
-                    large.data = b"N" * LARGE
-                full_error(raised, full)
-                assert large.data == b"L" * LARGE
-
-                fresh = Blob(os.urandom(SMALL))
-                with pytest.raises(StorageFullError) as raised:
-                    fresh.make_persistent(alias="on-a-full-disk", backend_id=full)
-                full_error(raised, full)
-                with pytest.raises(ObjectNotRegisteredError):
-                    Blob.get_by_id(fresh.id)
-                with pytest.raises(AliasDoesNotExistError):
-                    Blob.get_by_alias("on-a-full-disk")
-                fresh_large = Blob(b"F" * LARGE)
-                with pytest.raises(StorageFullError):
-                    fresh_large.make_persistent(backend_id=full)
-                with pytest.raises(ObjectNotRegisteredError):
-                    Blob.get_by_id(fresh_large.id)
-
-                with pytest.raises(StorageFullError):  # versions: made here, and sent here from elsewhere
-                    large.new_version()
-                with pytest.raises(StorageFullError):
-                    travelling.new_version(full)
-                assert owned(client, full) == listed  # no entry of any failed new object
-
-                with pytest.raises(StorageFullError) as raised:  # a move's destination
-                    travelling.move(full)
-                full_error(raised, full)
-                assert travelling.size() == SMALL
-                assert small.data == b"small, stored"
-                assert owned(client, full) == listed
-
-                cluster.restart_backend("backend-1")  # what is stored is what readers saw
-                # backend-0 keeps the address it knew of backend-1 (a new port now) for moves: restart it too
-                cluster.restart_backend("backend-0")
-                assert small.data == b"small, stored"
-                assert large.data == b"L" * LARGE
-                with pytest.raises(ObjectNotRegisteredError):
-                    Blob.get_by_id(fresh.id)
-
-                filler.unlink()  # space again: the same calls work, nothing was half-written
-                small.data = b"small, changed"
-                large.data = b"N" * LARGE
-                fresh.make_persistent(alias="on-a-full-disk", backend_id=full)
-                fresh_large.make_persistent(backend_id=full)
-                travelling.move(full)
-                assert large.new_version().data == b"N" * LARGE
-                assert owned(client, full) == listed + 4
-                assert Blob.get_by_alias("on-a-full-disk").size() == SMALL
-                cluster.restart_backend("backend-1")
-                assert small.data == b"small, changed"
-                assert large.data == b"N" * LARGE
-                assert Blob.get_by_id(fresh.id).size() == SMALL
-                assert Blob.get_by_id(fresh_large.id).data == b"F" * LARGE
-                assert travelling.size() == SMALL
+                yield cluster, client, disk, ids["backend-1"], ids["backend-0"]
         finally:
             cluster.stop()
+
+
+def test_a_full_disk_stores_nothing_leaves_no_entry_and_recovers_when_freed(make_cluster, tmp_path):
+    with full_backend_cluster(make_cluster, tmp_path) as (cluster, client, disk, full, other):
+        small = Blob(b"small, stored")
+        small.make_persistent(backend_id=full)
+        large = Blob(b"L" * LARGE)
+        large.make_persistent(backend_id=full)
+        travelling = Blob(b"T" * SMALL)
+        travelling.make_persistent(backend_id=other)
+
+        filler = disk / "filler"
+        fill(filler)
+        listed = owned(client, full)
+        with pytest.raises(StorageFullError) as raised:  # an inline state: SQLITE_FULL
+            small.data = os.urandom(SMALL)
+        full_error(raised, full)
+        assert small.data == b"small, stored"
+        with pytest.raises(StorageFullError) as raised:  # a state file: ENOSPC
+            large.data = b"N" * LARGE
+        full_error(raised, full)
+        assert large.data == b"L" * LARGE
+
+        fresh = Blob(os.urandom(SMALL))
+        with pytest.raises(StorageFullError) as raised:
+            fresh.make_persistent(alias="on-a-full-disk", backend_id=full)
+        full_error(raised, full)
+        with pytest.raises(ObjectNotRegisteredError):
+            Blob.get_by_id(fresh.id)
+        with pytest.raises(AliasDoesNotExistError):
+            Blob.get_by_alias("on-a-full-disk")
+        fresh_large = Blob(b"F" * LARGE)
+        with pytest.raises(StorageFullError):
+            fresh_large.make_persistent(backend_id=full)
+        with pytest.raises(ObjectNotRegisteredError):
+            Blob.get_by_id(fresh_large.id)
+
+        with pytest.raises(StorageFullError):  # versions: made here, and sent here from elsewhere
+            large.new_version()
+        with pytest.raises(StorageFullError):
+            travelling.new_version(full)
+        assert owned(client, full) == listed  # no entry of any failed new object
+
+        with pytest.raises(StorageFullError) as raised:  # a move's destination
+            travelling.move(full)
+        full_error(raised, full)
+        assert travelling.size() == SMALL
+        assert small.data == b"small, stored"
+        assert owned(client, full) == listed
+
+        cluster.restart_backend("backend-1")  # what is stored is what readers saw
+        # backend-0 keeps the address it knew of backend-1 (a new port now) for moves: restart it too
+        cluster.restart_backend("backend-0")
+        assert small.data == b"small, stored"
+        assert large.data == b"L" * LARGE
+        with pytest.raises(ObjectNotRegisteredError):
+            Blob.get_by_id(fresh.id)
+
+        filler.unlink()  # space again: the same calls work, nothing was half-written
+        small.data = b"small, changed"
+        large.data = b"N" * LARGE
+        fresh.make_persistent(alias="on-a-full-disk", backend_id=full)
+        fresh_large.make_persistent(backend_id=full)
+        travelling.move(full)
+        assert large.new_version().data == b"N" * LARGE
+        assert owned(client, full) == listed + 4
+        assert Blob.get_by_alias("on-a-full-disk").size() == SMALL
+        cluster.restart_backend("backend-1")
+        assert small.data == b"small, changed"
+        assert large.data == b"N" * LARGE
+        assert Blob.get_by_id(fresh.id).size() == SMALL
+        assert Blob.get_by_id(fresh_large.id).data == b"F" * LARGE
+        assert travelling.size() == SMALL
 
 
 def test_a_full_disk_of_the_metadata_service_registers_nothing(make_cluster, tmp_path):
@@ -191,33 +198,25 @@ def test_a_consolidation_into_a_full_disk_is_typed_and_changes_nothing(make_clus
     """The original's backend cannot store the consolidated state: StorageFullError naming it,
     the original keeps its value (also after a restart), the version stays usable, and with space
     again the same consolidation commits."""
-    data_dir = tmp_path / "cluster"
-    with tmpfs(data_dir / "backend-1", "16m") as disk:
-        cluster = make_cluster(backends=2, data_dir=data_dir)
-        try:
-            with Client(host="127.0.0.1", port=cluster.port) as client:
-                ids = {info.name: backend_id for backend_id, info in client.get_backends().items()}
-                full, other = ids["backend-1"], ids["backend-0"]
-                original = Blob(b"original")
-                original.make_persistent(backend_id=full)
-                version = original.new_version(other)  # the version lives where there is space
-                version.data = os.urandom(SMALL)
-                changed = version.data
-                filler = disk / "filler"
-                fill(filler)
-                with pytest.raises(StorageFullError) as raised:
-                    version.consolidate_version()
-                full_error(raised, full)
-                assert original.data == b"original"
-                assert version.data == changed  # not retired: the user can retry
-                cluster.restart_backend("backend-1")
-                cluster.restart_backend("backend-0")
-                assert original.data == b"original"
+    with full_backend_cluster(make_cluster, tmp_path) as (cluster, client, disk, full, other):
+        original = Blob(b"original")
+        original.make_persistent(backend_id=full)
+        version = original.new_version(other)  # the version lives where there is space
+        version.data = os.urandom(SMALL)
+        changed = version.data
+        filler = disk / "filler"
+        fill(filler)
+        with pytest.raises(StorageFullError) as raised:
+            version.consolidate_version()
+        full_error(raised, full)
+        assert original.data == b"original"
+        assert version.data == changed  # not retired: the user can retry
+        cluster.restart_backend("backend-1")
+        cluster.restart_backend("backend-0")
+        assert original.data == b"original"
 
-                filler.unlink()
-                version.consolidate_version()
-                assert original.data == changed
-                cluster.restart_backend("backend-1")
-                assert original.data == changed
-        finally:
-            cluster.stop()
+        filler.unlink()
+        version.consolidate_version()
+        assert original.data == changed
+        cluster.restart_backend("backend-1")
+        assert original.data == changed

@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from dataclay_operator import api
+from dataclay_operator.children import MODEL_CHECKSUM, model_checksum
 
 from .conftest import KubeCluster, mark_pods_ready, wait_until
 
@@ -228,7 +229,7 @@ def cluster(kube_api: Any, namespace: str, crd: dict[str, Any]) -> Cluster:
 
 def test_crd_installs_with_status_subresource_and_printer_columns(crd: dict[str, Any], cluster: Cluster) -> None:
     version = crd["spec"]["versions"][0]
-    assert version["name"] == api.VERSION and version["subresources"] == {"status": {}}
+    assert version["name"] == api.VERSION and set(version["subresources"]) == {"status", "scale"}
     cluster.create("demo", {"replicas": 2})
     table = raw_get(cluster.api, f"/apis/{api.API_VERSION}/namespaces/{cluster.ns}/{api.PLURAL}",
                     accept="application/json;as=Table;v=v1;g=meta.k8s.io")
@@ -239,7 +240,7 @@ def test_crd_installs_with_status_subresource_and_printer_columns(crd: dict[str,
 def test_server_applies_the_schema_defaults(cluster: Cluster) -> None:
     created = cluster.create("defaults")
     assert created["spec"] == {
-        "replicas": 1, "durability": "process", "imagePullPolicy": "IfNotPresent",
+        "replicas": 1, "durability": "process", "imagePullPolicy": "IfNotPresent", "upgradePolicy": "Pinned",
         "storage": {"size": "1Gi"}, "metadata": {"storage": {"size": "1Gi"}},
         "model": {"path": "/opt/dataclay/models"},
         "pvcRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
@@ -259,6 +260,7 @@ def test_server_applies_the_schema_defaults(cluster: Cluster) -> None:
     ("configmap", {"model": {"configMap": "Not_A_Name"}}, "spec.model.configMap"),
     ("model-path", {"model": {"path": "relative/dir"}}, "spec.model.path"),
     ("retention", {"pvcRetentionPolicy": {"whenDeleted": "Keep"}}, "spec.pvcRetentionPolicy.whenDeleted"),
+    ("upgrade", {"upgradePolicy": "Whenever"}, "spec.upgradePolicy"),
     ("pull", {"imagePullPolicy": "Sometimes"}, "spec.imagePullPolicy"),
     ("image", {"image": ""}, "spec.image"),
     ("a" * 41, {}, "at most 40 characters"),
@@ -451,7 +453,8 @@ def test_operator_restart_heals_drift_without_duplicates(kube_cluster: KubeClust
 def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync(
         kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
     """Every child kind is watched: with a resync of 10 minutes, a deleted Service, an edited
-    ConfigMap and a deleted NetworkPolicy are back within seconds."""
+    ConfigMap, a deleted NetworkPolicy, PodDisruptionBudget and client Secret are back within
+    seconds."""
     cluster.create("store", {"replicas": 1})
     with running_operator(kube_cluster, cluster.ns, tmp_path, DC_OPERATOR_RESYNC_SECONDS="600") as op:
         op.until(lambda: cluster.sts("store-backend"), "the backend StatefulSet")
@@ -460,10 +463,74 @@ def test_a_child_deleted_or_edited_by_hand_is_repaired_at_once_not_at_the_resync
         cluster.core.delete_namespaced_service("store-backend", cluster.ns)
         cluster.core.patch_namespaced_config_map("store-client", cluster.ns, {"data": {"DC_PORT": "1"}})
         cluster.networking.delete_namespaced_network_policy("store-dataplane", cluster.ns)
+        cluster.policy.delete_namespaced_pod_disruption_budget("store-backend", cluster.ns)
+        cluster.core.delete_namespaced_secret("store-client-credentials", cluster.ns)
         op.until(lambda: cluster.service("store-backend"), "the Service recreated", timeout=30)
         op.until(lambda: cluster.configmap("store-client")["data"] == data, "the ConfigMap restored", timeout=30)
         op.until(lambda: cluster.networking.list_namespaced_network_policy(cluster.ns).items,
                  "the NetworkPolicy recreated", timeout=30)
+        op.until(lambda: cluster.policy.list_namespaced_pod_disruption_budget(cluster.ns).items,
+                 "the PodDisruptionBudget recreated", timeout=30)
+        op.until(lambda: [s for s in cluster.core.list_namespaced_secret(cluster.ns).items
+                          if s.metadata.name == "store-client-credentials"], "the client Secret reissued", timeout=30)
+
+
+def test_a_changed_model_configmap_rolls_the_backends(kube_cluster: KubeCluster, cluster: Cluster,
+                                                      tmp_path: Path) -> None:
+    """The model ConfigMap is not the DataClay's child, yet a change of its modules reaches the
+    backends' pod template (a rolling update) within seconds, not at the resync (10 minutes)."""
+    from kubernetes import client
+
+    cluster.core.create_namespaced_config_map(cluster.ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="models"), data={"company.py": "VERSION = 1\n"}))
+    cluster.create("store", {"replicas": 1, "model": {"configMap": "models"}})
+
+    def digest() -> str | None:
+        sts = cluster.sts("store-backend")
+        return sts and (sts["spec"]["template"]["metadata"].get("annotations") or {}).get(MODEL_CHECKSUM)
+
+    with running_operator(kube_cluster, cluster.ns, tmp_path, DC_OPERATOR_RESYNC_SECONDS="600") as op:
+        first = op.until(digest, "the model digest in the backends' template")
+        cluster.core.patch_namespaced_config_map("models", cluster.ns, {"data": {"company.py": "VERSION = 2\n"}})
+        second = op.until(lambda: (d := digest()) != first and d, "a new digest: the backends roll", timeout=30)
+    assert second == model_checksum({"data": {"company.py": "VERSION = 2\n"}})
+
+
+def test_drift_is_what_the_server_would_store_not_what_the_operator_last_wrote(kube_api: Any,
+                                                                            cluster: Cluster) -> None:
+    """Passes run in this process (each one synchronous): quantities the server normalises and an
+    env var another tool added are no drift (no patch, no Updated event, the env var stays);
+    removing spec.resources removes the limits the operator had applied."""
+    from dataclay_operator.config import OperatorConfig
+    from dataclay_operator.events import EventRecorder
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.reconcile import Reconciler
+    from dataclay_operator.spec import DEFAULT_BACKEND_RESOURCES
+
+    kube = Kube(kube_api)
+    reconciler = Reconciler(kube=kube, config=OperatorConfig(namespaces=(cluster.ns,)), events=EventRecorder(kube))
+    cluster.create("store", {"replicas": 1, "resources": {"requests": {"memory": "1024Mi", "cpu": "1000m"},
+                                                          "limits": {"memory": "2048Mi"}}})
+    reconciler.reconcile(cluster.ns, "store")
+
+    def backend_container() -> dict[str, Any]:
+        return cluster.sts("store-backend")["spec"]["template"]["spec"]["containers"][0]
+
+    assert backend_container()["resources"] == {"requests": {"memory": "1Gi", "cpu": "1"}, "limits": {"memory": "2Gi"}}
+    cluster.apps.patch_namespaced_stateful_set("store-backend", cluster.ns, {"spec": {"template": {"spec": {
+        "containers": [{"name": "backend", "env": [{"name": "INJECTED_BY_ANOTHER_TOOL", "value": "1"}]}]}}}})
+    for _ in range(3):
+        reconciler.reconcile(cluster.ns, "store")
+    assert cluster.events("Updated") == []
+    assert "INJECTED_BY_ANOTHER_TOOL" in {e["name"] for e in backend_container()["env"]}
+
+    cluster.patch_spec("store", {"resources": None})
+    reconciler.reconcile(cluster.ns, "store")
+    assert backend_container()["resources"] == DEFAULT_BACKEND_RESOURCES  # the old limits are gone
+    (updated,) = cluster.events("Updated")
+    assert "StatefulSet store-backend" in updated
+    reconciler.reconcile(cluster.ns, "store")
+    assert len(cluster.events("Updated")) == 1
 
 
 def test_a_foreign_object_with_a_childs_name_is_reported_not_taken_over(kube_cluster: KubeCluster, cluster: Cluster,
@@ -520,20 +587,30 @@ def test_chart_renders_and_lints(kube_cluster: KubeCluster, values: list[str]) -
     docs = [d for d in yaml.safe_load_all(helm(kube_cluster, "template", "rel", str(CHART), "--namespace", "ops",
                                                  "--include-crds", *values)) if d]
     kinds = sorted({d["kind"] for d in docs})
-    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= set(kinds)
+    assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= set(kinds)
     crd = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
     assert crd == yaml.safe_load(CRD_FILE.read_text())
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "dataclay_operator"]
+    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    operator_user = f"system:serviceaccount:ops:{deployment['spec']['template']['spec']['serviceAccountName']}"
+    assert operator_user in json.dumps(policy["spec"]["matchConditions"])  # the one identity let through
     env = {e["name"]: e.get("value") for e in container["env"]}
     if values:
         assert env["DC_OPERATOR_NAMESPACES"] == "apps,batch"
-        assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch"]
+        assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+            "apps", "batch"]  # the guard applies where the operator manages DataClays
+        assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch", "ops"]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == api.KIND] == ["example"]
     else:
         assert env["DC_OPERATOR_NAMESPACES"] == ""
-        assert not [d for d in docs if d["kind"] in ("Role", api.KIND)]
+        assert "matchResources" not in binding["spec"]  # everywhere
+        assert not [d for d in docs if d["kind"] == api.KIND]
+        assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["rel-dataclay-operator-leader-election"]
+    assert env["DC_OPERATOR_LEASE"] == "ops/rel-dataclay-operator"  # replicas elect a leader
 
 
 def service_account_kubeconfig(kube_cluster: KubeCluster, kube_api: Any, namespace: str, name: str,
@@ -569,8 +646,16 @@ def test_helm_install_is_accepted_and_its_rbac_is_enough(kube_cluster: KubeClust
 
         kubeconfig = service_account_kubeconfig(kube_cluster, cluster.api, cluster.ns,
                                                 f"{release}-dataclay-operator", tmp_path / "sa.kubeconfig")
-        with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig) as op:
+        (container,) = deployment.spec.template.spec.containers
+        chart_env = {e.name: e.value for e in container.env if e.value is not None and e.name.startswith("DC_OPERATOR_")
+                     and e.name not in ("DC_OPERATOR_IMAGE", "DC_OPERATOR_LIVENESS", "DC_OPERATOR_RESYNC_SECONDS")}
+        assert chart_env["DC_OPERATOR_LEASE"] == f"{cluster.ns}/{release}-dataclay-operator"
+        with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig, POD_NAME="chart-op",
+                              DC_OPERATOR_POD_NAMESPACE=cluster.ns, **chart_env) as op:
             op.until(lambda: cluster.sts("example-backend"), "the example's backend StatefulSet")
+            lease = client.CoordinationV1Api(cluster.api).read_namespaced_lease(f"{release}-dataclay-operator",
+                                                                                 cluster.ns)
+            assert lease.spec.holder_identity == "chart-op"  # the chart's Role lets it lead
             op.until(lambda: len(cluster.pods("app.kubernetes.io/instance=example")) == 3, "its pods")
             cluster.ready("example", api.COMPONENT_METADATA)
             cluster.ready("example", api.COMPONENT_BACKEND)
@@ -755,3 +840,125 @@ def test_scale_down_drains_the_removed_backend_before_replicas_drop(kube_cluster
                 company = Company.get_by_id(company_id)
                 assert company.name == f"C{index}" and company.employee.salary == float(index)
             assert Company.get_by_id(kept.id).employee.raise_salary(1.0) == 2.0
+
+
+# -- leader election ------------------------------------------------------------------------------------
+
+
+def test_one_leader_at_a_time_and_a_takeover_only_after_the_lease_expires(kube_api: Any, namespace: str) -> None:
+    """Two candidates on the real API server, each with its own clock (driven by the test)."""
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.leader import LeaderElector
+
+    kube = Kube(kube_api)
+    clocks = {"a": 0.0, "b": 0.0}
+    a = LeaderElector(kube, namespace, "dataclay-operator", "a", clock=lambda: clocks["a"])
+    b = LeaderElector(kube, namespace, "dataclay-operator", "b", clock=lambda: clocks["b"])
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    clocks["b"] += 14
+    assert not b.try_acquire_or_renew()  # b saw a's record 14 s ago (its clock): not expired yet
+    clocks["a"] += 14
+    assert a.try_acquire_or_renew()  # a renews: a new record
+    clocks["b"] += 14
+    assert not b.try_acquire_or_renew()  # b's wait starts again from the renewal it saw
+    clocks["b"] += 16
+    assert b.try_acquire_or_renew()  # a stopped renewing: 16 s unchanged, b takes over
+    assert not a.try_acquire_or_renew() and not a.leading  # a sees b's record
+    lease = kube.get(a.path)["spec"]
+    assert lease["holderIdentity"] == "b" and lease["leaseTransitions"] == 1
+
+
+def test_two_candidates_racing_for_an_expired_lease_elect_one(kube_api: Any, namespace: str) -> None:
+    """Both read the expired Lease, both write: the API server's resourceVersion check lets one win."""
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.leader import LeaderElector
+
+    kube = Kube(kube_api)
+    old = LeaderElector(kube, namespace, "dataclay-operator", "old")
+    assert old.try_acquire_or_renew()
+    stale = kube.get(old.path)  # what both candidates read before either writes
+
+    class ReadsBeforeTheOtherWrites(Kube):
+        def get(self, path: str) -> dict[str, Any] | None:
+            return stale
+
+    clock = {"t": 0.0}
+    c = LeaderElector(ReadsBeforeTheOtherWrites(kube_api), namespace, "dataclay-operator", "c", clock=lambda: clock["t"])
+    d = LeaderElector(ReadsBeforeTheOtherWrites(kube_api), namespace, "dataclay-operator", "d", clock=lambda: clock["t"])
+    assert not c.try_acquire_or_renew() and not d.try_acquire_or_renew()  # both see it held
+    clock["t"] = 20.0
+    assert [c.try_acquire_or_renew(), d.try_acquire_or_renew()] == [True, False]
+    assert kube.get(old.path)["spec"]["holderIdentity"] == "c"
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_leading_before_the_lease_expires(kube_api: Any,
+                                                                                    namespace: str) -> None:
+    """client-go's guarantee: a leader that cannot renew gives up (renew deadline) before a standby
+    may take the Lease (lease duration). A call the API server never answers lasts the client's
+    request timeout (30 s), so the rounds must be bounded by the renew deadline, not by that."""
+    import threading
+    import time
+
+    from dataclay_operator.kube import Kube, KubeError
+    from dataclay_operator.leader import LeaderElector
+
+    cut_off = threading.Event()
+    renewals: list[float] = []
+
+    class Partitioned(Kube):
+        """The real API server until cut off; then no call is answered (the client times out)."""
+
+        def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            if cut_off.is_set():
+                threading.Event().wait(self.request_timeout)  # the transport's own timeout
+                raise KubeError(0, "", f"no answer within {self.request_timeout} s")
+            answer = super().request(method, path, *args, **kwargs)
+            if method in ("POST", "PUT"):
+                renewals.append(time.monotonic())
+            return answer
+
+    elector = LeaderElector(Partitioned(kube_api), namespace, "dataclay-operator", "a",
+                            lease_duration=3.0, renew_deadline=2.0, retry_period=0.2)
+    started, stopped_at, stop = threading.Event(), [], threading.Event()
+    thread = threading.Thread(target=elector.run, daemon=True,
+                              args=(started.set, lambda: stopped_at.append(time.monotonic()), stop))
+    thread.start()
+    try:
+        assert started.wait(TIMEOUT), "a lone candidate leads"
+        wait_until(lambda: len(renewals) >= 3, TIMEOUT, "the leader renews")
+        cut_off.set()
+        wait_until(lambda: stopped_at, TIMEOUT, "the cut-off leader stops leading")
+        led_for = stopped_at[0] - renewals[-1]
+        assert led_for < elector.lease_duration, (
+            f"the leader stopped {led_for:.1f} s after its last renewal: a standby takes over after "
+            f"{elector.lease_duration} s, so both led at once")
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+
+
+def test_two_operator_replicas_reconcile_through_one_leader_and_the_other_takes_over(
+        kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    """Two replicas on one Lease: the standby reconciles nothing; killed (kill -9, no goodbye),
+    the leader's Lease expires and the standby leads, picking up a DataClay created meanwhile."""
+    from dataclay_operator.kube import Kube
+    from dataclay_operator.leader import LeaderElector
+
+    lease = {"DC_OPERATOR_LEASE": f"{cluster.ns}/dataclay-operator"}
+    path = LeaderElector(Kube(cluster.api), cluster.ns, "dataclay-operator", "-").path
+
+    def holder() -> str | None:
+        found = Kube(cluster.api).get(path)
+        return found and found["spec"].get("holderIdentity")
+
+    with running_operator(kube_cluster, cluster.ns, tmp_path, POD_NAME="op-1", **lease) as first:
+        first.until(lambda: holder() == "op-1", "op-1 leads")
+        with running_operator(kube_cluster, cluster.ns, tmp_path, POD_NAME="op-2", **lease) as second:
+            cluster.create("store", {"replicas": 1})
+            first.until(lambda: cluster.sts("store-backend"), "the leader reconciles")
+            assert holder() == "op-1" and "leads" not in second.output()
+            os.killpg(first.popen.pid, signal.SIGKILL)
+            first.popen.wait(10)
+            cluster.create("later", {"replicas": 1})
+            second.until(lambda: holder() == "op-2", "op-2 takes the expired Lease", timeout=60)
+            second.until(lambda: cluster.sts("later-backend"), "the new leader reconciles", timeout=30)

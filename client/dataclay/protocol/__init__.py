@@ -42,6 +42,25 @@ MESSAGE_LIMITS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
 ]
+# Calls in flight on one connection: servers admit at most DC_MAX_STREAMS streams per connection
+# (default 128) and refuse the excess of a burst (HTTP/2 REFUSED_STREAM, which gRPC reports as
+# UNAVAILABLE, an outcome the caller cannot tell); so callers keep at most half as many in flight
+# per channel (dataclay.transport) and the rest wait on their side. Set it alike on servers and
+# clients.
+DEFAULT_MAX_STREAMS = 128
+
+
+def max_streams(environ=None) -> int:
+    """This process's per-connection stream count (DC_MAX_STREAMS), at least 1."""
+    import os
+
+    text = (os.environ if environ is None else environ).get("DC_MAX_STREAMS", "").strip()
+    try:
+        return max(1, int(float(text))) if text else DEFAULT_MAX_STREAMS
+    except ValueError:
+        raise ValueError(f"DC_MAX_STREAMS must be a number, got {text[:40]!r}") from None
+
+
 # How many object ids (16 bytes, 18 with their framing) one message holds, with room for the rest
 # of the message: the size of ListOwnedObjects pages and of the parts a long list of ids is sent in.
 IDS_PER_MESSAGE = max(1, (MAX_MESSAGE - 256) // 18)
@@ -64,7 +83,7 @@ CHANNEL_OPTIONS = [*MESSAGE_LIMITS, *FAST_RECONNECT]
 # with the reasons, is beside each rpc in dataclay.proto; a test checks that they agree.
 IDEMPOTENT = frozenset({
     # Backend
-    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats",
+    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
     "ActivateMove", "AbortMove",
     # Metadata
     "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",

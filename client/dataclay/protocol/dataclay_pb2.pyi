@@ -294,6 +294,28 @@ class BackendList(_message.Message):
     cluster_id: bytes
     def __init__(self, backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., cluster_id: _Optional[bytes] = ...) -> None: ...
 
+class CreateObjectRequest(_message.Message):
+    __slots__ = ("class_path", "payload")
+    CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    class_path: str
+    payload: bytes
+    def __init__(self, class_path: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class ClassInfoRequest(_message.Message):
+    __slots__ = ("class_path",)
+    CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
+    class_path: str
+    def __init__(self, class_path: _Optional[str] = ...) -> None: ...
+
+class ClassInfo(_message.Message):
+    __slots__ = ("properties", "active_methods")
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_METHODS_FIELD_NUMBER: _ClassVar[int]
+    properties: _containers.RepeatedScalarFieldContainer[str]
+    active_methods: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, properties: _Optional[_Iterable[str]] = ..., active_methods: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ObjectEntry(_message.Message):
     __slots__ = ("object_id", "class_path", "backend_id", "version_parent", "version_original")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -74,6 +74,16 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
                 _registered_method=True)
+        self.CreateObject = channel.unary_unary(
+                '/dataclay.v1.Backend/CreateObject',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.CreateObjectRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
+                _registered_method=True)
+        self.GetClassInfo = channel.unary_unary(
+                '/dataclay.v1.Backend/GetClassInfo',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfoRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfo.FromString,
+                _registered_method=True)
         self.Move = channel.unary_stream(
                 '/dataclay.v1.Backend/Move',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.MoveRequest.SerializeToString,
@@ -200,6 +210,27 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateObject(self, request, context):
+        """A new object of a model class made here by its @activemethod __init__ with the caller's
+        arguments, registered and stored in this one request (nothing is left if __init__ fails):
+        how a stub (a client without the model) creates objects. The reply names it.
+        [callers: anyone]
+        [not idempotent: each call makes an object]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClassInfo(self, request, context):
+        """The persistent properties and active methods of a model class, by class path, for clients
+        without the model (dataclay.stub). Only DataClayObject subclasses on the model path.
+        [callers: anyone]
+        [idempotent: a read]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Move(self, request, context):
         """Move objects from this backend to another; progress as it goes, the result last.
         [callers: anyone]
@@ -317,6 +348,16 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.SerializeToString,
+            ),
+            'CreateObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateObject,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.CreateObjectRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.SerializeToString,
+            ),
+            'GetClassInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClassInfo,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfoRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ClassInfo.SerializeToString,
             ),
             'Move': grpc.unary_stream_rpc_method_handler(
                     servicer.Move,
@@ -580,6 +621,60 @@ class Backend:
             '/dataclay.v1.Backend/Stats',
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.BackendStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/CreateObject',
+            dataclay_dot_protocol_dot_dataclay__pb2.CreateObjectRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ObjectEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClassInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/GetClassInfo',
+            dataclay_dot_protocol_dot_dataclay__pb2.ClassInfoRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ClassInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,8 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "GetObjectState": ANYONE,
         "UpdateObject": ANYONE,
         "Stats": ANYONE,
+        "GetClassInfo": ANYONE,
+        "CreateObject": ANYONE,
         "Move": ANYONE,                       # a client's move(), and the admin's drains
         "ReceiveObjects": INTERNAL,           # the destination side of a move
         "ActivateMove": INTERNAL,

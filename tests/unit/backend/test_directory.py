@@ -173,6 +173,10 @@ def test_a_registration_replayed_after_a_lost_reply_succeeds(directory):
         directory.register_objects([ObjectEntry(entries[0].object_id, PATH, other)])
     with pytest.raises(AlreadyExistError):  # nor with another alias
         directory.register_objects(entries, alias="another")
+    directory.set_draining(backend_id, True)  # a drain began before the replay arrived
+    directory.register_objects(entries, alias="replayed")  # still acknowledged: it had committed
+    with pytest.raises(BackendDrainingError):
+        directory.register_objects([ObjectEntry(uuid.uuid4(), PATH, backend_id)])
 
 
 def test_objects_go_only_to_registered_backends(directory):

@@ -4,7 +4,8 @@
 body, query, content_type)`, is answered from a dict of objects instead of an API server; the
 client's own get/list/apply/create/merge_patch run unchanged on top of it. It is a fake of the
 Kubernetes API, not of the operator: it knows paths, label selectors, server-side apply (as a
-deep merge; lists are replaced), JSON merge patch, the status subresource, generation (bumped by
+deep merge; lists are replaced; no field ownership, so a field dropped from an apply stays: the
+tests/k8s suite checks that against the real server), dry runs, JSON merge patch, PUT fenced by resourceVersion, the status subresource, generation (bumped by
 spec changes only), resourceVersion, uid, generateName, a few server defaults, and the
 StatefulSet fields the real API server refuses to change (422 Invalid). Every call is recorded
 in `calls`, so tests can tell what the operator wrote.
@@ -40,6 +41,7 @@ class Call:
     path: str
     content_type: str | None = None
     body: Any = None
+    dry_run: bool = False  # dryRun=All: answered as if done, nothing stored
 
 
 def _merge(live: Any, applied: Any) -> Any:
@@ -86,7 +88,9 @@ class FakeKube(Kube):
     def request(self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None,
                 content_type: str = "application/json") -> Any:
         with self._lock:
-            self.calls.append(Call(method, path, content_type if body is not None else None, copy.deepcopy(body)))
+            dry_run = (query or {}).get("dryRun") == "All"
+            self.calls.append(Call(method, path, content_type if body is not None else None, copy.deepcopy(body),
+                                   dry_run))
             parsed = _PATH.match(path)
             if parsed is None:
                 raise KubeError(404, "NotFound", f"no such path {path}")
@@ -101,9 +105,18 @@ class FakeKube(Kube):
                 del self.objects[key]
                 return {"kind": "Status", "status": "Success"}
             if method == "PATCH" and content_type == APPLY:
+                if dry_run:
+                    saved, versions = copy.deepcopy(self.objects), self._versions
+                    self._versions = itertools.count(next(copy.deepcopy(versions)))
+                    try:
+                        return copy.deepcopy(self._apply(key, parts, body))
+                    finally:
+                        self.objects, self._versions = saved, versions
                 return copy.deepcopy(self._apply(key, parts, body))
             if method == "PATCH" and content_type == MERGE:
                 return copy.deepcopy(self._patch(key, body, parts["subresource"]))
+            if method == "PUT" and not parts["subresource"]:
+                return copy.deepcopy(self._replace(key, body))
             raise KubeError(405, "MethodNotAllowed", f"{method} {path} ({content_type})")
 
     # -- what tests use to arrange and inspect ------------------------------------------------------
@@ -114,8 +127,8 @@ class FakeKube(Kube):
             return copy.deepcopy(found)
 
     def writes(self, since: int = 0) -> list[Call]:
-        """Calls that changed something (everything but GET), from index `since` of `calls`."""
-        return [call for call in self.calls[since:] if call.method != "GET"]
+        """Calls that changed something (everything but GET and dry runs), from index `since` of `calls`."""
+        return [call for call in self.calls[since:] if call.method != "GET" and not call.dry_run]
 
     def event_reasons(self, since: int = 0) -> list[str]:
         return [call.body["reason"] for call in self.writes(since) if call.path.endswith("/events")]
@@ -172,6 +185,18 @@ class FakeKube(Kube):
             obj.setdefault("apiVersion", _KINDS[parts["plural"]][0])
             obj.setdefault("kind", _KINDS[parts["plural"]][1])
         self._default(obj)
+        self.objects[key] = obj
+        return obj
+
+    def _replace(self, key: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: the whole object, refused (409) unless it carries the current resourceVersion."""
+        live = self._get(key)
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if version != live["metadata"]["resourceVersion"]:
+            raise KubeError(409, "Conflict", f"{key}: the object has been modified (resourceVersion {version})")
+        obj = copy.deepcopy(dict(body))
+        obj["metadata"] = {**live["metadata"], **obj.get("metadata", {}),
+                           "resourceVersion": str(next(self._versions))}
         self.objects[key] = obj
         return obj
 

@@ -76,6 +76,8 @@ def test_metadata_statefulset():
 def test_backend_statefulset_identity_and_settings():
     sts = children.backend_statefulset(DC, spec(memoryLimit="64Mi"), replicas=5)
     assert sts["spec"]["replicas"] == 5  # from the scale plan, not from spec.replicas
+    # applied with replicas in one request: replicas below it were lowered by someone else
+    assert sts["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "5"}
     assert sts["spec"]["serviceName"] == "store-backend"
     pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -286,3 +288,16 @@ def test_the_init_container_fails_saying_why_without_the_pods_certificate(tmp_pa
     result = run_init(init["command"], source, target, "store-backend-7")
     assert result.returncode != 0 and "backend.store-backend-7.pem" in result.stderr
     assert list(target.iterdir()) == []
+
+
+def test_the_model_configmaps_content_is_in_the_backends_template_so_a_change_rolls_them():
+    models = {"data": {"company.py": "class Company: ..."}}
+    s = spec(model={"configMap": "my-models"})
+    first = children.backend_statefulset(DC, s, 3, children.model_checksum(models))
+    again = children.backend_statefulset(DC, s, 3, children.model_checksum({"data": dict(models["data"])}))
+    changed = children.backend_statefulset(DC, s, 3, children.model_checksum({"data": {"company.py": "v2"}}))
+    annotation = lambda sts: sts["spec"]["template"]["metadata"]["annotations"][children.MODEL_CHECKSUM]  # noqa: E731
+    assert annotation(first) == annotation(again) != annotation(changed)
+    assert children.model_checksum(None) == "absent"
+    no_model = children.backend_statefulset(DC, spec(), 3, None)["spec"]["template"]["metadata"]
+    assert "annotations" not in no_model

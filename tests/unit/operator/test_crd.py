@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from dataclay_operator import api, crd, spec as specmod
+from dataclay_operator.scaling import Bypass
 from dataclay_operator.status import ConditionType, DrainProgress, Observed, Phase, Reason, compute_status
 
 CRD_FILE = Path(__file__).resolve().parents[3] / "charts" / "dataclay" / "crds" / "dataclays.yaml"
@@ -77,7 +78,23 @@ def test_identity():
     assert doc["spec"]["names"]["kind"] == api.KIND
     version = doc["spec"]["versions"][0]
     assert version["name"] == api.VERSION and version["served"] and version["storage"]
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {"status": {}, "scale": {
+        "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector"}}
+
+
+def test_the_scale_subresource_points_at_fields_the_schema_declares_and_the_operator_writes():
+    """`kubectl scale dataclay` sets spec.replicas (so it drains); its status is what compute_status writes."""
+    scale = crd.build_crd()["spec"]["versions"][0]["subresources"]["scale"]
+    props = schema()["properties"]
+    spec_field = scale["specReplicasPath"].removeprefix(".spec.")
+    assert props["spec"]["properties"][spec_field]["type"] == "integer"
+    for path, kind in (("statusReplicasPath", "integer"), ("labelSelectorPath", "string")):
+        assert props["status"]["properties"][scale[path].removeprefix(".status.")]["type"] == kind
+    sts = {"metadata": {"generation": 1}, "spec": {"replicas": 2}, "status": {"replicas": 2}}
+    status = compute_status(Observed(generation=1, desired_backends=2, endpoint="e", backend_sts=sts,
+                                     selector="app=x"), None, "2024-01-01T00:00:00Z")
+    assert (status["replicas"], status["selector"]) == (2, "app=x")
 
 
 def test_server_defaults_equal_parse_spec_defaults():
@@ -129,10 +146,12 @@ def test_every_status_the_operator_writes_fits_the_schema():
            "status": {"observedGeneration": 1, "updatedReplicas": 3, "readyReplicas": 3}}
     status_schema = schema()["properties"]["status"]
     for drain in (None, DrainProgress(("dc-backend-2",), 5, 10), DrainProgress(("dc-backend-2",), 5, 10, "no room")):
-        for error in (None, (Reason.RECONCILE_FAILED, "boom")):
+        for error, bypass in ((None, None), ((Reason.RECONCILE_FAILED, "boom"), None),
+                              (None, Bypass(3, 1, ("dc-backend-1", "dc-backend-2")))):
             observed = Observed(generation=2, desired_backends=2, endpoint="dc-metadata.ns.svc:16587",
                                 metadata_sts=sts, backend_sts=sts, metadata_pods=pods[:1], backend_pods=pods,
-                                drain=drain, error=error, backend_ids={f"dc-backend-{i}": f"id-{i}" for i in range(3)})
+                                drain=drain, error=error, backend_ids={f"dc-backend-{i}": f"id-{i}" for i in range(3)},
+                                name="dc", selector="app.kubernetes.io/instance=dc", bypass=bypass)
             status = compute_status(observed, None, "2024-01-01T00:00:00Z")
             assert undeclared_fields(status, status_schema, "status") == []
 

@@ -43,7 +43,18 @@ def test_kind_cluster_has_several_workers():
 
 def test_dockerfile_runs_the_operator_as_the_user_the_pods_expect():
     text = (ROOT / "Dockerfile").read_text()
-    assert text.startswith("#") and "FROM python:3.11-slim" in text
-    assert 'pip install ".[operator]"' in text
+    assert text.startswith("#") and "ARG BASE=python:3.11-slim" in text and "FROM ${BASE}" in text
+    assert 'pip install ".[operator]"' in text  # tests/image builds and runs it for real
     assert f"USER {children.RUN_AS}:{children.RUN_AS}" in text
     assert 'CMD ["python", "-m", "dataclay_operator"]' in text
+
+
+def test_the_charts_scale_guard_recognises_backends_by_the_labels_the_operator_selects_them_by():
+    """The ValidatingAdmissionPolicy is YAML + CEL: its label strings must be api.py's."""
+    text = (ROOT / "charts/dataclay/templates/scale-guard.yaml").read_text()
+    selector = api.selector_labels("x", api.COMPONENT_BACKEND)
+    for key in (api.LABEL_NAME, api.LABEL_COMPONENT):
+        assert f"'{key}={selector[key]}'" in text  # in a Scale's status.selector string
+        assert f"k == '{key}'" in text and f"matchLabels[k] == '{selector[key]}'" in text  # in spec.selector
+    assert f"'{api.LABEL_INSTANCE}='" in text  # the DataClay's name, for the message
+    assert "statefulsets/scale" in text and "kubectl scale dataclay" in text and "kubectl delete dataclay" in text

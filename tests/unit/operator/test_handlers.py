@@ -80,3 +80,53 @@ def test_the_package_never_shadows_the_stdlib_operator_module():
 
     assert hasattr(operator, "itemgetter") and "dataclay" not in (operator.__file__ or "")
     assert dataclay_operator.__name__ == "dataclay_operator"
+
+
+def test_a_stopping_leader_keeps_its_lease_until_its_passes_in_flight_have_ended():
+    """On SIGTERM (a rolling update) the leader waits for the passes in flight (up to 30 s); while
+    it does, it must keep renewing its Lease, or a standby takes over (15 s) and both reconcile."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from dataclay_operator.config import OperatorConfig
+    from dataclay_operator.controller import Controller
+    from dataclay_operator.events import EventRecorder
+    from dataclay_operator.handlers import stop
+    from dataclay_operator.leader import LeaderElector
+    from dataclay_operator.reconcile import Outcome, Reconciler
+    from fake_kube import FakeKube
+
+    kube = FakeKube()
+    in_pass, release = threading.Event(), threading.Event()
+
+    def a_long_pass(namespace: str, name: str) -> Outcome:
+        in_pass.set()
+        release.wait(30)
+        return Outcome(None)
+
+    memo = SimpleNamespace(controller=Controller(a_long_pass, workers=1), stop_campaign=threading.Event(),
+                           reconciler=Reconciler(kube=kube, config=OperatorConfig(), events=EventRecorder(kube)))
+    elector = LeaderElector(kube, "ops", "dataclay-operator", "leader", retry_period=0.02)
+    campaign = threading.Thread(target=elector.run, daemon=True,
+                                args=(memo.controller.start, lambda: None, memo.stop_campaign))
+    campaign.start()
+    memo.controller.enqueue(("ns", "store"))
+    assert in_pass.wait(10), "the leader's worker takes the pass"
+
+    def renew_time() -> str:
+        return kube.get(elector.path)["spec"]["renewTime"]
+
+    stopping = threading.Thread(target=stop, kwargs={"memo": memo}, daemon=True)
+    stopping.start()
+    try:
+        assert memo.reconciler.stopping.wait(10)
+        seen, deadline = renew_time(), time.monotonic() + 5
+        while renew_time() == seen and time.monotonic() < deadline:
+            threading.Event().wait(0.02)  # polled with a deadline: the campaign renews every retry period
+        assert renew_time() != seen, "the stopping leader stopped renewing while its pass was still running"
+    finally:
+        release.set()
+        stopping.join(30)
+        campaign.join(30)
+    assert not stopping.is_alive() and not campaign.is_alive()

@@ -36,12 +36,15 @@ CHILDREN = {
 class Drains:
     """The data plane's drain, as the reconciler calls it; records what it saw when called."""
 
-    def __init__(self, kube: FakeKube, moved: int = 0, error: Exception | None = None, during=None) -> None:
-        self.kube, self.moved, self.error, self.during = kube, moved, error, during
+    def __init__(self, kube: FakeKube, moved: int = 0, error: Exception | None = None, during=None,
+                 before=None) -> None:
+        self.kube, self.moved, self.error, self.during, self.before = kube, moved, error, during, before
         self.calls: list[dict] = []
 
     def __call__(self, host, port, backend_names, on_progress=None, credentials=None) -> int:
         assert credentials is not None and str(credentials.identity) == "admin"  # drains as the admin
+        if self.before is not None:
+            self.before()
         seen = {"host": host, "port": port, "backends": list(backend_names), "at_call": len(self.kube.calls),
                 "replicas": self.kube.get_object(BACKEND_STS)["spec"]["replicas"]}
         if on_progress is not None and self.moved:
@@ -144,6 +147,76 @@ def test_drift_in_a_child_is_patched_back_and_other_managers_fields_are_left_alo
     before = len(kube.calls)
     reconciler.reconcile(NS, NAME)
     assert kube.writes(before) == []  # patched back for good
+
+
+def images(kube: FakeKube) -> set[str]:
+    return {kube.get_object(path)["spec"]["template"]["spec"]["containers"][0]["image"]
+            for path in (METADATA_STS, BACKEND_STS)}
+
+
+def test_an_operator_upgrade_rolls_only_the_dataclays_that_follow_it(kube):
+    create_dataclay(kube, replicas=2)
+    make_reconciler(kube).reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"} and status(kube)["image"] == "dataclay-k8s:test"
+    assert "operatorImage" not in status(kube)
+
+    upgraded = make_reconciler(kube, config=OperatorConfig(default_image="dataclay-k8s:next", resync_seconds=60.0))
+    before = len(kube.calls)
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"}  # pinned: nothing rolls
+    assert "Updated" not in kube.event_reasons(before)
+    assert status(kube)["image"] == "dataclay-k8s:test" and status(kube)["operatorImage"] == "dataclay-k8s:next"
+
+    set_spec(kube, upgradePolicy="FollowOperator")  # opting in
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:next"} and status(kube)["image"] == "dataclay-k8s:next"
+    assert "operatorImage" not in status(kube)
+
+    set_spec(kube, image="mine:1")  # an explicit image wins over any policy
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"mine:1"} and status(kube)["image"] == "mine:1" and "operatorImage" not in status(kube)
+
+
+def test_an_operator_upgrade_rolls_nothing_for_a_dataclay_whose_status_does_not_record_its_image(kube):
+    """A DataClay made by an operator that did not record status.image yet (or whose status was
+    lost) runs the image its StatefulSets have: pinned, an upgrade must not roll it."""
+    create_dataclay(kube, replicas=2)
+    make_reconciler(kube).reconcile(NS, NAME)
+    kube.merge_patch(DC + "/status", {"status": {"image": None}})  # as the previous operator left it
+    assert "image" not in status(kube) and images(kube) == {"dataclay-k8s:test"}
+
+    upgraded = make_reconciler(kube, config=OperatorConfig(default_image="dataclay-k8s:next", resync_seconds=60.0))
+    before = len(kube.calls)
+    upgraded.reconcile(NS, NAME)
+    assert images(kube) == {"dataclay-k8s:test"}, "pinned (the default): the upgrade rolled the backends"
+    assert "Updated" not in kube.event_reasons(before)
+    assert status(kube)["image"] == "dataclay-k8s:test" and status(kube)["operatorImage"] == "dataclay-k8s:next"
+
+
+def test_a_deleted_model_configmap_rolls_no_backend_into_a_pod_that_cannot_mount_it(kube):
+    """The running backends keep the modules they mounted; a rollout to the digest of a missing
+    ConfigMap would replace a backend with a pod that cannot start (its volume is not optional).
+    Deleted and created again (kubectl replace --force) with the same modules: nothing rolls."""
+    models = resource_path("v1", "configmaps", NS, "models")
+    kube.create(resource_path("v1", "configmaps", NS), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                        "metadata": {"name": "models"}, "data": {"m.py": "V = 1\n"}})
+    create_dataclay(kube, replicas=2, model={"configMap": "models"})
+    reconciler = make_reconciler(kube)
+    reconciler.reconcile(NS, NAME)
+
+    def template() -> dict:
+        return kube.get_object(BACKEND_STS)["spec"]["template"]
+
+    rolled_out = template()
+    kube.request("DELETE", models)
+    before = len(kube.calls)
+    reconciler.reconcile(NS, NAME)
+    assert template() == rolled_out, "the backends rolled to a model ConfigMap that does not exist"
+    assert not [call for call in kube.writes(before) if call.path == BACKEND_STS]
+    kube.create(resource_path("v1", "configmaps", NS), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                        "metadata": {"name": "models"}, "data": {"m.py": "V = 1\n"}})
+    reconciler.reconcile(NS, NAME)
+    assert template() == rolled_out
 
 
 def test_a_spec_change_rolls_out_to_the_children_it_concerns(kube):
@@ -258,9 +331,9 @@ def test_a_scale_down_drains_first_and_only_then_lowers_replicas(kube):
     midway = drain["status_midway"]
     assert midway["phase"] == Phase.DRAINING.value and midway["drain"]["objectsMoved"] == 20
     lowered = [i for i, call in enumerate(kube.calls) if i >= before and call.path == BACKEND_STS
-               and call.method == "PATCH" and call.body["spec"]["replicas"] == 1]
+               and call.method == "PATCH" and not call.dry_run and call.body["spec"]["replicas"] == 1]
     assert lowered and lowered[0] > drain["at_call"] and not any(
-        call.path == BACKEND_STS and call.method == "PATCH" for call in kube.calls[before:drain["at_call"]])
+        call.path == BACKEND_STS and call.method == "PATCH" and not call.dry_run for call in kube.calls[before:drain["at_call"]])
     assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 1
     assert kube.event_reasons(before) == ["DrainStarted", "DrainSucceeded", "Updated", "ScaledDown"]
     assert "drain" not in status(kube) and status(kube)["desiredBackends"] == 1
@@ -281,7 +354,7 @@ def test_a_failed_drain_keeps_the_replicas_and_says_why(kube):
     outcome = reconciler.reconcile(NS, NAME)
     assert outcome == Outcome(drain_retry_delay(1))
     assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
-    assert not any(call.path == BACKEND_STS and call.method == "PATCH" for call in kube.calls[before:])
+    assert not any(call.path == BACKEND_STS and call.method == "PATCH" and not call.dry_run for call in kube.calls[before:])
     st = status(kube)
     assert st["phase"] == Phase.DEGRADED.value
     assert condition(kube, ConditionType.DEGRADED) == ("True", Reason.DRAIN_FAILED.value)
@@ -304,6 +377,24 @@ def test_a_scale_down_cancelled_by_a_scale_up_stops_failing(kube):
     assert condition(kube, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
 
 
+@pytest.mark.parametrize("change, why", [
+    (lambda kube, reconciler: set_spec(kube, replicas=3), "spec.replicas is 3 now, the drain was for 1"),
+    (lambda kube, reconciler: reconciler.stopping.set(), "the operator is stopping"),
+])
+def test_a_drain_no_longer_wanted_stops_at_its_next_progress_report(kube, change, why):
+    holder = {}
+    drains = Drains(kube, moved=4, before=lambda: change(kube, holder["reconciler"]))
+    reconciler = holder["reconciler"] = scaled_to_three(kube, drains)
+    before = len(kube.calls)
+    assert reconciler.reconcile(NS, NAME) == Outcome(0)  # plan again from the spec as it is
+    assert drains.calls == []  # it never got past its first progress report
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
+    assert "DrainFailed" not in kube.event_reasons(before)
+    (cancelled,) = [c.body["message"] for c in kube.writes(before) if c.path.endswith("/events")
+                    and c.body["reason"] == "DrainCancelled"]
+    assert why in cancelled
+
+
 def test_replicas_follow_the_spec_as_it_is_after_the_drain(kube):
     """The spec is read again after draining: raised to 2 meanwhile, replicas become 2, not 1."""
     drains = Drains(kube, moved=3, during=lambda: set_spec(kube, replicas=2))
@@ -311,3 +402,43 @@ def test_replicas_follow_the_spec_as_it_is_after_the_drain(kube):
     reconciler.reconcile(NS, NAME)
     assert len(drains.calls) == 1 and kube.get_object(BACKEND_STS)["spec"]["replicas"] == 2
     assert status(kube)["desiredBackends"] == 2 and status(kube)["observedGeneration"] == 3
+
+
+# ---------------------------------------------------------------------------------------- scaled behind our back
+
+def test_a_statefulset_lowered_behind_the_operators_back_is_restored_and_reported(kube):
+    """`kubectl scale sts --replicas=1` where the chart's policy is not installed."""
+    create_dataclay(kube, replicas=3)
+    reconciler = make_reconciler(kube)
+    reconciler.reconcile(NS, NAME)
+    assert kube.get_object(BACKEND_STS)["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "3"}
+    kube.merge_patch(BACKEND_STS, {"spec": {"replicas": 1}})
+    before = len(kube.calls)
+
+    reconciler.reconcile(NS, NAME)
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 3
+    assert kube.event_reasons(before) == [Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value, "Updated"]
+    assert condition(kube, ConditionType.DEGRADED) == ("True", Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value)
+    message = get_condition(status(kube), ConditionType.DEGRADED)["message"]
+    assert "store-backend-1, store-backend-2" in message and f"kubectl scale dataclay {NAME}" in message
+    again = len(kube.calls)
+    reconciler.reconcile(NS, NAME)  # restored, pods not back yet: still reported, no second warning
+    assert condition(kube, ConditionType.DEGRADED)[1] == Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value
+    assert kube.writes(again) == []
+
+
+def test_backends_removed_behind_the_operators_back_are_drained_before_a_scale_down_accepts_it(kube):
+    """Spec and StatefulSet lowered together (3 -> 2 and 3 -> 1): store-backend-1 and -2 come back,
+    store-backend-2 is drained, and only then do replicas drop to 2."""
+    drains = Drains(kube, moved=5)
+    create_dataclay(kube, replicas=3)
+    reconciler = make_reconciler(kube, drains)
+    reconciler.reconcile(NS, NAME)
+    set_spec(kube, replicas=2)
+    kube.merge_patch(BACKEND_STS, {"spec": {"replicas": 1}})
+
+    reconciler.reconcile(NS, NAME)
+    [drain] = drains.calls
+    assert drain["backends"] == [api.backend_pod_name(NAME, 2)] and drain["replicas"] == 3
+    assert kube.get_object(BACKEND_STS)["spec"]["replicas"] == 2
+    assert kube.get_object(BACKEND_STS)["metadata"]["annotations"] == {api.ANNOTATION_APPLIED_REPLICAS: "2"}

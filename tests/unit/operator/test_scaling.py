@@ -1,8 +1,10 @@
 """Scale-down decisions: which backends to drain, and when replicas may drop."""
 import pytest
 
-from dataclay_operator.scaling import (DRAIN_RETRY_MAX, LifecyclePlan, ScalePlan, plan_lifecycle, backends_to_remove, drain_retry_delay,
-                                       plan_scale, replicas_after_drain)
+from dataclay_operator.api import ANNOTATION_APPLIED_REPLICAS
+from dataclay_operator.scaling import (DRAIN_RETRY_MAX, Bypass, LifecyclePlan, ScalePlan, applied_replicas,
+                                       backends_to_remove, current_replicas, detect_bypass, drain_retry_delay,
+                                       plan_lifecycle, plan_scale, replicas_after_drain)
 
 
 def test_create_uses_the_desired_replicas():
@@ -55,3 +57,36 @@ def test_marks_follow_the_spec_and_drained_backends_whose_pod_is_gone_are_retire
     assert plan_lifecycle("dc", 5, registered, pods) == LifecyclePlan(
         lift=("dc-backend-1", "dc-backend-2", "dc-backend-3"), deregister=())
     assert plan_lifecycle("dc", 2, {}, pods) == LifecyclePlan()
+
+
+def sts(live: int, applied: int | str | None) -> dict:
+    annotations = {} if applied is None else {ANNOTATION_APPLIED_REPLICAS: str(applied)}
+    return {"metadata": {"name": "dc-backend", "annotations": annotations}, "spec": {"replicas": live}}
+
+
+@pytest.mark.parametrize("live, applied, expected", [
+    (3, 3, None),       # as the operator left it
+    (4, 3, None),       # raised by someone: the operator drains the extra (empty) backends and lowers it
+    (3, None, None),    # made by an operator before the annotation: nothing to compare with
+    (1, "x", None),     # an annotation that is not a count is ignored
+    (1, 3, Bypass(applied=3, live=1, removed=("dc-backend-1", "dc-backend-2"))),
+])
+def test_replicas_below_what_the_operator_applied_are_a_bypass(live, applied, expected):
+    assert detect_bypass("dc", sts(live, applied)) == expected
+
+
+def test_no_statefulset_is_no_bypass():
+    assert detect_bypass("dc", None) is None and current_replicas(None) is None and applied_replicas(None) is None
+
+
+@pytest.mark.parametrize("live, applied, current", [(3, 3, 3), (1, 3, 3), (4, 3, 4), (2, None, 2)])
+def test_a_plan_starts_from_what_the_operator_applied_when_replicas_were_lowered_behind_its_back(
+        live, applied, current):
+    assert current_replicas(sts(live, applied)) == current
+
+
+def test_backends_removed_behind_the_operators_back_come_back_and_are_drained_before_they_go():
+    """Spec 2, applied 3, someone set 1: restore 3 and drain dc-backend-2, never accept 1 or 2 as is."""
+    plan = plan_scale("dc", 2, current_replicas(sts(1, 3)))
+    assert plan == ScalePlan(replicas=3, target=2, drain=("dc-backend-2",))
+    assert plan_scale("dc", 3, current_replicas(sts(1, 3))) == ScalePlan(replicas=3, target=3)

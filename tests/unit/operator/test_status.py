@@ -1,6 +1,7 @@
 """Status computed from observed objects: phase, counts, conditions with typed reasons."""
 from typing import Any
 
+from dataclay_operator.scaling import Bypass
 from dataclay_operator.status import (ConditionType, DrainProgress, Observed, Phase, Reason, backend_entries,
                                       compute_status, get_condition, status_patch)
 
@@ -98,6 +99,44 @@ def test_failed_drain_is_degraded_with_a_clear_message():
     message = get_condition(status, ConditionType.DEGRADED)["message"]
     assert "dc-backend-2" in message and "dc-backend-1 is down" in message and "nothing removed" in message
     assert status["drain"]["state"] == "Failed" and status["drain"]["message"].startswith("BackendUnavailableError")
+
+
+BYPASS = Bypass(applied=3, live=1, removed=("dc-backend-1", "dc-backend-2"))
+
+
+def test_a_statefulset_lowered_behind_the_operators_back_is_degraded_with_what_to_do():
+    status = compute_status(observed(desired=3, backends=1, name="dc", bypass=BYPASS), None, T0)
+    assert status["phase"] == Phase.DEGRADED.value
+    assert cond(status, ConditionType.DEGRADED) == ("True", Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value)
+    message = get_condition(status, ConditionType.DEGRADED)["message"]
+    assert "3 -> 1" in message and "dc-backend-1, dc-backend-2 went without a drain" in message
+    assert "whenScaled=Delete" in message and "kubectl scale dataclay dc --replicas=N" in message
+    assert cond(status, ConditionType.READY) == ("False", Reason.BACKENDS_NOT_READY.value)
+
+
+def test_the_bypass_stays_reported_until_the_removed_backends_are_back_and_ready():
+    seen = compute_status(observed(desired=3, backends=1, name="dc", bypass=BYPASS), None, T0)
+    restoring = compute_status(observed(desired=3, backends=3, ready=1), seen, T1)  # pods recreated, not ready
+    assert cond(restoring, ConditionType.DEGRADED) == ("True", Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value)
+    assert get_condition(restoring, ConditionType.DEGRADED) == get_condition(seen, ConditionType.DEGRADED)
+    back = compute_status(observed(desired=3, backends=3), restoring, T1)
+    assert cond(back, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
+    assert back["phase"] == Phase.READY.value
+
+
+def test_a_bypass_outranks_a_failed_drain_and_other_degradations_do_not_linger():
+    drain = DrainProgress(("dc-backend-2",), error="no data plane")
+    status = compute_status(observed(desired=2, backends=1, name="dc", bypass=BYPASS, drain=drain), None, T0)
+    assert cond(status, ConditionType.DEGRADED)[1] == Reason.BACKENDS_REMOVED_WITHOUT_DRAIN.value
+    failed = compute_status(observed(desired=3, backends=3, ready=1, drain=drain), None, T0)
+    later = compute_status(observed(desired=3, backends=3, ready=1), failed, T1)  # only a bypass is sticky
+    assert cond(later, ConditionType.DEGRADED) == ("False", Reason.AS_EXPECTED.value)
+
+
+def test_status_carries_the_scale_subresources_replicas_and_selector():
+    status = compute_status(observed(desired=2, backends=3, selector="app.kubernetes.io/instance=dc"), None, T0)
+    assert (status["replicas"], status["selector"]) == (3, "app.kubernetes.io/instance=dc")
+    assert compute_status(observed(backend_sts=None), None, T0)["replicas"] == 0
 
 
 def test_reconcile_error_is_degraded():
