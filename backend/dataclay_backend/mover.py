@@ -180,16 +180,14 @@ class Mover:
                 self._abort_remote(target, move_id)
                 raise
             faults.hit("move.after_commit")
-            # Past the commit the directory decides: the destination also activates on the first
-            # call for one of these objects (or on restart), so we need not wait for it here.
-            activated = peers.blocking.start(target, "ActivateMove", pb.MoveId(move_id=move_id.bytes))
+            # Past the commit the directory decides, and nothing may keep the objects here (or
+            # two backends serve them): the destination also activates on the first call for
+            # one of them (or on restart), so a destination we cannot reach only delays that.
+            activated = self._start_activation(target, move_id)
             faults.hit("move.after_activate")
             objects.give_up(walk.locked, destination)
             walk.release()  # held calls go to the new owner now
-            try:
-                activated()
-            except Exception as exc:
-                log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
+            activated()
             log.info("moved %d objects (%d bytes) to %s in %.3fs", len(keys), sent["bytes"], target.describe(),
                      time.perf_counter() - started)
             return pb.MoveProgress(
@@ -198,6 +196,29 @@ class Mover:
             )
         finally:
             walk.release()
+
+    def _start_activation(self, target: BackendInfo, move_id: UUID) -> Callable[[], None]:
+        """Ask the destination to activate a committed move, without waiting; the function
+        returned waits for it. Neither raises: a destination that cannot be reached (it may
+        have died right after the transfer, or moved to another address) activates the move
+        on the first call for one of its objects, or when it starts again."""
+
+        def unreachable(exc: Exception) -> None:
+            log.warning("move %s committed; %s will activate it when it is back: %s", move_id, target.describe(), exc)
+
+        try:
+            reply = self.peers.blocking.start(target, "ActivateMove", pb.MoveId(move_id=move_id.bytes))
+        except Exception as exc:  # not connected: the call was never sent
+            unreachable(exc)
+            return lambda: None
+
+        def wait() -> None:
+            try:
+                reply()
+            except Exception as exc:
+                unreachable(exc)
+
+        return wait
 
     def _commit(self, keys: list[bytes], destination: UUID, move_id: UUID) -> None:
         """The commit point. CommitMove is idempotent, so a failure that may have come after
@@ -384,15 +405,19 @@ class Mover:
         return True
 
     # ================================================================== recovery
-    def recover(self, assigned: set[UUID]) -> None:
+    def recover(self, assigned: set[UUID]) -> set[UUID]:
         """At start: staged moves the directory gave us are activated, the others discarded
         once the directory says they did not commit (which fences them: a late commit of
-        one is refused, so nothing staged is discarded that could still become ours)."""
+        one is refused, so nothing staged is discarded that could still become ours).
+        Returns what was activated: `assigned` (listed before) may lack a move committed since."""
         store = self.objects.store
+        activated: set[UUID] = set()
         for move_id, staged in store.staged().items():
             if any(object_id in assigned for object_id in staged) or self.directory.resolve_transaction(move_id).committed:
                 store.activate(move_id)
+                activated.update(staged)
                 log.info("recovery: activated committed incoming move %s (%d objects)", move_id, len(staged))
             else:
                 store.discard(move_id)
                 log.info("recovery: discarded uncommitted incoming move %s (%d objects)", move_id, len(staged))
+        return activated

@@ -7,6 +7,7 @@ set in agreement. States and transitions of an instance: dataclay.lifecycle.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Iterable
 from uuid import UUID
@@ -18,6 +19,8 @@ from dataclay.serialization import class_path, import_class, loads
 from dataclay_backend.heap import LoadedSet
 from dataclay_backend.object_store import ObjectStore
 from dataclay_backend.state import digest_if_needed
+
+log = logging.getLogger(__name__)
 
 
 class LocalObjects:
@@ -113,15 +116,22 @@ class LocalObjects:
                 self.instance(object_id, path)
 
     def give_up(self, objects: list[Any], backend_id: UUID | None, delete_rows: bool = True) -> None:
-        """These objects are no longer ours (moved, or retired versions): forget the stored
-        copies (unless the caller already did) and keep the instances as proxies."""
+        """These objects are no longer ours (a committed move, retired versions): keep the
+        instances as proxies, then forget the stored copies (unless the caller already did).
+        Never fails: the caller is past its commit point, and serving them here after it would
+        make two owners; rows that cannot be deleted now are dropped by the next start's
+        recovery (the directory does not assign them here)."""
         ids = [obj.__dict__[lc.ID] for obj in objects]
-        if delete_rows:
-            self.store.delete(ids)
         for object_id in ids:
             self.owned.pop(object_id, None)
         self.loaded.discard(*ids)
         self._to_proxies(objects, backend_id)
+        if delete_rows:
+            try:
+                self.store.delete(ids)
+            except Exception as exc:
+                log.warning("backend %s could not delete the rows of %d objects it gave up (its next start "
+                            "drops them): %s", self.name, len(ids), exc)
 
     def forget_stored(self, object_ids: list[UUID]) -> None:
         """Rows of objects that are not ours (recovery, a move found committed after all)."""

@@ -5,6 +5,7 @@ us that are not stored here are removed from it (never acknowledged either); pre
 consolidations are resolved with the metadata service."""
 from __future__ import annotations
 
+from dataclay_backend import faults
 from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.mover import Mover
 from dataclay_backend.objects import LocalObjects
@@ -14,7 +15,8 @@ from dataclay_backend.versioning import Versioning
 def recover(objects: LocalObjects, directory: DirectoryClient, mover: Mover, versioning: Versioning) -> tuple[int, int]:
     """Returns how many stale objects were dropped here and from the directory."""
     assigned = directory.owned_by(objects.backend_id)
-    mover.recover(assigned)
+    faults.hit("recovery.after_listing")
+    assigned |= mover.recover(assigned)  # a move to us may have committed since the listing
     stored = objects.store.classes()
     stale_local = [object_id for object_id in stored if object_id not in assigned]
     stale_directory = [object_id for object_id in assigned if object_id not in stored]

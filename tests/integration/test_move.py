@@ -1,8 +1,15 @@
 """move(): single and recursive, atomic, across separate backend processes."""
+import contextlib
+import os
+import re
+import signal
 import sqlite3
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import grpc
 import pytest
@@ -312,6 +319,135 @@ def test_kill_9_during_a_move(make_cluster, victim, point, owner):
     _assert_each_object_once(cluster, expected)
     live, _ = _live_and_staged(cluster)
     assert {live[object_id][0] for object_id in expected} == {owner}
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP; here: a fault point with DC_FAULT_ACTION=stop)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _poll(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds:.0f}s"
+        time.sleep(0.05)
+
+
+def _in_thread(function) -> tuple[threading.Thread, dict[str, object]]:
+    """Run function in a thread; its result or exception lands in the dict returned."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = function()
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+_CHANNEL_WENT_IDLE = re.compile(r"client_channel\[\w+\]: READY -> IDLE")  # gRPC's connectivity_state trace
+
+
+@dataclass
+class _HeldMove:
+    """A node moving from backend-0 to backend-1, its source stopped between the transfer and the commit."""
+
+    cluster: Any
+    client: Client
+    ids: list[uuid.UUID]
+    source: Any  # backend-0's process
+    node: Node
+    mover: threading.Thread
+    moved: dict[str, object]  # the move's result or error, once `mover` ended
+
+
+@contextlib.contextmanager
+def _move_held_after_the_transfer(make_cluster, **source_env: str) -> Iterator[_HeldMove]:
+    cluster = make_cluster(backends=2)
+    cluster.stop_process(cluster.backends["backend-0"])
+    source = cluster.start_backend(0, env={"DC_FAULT_POINT": "move.after_stream", "DC_FAULT_ACTION": "stop",
+                                           "DC_CONNECT_TIMEOUT": "1", **source_env})
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        node = Node(3)
+        node.make_persistent(backend_id=ids[0])
+        mover, moved = _in_thread(lambda: node.move(ids[1]))
+        _poll(lambda: _stopped(source.popen.pid))  # the transfer is staged at backend-1, nothing is committed
+        yield _HeldMove(cluster, client, ids, source, node, mover, moved)
+
+
+def test_a_committed_move_is_given_up_by_the_source_when_the_destination_died_after_the_transfer(make_cluster):
+    """Found by the soak (seed 9): the destination died after it had replied to the transfer;
+    the source committed, then could not even start asking it to activate (not connected:
+    BackendUnavailableError), and that error skipped giving the objects up. The source kept
+    serving an object the directory assigned to the destination, which activated it on restart:
+    two owners. Past the commit nothing may keep the objects at the source."""
+    # gRPC's connectivity trace in the source's log says when its channel to the destination
+    # has seen the destination go: only then may the commit go on (else the channel can still
+    # look connected, the activation call fails later instead, and this test passes on the bug)
+    with _move_held_after_the_transfer(make_cluster, GRPC_VERBOSITY="DEBUG", GRPC_TRACE="connectivity_state") as held:
+        cluster, ids, node = held.cluster, held.ids, held.node
+        cluster.kill_backend("backend-1")
+        os.kill(cluster.metadata.popen.pid, signal.SIGSTOP)  # the commit waits
+        try:
+            os.kill(held.source.popen.pid, signal.SIGCONT)
+            _poll(lambda: _CHANNEL_WENT_IDLE.search(held.source.log.read_text()) is not None)  # the one to backend-1
+        finally:
+            os.kill(cluster.metadata.popen.pid, signal.SIGCONT)
+        held.mover.join(60)
+        assert not held.mover.is_alive()
+        cluster.start_backend(1)  # on a new port; its recovery activates what the directory gave it
+        assert _directory_owner(cluster, node._dc_id) == ids[1]
+        assert _owned_count(held.client.get_backends()[ids[0]].address) == 0, f"the source kept it ({held.moved})"
+        assert node.where() == str(ids[1])  # whoever the client asks, one owner serves it
+        assert "result" in held.moved, f"the move committed, yet it failed: {held.moved.get('error')!r}"
+
+
+def test_a_move_committed_while_its_destination_recovers_is_kept_there(make_cluster):
+    """The destination died after the transfer and restarted; its recovery listed what the
+    directory gave it, then the source committed, then recovery asked about the staged move:
+    committed, so it activated it, and then dropped it again as "not given to us" (by the
+    list taken before): the object was assigned to the destination and stored nowhere."""
+    with _move_held_after_the_transfer(make_cluster) as held:
+        cluster, ids, node = held.cluster, held.ids, held.node
+        cluster.kill_backend("backend-1")
+        restart, _ = _in_thread(lambda: cluster.start_backend(1, env={
+            "DC_FAULT_POINT": "recovery.after_listing", "DC_FAULT_ACTION": "stop"}))
+        _poll(lambda: _stopped_server(cluster.data_dir / "backend-1") is not None)  # it listed, it did not resolve
+        destination = _stopped_server(cluster.data_dir / "backend-1")
+        os.kill(held.source.popen.pid, signal.SIGCONT)  # it commits while the destination recovers
+        _poll(lambda: _directory_owner(cluster, node._dc_id) == ids[1])
+        os.kill(destination, signal.SIGCONT)
+        restart.join(60)
+        held.mover.join(60)
+        assert not restart.is_alive() and not held.mover.is_alive()
+        assert node.where() == str(ids[1]) and node.value == 3
+
+
+def _stopped_server(data_dir: Path) -> int | None:
+    """The pid of a stopped process serving `data_dir` (its command line names it), if any."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"\0{data_dir}\0" in (entry / "cmdline").read_text() and _stopped(int(entry.name)):
+                return int(entry.name)
+        except OSError:  # gone meanwhile
+            pass
+    return None
+
+
+def _directory_owner(cluster, object_id: uuid.UUID) -> uuid.UUID:
+    with open_channel(f"127.0.0.1:{cluster.port}", client_credentials(identity="backend:backend-0"),
+                      options=UNLIMITED_MESSAGES) as channel:
+        entry = rpc.MetadataStub(channel).LocateObject(pb.ObjectRequest(object_id=object_id.bytes), timeout=10)
+    return uuid.UUID(bytes=entry.backend_id)
+
+
+def _owned_count(address: str) -> int:
+    with open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
+        return rpc.BackendStub(channel).Stats(pb.Empty(), timeout=10).owned_objects
 
 
 def test_move_to_a_backend_that_is_down_changes_nothing(make_cluster):

@@ -106,6 +106,21 @@ def test_give_up_makes_instances_proxies_and_removes_their_rows(rt):
     assert lc.state_of(kept) is lc.State.LOADED and rt.store.load(lc.object_id(kept)).revision == 3
 
 
+def test_give_up_gives_the_objects_up_even_if_their_rows_cannot_be_deleted(rt):
+    """Giving up follows a commit (a move, retired versions): the objects are no longer ours
+    whatever the store says. Rows it cannot delete now are not ours either; the next start's
+    recovery drops them (they are not assigned here)."""
+    objects = owned(rt, 2)
+    rt.store.db.query("PRAGMA query_only=1")  # every write fails: a real SQLite error
+    try:
+        rt.objects.give_up(objects, uuid.uuid4())
+    finally:
+        rt.store.db.query("PRAGMA query_only=0")
+    for obj in objects:
+        assert lc.state_of(obj) is lc.State.PROXY and lc.object_id(obj) not in rt.owned
+        assert rt.store.load(lc.object_id(obj)) is not None  # left for recovery
+
+
 def test_give_up_without_a_backend_retires_and_can_keep_rows(rt):
     (obj,) = owned(rt, 1)
     rt.objects.give_up([obj], None, delete_rows=False)  # the caller deleted (or keeps) the rows
