@@ -22,6 +22,7 @@ from dataclay import lifecycle as lc
 from dataclay import operations as ops
 from dataclay.exceptions import (
     BackendDrainingError,
+    ClusterMismatchError,
     BackendUnavailableError,
     BackendNotFoundError,
     InvalidRequestError,
@@ -42,7 +43,7 @@ from dataclay_backend.objects import LocalObjects
 from dataclay_backend.resolve_later import resolve_later
 from dataclay_backend.scope import SCOPE
 from dataclay_backend.walk import Walk
-from dataclay_backend.wire import parse_uuid
+from dataclay_backend.wire import optional_uuid, parse_uuid
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class Mover:
             sent = {"objects": 0, "bytes": 0}
             # gRPC's request-consumer thread pulls all but the first chunk, in a copy of this
             # thread's context: the walk sees the request scope (test_a_call_moves_what_it_just_changed)
-            chunks = self._chunks(move_id, walk, sent, progress)
+            chunks = self._chunks(move_id, destination, walk, sent, progress)
             try:
                 first = next(chunks, None)
                 if first is None:  # nothing to move: every root left while we waited for it
@@ -293,13 +294,15 @@ class Mover:
             log.warning("could not abort move %s on %s: %s", move_id, target.describe(), exc)
 
     def _chunks(
-        self, move_id: UUID, walk: Walk, sent: dict[str, int], progress: Callable[[pb.MoveProgress], None]
+        self, move_id: UUID, destination: UUID, walk: Walk, sent: dict[str, int],
+        progress: Callable[[pb.MoveProgress], None],
     ) -> Iterator[pb.TransferChunk]:
         """The transfer, generated lazily from the walk, so the destination stores one chunk
         while the source locks and reads the next: memory holds about one chunk at a time."""
         records: list[pb.ObjectRecord] = []
         size = 0
-        header = {"move_id": move_id.bytes, "source_backend_id": self.objects.backend_id.bytes}
+        header = {"move_id": move_id.bytes, "source_backend_id": self.objects.backend_id.bytes,
+                  "destination_backend_id": destination.bytes}
         paths: dict[type, str] = {}
         for batch in walk.batches():
             for obj, data, revision in batch:
@@ -339,6 +342,12 @@ class Mover:
         try:
             for chunk in chunks:
                 move_id = parse_uuid(chunk.move_id, "move id")
+                if chunk.destination_backend_id != objects.backend_id.bytes:
+                    raise ClusterMismatchError(
+                        f"a transfer for backend {optional_uuid(chunk.destination_backend_id, 'destination') or '(none)'} "
+                        f"reached backend {objects.name} ({objects.backend_id}): nothing was staged; the source "
+                        "keeps its objects (is a backend listening on another's former address?)",
+                        backend_id=objects.backend_id)
                 moves.add(move_id)
                 rows = []
                 for record in chunk.objects:

@@ -484,7 +484,8 @@ def test_a_transfer_cannot_replace_a_live_object(client):
     node.make_persistent()
     backend = client.get_backends()[node._dc_backend_id]
     with open_channel(backend.address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
-        chunk = pb.TransferChunk(move_id=uuid.uuid4().bytes, source_backend_id=uuid.uuid4().bytes, objects=[
+        chunk = pb.TransferChunk(move_id=uuid.uuid4().bytes, source_backend_id=uuid.uuid4().bytes,
+                                 destination_backend_id=node._dc_backend_id.bytes, objects=[
             pb.ObjectRecord(object_id=node._dc_id.bytes, class_path="shapes.Node", state=b"\x80\x05}\x94.")])
         with pytest.raises(grpc.RpcError) as raised:
             rpc.BackendStub(channel).ReceiveObjects(iter([chunk]))

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dataclay.exceptions import ClassNotAllowedError, InvalidRequestError, from_detail
+from dataclay.exceptions import ClassNotAllowedError, ClusterMismatchError, InvalidRequestError, from_detail
 from dataclay.protocol import CHAIN_METADATA_KEY, ERROR_METADATA_KEY, UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -130,14 +130,32 @@ def test_a_crafted_transfer_is_refused_on_arrival(target, cluster):
     for class_path, state, refused in crafted:
         move_id = uuid.uuid4().bytes
         staged_id = uuid.uuid4().bytes
-        chunks = [pb.TransferChunk(move_id=move_id, source_backend_id=source, objects=[
+        chunks = [pb.TransferChunk(move_id=move_id, source_backend_id=source, destination_backend_id=source, objects=[
                       pb.ObjectRecord(object_id=staged_id, class_path="shapes.Node", state=good, revision=1)]),
-                  pb.TransferChunk(move_id=move_id, source_backend_id=source, objects=[
+                  pb.TransferChunk(move_id=move_id, source_backend_id=source, destination_backend_id=source, objects=[
                       pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path=class_path, state=state, revision=1)])]
         error = _refused(lambda: stub.ReceiveObjects(iter(chunks)), marker, refused)
         assert isinstance(error, ClassNotAllowedError), error
         with pytest.raises(grpc.RpcError):  # nothing staged under that move to activate
             stub.GetAttribute(pb.GetAttributeRequest(object_id=staged_id, name="value"))
+    assert _staged_rows(cluster, "backend-0") == _staged_rows(cluster, "backend-1") == _staged_rows(cluster, "backend-2") == 0
+
+
+def test_a_transfer_meant_for_another_backend_is_refused_and_nothing_is_staged(target, cluster, client):
+    """A transfer names its destination: a backend it reaches by mistake (one listening where
+    another used to) refuses it, typed, before staging anything, so two backends never hold it."""
+    node, stub, _ = target
+    here = node._dc_backend_id
+    other = next(backend_id for backend_id in client.get_backends() if backend_id != here)
+    record = pb.ObjectRecord(object_id=uuid.uuid4().bytes, class_path="shapes.Node",
+                             state=pickle.dumps({"value": 3}, protocol=5), revision=1)
+    for destination in (other.bytes, b""):
+        chunk = pb.TransferChunk(move_id=uuid.uuid4().bytes, source_backend_id=other.bytes,
+                                 destination_backend_id=destination, objects=[record])
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ReceiveObjects(iter([chunk]))
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert isinstance(_error(raised.value), ClusterMismatchError)
     assert _staged_rows(cluster, "backend-0") == _staged_rows(cluster, "backend-1") == _staged_rows(cluster, "backend-2") == 0
 
 

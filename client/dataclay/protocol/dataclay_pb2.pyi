@@ -156,14 +156,16 @@ class MoveProgress(_message.Message):
     def __init__(self, objects_total: _Optional[int] = ..., objects_sent: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., done: _Optional[bool] = ..., moved_ids: _Optional[_Iterable[bytes]] = ..., frontier: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class TransferChunk(_message.Message):
-    __slots__ = ("move_id", "source_backend_id", "objects")
+    __slots__ = ("move_id", "source_backend_id", "objects", "destination_backend_id")
     MOVE_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     move_id: bytes
     source_backend_id: bytes
     objects: _containers.RepeatedCompositeFieldContainer[ObjectRecord]
-    def __init__(self, move_id: _Optional[bytes] = ..., source_backend_id: _Optional[bytes] = ..., objects: _Optional[_Iterable[_Union[ObjectRecord, _Mapping]]] = ...) -> None: ...
+    destination_backend_id: bytes
+    def __init__(self, move_id: _Optional[bytes] = ..., source_backend_id: _Optional[bytes] = ..., objects: _Optional[_Iterable[_Union[ObjectRecord, _Mapping]]] = ..., destination_backend_id: _Optional[bytes] = ...) -> None: ...
 
 class MoveId(_message.Message):
     __slots__ = ("move_id",)
