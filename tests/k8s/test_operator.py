@@ -9,6 +9,7 @@ data-plane address points at it); a drain that cannot run keeps the replicas and
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -663,7 +664,8 @@ def test_helm_install_is_accepted_and_its_rbac_is_enough(kube_cluster: KubeClust
                      "the example Ready")
             assert cluster.events("Created")  # Events are allowed too
             log = op.output()
-        assert "403" not in log and "Forbidden" not in log and "forbidden" not in log, log
+        # a status code, not a digit run inside a random release name (dc804033 failed once)
+        assert not re.search(r"\b403\b", log) and "Forbidden" not in log and "forbidden" not in log, log
     finally:
         helm(kube_cluster, "uninstall", release, "--namespace", cluster.ns)
 
