@@ -6,12 +6,11 @@ from typing import Any, Iterable
 from uuid import UUID
 
 from dataclay import lifecycle as lc
-from dataclay.protocol import IDS_PER_MESSAGE
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol.pages import owned_objects
 from dataclay.serialization import class_path
 from dataclay.transport import BlockingTransport, run_blocking
-from dataclay_backend.validation import MAX_IDS_PER_CALL
+from dataclay_backend.validation import IDS_PER_PART
 
 
 class DirectoryClient:
@@ -44,9 +43,8 @@ class DirectoryClient:
     def drop(self, object_ids: Iterable[UUID]) -> None:
         """Forget these objects in the directory, in parts that fit a message and the ids-per-call cap."""
         keys = [o.bytes for o in object_ids]
-        part = min(MAX_IDS_PER_CALL, IDS_PER_MESSAGE)
-        for start in range(0, len(keys), part):
-            self._call("DropObjects", pb.ObjectIdList(object_ids=keys[start:start + part]))
+        for start in range(0, len(keys), IDS_PER_PART):
+            self._call("DropObjects", pb.ObjectIdList(object_ids=keys[start:start + IDS_PER_PART]))
 
     def commit_move(self, keys: list[bytes], source: UUID, destination: UUID, move_id: UUID) -> None:
         """The move's commit point (idempotent: asking again after a lost reply is safe; fenced

@@ -10,7 +10,6 @@ import contextlib
 from typing import Iterator
 
 
-from dataclay.protocol import IDS_PER_MESSAGE
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.transport import BackendInfo
@@ -18,11 +17,8 @@ from dataclay_backend.wire import optional_uuid, parse_keys, parse_uuid
 from dataclay_backend.directory import Directory, ObjectEntry, Refusal
 from dataclay_backend.authz import backend_caller, denied
 from dataclay_backend.grpc_server import handler
-from dataclay_backend.validation import MAX_IDS_PER_CALL
+from dataclay_backend.validation import IDS_PER_PART
 from dataclay.security import BACKEND, peer_identity
-
-
-OWNED_PAGE = min(MAX_IDS_PER_CALL, IDS_PER_MESSAGE)  # ids in one ListOwnedObjects page
 
 
 def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
@@ -104,7 +100,7 @@ class MetadataService(rpc.MetadataServicer):
     @handler
     def ListOwnedObjects(self, request: pb.OwnedObjectsRequest, context) -> pb.OwnedObjectsPage:
         backend_id = parse_uuid(request.backend_id, "backend id")
-        page = dict(backend_id=backend_id, after=request.after[:16], limit=OWNED_PAGE)
+        page = dict(backend_id=backend_id, after=request.after[:16], limit=IDS_PER_PART)
         identity = peer_identity(context)
         if identity is not None and identity.role == BACKEND:
             with self._bound(context, "list objects") as caller:

@@ -11,6 +11,7 @@ import re
 import unicodedata
 
 from dataclay.exceptions import ActiveMethodNotFoundError, AttributeNotFoundError, InvalidRequestError, ResourceExhaustedError
+from dataclay.protocol import IDS_PER_MESSAGE
 
 MAX_ALIAS = 256  # characters
 MAX_CLASS_PATH = 512
@@ -21,6 +22,9 @@ MAX_ECHO = 100  # characters of refused input quoted back
 # objects); DC_MAX_IDS_PER_CALL sets it. Past it: ResourceExhaustedError, nothing done.
 DEFAULT_MAX_IDS_PER_CALL = 1_000_000
 MAX_IDS_PER_CALL = int(os.environ.get("DC_MAX_IDS_PER_CALL") or DEFAULT_MAX_IDS_PER_CALL)
+# Ids in one part of a long list (a ListOwnedObjects page, DropObjects in parts): the cap, and no
+# more than fit one message.
+IDS_PER_PART = min(MAX_IDS_PER_CALL, IDS_PER_MESSAGE)
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 DNS_1123_NAME = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")  # a DNS-1123 subdomain, as Kubernetes names pods
