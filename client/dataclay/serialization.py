@@ -160,8 +160,10 @@ def _lookup(module: str, qualname: str) -> Any:
     if not (_NAME.match(module) and _NAME.match(qualname)):
         raise LookupError(module)
     target = sys.modules.get(module)
-    if target is None:
-        if module.partition(".")[0] in sys.stdlib_module_names:
+    if target is None or getattr(getattr(target, "__spec__", None), "_initializing", False):
+        # Not imported, or another thread is still running its body: import_module waits for
+        # that thread's import (its module lock) instead of reading a half-initialised module.
+        if target is None and module.partition(".")[0] in sys.stdlib_module_names:
             raise LookupError(module)
         try:
             target = importlib.import_module(module)

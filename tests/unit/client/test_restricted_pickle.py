@@ -183,6 +183,50 @@ def test_class_paths_resolve_only_to_dataclay_objects():
         import_class("../../etc/passwd")
 
 
+def test_a_class_whose_module_another_thread_is_still_importing_waits_for_it(tmp_path: Path, monkeypatch):
+    """A burst of requests naming a model class not imported yet: the first request's thread
+    imports the module; the others must wait for that import, not find a half-initialised
+    module in sys.modules and answer ClassNotFoundError."""
+    import threading
+
+    entered, go = threading.Event(), threading.Event()
+    (tmp_path / "slow_model.py").write_text(textwrap.dedent("""
+        import builtins
+        from dataclay import DataClayObject
+        builtins._dc_test_entered.set()
+        builtins._dc_test_go.wait(30)
+
+        class Slow(DataClayObject):
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import builtins
+    monkeypatch.setattr(builtins, "_dc_test_entered", entered, raising=False)
+    monkeypatch.setattr(builtins, "_dc_test_go", go, raising=False)
+    monkeypatch.delitem(sys.modules, "slow_model", raising=False)
+    results: dict[str, object] = {}
+
+    def resolve(name: str) -> None:
+        try:
+            results[name] = import_class("slow_model.Slow")
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            results[name] = error
+
+    first = threading.Thread(target=resolve, args=("first",))
+    first.start()
+    assert entered.wait(30)
+    second = threading.Thread(target=resolve, args=("second",))
+    second.start()
+    second.join(0.5)  # with the defect it answers at once, while the module is half initialised
+    answered_early = not second.is_alive()
+    go.set()
+    first.join(30)
+    second.join(30)
+    monkeypatch.delitem(sys.modules, "slow_model", raising=False)
+    assert not answered_early, f"answered before the import finished: {results.get('second')!r}"
+    assert results["first"] is results["second"] and isinstance(results["first"], type)
+
+
 # ------------------------------------------------------------------ errors
 
 
