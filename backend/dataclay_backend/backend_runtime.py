@@ -97,6 +97,21 @@ class BackendRuntime(Runtime):
             f"object {object_id} is owned by backend {owner}, not {self.name}", object_id=object_id, backend_id=owner
         )
 
+    # ------------------------------------------------ objects created in active methods
+    def created(self, obj: Any) -> None:
+        """lifecycle.on_create: an object created while a request is served here (inside an
+        active method, its __init__, a copy it takes) is persistent here at once, as in
+        dataClay: is_persistent is True and it is stored with the request. Not inside a class's
+        own __setstate__ (a backend loading a state builds plain helpers there)."""
+        scope = SCOPE.get()
+        if scope is not None and lc.IN_STATE_HOOK.get() is None:
+            self.requests.reference(obj, scope)
+
+    def settle_created(self) -> None:
+        scope = SCOPE.get()
+        if scope is not None and scope.new:
+            self.requests.store_created(scope)
+
     # ------------------------------------------------ object model hooks (local objects)
     def call_local(self, obj: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
         if lc.IN_STATE_HOOK.get() is not None:

@@ -111,17 +111,10 @@ class Requests:
         if not scope.touched:
             return
         rows: list[tuple[Any, StoredObject]] = []
-        done: set[UUID] = set()
         registering = False
         try:
             try:
-                while len(done) < len(scope.touched):  # snapshots may make more objects persistent
-                    for object_id, obj in list(scope.touched.items()):
-                        if object_id not in done:
-                            done.add(object_id)
-                            row = self._row(obj, scope)
-                            if row is not None:
-                                rows.append(row)
+                rows = self._snapshots(scope, scope.touched)
                 if scope.new:
                     registering = True  # from here on the directory may list them
                     self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
@@ -138,6 +131,62 @@ class Requests:
         if scope.new:
             self.objects.remember(scope.new.values())
         loaded.evict()
+
+    def store_created(self, scope: RequestScope) -> None:
+        """Store and register, now, the objects the request made persistent so far (created in
+        its active method): a reference to them is about to leave this backend (an argument of
+        a call to another backend) or the directory is about to be asked about them (an alias,
+        a move, a version). Their changes after this point are stored with the request as any
+        owned object's. If this fails they are plain objects again (as a failed request leaves
+        them) and the error goes to the method, which may go on."""
+        registering = False
+        try:
+            rows = self._snapshots(scope, scope.new)  # may make more persistent: scope.new grows
+            created = list(scope.new.values())
+            registering = True
+            self.directory.register_objects(created, self.objects.backend_id)
+            self.objects.store.write(row for _, row in rows)
+        except BaseException as exc:
+            created = list(scope.new.values())
+            self._forget(scope, created)
+            for obj in created:
+                lc.registration_failed(obj)
+            if registering and not _never_sent(exc):
+                try:
+                    self.directory.drop([obj.__dict__[lc.ID] for obj in created])
+                except Exception as drop_error:  # the directory is down: recovery removes the entries
+                    log.warning("could not drop %d registrations of objects created by a call: %s",
+                                len(created), drop_error)
+            raise
+        self._forget(scope, created)
+        for obj, row in rows:
+            self.objects.loaded.touch(row.object_id, obj, len(row.state))
+        self.objects.remember(created)
+
+    def _forget(self, scope: RequestScope, objects: list[Any]) -> None:
+        """The request is done with these objects (stored, or plain again): not new, not touched
+        by it any more; a later change in the request touches them again."""
+        for obj in objects:
+            object_id = obj.__dict__[lc.ID]
+            if object_id in scope.pending:
+                self.locks.unpend(obj, scope)
+            scope.new.pop(object_id, None)
+            scope.touched.pop(object_id, None)
+            scope.dirty.discard(object_id)
+
+    def _snapshots(self, scope: RequestScope, source: dict[UUID, Any]) -> list[tuple[Any, StoredObject]]:
+        """The new rows of source's objects (see _row); snapshots may make more objects
+        persistent, which join source (scope.touched, scope.new) and are taken too."""
+        rows: list[tuple[Any, StoredObject]] = []
+        done: set[UUID] = set()
+        while len(done) < len(source):
+            for object_id, obj in list(source.items()):
+                if object_id not in done:
+                    done.add(object_id)
+                    row = self._row(obj, scope)
+                    if row is not None:
+                        rows.append(row)
+        return rows
 
     def _roll_back(self, scope: RequestScope, registered: bool) -> None:
         """The request's changes could not be stored: memory goes back to what is stored.

@@ -150,6 +150,8 @@ class DataClayObject:
     def __new__(cls, *args: Any, **kwargs: Any):
         obj = super().__new__(cls)
         lifecycle.new(obj)
+        if lifecycle.on_create is not None:  # a backend: inside an active method it is persistent at once
+            lifecycle.on_create(obj)
         return obj
 
     def __repr__(self) -> str:
@@ -164,7 +166,10 @@ class DataClayObject:
         return lifecycle.properties(lifecycle.persisted_state(self))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        lifecycle.new(self, state)
+        if self.__dict__.get(REGISTERED):  # made persistent by __new__ (a copy taken inside an active method)
+            self.__dict__.update(state)
+        else:
+            lifecycle.new(self, state)
 
     # ------------------------------------------------------------ dataClay's public API
     @property

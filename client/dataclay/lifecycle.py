@@ -9,8 +9,9 @@ a transition below, so every state change has one name and one place.
 
 States (``state_of``)::
 
-    NEW        local, not registered: a plain Python object (created by user code, or inside an
-               active method before its request is stored, which makes it persistent)
+    NEW        local, not registered: a plain Python object (created by user code in a client,
+               or on a backend outside any request; inside an active method `created` makes it
+               LOADED at once, as in dataClay)
     PROXY      registered, not local: reads, writes and calls go to the owner (BACKEND); a
                RETIRED proxy (a consolidated or discarded version) has no owner
     LOADED     registered and local (only on the backend that owns it): properties in __dict__
@@ -65,6 +66,12 @@ OWN_STATE = "_dc_own_state"  # persisted: what the class's own __getstate__ retu
 # reads and writes are plain ones then (no lock, no "changed" mark): the hook builds or reads
 # the state as stored, under whatever lock its caller holds.
 IN_STATE_HOOK: ContextVar[Any] = ContextVar("dataclay_in_state_hook", default=None)
+
+# What a DataClayObject() created in this process becomes: set with the process's runtime
+# (dataclay.runtime.set_runtime). None in clients (a new object is NEW, plain Python); a
+# backend makes an object created while it serves a request (inside an active method)
+# persistent there at once, as dataClay does. One test of a module global per creation.
+on_create: Callable[[Any], None] | None = None
 
 
 class State(enum.Enum):

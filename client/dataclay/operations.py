@@ -135,6 +135,7 @@ async def with_owner(
     _require_registered(obj)
     if lifecycle.IN_STATE_HOOK.get() is not None:
         lifecycle.refuse_in_state_hook(f"{obj!r}")
+    rt.settle_created()  # the owner may be this backend, serving a call that created obj
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
         known = state[BACKEND]
@@ -211,6 +212,8 @@ async def store_graph(
     rt: "Runtime", t: Any, roots: list["DataClayObject"], backend_id: UUID, alias: str | None = None
 ) -> None:
     """Persist roots and every new object they reach on one backend, in one request."""
+    if backend_id != rt.local_backend_id:
+        rt.settle_created()  # their states may refer to objects an active method created here
     objects, records = serialize_graph(roots, backend_id)
     if backend_id == rt.local_backend_id:
         rt.store_local(objects, [record.state for record in records], alias)
@@ -223,6 +226,7 @@ async def store_graph(
 async def encode_for(rt: "Runtime", t: Any, value: Any, backend_id: UUID) -> bytes:
     """Pickle a value for a call to backend_id; new objects in it are first made persistent
     there, so they travel as references and stay the same objects."""
+    rt.settle_created()  # objects an active method created travel as references to where they are
     pending: dict[UUID, DataClayObject] = {}
 
     def on_object(obj: "DataClayObject") -> Ref:
@@ -338,6 +342,7 @@ async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataCla
 async def add_alias(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str) -> None:
     _check_alias(alias)
     _require_registered(obj)
+    rt.settle_created()  # the directory knows what an active method created only once it is stored
     await t.metadata("AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__[ID].bytes))
 
 
@@ -347,6 +352,7 @@ async def delete_alias(rt: "Runtime", t: Any, alias: str) -> None:
 
 async def get_aliases(rt: "Runtime", t: Any, obj: "DataClayObject") -> set[str]:
     _require_registered(obj)
+    rt.settle_created()
     reply = await t.metadata("GetAliases", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
     return set(reply.aliases)
 
@@ -468,6 +474,7 @@ async def move(
     what lies beyond), and moves each from its owner: one atomic move per object taken from
     another backend, with what it reaches there."""
     _require_registered(obj)
+    rt.settle_created()  # a move made within an active method takes what it created too
     target = _as_uuid(backend_id, "backend id")
     await backend_info(rt, t, target)
     started = time.perf_counter()

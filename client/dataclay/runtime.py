@@ -44,6 +44,7 @@ def current_runtime() -> "Runtime":
 def set_runtime(runtime: "Runtime | None") -> None:
     global _current
     _current = runtime
+    lifecycle.on_create = runtime.created if runtime is not None else None
 
 
 def twins(op: Callable[..., Coroutine]) -> tuple[Callable, Callable]:
@@ -67,6 +68,9 @@ class Runtime:
     """A client's runtime. Objects it holds that are persistent are always proxies."""
 
     local_backend_id: UUID | None = None
+    # What a DataClayObject() created in this process becomes (lifecycle.on_create): in a
+    # client, nothing (a plain object until make_persistent).
+    created: "Callable[[DataClayObject], None] | None" = None
     stubs_for_missing_classes = True  # a reference to a class this client lacks is a stub (a backend: an error)
 
     def __init__(self, metadata_address: str, credentials: "Credentials | None" = None) -> None:
@@ -110,6 +114,11 @@ class Runtime:
 
     def store_local(self, objects: list["DataClayObject"], states: list[bytes], alias: str | None) -> None:
         raise DataClayException("only a backend stores objects")
+
+    def settle_created(self) -> None:
+        """Before a reference leaves this process or the directory is asked about an object:
+        store what this process made persistent and has not stored yet (a backend serving an
+        active method that created objects). Nothing in a client."""
 
     # ------------------------------------------------------------ references
     def instance(self, object_id: UUID, class_path: str, backend_id: UUID | None) -> "DataClayObject":

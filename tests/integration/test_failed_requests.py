@@ -3,6 +3,8 @@ object or fails with a typed error: nothing is acknowledged that did not happen.
 
 The metadata service is stopped (SIGKILL) at the moment it matters and started again on the
 same port, so each fault lands deterministically."""
+import os
+import signal
 import threading
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from dataclay import Client
 from dataclay.exceptions import BackendUnavailableError, DataClayException, InvalidRequestError, OutcomeUnknownError
 from shapes import Node
+from waiting import poll, stopped
 
 
 def _stop_metadata(cluster) -> None:
@@ -55,18 +58,16 @@ def test_a_call_whose_store_fails_is_rolled_back_for_later_readers(make_cluster)
 
 
 def _in_doubt_move(cluster, node, target):
-    """Start a move of node to target whose commit point cannot be reached (the metadata
-    service is killed once the move holds node); returns the thread and its outcome."""
-    holding = threading.Event()
-
-    def progress(done: int, total: int) -> None:
-        if not holding.is_set():
-            _stop_metadata(cluster)  # the move holds node now: its commit will not get through
-            holding.set()
-
-    thread, outcome = _in_thread(lambda: node.move(target, on_progress=progress))
-    assert holding.wait(30)
-    return thread, outcome
+    """Start a move of node (on backend-0) to target whose commit point cannot be reached:
+    backend-0 stops itself between the transfer and the commit (a fault point), the metadata
+    service is killed meanwhile. Returns the move's thread, its outcome and backend-0, stopped:
+    the caller lets it go on (SIGCONT)."""
+    cluster.stop_process(cluster.backends["backend-0"])
+    source = cluster.start_backend(0, env={"DC_FAULT_POINT": "move.after_stream", "DC_FAULT_ACTION": "stop"})
+    thread, outcome = _in_thread(lambda: node.move(target))
+    poll(lambda: stopped(source.popen.pid))  # the move holds node; nothing is committed
+    _stop_metadata(cluster)
+    return thread, outcome, source
 
 
 def _in_thread(call) -> tuple[threading.Thread, dict[str, object]]:
@@ -98,8 +99,9 @@ def _warm_node(client) -> tuple[Node, list]:
 def _behind_an_in_doubt_move(cluster, node, target, call) -> tuple[dict[str, object], dict[str, object]]:
     """Run call() while a move of node to target holds it and cannot reach its commit point;
     returns the move's outcome and the call's."""
-    first, first_outcome = _in_doubt_move(cluster, node, target)
-    waiting, outcome = _in_thread(call)
+    first, first_outcome, source = _in_doubt_move(cluster, node, target)
+    waiting, outcome = _in_thread(call)  # sent to the stopped source: served next to the move's commit
+    os.kill(source.popen.pid, signal.SIGCONT)
     first.join(60)
     waiting.join(60)
     return first_outcome, outcome

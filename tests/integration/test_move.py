@@ -5,7 +5,6 @@ import re
 import signal
 import sqlite3
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.security import client_credentials, open_channel
 from hr import Company, Employee
 from shapes import Node
+from waiting import poll, stopped
 
 
 def test_seed_cases(client):
@@ -321,18 +321,6 @@ def test_kill_9_during_a_move(make_cluster, victim, point, owner):
     assert {live[object_id][0] for object_id in expected} == {owner}
 
 
-def _stopped(pid: int) -> bool:
-    """Whether the process is stopped (SIGSTOP; here: a fault point with DC_FAULT_ACTION=stop)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-
-
-def _poll(condition, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {seconds:.0f}s"
-        time.sleep(0.05)
-
-
 def _in_thread(function) -> tuple[threading.Thread, dict[str, object]]:
     """Run function in a thread; its result or exception lands in the dict returned."""
     outcome: dict[str, object] = {}
@@ -375,7 +363,7 @@ def _move_held_after_the_transfer(make_cluster, **source_env: str) -> Iterator[_
         node = Node(3)
         node.make_persistent(backend_id=ids[0])
         mover, moved = _in_thread(lambda: node.move(ids[1]))
-        _poll(lambda: _stopped(source.popen.pid))  # the transfer is staged at backend-1, nothing is committed
+        poll(lambda: stopped(source.popen.pid))  # the transfer is staged at backend-1, nothing is committed
         yield _HeldMove(cluster, client, ids, source, node, mover, moved)
 
 
@@ -394,7 +382,7 @@ def test_a_committed_move_is_given_up_by_the_source_when_the_destination_died_af
         os.kill(cluster.metadata.popen.pid, signal.SIGSTOP)  # the commit waits
         try:
             os.kill(held.source.popen.pid, signal.SIGCONT)
-            _poll(lambda: _CHANNEL_WENT_IDLE.search(held.source.log.read_text()) is not None)  # the one to backend-1
+            poll(lambda: _CHANNEL_WENT_IDLE.search(held.source.log.read_text()) is not None)  # the one to backend-1
         finally:
             os.kill(cluster.metadata.popen.pid, signal.SIGCONT)
         held.mover.join(60)
@@ -416,10 +404,10 @@ def test_a_move_committed_while_its_destination_recovers_is_kept_there(make_clus
         cluster.kill_backend("backend-1")
         restart, _ = _in_thread(lambda: cluster.start_backend(1, env={
             "DC_FAULT_POINT": "recovery.after_listing", "DC_FAULT_ACTION": "stop"}))
-        _poll(lambda: _stopped_server(cluster.data_dir / "backend-1") is not None)  # it listed, it did not resolve
+        poll(lambda: _stopped_server(cluster.data_dir / "backend-1") is not None)  # it listed, it did not resolve
         destination = _stopped_server(cluster.data_dir / "backend-1")
         os.kill(held.source.popen.pid, signal.SIGCONT)  # it commits while the destination recovers
-        _poll(lambda: _directory_owner(cluster, node._dc_id) == ids[1])
+        poll(lambda: _directory_owner(cluster, node._dc_id) == ids[1])
         os.kill(destination, signal.SIGCONT)
         restart.join(60)
         held.mover.join(60)
@@ -431,7 +419,7 @@ def _stopped_server(data_dir: Path) -> int | None:
     """The pid of a stopped process serving `data_dir` (its command line names it), if any."""
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and f"\0{data_dir}\0" in (entry / "cmdline").read_text() and _stopped(int(entry.name)):
+            if entry.name.isdigit() and f"\0{data_dir}\0" in (entry / "cmdline").read_text() and stopped(int(entry.name)):
                 return int(entry.name)
         except OSError:  # gone meanwhile
             pass

@@ -77,6 +77,31 @@ class Node(DataClayObject):
         return Node(value)
 
     @activemethod
+    def create_and_look(self, value: int) -> tuple:
+        """Creates a node and says, inside the method, whether it is persistent and where."""
+        child = Node(value)
+        return child.is_persistent, child._dc_backend_id, set(child.backends), child
+
+    @activemethod
+    def create_and_give(self, other: Node, value: int, then: Node | None = None) -> Node:
+        """Creates a node, hands it to `other`, changes it afterwards, then (if given) reads
+        `then`: other must hold the node itself, not a copy."""
+        child = Node(value)
+        other.add_child(child)
+        child.value = value + 100
+        if then is not None:
+            then.peek()
+        return child
+
+    @activemethod
+    def create_with_alias(self, value: int, alias: str) -> bool:
+        """dataClay's pattern: create, then make_persistent(alias=...) inside the method."""
+        child = Node(value)
+        was_persistent = child.is_persistent
+        child.make_persistent(alias=alias)
+        return was_persistent
+
+    @activemethod
     def where(self) -> str:
         from dataclay.runtime import current_runtime
 
