@@ -106,11 +106,13 @@ class BackendService(rpc.BackendServicer):
         init = check_method(cls, "__init__")  # only a model's active __init__ runs for a peer
         with rt.request(_chain(context)) as scope:
             args, kwargs = self._arguments(request.payload)
-            obj = cls.__new__(cls)
+            obj = object.__new__(cls)  # plain until its __init__ succeeds: a failing one stores nothing
+            lc.new(obj)
             try:
                 init(obj, *args, **kwargs)
-            except TypeError as exc:
-                if not raised_by_user_code(exc):
+            except BaseException as exc:
+                rt.requests.discard_created(scope)  # nor what it created before it failed
+                if isinstance(exc, TypeError) and not raised_by_user_code(exc):
                     _check_arguments(cls, "__init__", init, obj, args, kwargs)
                 raise
             rt.requests.reference(obj, scope)  # persistent here, stored with this request (or not at all)

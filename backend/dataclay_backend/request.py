@@ -148,9 +148,7 @@ class Requests:
             self.objects.store.write(row for _, row in rows)
         except BaseException as exc:
             created = list(scope.new.values())
-            self._forget(scope, created)
-            for obj in created:
-                lc.registration_failed(obj)
+            self.discard_created(scope)
             if registering and not _never_sent(exc):
                 try:
                     self.directory.drop([obj.__dict__[lc.ID] for obj in created])
@@ -162,6 +160,14 @@ class Requests:
         for obj, row in rows:
             self.objects.loaded.touch(row.object_id, obj, len(row.state))
         self.objects.remember(created)
+
+    def discard_created(self, scope: RequestScope) -> None:
+        """The objects the request made persistent and has not stored yet are plain objects
+        again (a creation whose __init__ failed leaves nothing behind)."""
+        created = list(scope.new.values())
+        self._forget(scope, created)
+        for obj in created:
+            lc.registration_failed(obj)
 
     def _forget(self, scope: RequestScope, objects: list[Any]) -> None:
         """The request is done with these objects (stored, or plain again): not new, not touched

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import uuid
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -27,6 +28,8 @@ IMMUTABLE_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), 
 _get_by_id, _a_get_by_id = twins(ops.get_by_id)
 _get_by_alias, _a_get_by_alias = twins(ops.get_by_alias)
 _delete_alias, _a_delete_alias = twins(ops.delete_alias)
+_dc_clone_by_alias, _a_dc_clone_by_alias = twins(ops.dc_clone_by_alias)
+_dc_update_by_alias, _a_dc_update_by_alias = twins(ops.dc_update_by_alias)
 
 
 class PersistentProperty:
@@ -203,6 +206,9 @@ class DataClayObject:
     sync, a_sync = twins(ops.sync)
     dc_clone, a_dc_clone = twins(ops.dc_clone)
     dc_update, a_dc_update = twins(ops.dc_update)
+    dc_update_properties, a_dc_update_properties = twins(ops.dc_update_properties)
+    get_properties, a_get_properties = twins(ops.get_properties)
+    dc_put, a_dc_put = twins(ops.dc_put)
     move, a_move = twins(ops.move)
     new_version, a_new_version = twins(ops.new_version)
     consolidate_version, a_consolidate_version = twins(ops.consolidate_version)
@@ -223,6 +229,31 @@ class DataClayObject:
     @classmethod
     async def a_get_by_alias(cls: type[T], alias: str) -> T:
         return await _a_get_by_alias(cls, alias)
+
+    def getID(self) -> str | None:
+        """dataClay's getID (for COMPSs): the object's metadata as JSON (its id, class and
+        master backend), or None if it is not persistent."""
+        if not self.__dict__[REGISTERED]:
+            return None
+        owner = self.__dict__[lifecycle.BACKEND]
+        return json.dumps({"id": str(self.__dict__[ID]), "class_name": f"{type(self).__module__}.{type(self).__qualname__}",
+                           "master_backend_id": str(owner) if owner is not None else None})
+
+    @classmethod
+    def dc_clone_by_alias(cls: type[T], alias: str, recursive: bool = False) -> T:
+        return _dc_clone_by_alias(cls, alias, recursive)
+
+    @classmethod
+    async def a_dc_clone_by_alias(cls: type[T], alias: str, recursive: bool = False) -> T:
+        return await _a_dc_clone_by_alias(cls, alias, recursive)
+
+    @classmethod
+    def dc_update_by_alias(cls, alias: str, from_object: "DataClayObject") -> None:
+        return _dc_update_by_alias(cls, alias, from_object)
+
+    @classmethod
+    async def a_dc_update_by_alias(cls, alias: str, from_object: "DataClayObject") -> None:
+        return await _a_dc_update_by_alias(cls, alias, from_object)
 
     @classmethod
     def delete_alias(cls, alias: str) -> None:

@@ -25,7 +25,7 @@ from dataclay.exceptions import (
     ObjectWithWrongBackendIdError,
     VersionConsolidatedError,
 )
-from dataclay.lifecycle import BACKEND, ID, LOCAL, REGISTERED
+from dataclay.lifecycle import BACKEND, ID, LOADED, LOCAL, REGISTERED
 from dataclay.protocol import IDEMPOTENT, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref, new_ref
@@ -415,16 +415,61 @@ async def dc_update(rt: "Runtime", t: Any, obj: "DataClayObject", other: "DataCl
                 "copies what you need instead", class_path=class_path(type(other)))
         lifecycle.assign(obj, state)
         return
+    await dc_update_properties(rt, t, obj, state)
+
+
+async def dc_update_properties(rt: "Runtime", t: Any, obj: "DataClayObject", new_properties: dict[str, Any]) -> None:
+    """Assign the given properties of obj (dataClay's dc_update_properties), in one request
+    where obj lives; a name that is not a property of its class is refused (AttributeError)."""
+    if not isinstance(new_properties, dict) or not all(isinstance(name, str) for name in new_properties):
+        raise InvalidRequestError("dc_update_properties needs a dict of property names to values")
     if obj.__dict__[LOCAL]:
-        for name, value in state.items():
+        for name in new_properties:
+            if name not in type(obj)._dc_properties:
+                raise AttributeError(f"{type(obj).__qualname__!r} has no persistent property {name!r}")
+        for name, value in new_properties.items():
             setattr(obj, name, value)
         return
     object_id = obj.__dict__[ID].bytes
 
     async def request(info: BackendInfo) -> pb.UpdateObjectRequest:
-        return pb.UpdateObjectRequest(object_id=object_id, state=await encode_for(rt, t, state, info.id))
+        return pb.UpdateObjectRequest(object_id=object_id, state=await encode_for(rt, t, new_properties, info.id))
 
     await at_owner(rt, t, obj, "UpdateObject", request)
+
+
+async def get_properties(rt: "Runtime", t: Any, obj: "DataClayObject") -> dict[str, Any]:
+    """A copy of obj's persistent properties by name (dataClay's get_properties), read where
+    obj lives; references stay references. Creates no object (not even inside an active
+    method): the state is read into a plain instance used only here."""
+    if obj.__dict__[LOCAL]:
+        if not obj.__dict__[LOADED]:
+            rt.load_local(obj)  # owned by this backend, not in memory now
+        data = dumps(lifecycle.persisted_state(obj), make_ref)
+    else:
+        data = (await _fetch_state(rt, t, obj)).state
+    cls = type(obj)
+    holder = object.__new__(cls)  # not cls(): never persistent, never registered
+    lifecycle.new(holder)
+    lifecycle.assign(holder, lifecycle.properties(loads(data, rt.resolve)))
+    return {name: holder.__dict__[name] for name in cls._dc_properties if name in holder.__dict__}
+
+
+async def dc_put(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str, backend_id: UUID | str | None = None) -> None:
+    """dataClay's dc_put: make_persistent with an alias, which is required."""
+    if not alias:
+        _check_alias("")  # InvalidAliasError, an AttributeError as in dataClay
+    await make_persistent(rt, t, obj, alias, backend_id)
+
+
+async def dc_clone_by_alias(rt: "Runtime", t: Any, cls: type, alias: str, recursive: bool = False) -> "DataClayObject":
+    return await dc_clone(rt, t, await get_by_alias(rt, t, cls, alias), recursive)
+
+
+async def dc_update_by_alias(rt: "Runtime", t: Any, cls: type, alias: str, from_object: "DataClayObject") -> None:
+    if type(from_object) is not cls:
+        raise TypeError(f"Objects must be of the same type: {cls.__qualname__}, not {type(from_object).__qualname__}")
+    await dc_update(rt, t, await get_by_alias(rt, t, cls, alias), from_object)
 
 
 # ------------------------------------------------------------------ moves
