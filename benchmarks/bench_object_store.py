@@ -73,6 +73,19 @@ def main() -> None:
             "floor_upload_MBps": round(64 * MiB / floor_up / 1e6), "floor_download_MBps": round(64 * MiB / floor_down / 1e6),
             "write_vs_floor": round(floor_up / write_s, 2), "read_vs_floor": round(floor_down / read_s, 2),
         }
+        for size, samples in ((1 * MiB, 10), (64 * MiB, 3)):
+            value = bytes(size)
+
+            def make_persistent_once() -> float:
+                fresh = Blob()
+                fresh.data = value  # not persistent yet: a plain assignment
+                return timed(lambda: fresh.make_persistent(backend_id=target))
+
+            seconds = best_seconds(make_persistent_once, samples)
+            floor_s = best_seconds(lambda: floor.upload_seconds(value), samples)
+            results[f"make_persistent_bytes_{size // MiB}MiB"] = {
+                "MBps": round(size / seconds / 1e6), "floor_upload_MBps": round(size / floor_s / 1e6),
+                "vs_floor": round(floor_s / seconds, 2)}
         if not args.quick:
             big = bytes(1024 * MiB)
             seconds = timed(lambda: setattr(blob, "data", big))

@@ -65,6 +65,11 @@ class BackendService(rpc.BackendServicer):
         return EMPTY
 
     @handler
+    def StoreRawObject(self, request: bytes, context) -> pb.Empty:
+        self.rt.incoming.store_raw(codec.raw_store_target(context.invocation_metadata(), request))
+        return EMPTY
+
+    @handler
     def GetAttribute(self, request: pb.GetAttributeRequest, context) -> pb.Payload | bytes:
         rt = self.rt
         with rt.request(_chain(context)):

@@ -8,13 +8,14 @@ from uuid import UUID
 
 from dataclay import lifecycle as lc
 from dataclay.exceptions import InvalidRequestError
+from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2 as pb
-from dataclay.serialization import class_path, import_class, loads
+from dataclay.serialization import class_path, dumps, import_class, loads
 from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
-from dataclay_backend.state import digest_if_needed
-from dataclay_backend.validation import property_of
+from dataclay_backend.state import ImmutableState, digest_if_needed, large_immutable_size
+from dataclay_backend.validation import check_class_path, property_of
 from dataclay_backend.wire import parse_uuid
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | N
     except Exception as exc:
         raise InvalidRequestError(
             f"the state of object {object_id} cannot be decoded: {exc}", object_id=object_id) from None
+    _check_names(cls, state, object_id, record.class_path)
+    return lineage
+
+
+def _check_names(cls: type, state: Any, object_id: UUID, path: str) -> None:
+    """A new object's state names only persistent properties of its class (besides the lineage
+    and what the class's own __getstate__ returned)."""
     if not isinstance(state, dict):
         raise InvalidRequestError(f"the state of object {object_id} is not a mapping of property names", object_id=object_id)
     for name in state:
@@ -48,8 +56,11 @@ def _checked_lineage(record: pb.ObjectRecord, object_id: UUID) -> lc.Lineage | N
         except Exception:  # well-formed, and not a property: refused as the request it is part of
             raise InvalidRequestError(
                 f"the state of object {object_id} has a name that is not a persistent property of "
-                f"{record.class_path}: {name!r}", object_id=object_id) from None
-    return lineage
+                f"{path}: {name!r}", object_id=object_id) from None
+
+
+def _no_reference(ref: Any) -> None:
+    raise TypeError("a StoreRawObject state holds plain values only, not references")
 
 
 class Incoming:
@@ -78,6 +89,37 @@ class Incoming:
         self.directory.register(entries, alias)
         self._write_registered(rows)
         self.objects.adopt({row.object_id: row.class_path for row in rows})
+
+    def store_raw(self, request: codec.RawStore) -> None:
+        """StoreRawObject: one new object whose property `request.name` is the message's bytes
+        and whose other properties are plain values, checked as StoreObjects checks, then
+        registered and stored; a large state goes to its file straight from the received value
+        (ImmutableState: no pickled copy of it in memory)."""
+        object_id = parse_uuid(request.object_id, "object id")
+        path = check_class_path(request.class_path)
+        cls = import_class(path)
+        if cls._dc_getstate is not None:
+            raise InvalidRequestError(f"{path} has its own __getstate__: store it with StoreObjects", class_path=path)
+        if len(request.state) > codec.RAW_STATE_LIMIT:
+            raise InvalidRequestError(f"the other properties of a StoreRawObject take at most {codec.RAW_STATE_LIMIT} "
+                                      "bytes: use StoreObjects", object_id=object_id)
+        try:
+            values = loads(request.state, _no_reference) if request.state else {}
+        except Exception as exc:
+            raise InvalidRequestError(f"the state of object {object_id} cannot be decoded: {exc}",
+                                      object_id=object_id) from None
+        if isinstance(values, dict):
+            values[request.name] = request.raw
+        _check_names(cls, values, object_id, path)
+        if lc.VERSION in values or lc.OWN_STATE in values:
+            raise InvalidRequestError(f"the state of object {object_id} names {lc.VERSION} or {lc.OWN_STATE}",
+                                      object_id=object_id)
+        size = large_immutable_size(values)
+        state = ImmutableState(values, size) if size else dumps(values, _no_reference)
+        self.directory.register([pb.ObjectEntry(object_id=object_id.bytes, class_path=path,
+                                                backend_id=self.objects.backend_id.bytes)], request.alias)
+        self._write_registered([StoredObject(object_id, path, 1, state)])
+        self.objects.adopt({object_id: path})
 
     def _write_registered(self, rows: list[StoredObject]) -> None:
         """Store objects just registered; if that fails (a full disk: StorageFullError), their

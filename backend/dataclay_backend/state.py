@@ -6,8 +6,7 @@ import hashlib
 from typing import Any, BinaryIO
 
 from dataclay import lifecycle as lc
-from dataclay.dataclay_object import IMMUTABLE_TYPES
-from dataclay.serialization import Ref, class_path, dump, dumps
+from dataclay.serialization import IMMUTABLE_TYPES, Ref, class_path, dump, dumps
 from dataclay_backend.object_store import INLINE_LIMIT
 
 

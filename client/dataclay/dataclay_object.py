@@ -19,12 +19,11 @@ from dataclay import lifecycle
 from dataclay import operations as ops
 from dataclay.lifecycle import ID, LOADED, LOCAL, REGISTERED
 from dataclay.runtime import current_runtime, twins
+from dataclay.serialization import IMMUTABLE_TYPES
 from dataclay.transport import run_blocking
 
 T = TypeVar("T", bound="DataClayObject")
 _MISSING = object()
-# Values that cannot change without an assignment (references to objects count as such).
-IMMUTABLE_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), uuid.UUID})
 _get_by_id, _a_get_by_id = twins(ops.get_by_id)
 _get_by_alias, _a_get_by_alias = twins(ops.get_by_alias)
 _delete_alias, _a_delete_alias = twins(ops.delete_alias)

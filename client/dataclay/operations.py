@@ -28,7 +28,7 @@ from dataclay.exceptions import (
 from dataclay.lifecycle import BACKEND, ID, LOADED, LOCAL, REGISTERED
 from dataclay.protocol import IDEMPOTENT, codec
 from dataclay.protocol import dataclay_pb2 as pb
-from dataclay.serialization import Ref, class_path, dumps, import_class, loads, make_ref, new_ref
+from dataclay.serialization import IMMUTABLE_TYPES, Ref, class_path, dumps, import_class, loads, make_ref, new_ref
 from dataclay.transport import BackendInfo
 
 if TYPE_CHECKING:
@@ -289,8 +289,47 @@ async def make_persistent(
     if backend_id is None:
         backend_id = rt.local_backend_id or await _any_backend(rt, t)
     target = _as_uuid(backend_id, "backend id")
-    await backend_info(rt, t, target)
-    await store_graph(rt, t, [obj], target, alias)
+    info = await backend_info(rt, t, target)
+    raw = _raw_store(obj, alias) if target != rt.local_backend_id else None
+    if raw is None:
+        await store_graph(rt, t, [obj], target, alias)
+        return
+    await t.backend(info, "StoreObjects", raw)  # codec: sent as StoreRawObject
+    rt.became_remote([obj], target)
+
+
+RAW_STORE_MIN = 256 * 1024  # a bytes property this large makes make_persistent send it as the message
+
+
+def _raw_store(obj: "DataClayObject", alias: str | None) -> codec.RawStore | None:
+    """make_persistent of an object whose largest property is a `bytes` value of RAW_STORE_MIN
+    or more and whose others are plain values (no references, no own __getstate__): the value
+    travels as the whole message (StoreRawObject), without the copies a pickled state in a
+    protobuf message costs. None: the general path (StoreObjects)."""
+    cls = type(obj)
+    if cls._dc_getstate is not None or cls.__module__ == "__main__":
+        return None
+    meta = obj.__dict__
+    big_name, big = "", b""
+    others: dict[str, Any] = {}
+    for name in cls._dc_properties:
+        if name not in meta:
+            continue
+        value = meta[name]
+        if type(value) not in IMMUTABLE_TYPES:
+            return None
+        if type(value) is bytes and len(value) > len(big):
+            if big_name:
+                others[big_name] = big
+            big_name, big = name, value
+        else:
+            others[name] = value
+    if len(big) < RAW_STORE_MIN:
+        return None
+    state = dumps(others, make_ref) if others else b""
+    if len(state) > codec.RAW_STATE_LIMIT:
+        return None
+    return codec.RawStore(meta[ID].bytes, class_path(cls), alias or "", big_name, state, big)
 
 
 async def get_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str) -> Any:

@@ -45,6 +45,7 @@ import os
 import pickle
 import re
 import sys
+import uuid
 from functools import lru_cache
 from typing import IO, Any, Callable, Iterable, NamedTuple
 
@@ -52,6 +53,8 @@ from dataclay.exceptions import ClassNotAllowedError, ClassNotFoundError, Invali
 
 PROTOCOL = 5
 ALLOW_ENV = "DC_PICKLE_ALLOW"
+# Values that cannot change without an assignment (references to objects count as such).
+IMMUTABLE_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), uuid.UUID})
 
 
 class Ref(NamedTuple):

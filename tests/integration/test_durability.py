@@ -7,7 +7,7 @@ from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from hr import Company, Employee
-from shapes import Blob, Node
+from shapes import Blob, Node, Photo
 
 from dataclay.security import client_credentials, open_channel
 
@@ -102,6 +102,20 @@ def test_large_states_rewritten_and_killed_keep_the_last_acknowledged_one(make_c
         assert len(list(blobs_dir.iterdir())) == 1  # the other slot was unreferenced: removed at start
         blob.data = b"small again"
         assert blob.size() == len(b"small again")
+
+
+def test_a_large_value_made_persistent_survives_kill_9(make_cluster):
+    """make_persistent of a large bytes value (sent as the message, written straight to its file)
+    is stored before it is acknowledged."""
+    cluster = make_cluster(backends=1)
+    with Client(host="127.0.0.1", port=cluster.port):
+        pixels = bytes(range(256)) * 12_288  # 3 MiB: a state file of its own
+        photo = Photo("kept", 1, pixels)
+        photo.make_persistent(alias="kept-photo")
+        cluster.kill_backend("backend-0")
+        cluster.start_backend(0)
+        again = Photo.get_by_alias("kept-photo")
+        assert again.describe() == ("kept", 1, len(pixels), 0) and again.pixels == pixels
 
 
 def test_in_place_change_of_another_local_object_survives_kill_9(make_cluster):

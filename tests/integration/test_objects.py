@@ -6,7 +6,7 @@ import pytest
 from dataclay import DataClayObject
 from dataclay.exceptions import AliasAlreadyExistError, AliasDoesNotExistError, ObjectNotRegisteredError
 from hr import Employee
-from shapes import Bild, Blob, Node
+from shapes import Bild, Blob, Node, Photo
 
 
 def test_attribute_write_and_read_through_proxy(client):
@@ -156,6 +156,25 @@ def test_large_bytes_attribute_round_trip(client):
     blob.data = data
     assert blob.size() == len(data)
     assert blob.data == data
+
+
+@pytest.mark.parametrize("size", [1024 * 1024, 64 * 1024 * 1024])
+def test_make_persistent_of_a_large_bytes_value_and_its_companions(client, size):
+    """The value travels as the whole message (StoreRawObject); the other properties, the alias,
+    reads, active methods and a later write all behave as with any object."""
+    backend_ids = list(client.get_backends())
+    pixels = bytes(range(256)) * (size // 256)
+    photo = Photo(title="Ça", taken=2026, pixels=pixels, thumbnail=b"t" * 300_000)
+    photo.make_persistent(alias=f"photo-{size}", backend_id=backend_ids[2])
+    assert photo.is_persistent and photo._dc_backend_id == backend_ids[2]
+    again = Photo.get_by_alias(f"photo-{size}")
+    assert again.describe() == ("Ça", 2026, size, 300_000)
+    assert again.pixels == pixels and again.thumbnail == b"t" * 300_000
+    photo.taken = 2027
+    assert again.taken == 2027 and again.pixels == pixels
+    with_reference = Photo(title="ref", taken=1, pixels=pixels[:400_000], owner=Node(5))  # the general path
+    with_reference.make_persistent(backend_id=backend_ids[1])
+    assert with_reference.owner.value == 5 and len(with_reference.pixels) == 400_000
 
 
 def test_bytes_property_with_a_non_ascii_name(client):

@@ -187,14 +187,15 @@ HOSTILE_NAMES = ["p" * 100_000, "p" * 3000, "__class__", "__dict__", "_dc_id", "
 
 def test_hostile_property_names_are_refused_typed_without_echo(cluster, client):
     """Every path where a property name arrives (GetAttribute, SetAttribute, SetRawAttribute's
-    metadata, UpdateObject's keys, StoreObjects' state keys) and a method name (CallActiveMethod)
+    metadata, UpdateObject's keys, StoreObjects' state keys, StoreRawObject's metadata) and a method name (CallActiveMethod)
     refuses a malformed, private, dunder, method or unbounded name with InvalidRequestError
     (AttributeNotFoundError for a well-formed name that is not a property), quoting at most a
     bounded part of it; nothing changes."""
     import pickle
 
     from dataclay.exceptions import DoesNotExistError, InvalidRequestError
-    from dataclay.protocol import OBJECT_ID_METADATA_KEY, PROPERTY_METADATA_KEY
+    from dataclay.protocol import (ALIAS_METADATA_KEY, CLASS_METADATA_KEY, OBJECT_ID_METADATA_KEY,
+                                   PROPERTY_METADATA_KEY, STATE_METADATA_KEY)
 
     node = Node(1)
     node.make_persistent()
@@ -202,6 +203,7 @@ def test_hostile_property_names_are_refused_typed_without_echo(cluster, client):
     oid = node._dc_id.bytes
     channel, _, stub = stubs(backend.address, cluster.client_credentials("client"))
     raw_set = channel.unary_unary("/dataclay.v1.Backend/SetRawAttribute")
+    raw_store = channel.unary_unary("/dataclay.v1.Backend/StoreRawObject")
     value = pickle.dumps(5, protocol=5)
     with channel:
         for name in HOSTILE_NAMES + ["missing"]:
@@ -218,6 +220,9 @@ def test_hostile_property_names_are_refused_typed_without_echo(cluster, client):
             if len(name.encode()) < 4000:  # gRPC's own metadata limit (8 KiB) refuses longer ones first
                 calls["SetRawAttribute"] = lambda: raw_set(b"raw", metadata=(
                     (OBJECT_ID_METADATA_KEY, oid), (PROPERTY_METADATA_KEY, name.encode())))
+                calls["StoreRawObject"] = lambda: raw_store(b"raw", metadata=(
+                    (OBJECT_ID_METADATA_KEY, uuid.uuid4().bytes), (CLASS_METADATA_KEY, b"shapes.Node"),
+                    (PROPERTY_METADATA_KEY, name.encode()), (STATE_METADATA_KEY, b""), (ALIAS_METADATA_KEY, b"")))
             for path, call in calls.items():
                 if name == "bump" and path == "CallActiveMethod":
                     continue  # a method, rightly called

@@ -97,6 +97,42 @@ def test_crafted_states_arguments_and_values_are_refused(target):
     assert node.value == 1
 
 
+def test_a_crafted_raw_store_is_refused_and_stores_nothing(target, client):
+    """StoreRawObject (make_persistent of a large bytes value): a crafted pickle as the other
+    properties, a reference in them, a class that is not a DataClayObject, a class with its own
+    __getstate__, a name that is not a property: refused, typed; nothing registered or stored."""
+    from dataclay.exceptions import ObjectNotRegisteredError
+    from dataclay.protocol import (ALIAS_METADATA_KEY, CLASS_METADATA_KEY, OBJECT_ID_METADATA_KEY,
+                                   PROPERTY_METADATA_KEY, STATE_METADATA_KEY)
+
+    node, _, marker = target
+    backend = client.get_backends()[node._dc_backend_id]
+    channel = open_channel(backend.address, client_credentials(identity="client"), options=UNLIMITED_MESSAGES)
+    _raw_store = channel.unary_unary("/dataclay.v1.Backend/StoreRawObject")
+
+    def store(class_path: str, name: str, state: bytes):
+        object_id = uuid.uuid4()
+        metadata = ((OBJECT_ID_METADATA_KEY, object_id.bytes), (CLASS_METADATA_KEY, class_path.encode()),
+                    (PROPERTY_METADATA_KEY, name.encode()), (STATE_METADATA_KEY, state),
+                    (ALIAS_METADATA_KEY, b""))
+        return object_id, lambda: _raw_store(b"x" * 300_000, metadata=metadata)
+
+    plain = pickle.dumps({"title": "t", "taken": 1}, protocol=5)
+    cases = [*[("shapes.Photo", "pixels", data, "is not allowed") for data in _evil(marker)],
+             ("shapes.Photo", "pixels", _with_reference({"title": _Ref()}, "shapes.Node"), "references"),
+             ("subprocess.Popen", "pixels", plain, "subprocess.Popen"),
+             ("stateful.Catalogue", "items", b"", "__getstate__"),
+             ("shapes.Photo", "not_a_property", plain, "not_a_property"),
+             ("shapes.Photo", "pixels", pickle.dumps({"_dc_version": (1, 2, 3)}, protocol=5), "_dc_version")]
+    for class_path, name, state, refused in cases:
+        object_id, call = store(class_path, name, state)
+        error = _refused(call, marker, refused)
+        assert isinstance(error, InvalidRequestError), error
+        with pytest.raises(ObjectNotRegisteredError):
+            Node.get_by_id(object_id)
+    channel.close()
+
+
 def test_class_paths_name_only_dataclay_objects(target):
     node, stub, marker = target
     oid = node._dc_id.bytes

@@ -156,6 +156,24 @@ class Blob(DataClayObject):
         return len(self.data)
 
 
+class Photo(DataClayObject):
+    """A large value with plain companions (make_persistent sends the largest as the message)."""
+
+    title: str
+    taken: int
+    pixels: bytes
+    thumbnail: bytes = b""
+    owner: Node | None = None
+
+    @activemethod
+    def __init__(self, title: str, taken: int, pixels: bytes, thumbnail: bytes = b"", owner: Node | None = None) -> None:
+        self.title, self.taken, self.pixels, self.thumbnail, self.owner = title, taken, pixels, thumbnail, owner
+
+    @activemethod
+    def describe(self) -> tuple:
+        return self.title, self.taken, len(self.pixels), len(self.thumbnail)
+
+
 class Bild(DataClayObject):
     """A property whose name is not ASCII (it travels in call metadata when raw)."""
 

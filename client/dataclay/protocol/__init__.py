@@ -3,8 +3,11 @@ for the conventions); import them as `from dataclay.protocol import dataclay_pb2
 
 ERROR_METADATA_KEY = "dataclay-error-bin"
 CHAIN_METADATA_KEY = "dataclay-chain"
-OBJECT_ID_METADATA_KEY = "dataclay-object-id-bin"  # SetRawAttribute: the object
-PROPERTY_METADATA_KEY = "dataclay-property-bin"  # SetRawAttribute: the property, UTF-8
+OBJECT_ID_METADATA_KEY = "dataclay-object-id-bin"  # SetRawAttribute, StoreRawObject: the object
+PROPERTY_METADATA_KEY = "dataclay-property-bin"  # SetRawAttribute, StoreRawObject: the property, UTF-8
+CLASS_METADATA_KEY = "dataclay-class-bin"  # StoreRawObject: the class path, UTF-8
+ALIAS_METADATA_KEY = "dataclay-alias-bin"  # StoreRawObject: the alias (empty: none), UTF-8
+STATE_METADATA_KEY = "dataclay-state-bin"  # StoreRawObject: the other properties, pickled
 RAW_METADATA_KEY = "dataclay-raw"  # GetAttribute: the reply is the value's bytes
 
 # The largest message a server or client sends or accepts, in bytes: DC_MAX_MESSAGE (a number, or

@@ -4,7 +4,8 @@ protobuf copies a bytes field when a message is built and again when it is seria
 twice more when parsed and read). For a 64 MiB attribute those copies cost more than the network
 transfer. So, as dataclay.proto says, a property value that is a `bytes` object travels as the
 whole gRPC message: the reply of GetAttribute (flagged by the response metadata), and the
-request of SetRawAttribute (naming the object and property in the request metadata). Every
+request of SetRawAttribute (naming the object and property in the request metadata), and the
+request of StoreRawObject (a new object holding such a value; the metadata names the rest). Every
 other case goes through the generated code. Both sides register these through `backend_stub`
 and `add_backend_servicer`.
 """
@@ -14,7 +15,8 @@ from typing import Any, Callable
 
 import grpc
 
-from dataclay.protocol import OBJECT_ID_METADATA_KEY, PROPERTY_METADATA_KEY, RAW_METADATA_KEY
+from dataclay.protocol import (ALIAS_METADATA_KEY, CLASS_METADATA_KEY, OBJECT_ID_METADATA_KEY, PROPERTY_METADATA_KEY,
+                               RAW_METADATA_KEY, STATE_METADATA_KEY)
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 
@@ -45,6 +47,51 @@ class _SetAttribute:
             names = ((OBJECT_ID_METADATA_KEY, request.object_id), (PROPERTY_METADATA_KEY, request.name.encode()))
             return self._raw(request.raw, metadata=(*(metadata or ()), *names), **options)
         return self._message(request, metadata=metadata, **options)
+
+
+RAW_STATE_LIMIT = 2048  # bytes of a StoreRawObject's other properties (request metadata is small)
+
+
+class RawStore:
+    """What a client passes to stub.StoreObjects to store one new object whose property `name`
+    is a large `bytes` value (the message) and whose other properties are `state` (a pickled
+    dict of plain values, at most RAW_STATE_LIMIT bytes)."""
+
+    __slots__ = ("object_id", "class_path", "alias", "name", "state", "raw")
+
+    def __init__(self, object_id: bytes, class_path: str, alias: str, name: str, state: bytes, raw: bytes) -> None:
+        self.object_id, self.class_path, self.alias, self.name, self.state, self.raw = (
+            object_id, class_path, alias, name, state, raw)
+
+
+class _StoreObjects:
+    """stub.StoreObjects: a RawStore goes as StoreRawObject, anything else as StoreObjects."""
+
+    def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
+        self._message = channel.unary_unary(
+            f"/{SERVICE}/StoreObjects", request_serializer=pb.StoreObjectsRequest.SerializeToString,
+            response_deserializer=pb.Empty.FromString)
+        self._raw = channel.unary_unary(f"/{SERVICE}/StoreRawObject", response_deserializer=pb.Empty.FromString)
+
+    def __call__(self, request: pb.StoreObjectsRequest | RawStore, metadata: Any = None, **options: Any) -> Any:
+        if isinstance(request, RawStore):
+            names = ((OBJECT_ID_METADATA_KEY, request.object_id), (CLASS_METADATA_KEY, request.class_path.encode()),
+                     (PROPERTY_METADATA_KEY, request.name.encode()), (STATE_METADATA_KEY, request.state),
+                     (ALIAS_METADATA_KEY, request.alias.encode()))
+            return self._raw(request.raw, metadata=(*(metadata or ()), *names), **options)
+        return self._message(request, metadata=metadata, **options)
+
+
+def raw_store_target(metadata: Any, raw: bytes) -> RawStore:
+    """What a StoreRawObject call names (empty fields where it names nothing; text that is not
+    UTF-8 is replaced, and then names no class, property or valid alias)."""
+    found = dict(metadata or ())
+
+    def text(key: str) -> str:
+        return found.get(key, b"").decode(errors="replace")
+
+    return RawStore(found.get(OBJECT_ID_METADATA_KEY, b""), text(CLASS_METADATA_KEY), text(ALIAS_METADATA_KEY),
+                    text(PROPERTY_METADATA_KEY), found.get(STATE_METADATA_KEY, b""), raw)
 
 
 def raw_set_target(metadata: Any) -> tuple[bytes, str]:
@@ -99,6 +146,7 @@ def backend_stub(channel: grpc.Channel | grpc.aio.Channel) -> Any:
     stub = rpc.BackendStub(channel)
     stub.GetAttribute = _GetAttribute(channel)
     stub.SetAttribute = _SetAttribute(channel)
+    stub.StoreObjects = _StoreObjects(channel)
     return stub
 
 
@@ -124,5 +172,7 @@ def add_backend_servicer(servicer: rpc.BackendServicer, server: grpc.Server) -> 
         response_serializer=_encode_reply)
     handlers["SetRawAttribute"] = grpc.unary_unary_rpc_method_handler(  # the message is the value
         servicer.SetRawAttribute, response_serializer=pb.Empty.SerializeToString)
+    handlers["StoreRawObject"] = grpc.unary_unary_rpc_method_handler(  # the message is the value
+        servicer.StoreRawObject, response_serializer=pb.Empty.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)

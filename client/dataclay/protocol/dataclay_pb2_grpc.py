@@ -39,6 +39,11 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.StoreObjectsRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
+        self.StoreRawObject = channel.unary_unary(
+                '/dataclay.v1.Backend/StoreRawObject',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.RawBytes.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetAttribute = channel.unary_unary(
                 '/dataclay.v1.Backend/GetAttribute',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.GetAttributeRequest.SerializeToString,
@@ -138,6 +143,21 @@ class BackendServicer:
         """make_persistent: store a batch of new objects here and register them, in one transaction.
         [callers: anyone]
         [not idempotent: a second store of the same ids is refused (already registered) or stores them twice]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StoreRawObject(self, request, context):
+        """make_persistent of one object holding a large `bytes` value and otherwise only plain values
+        (no references): as StoreObjects, but the message is that value itself, not a protobuf
+        encoding (building and framing it would copy a 64 MiB value four times more). The request
+        metadata names the rest: `dataclay-object-id-bin` (16 bytes), `dataclay-class-bin` (class
+        path), `dataclay-property-bin` (the property the message is), `dataclay-state-bin` (the other
+        properties, a pickled dict, at most 2 KiB), `dataclay-alias-bin` (an alias, or empty), all
+        UTF-8 but the id and the state. dataclay/protocol/codec.py sends and receives it.
+        [callers: anyone]
+        [not idempotent: as StoreObjects]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +336,11 @@ def add_BackendServicer_to_server(servicer, server):
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.StoreObjectsRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
+            'StoreRawObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.StoreRawObject,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.RawBytes.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
             'GetAttribute': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAttribute,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.GetAttributeRequest.FromString,
@@ -433,6 +458,33 @@ class Backend:
             target,
             '/dataclay.v1.Backend/StoreObjects',
             dataclay_dot_protocol_dot_dataclay__pb2.StoreObjectsRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StoreRawObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/StoreRawObject',
+            dataclay_dot_protocol_dot_dataclay__pb2.RawBytes.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
             options,
             channel_credentials,

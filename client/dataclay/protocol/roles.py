@@ -22,6 +22,7 @@ ADMIN_ONLY = frozenset({ADMIN})
 ROLES: dict[str, dict[str, frozenset[str]]] = {
     "Backend": {
         "StoreObjects": ANYONE,
+        "StoreRawObject": ANYONE,
         "GetAttribute": ANYONE,
         "SetAttribute": ANYONE,
         "SetRawAttribute": ANYONE,
