@@ -395,15 +395,20 @@ class Mover:
             self.objects.store.activate(move_id)
             self.objects.adopt(classes)  # owned before no longer staged: never neither
             del self.staged_moves[move_id]
-            for object_id in classes:
-                self.staged_objects.pop(object_id, None)
+            self._unstage(classes, move_id)
 
     def abort(self, move_id: UUID) -> None:
         with self._lock:
-            objects = self.staged_moves.pop(move_id, {})
-            for object_id in objects:
-                self.staged_objects.pop(object_id, None)
+            self._unstage(self.staged_moves.pop(move_id, {}), move_id)
             self.objects.store.discard(move_id)
+
+    def _unstage(self, object_ids: Iterable[UUID], move_id: UUID) -> None:
+        """Under self._lock: these objects are no longer staged by move_id. One that a later
+        move staged again (this move failed before its commit and its abort came late) stays
+        staged by that move."""
+        for object_id in object_ids:
+            if self.staged_objects.get(object_id) == move_id:
+                del self.staged_objects[object_id]
 
     def activate_if_committed(self, object_id: UUID, owner: UUID) -> bool:
         """A call for a staged object, and the directory says it is ours: activate now."""
