@@ -263,6 +263,12 @@ def test_kubectl_scale_dataclay_drains_and_only_then_the_operator_lowers_the_sta
                 assert owned_count(dataplane.port, by_name[api.backend_pod_name(NAME, 2)]) == 0
                 (succeeded,), (scaled,) = cluster.events("DrainSucceeded"), cluster.events("ScaledDown")
                 assert "moved 40 objects" in succeeded and "3 -> 2" in scaled
+                # whenScaled: Delete: the drained backend's volume goes (the volume policy lets the
+                # StatefulSet controller and the garbage collector through), the others stay
+                op.until(lambda: f"data-{api.backend_pod_name(NAME, 2)}" not in [c["metadata"]["name"]
+                                                                                 for c in cluster.pvcs()],
+                         "the drained backend's volume deleted")
+                assert len(cluster.pvcs()) == 3
                 with pytest.raises(ApiException) as refused:  # the schema still guards the scale subresource
                     cluster.custom.patch_namespaced_custom_object_scale(api.GROUP, api.VERSION, cluster.ns,
                                                                         api.PLURAL, NAME, {"spec": {"replicas": 0}})
@@ -353,3 +359,52 @@ def test_deleting_a_backend_statefulset_that_takes_its_volumes_is_refused_deleti
             return False
 
         wait_until(gone, 120, f"namespace {victim} deleted")
+
+
+def test_deleting_a_dataclay_volume_by_hand_is_refused_unless_marked_first(
+        kube_cluster: KubeCluster, cluster: Cluster, tmp_path: Path) -> None:
+    """`kubectl delete pvc data-store-backend-1` (as a cluster admin or a namespace admin) would bring
+    that backend back on an empty volume once its pod restarts: refused, saying how to scale and how
+    to delete on purpose. Annotated dataclay.bsc.es/delete-volume=true it goes; other PVCs are not
+    the policy's business."""
+    namespace_admin(cluster, SOMEONE)
+    with chart_installed(kube_cluster, cluster) as release:
+        cluster.create(NAME, {"replicas": 2})
+        kubeconfig = operator_kubeconfig(kube_cluster, cluster, release, tmp_path)
+        with running_operator(kube_cluster, cluster.ns, tmp_path, kubeconfig=kubeconfig) as op:
+            op.until(lambda: len(cluster.pvcs()) == 3, "a PVC per pod (2 backends, the metadata service)")
+        backend_volume = f"data-{api.backend_pod_name(NAME, 1)}"
+        metadata_volume = next(c["metadata"]["name"] for c in cluster.pvcs() if "metadata" in c["metadata"]["name"])
+
+        def delete(api_client: Any, name: str, **kw: Any) -> Any:
+            return client.CoreV1Api(api_client).delete_namespaced_persistent_volume_claim(name, cluster.ns, **kw)
+
+        admin = kube_cluster.api_client()
+        someone = as_user(kube_cluster, SOMEONE)
+        try:
+            message = wait_until(lambda: refusal(lambda: delete(admin, backend_volume, dry_run="All")), 60,
+                                 "the volume policy in force")
+            assert refusal(lambda: delete(admin, backend_volume)) == message
+            assert f"holds the objects of a backend of DataClay {NAME}" in message, message
+            assert f"kubectl scale dataclay {NAME} --replicas=N -n {cluster.ns}" in message, message
+            assert (f"kubectl annotate pvc {backend_volume} dataclay.bsc.es/delete-volume=true -n {cluster.ns}"
+                    in message), message
+            assert "the directory" in (refusal(lambda: delete(admin, metadata_volume)) or "")
+            wait_until(lambda: client.AuthorizationV1Api(someone).create_self_subject_access_review(
+                {"spec": {"resourceAttributes": {"resource": "persistentvolumeclaims", "verb": "delete",
+                                                 "namespace": cluster.ns}}}).status.allowed, 60,
+                       "RBAC to allow deleting PVCs")
+            assert refusal(lambda: delete(someone, backend_volume)) is not None
+            assert len(cluster.pvcs()) == 3
+
+            cluster.core.create_namespaced_persistent_volume_claim(cluster.ns, {
+                "metadata": {"name": "scratch"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+            assert refusal(lambda: delete(someone, "scratch")) is None  # not a DataClay volume
+
+            cluster.core.patch_namespaced_persistent_volume_claim(
+                backend_volume, cluster.ns, {"metadata": {"annotations": {"dataclay.bsc.es/delete-volume": "true"}}})
+            assert refusal(lambda: delete(someone, backend_volume)) is None  # meant: it goes
+        finally:
+            someone.close()
+            admin.close()
