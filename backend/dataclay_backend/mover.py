@@ -274,7 +274,8 @@ class Mover:
             if doubt is None:
                 return True  # resolved meanwhile
             if self.directory.resolve_transaction(move_id).committed:
-                self.objects.forget_stored(list(doubt.classes))
+                with self._lock:  # activating a later move takes it: an object that came back here stays
+                    self.objects.forget_stored([oid for oid in doubt.classes if oid not in self.objects.owned])
                 log.info("move %s turned out committed: %d objects now live on %s", move_id, len(doubt.classes),
                          doubt.target.describe())
             else:

@@ -229,15 +229,16 @@ class ObjectStore:
         first, second = f"{object_id.hex}.a", f"{object_id.hex}.b"
         return second if current == first else first
 
-    def _files_of(self, conn, keys: list[bytes]) -> dict[bytes, str]:
-        """The files behind these objects' states, by object id."""
+    def _files_of(self, conn, keys: list[bytes], live_only: bool = False) -> dict[bytes, str]:
+        """The files behind these objects' states (only live rows': `live_only`), by object id."""
         files: dict[bytes, str] = {}
         keys = [key for key in keys if key in self._file_ids]
+        live = "staged IS NULL AND " if live_only else ""
         for start in range(0, len(keys), BATCH):
             batch = keys[start:start + BATCH]
             marks = ",".join("?" * len(batch))
             files.update(conn.execute(
-                f"SELECT id, file FROM objects WHERE file IS NOT NULL AND id IN ({marks})", batch).fetchall())
+                f"SELECT id, file FROM objects WHERE {live}file IS NOT NULL AND id IN ({marks})", batch).fetchall())
         return files
 
     def _unlink(self, names: list[str]) -> None:
@@ -271,21 +272,32 @@ class ObjectStore:
                 found[object_id] = StoredObject(object_id, class_path, revision, state)
         return found
 
-    def delete(self, object_ids: Iterable[UUID]) -> None:
+    def delete(self, object_ids: Iterable[UUID], live_only: bool = False) -> None:
+        """Delete these objects' rows and state files. `live_only`: not a staged row (a copy a
+        later move brought back while this one was being forgotten), nor its file. Holds the
+        file locks of those with files, so no write of a later copy interleaves."""
         keys = [object_id.bytes for object_id in object_ids]
-        with self.db.transaction() as conn:
-            files = self._files_of(conn, keys)
-            self._delete_rows(conn, keys)
-        self._unlink_slots(files)
-        self._file_ids.difference_update(keys)
+        locks = [self._file_lock(key) for key in sorted(key for key in keys if key in self._file_ids)]
+        for lock in locks:
+            lock.acquire()
+        try:
+            with self.db.transaction() as conn:
+                files = self._files_of(conn, keys, live_only)
+                self._delete_rows(conn, keys, live_only)
+            self._unlink_slots(files)
+            self._file_ids.difference_update(files if live_only else keys)
+        finally:
+            for lock in locks:
+                lock.release()
 
     @staticmethod
-    def _delete_rows(conn, keys: list[bytes]) -> None:
+    def _delete_rows(conn, keys: list[bytes], live_only: bool = False) -> None:
         """In key order and a few statements, the fast way to delete many rows."""
         keys = sorted(keys)
+        live = "staged IS NULL AND " if live_only else ""
         for start in range(0, len(keys), BATCH):
             batch = keys[start:start + BATCH]
-            conn.execute(f"DELETE FROM objects WHERE id IN ({','.join('?' * len(batch))})", batch)
+            conn.execute(f"DELETE FROM objects WHERE {live}id IN ({','.join('?' * len(batch))})", batch)
 
     def _unlink_slots(self, files: dict[bytes, str]) -> None:
         """Both state files of each deleted object that had one (the referenced one and the other slot)."""

@@ -134,5 +134,6 @@ class LocalObjects:
                             "drops them): %s", self.name, len(ids), exc)
 
     def forget_stored(self, object_ids: list[UUID]) -> None:
-        """Rows of objects that are not ours (recovery, a move found committed after all)."""
-        self.store.delete(object_ids)
+        """Live rows of objects that are not ours (recovery, a move found committed after all);
+        a staged copy a later move brought back here stays (the mover decides about it)."""
+        self.store.delete(object_ids, live_only=True)

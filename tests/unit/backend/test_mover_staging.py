@@ -42,3 +42,23 @@ def test_a_late_abort_of_an_older_move_leaves_the_newer_staging_of_the_same_obje
     employee = rt.objects.instance(object_id, PATH)
     rt.objects.load(employee)
     assert employee.__dict__["salary"] == 2.0
+
+
+def test_forgetting_a_stale_copy_keeps_a_later_moves_staged_copy_and_its_file(rt):
+    """A move of X away was in doubt here (its row kept), and X came back by a later move (staged,
+    its state in a file) before the first was found committed: forgetting the stale copy must
+    not delete the later copy or its file."""
+    from dataclay_backend.object_store import StoredObject
+
+    object_id, later = uuid.uuid4(), uuid.uuid4()
+    big = "x" * (2 * 1024 * 1024)  # a state file of its own
+    rt.store.write([StoredObject(object_id, PATH, 4, dumps({"name": "stale", "salary": 1.0}, make_ref))])
+    state = dumps({"name": big, "salary": 3.0}, make_ref)
+    rt.mover.receive([pb.TransferChunk(
+        move_id=later.bytes, source_backend_id=uuid.uuid4().bytes, destination_backend_id=rt.local_backend_id.bytes,
+        objects=[pb.ObjectRecord(object_id=object_id.bytes, class_path=PATH, state=state, revision=5)])])
+    rt.objects.forget_stored([object_id])
+    rt.mover.activate(later)
+    employee = rt.objects.instance(object_id, PATH)
+    rt.objects.load(employee)
+    assert employee.__dict__["salary"] == 3.0 and employee.__dict__["name"] == big
