@@ -7,6 +7,7 @@ Runs a local cluster of 3 backends (separate processes, loopback), like `datacla
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tempfile
@@ -51,6 +52,15 @@ def main() -> None:
         seconds = timed(lambda: [e.make_persistent(backend_id=target) for e in singles])
         results["make_persistent_single"] = {"objects": 2000, "seconds": round(seconds, 3),
                                              "objects_per_s": round(2000 / seconds)}
+
+        async def concurrent(objects: list) -> None:
+            await asyncio.gather(*(e.a_make_persistent(backend_id=target) for e in objects))
+
+        many = [Employee(f"A{i}", float(i)) for i in range(2000)]
+        seconds = timed(lambda: asyncio.run(concurrent(many)))
+        results["a_make_persistent_concurrent"] = {
+            "objects": 2000, "seconds": round(seconds, 3), "objects_per_s": round(2000 / seconds),
+            "vs_sequential": round(2000 / seconds / results["make_persistent_single"]["objects_per_s"], 2)}
 
         def graph_once() -> float:
             company = Company("Big", [Employee(f"G{i}", float(i)) for i in range(1000)])

@@ -219,7 +219,7 @@ async def store_graph(
         rt.store_local(objects, [record.state for record in records], alias)
         return
     info = await backend_info(rt, t, backend_id)
-    await t.backend(info, "StoreObjects", pb.StoreObjectsRequest(objects=records, alias=alias or ""))
+    await t.store_objects(info, records, alias or "")
     rt.became_remote(objects, backend_id)
 
 

@@ -24,6 +24,7 @@ from dataclay.exceptions import (BackendError, BackendUnavailableError, CallOutc
                                  ResourceExhaustedError, from_detail)
 from dataclay.protocol import CHAIN_METADATA_KEY, CHANNEL_OPTIONS, ERROR_METADATA_KEY, max_streams
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.coalesce import StoreCoalescer
 from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.security import Credentials, open_channel
@@ -289,6 +290,10 @@ class BlockingTransport(_Stubs):
         channel, stub = self._peer(info)
         return self._unary(channel, stub, info.describe(), method, request)
 
+    async def store_objects(self, info: BackendInfo, records: list[pb.ObjectRecord], alias: str) -> None:
+        self._unary(*self._peer(info), info.describe(), "StoreObjects",
+                    pb.StoreObjectsRequest(objects=records, alias=alias))
+
     async def backend_stream(self, info: BackendInfo, method: str, request: Any) -> AsyncIterator[Any]:
         """A server-streaming call, as an async iterator (that never suspends); the deadline
         applies to each message."""
@@ -378,6 +383,7 @@ class AsyncTransport(_Stubs):
     def __init__(self, metadata_address: str, credentials: Credentials | None = None) -> None:
         super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials, aio=True),
                          asyncio.Semaphore)
+        self._stores = StoreCoalescer(lambda info, request: self.backend(info, "StoreObjects", request))
 
     @staticmethod
     async def _connect(channel: grpc.aio.Channel, where: str) -> None:
@@ -404,6 +410,14 @@ class AsyncTransport(_Stubs):
     async def backend(self, info: BackendInfo, method: str, request: Any) -> Any:
         channel, stub = self._peer(info)
         return await self._unary(channel, stub, info.describe(), method, request)
+
+    async def store_objects(self, info: BackendInfo, records: list[pb.ObjectRecord], alias: str) -> None:
+        """StoreObjects; without an alias, together with the other stores for that backend that
+        are ready at the same moment (dataclay.coalesce: what each caller is told stays true)."""
+        if alias:
+            await self.backend(info, "StoreObjects", pb.StoreObjectsRequest(objects=records, alias=alias))
+        else:
+            await self._stores.store(info, records)
 
     async def backend_stream(self, info: BackendInfo, method: str, request: Any) -> AsyncIterator[Any]:
         """A server-streaming call; the deadline applies to each message."""

@@ -88,7 +88,8 @@ def test_a_burst_of_concurrent_calls_beyond_a_connections_stream_limit_all_succe
         async with Client(host="127.0.0.1", port=cluster.port) as client:
             [backend] = await client.a_get_backends()
             made = [Employee(f"A{i}", float(i)) for i in range(200)]
-            await asyncio.gather(*(e.a_make_persistent(backend_id=backend) for e in made))
+            await asyncio.gather(*(e.a_make_persistent(backend_id=backend) for e in made))  # one or a few requests
+            await asyncio.gather(*(e.a_sync() for e in made))  # 200 calls at once on one channel
             assert await asyncio.gather(*(e.a_get_by_id(e.id) for e in made[:5])) == made[:5]
             return made
 
@@ -109,3 +110,27 @@ def test_a_burst_of_concurrent_calls_beyond_a_connections_stream_limit_all_succe
             thread.join()
         assert errors == []
         assert [e.salary for e in made[:3]] == [1.0, 2.0, 3.0]
+
+
+def test_concurrent_stores_sent_together_each_get_their_own_answer(client):
+    """a_make_persistent of many objects at once goes as one StoreObjects per backend
+    (dataclay.coalesce); if the backend refuses that request because of one object (here a class
+    it cannot import), every other object is still stored and only that store fails, typed."""
+    from dataclay.exceptions import ClassNotFoundError
+    from secret_model import Unknown
+
+    backend_ids = list(client.get_backends())
+    good = [Employee(f"C{i}", float(i)) for i in range(50)]
+    bad = Unknown()
+    bad.value = 1
+
+    async def burst() -> list:
+        return await asyncio.gather(*(e.a_make_persistent(backend_id=backend_ids[0]) for e in [*good[:25], bad, *good[25:]]),
+                                    return_exceptions=True)
+
+    outcomes = asyncio.run(burst())
+    assert isinstance(outcomes[25], ClassNotFoundError), outcomes[25]
+    assert [o for i, o in enumerate(outcomes) if i != 25] == [None] * 50
+    assert not bad.is_persistent
+    assert all(e.is_persistent and e._dc_backend_id == backend_ids[0] for e in good)
+    assert [Employee.get_by_id(e.id).name for e in good] == [f"C{i}" for i in range(50)]
