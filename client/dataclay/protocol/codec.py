@@ -32,21 +32,8 @@ class RawSet:
     def __init__(self, object_id: bytes, name: str, raw: bytes) -> None:
         self.object_id, self.name, self.raw = object_id, name, raw
 
-
-class _SetAttribute:
-    """stub.SetAttribute: a RawSet goes as SetRawAttribute, anything else as SetAttribute."""
-
-    def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
-        self._message = channel.unary_unary(
-            f"/{SERVICE}/SetAttribute", request_serializer=pb.SetAttributeRequest.SerializeToString,
-            response_deserializer=pb.Empty.FromString)
-        self._raw = channel.unary_unary(f"/{SERVICE}/SetRawAttribute", response_deserializer=pb.Empty.FromString)
-
-    def __call__(self, request: pb.SetAttributeRequest | RawSet, metadata: Any = None, **options: Any) -> Any:
-        if isinstance(request, RawSet):
-            names = ((OBJECT_ID_METADATA_KEY, request.object_id), (PROPERTY_METADATA_KEY, request.name.encode()))
-            return self._raw(request.raw, metadata=(*(metadata or ()), *names), **options)
-        return self._message(request, metadata=metadata, **options)
+    def metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return (OBJECT_ID_METADATA_KEY, self.object_id), (PROPERTY_METADATA_KEY, self.name.encode())
 
 
 RAW_STATE_LIMIT = 2048  # bytes of a StoreRawObject's other properties (request metadata is small)
@@ -63,22 +50,27 @@ class RawStore:
         self.object_id, self.class_path, self.alias, self.name, self.state, self.raw = (
             object_id, class_path, alias, name, state, raw)
 
+    def metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return ((OBJECT_ID_METADATA_KEY, self.object_id), (CLASS_METADATA_KEY, self.class_path.encode()),
+                (PROPERTY_METADATA_KEY, self.name.encode()), (STATE_METADATA_KEY, self.state),
+                (ALIAS_METADATA_KEY, self.alias.encode()))
 
-class _StoreObjects:
-    """stub.StoreObjects: a RawStore goes as StoreRawObject, anything else as StoreObjects."""
 
-    def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
+class _RawOrMessage:
+    """stub.<method>: a raw request (RawSet, RawStore) goes as <raw method>, its value as the
+    whole message and the rest in the request metadata; anything else as <method>."""
+
+    def __init__(self, channel: grpc.Channel | grpc.aio.Channel, method: str, raw_method: str,
+                 message_type: Any, raw_type: type) -> None:
         self._message = channel.unary_unary(
-            f"/{SERVICE}/StoreObjects", request_serializer=pb.StoreObjectsRequest.SerializeToString,
+            f"/{SERVICE}/{method}", request_serializer=message_type.SerializeToString,
             response_deserializer=pb.Empty.FromString)
-        self._raw = channel.unary_unary(f"/{SERVICE}/StoreRawObject", response_deserializer=pb.Empty.FromString)
+        self._raw = channel.unary_unary(f"/{SERVICE}/{raw_method}", response_deserializer=pb.Empty.FromString)
+        self._raw_type = raw_type
 
-    def __call__(self, request: pb.StoreObjectsRequest | RawStore, metadata: Any = None, **options: Any) -> Any:
-        if isinstance(request, RawStore):
-            names = ((OBJECT_ID_METADATA_KEY, request.object_id), (CLASS_METADATA_KEY, request.class_path.encode()),
-                     (PROPERTY_METADATA_KEY, request.name.encode()), (STATE_METADATA_KEY, request.state),
-                     (ALIAS_METADATA_KEY, request.alias.encode()))
-            return self._raw(request.raw, metadata=(*(metadata or ()), *names), **options)
+    def __call__(self, request: Any, metadata: Any = None, **options: Any) -> Any:
+        if isinstance(request, self._raw_type):
+            return self._raw(request.raw, metadata=(*(metadata or ()), *request.metadata()), **options)
         return self._message(request, metadata=metadata, **options)
 
 
@@ -145,8 +137,8 @@ def backend_stub(channel: grpc.Channel | grpc.aio.Channel) -> Any:
     """The generated Backend stub, with the large-value calls on this codec."""
     stub = rpc.BackendStub(channel)
     stub.GetAttribute = _GetAttribute(channel)
-    stub.SetAttribute = _SetAttribute(channel)
-    stub.StoreObjects = _StoreObjects(channel)
+    stub.SetAttribute = _RawOrMessage(channel, "SetAttribute", "SetRawAttribute", pb.SetAttributeRequest, RawSet)
+    stub.StoreObjects = _RawOrMessage(channel, "StoreObjects", "StoreRawObject", pb.StoreObjectsRequest, RawStore)
     return stub
 
 

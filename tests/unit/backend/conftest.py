@@ -6,3 +6,4 @@ from pathlib import Path
 MODELS = Path(__file__).resolve().parents[2] / "models"
 if str(MODELS) not in sys.path:
     sys.path.insert(0, str(MODELS))
+

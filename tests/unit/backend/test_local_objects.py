@@ -9,8 +9,9 @@ from dataclay import lifecycle as lc
 from dataclay.exceptions import ObjectNotRegisteredError
 from dataclay.serialization import dumps, make_ref
 from dataclay_backend.backend_runtime import BackendRuntime
-from dataclay_backend.object_store import ObjectStore, StoredObject
+from dataclay_backend.object_store import StoredObject
 from hr import Employee
+from local_runtime import local_runtime
 
 PATH = "hr.Employee"
 BOUND = 5.0
@@ -18,11 +19,8 @@ BOUND = 5.0
 
 @pytest.fixture
 def rt(tmp_path):
-    store = ObjectStore(tmp_path)
-    runtime = BackendRuntime("127.0.0.1:1", store, "backend-t", 1 << 30, lock_timeout=BOUND)  # never asks the metadata service here
-    yield runtime
-    runtime.close()
-    store.close()
+    with local_runtime(tmp_path, lock_timeout=BOUND) as runtime:
+        yield runtime
 
 
 def store_rows(rt: BackendRuntime, count: int, revision: int = 3) -> list[uuid.UUID]:

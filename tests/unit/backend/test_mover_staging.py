@@ -7,18 +7,16 @@ import pytest
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import dumps, make_ref
 from dataclay_backend.backend_runtime import BackendRuntime
-from dataclay_backend.object_store import ObjectStore
+from dataclay_backend.object_store import StoredObject
+from local_runtime import local_runtime
 
 PATH = "hr.Employee"
 
 
 @pytest.fixture
 def rt(tmp_path):
-    store = ObjectStore(tmp_path)
-    runtime = BackendRuntime("127.0.0.1:1", store, "backend-t", 1 << 30, lock_timeout=5.0)  # never asks the metadata service here
-    yield runtime
-    runtime.close()
-    store.close()
+    with local_runtime(tmp_path, lock_timeout=5.0) as runtime:
+        yield runtime
 
 
 def transfer(rt: BackendRuntime, move_id: uuid.UUID, object_id: uuid.UUID, salary: float) -> None:
@@ -48,8 +46,6 @@ def test_forgetting_a_stale_copy_keeps_a_later_moves_staged_copy_and_its_file(rt
     """A move of X away was in doubt here (its row kept), and X came back by a later move (staged,
     its state in a file) before the first was found committed: forgetting the stale copy must
     not delete the later copy or its file."""
-    from dataclay_backend.object_store import StoredObject
-
     object_id, later = uuid.uuid4(), uuid.uuid4()
     big = "x" * (2 * 1024 * 1024)  # a state file of its own
     rt.store.write([StoredObject(object_id, PATH, 4, dumps({"name": "stale", "salary": 1.0}, make_ref))])

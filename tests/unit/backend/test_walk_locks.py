@@ -9,18 +9,16 @@ from dataclay.exceptions import ObjectBusyError
 from dataclay.serialization import dumps, make_ref
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.walk import Walk
-from dataclay_backend.object_store import ObjectStore, StoredObject
+from dataclay_backend.object_store import StoredObject
+from local_runtime import local_runtime
 
 PATH = "hr.Employee"
 
 
 @pytest.fixture
 def rt(tmp_path):
-    store = ObjectStore(tmp_path)
-    runtime = BackendRuntime("127.0.0.1:1", store, "backend-t", 1 << 30, lock_timeout=10.0)  # never asks the metadata service here
-    yield runtime
-    runtime.close()
-    store.close()
+    with local_runtime(tmp_path, lock_timeout=10.0) as runtime:
+        yield runtime
 
 
 def walk_of(rt: BackendRuntime, roots: list, **options) -> Walk:
