@@ -47,6 +47,15 @@ def test_dataclay_alias_pattern_inside_a_method(client):
     assert "created-in-a-method" in found.get_aliases()
 
 
+def test_an_object_created_inside_a_method_can_be_moved_there_at_once(client):
+    backend_ids = list(client.get_backends())
+    parent = Node(1)
+    parent.make_persistent(backend_id=backend_ids[0])
+    child = parent.create_and_move(6, str(backend_ids[1]))
+    assert child._dc_backend_id == backend_ids[1] and child.value == 6
+    assert child.where() == str(backend_ids[1])
+
+
 def test_a_reference_handed_out_survives_kill_9_of_its_creator_before_the_method_ends(make_cluster):
     """The creator hands its new node to a holder on another backend, then waits on a third,
     paused backend; it is killed (SIGKILL) while the method is still running. The holder's

@@ -94,6 +94,13 @@ class Node(DataClayObject):
         return child
 
     @activemethod
+    def create_and_move(self, value: int, backend_id: str) -> Node:
+        """Creates a node and moves it away from within the method."""
+        child = Node(value)
+        child.move(backend_id)
+        return child
+
+    @activemethod
     def create_with_alias(self, value: int, alias: str) -> bool:
         """dataClay's pattern: create, then make_persistent(alias=...) inside the method."""
         child = Node(value)
