@@ -12,7 +12,7 @@ objects it owns in place. It composes the backend's parts and answers the object
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine, Iterable
 from uuid import UUID
 
 from dataclay import lifecycle as lc
@@ -20,6 +20,7 @@ from dataclay import operations as ops
 from dataclay.exceptions import ObjectNotRegisteredError, ObjectWithWrongBackendIdError
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
+from dataclay.serialization import DECODING
 from dataclay.transport import run_blocking
 from dataclay_backend import config
 from dataclay_backend.directory_client import DirectoryClient
@@ -104,24 +105,40 @@ class BackendRuntime(Runtime):
         dataClay: is_persistent is True and it is stored with the request. Not inside a class's
         own __setstate__ (a backend loading a state builds plain helpers there)."""
         scope = SCOPE.get()
-        if scope is not None and lc.IN_STATE_HOOK.get() is None:
-            self.requests.reference(obj, scope)
+        if scope is not None and lc.IN_STATE_HOOK.get() is None and not DECODING.get():
+            self.requests.created(obj, scope)
 
-    def settle_created(self) -> None:
-        scope = SCOPE.get()
-        if scope is not None and scope.new:
-            self.requests.store_created(scope)
+    async def settle_created(self, t: Any, objects: Iterable[Any] = ()) -> None:
+        """Store what this request created so far, and what other requests created among
+        `objects` (references about to leave: a worker thread of a method has no request of
+        its own). For an async transport (an `async def` method) off the event loop: it waits
+        for the metadata service and SQLite."""
+        scopes = {id(scope): scope for scope in (obj.__dict__.get(lc.CREATED_BY) for obj in objects) if scope is not None}
+        own = SCOPE.get()
+        if own is not None and own.new:
+            scopes[id(own)] = own
+        for scope in scopes.values():
+            if t is not self.blocking and in_event_loop():
+                await asyncio.to_thread(self.requests.store_created, scope)
+            else:
+                self.requests.store_created(scope)
 
-    # ------------------------------------------------ object model hooks (local objects)
     def call_local(self, obj: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
         if lc.IN_STATE_HOOK.get() is not None:
             lc.refuse_in_state_hook(f"{obj!r}")
-        if not self.locks.hold(obj, current_scope()):
+        scope = current_scope()
+        if not self.locks.hold(obj, scope):
             return run_blocking(ops.call_method(self, self.blocking, obj, func.__name__, args, kwargs))
         try:
             return func(obj, *args, **kwargs)
+        except BaseException:
+            if func.__name__ == "__init__":  # a creation that failed leaves no half-built object
+                self.requests.discard_created(scope, obj)
+            raise
         finally:
             self.locks.release(obj)
+
+    # ------------------------------------------------ object model hooks (local objects)
 
     async def call_local_async(self, obj: Any, func: Callable, args: tuple, kwargs: dict) -> Any:
         if lc.IN_STATE_HOOK.get() is not None:

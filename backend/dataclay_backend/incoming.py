@@ -10,7 +10,7 @@ from dataclay import lifecycle as lc
 from dataclay.exceptions import InvalidRequestError
 from dataclay.protocol import codec
 from dataclay.protocol import dataclay_pb2 as pb
-from dataclay.serialization import class_path, dumps, import_class, loads
+from dataclay.serialization import IMMUTABLE_TYPES, class_path, dumps, import_class, loads
 from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
@@ -109,6 +109,9 @@ class Incoming:
             raise InvalidRequestError(f"the state of object {object_id} cannot be decoded: {exc}",
                                       object_id=object_id) from None
         if isinstance(values, dict):
+            if any(type(value) not in IMMUTABLE_TYPES for value in values.values()):
+                raise InvalidRequestError(f"the other properties of object {object_id} in a StoreRawObject are plain "
+                                          "values only (no objects, no containers): use StoreObjects", object_id=object_id)
             values[request.name] = request.raw
         _check_names(cls, values, object_id, path)
         if lc.VERSION in values or lc.OWN_STATE in values:

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from dataclay import lifecycle as lc
 from dataclay.exceptions import (
-    BackendUnavailableError,
+    CallOutcomeUnknownError,
     ObjectBusyError,
     ObjectRolledBackError,
     ObjectWithWrongBackendIdError,
@@ -35,10 +35,10 @@ from dataclay_backend.state import ImmutableState, can_change_in_place, large_im
 log = logging.getLogger(__name__)
 
 
-def _never_sent(error: BaseException) -> bool:
-    """A BackendUnavailableError raised before the request left this process: the directory
-    never saw it (a CallOutcomeUnknownError, its subclass, means it may have)."""
-    return type(error) is BackendUnavailableError
+def _may_have_registered(registered: bool, error: BaseException) -> bool:
+    """Whether a registration may be in the directory after `error`: it returned before the
+    error, or its outcome is unknown (a refusal, or a call never sent, registered nothing)."""
+    return registered or isinstance(error, CallOutcomeUnknownError)
 
 
 def current_scope() -> RequestScope:
@@ -82,14 +82,27 @@ class Requests:
 
     def reference(self, obj: Any, scope: RequestScope) -> Ref:
         """How a request writes a reference: a NEW object it reaches becomes persistent here,
-        stored with the request."""
+        stored with the request; one another request created and has not stored yet is stored
+        now (its reference may leave this backend in what this request writes)."""
         meta = obj.__dict__
         if not meta[lc.REGISTERED]:
-            lc.registered_here(obj, self.objects.backend_id)
-            scope.new[meta[lc.ID]] = obj
-            scope.touched[meta[lc.ID]] = obj
-            scope.dirty.add(meta[lc.ID])
+            self.created(obj, scope)
+        else:
+            creator = meta.get(lc.CREATED_BY)
+            if creator is not None and creator is not scope:
+                self.store_created(creator)
         return make_ref(obj)
+
+    def created(self, obj: Any, scope: RequestScope) -> None:
+        """obj (NEW) is persistent here from now on, made so by this request, which stores it."""
+        meta = obj.__dict__
+        object_id = meta[lc.ID]
+        with scope.lock:
+            lc.registered_here(obj, self.objects.backend_id)
+            meta[lc.CREATED_BY] = scope
+            scope.new[object_id] = obj
+            scope.touched[object_id] = obj
+            scope.dirty.add(object_id)
 
     def snapshot(self, obj: Any) -> bytes:
         """The object's current state, pickled consistently (under its lock)."""
@@ -111,74 +124,98 @@ class Requests:
         if not scope.touched:
             return
         rows: list[tuple[Any, StoredObject]] = []
-        registering = False
+        registered = False
         try:
-            try:
-                rows = self._snapshots(scope, scope.touched)
-                if scope.new:
-                    registering = True  # from here on the directory may list them
-                    self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
-                self.objects.store.write(row for _, row in rows)
-            except BaseException as exc:
-                self._roll_back(scope, registering and not _never_sent(exc))
-                raise
+            with scope.lock:
+                try:
+                    rows = self._snapshots(scope, scope.touched)
+                    if scope.new:
+                        self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
+                        registered = True
+                    self.objects.store.write(row for _, row in rows)
+                except BaseException as exc:
+                    self._roll_back(scope, _may_have_registered(registered, exc))
+                    raise
+                stored_new = dict(scope.new)
+                self._stored(scope, stored_new)
         finally:
             for object_id in list(scope.pending):
                 self.locks.unpend(scope.touched[object_id], scope)
         loaded = self.objects.loaded
         for obj, row in rows:
             loaded.touch(row.object_id, obj, len(row.state))
-        if scope.new:
-            self.objects.remember(scope.new.values())
+        if stored_new:
+            self.objects.remember(stored_new.values())
         loaded.evict()
 
     def store_created(self, scope: RequestScope) -> None:
-        """Store and register, now, the objects the request made persistent so far (created in
-        its active method): a reference to them is about to leave this backend (an argument of
-        a call to another backend) or the directory is about to be asked about them (an alias,
-        a move, a version). Their changes after this point are stored with the request as any
-        owned object's. If this fails they are plain objects again (as a failed request leaves
-        them) and the error goes to the method, which may go on."""
-        registering = False
+        """Store and register, now, the objects `scope`'s request made persistent so far
+        (created in its active method): a reference to one is about to leave this backend (an
+        argument of a call to another backend, a reply of another request that read it) or the
+        directory is about to be asked about one (an alias, a move, a version, get_by_id). They
+        stay touched (and held) by the request, so its later changes of them are stored with it
+        as any owned object's. If this fails they are plain objects again (as a failed request
+        leaves them) and the error goes to whoever needed them. Another thread (a worker of the
+        method, another request) may do it: waits for the request's lock at most lock_timeout."""
+        if not scope.lock.acquire(timeout=self.locks.timeout):
+            raise ObjectBusyError(
+                f"objects created by a call on backend {self.objects.name} stayed busy for {self.locks.timeout:.0f}s "
+                "(that call is storing them); nothing was changed, try again")
         try:
-            rows = self._snapshots(scope, scope.new)  # may make more persistent: scope.new grows
-            created = list(scope.new.values())
-            registering = True
-            self.directory.register_objects(created, self.objects.backend_id)
-            self.objects.store.write(row for _, row in rows)
-        except BaseException as exc:
-            created = list(scope.new.values())
-            self.discard_created(scope)
-            if registering and not _never_sent(exc):
-                try:
-                    self.directory.drop([obj.__dict__[lc.ID] for obj in created])
-                except Exception as drop_error:  # the directory is down: recovery removes the entries
-                    log.warning("could not drop %d registrations of objects created by a call: %s",
-                                len(created), drop_error)
-            raise
-        self._forget(scope, created)
-        for obj, row in rows:
-            self.objects.loaded.touch(row.object_id, obj, len(row.state))
-        self.objects.remember(created)
+            if not scope.new:
+                return
+            registered = False
+            created = dict(scope.new)
+            try:
+                rows = self._snapshots(scope, scope.new)  # may make more persistent: scope.new grows
+                created = dict(scope.new)
+                self.directory.register_objects(list(created.values()), self.objects.backend_id)
+                registered = True
+                self.objects.store.write(row for _, row in rows)
+            except BaseException as exc:
+                self._discard(scope, created, _may_have_registered(registered, exc))
+                raise
+            self._stored(scope, created)
+            for obj, row in rows:
+                self.objects.loaded.touch(row.object_id, obj, len(row.state))
+            self.objects.remember(created.values())
+        finally:
+            scope.lock.release()
 
-    def discard_created(self, scope: RequestScope) -> None:
-        """The objects the request made persistent and has not stored yet are plain objects
-        again (a creation whose __init__ failed leaves nothing behind)."""
-        created = list(scope.new.values())
-        self._forget(scope, created)
-        for obj in created:
-            lc.registration_failed(obj)
+    def discard_created(self, scope: RequestScope, obj: Any | None = None) -> None:
+        """The objects the request made persistent and has not stored yet (or only `obj`, if
+        it is one of them) are plain objects again: a creation whose __init__ failed leaves
+        nothing behind that it did not store on the way."""
+        with scope.lock:
+            if obj is None:
+                self._discard(scope, dict(scope.new), False)
+            elif scope.new.get(obj.__dict__[lc.ID]) is obj:
+                self._discard(scope, {obj.__dict__[lc.ID]: obj}, False)
 
-    def _forget(self, scope: RequestScope, objects: list[Any]) -> None:
-        """The request is done with these objects (stored, or plain again): not new, not touched
-        by it any more; a later change in the request touches them again."""
-        for obj in objects:
-            object_id = obj.__dict__[lc.ID]
+    def _stored(self, scope: RequestScope, created: dict[UUID, Any]) -> None:
+        """Under scope.lock: these created objects are stored and registered: owned objects
+        like any other from now on (their later changes in the request are stored with it)."""
+        for object_id, obj in created.items():
+            scope.new.pop(object_id, None)
+            scope.dirty.discard(object_id)
+            obj.__dict__.pop(lc.CREATED_BY, None)
+
+    def _discard(self, scope: RequestScope, created: dict[UUID, Any], registered: bool) -> None:
+        """Under scope.lock: these created objects were not stored: plain objects again, no
+        longer the request's, and their registrations dropped if they may have been made."""
+        for object_id, obj in created.items():
             if object_id in scope.pending:
                 self.locks.unpend(obj, scope)
             scope.new.pop(object_id, None)
             scope.touched.pop(object_id, None)
             scope.dirty.discard(object_id)
+            obj.__dict__.pop(lc.CREATED_BY, None)
+            lc.registration_failed(obj)
+        if registered and created:
+            try:
+                self.directory.drop(list(created))
+            except Exception as exc:  # the directory is down: recovery removes the entries
+                log.warning("could not drop %d registrations of objects created by a call: %s", len(created), exc)
 
     def _snapshots(self, scope: RequestScope, source: dict[UUID, Any]) -> list[tuple[Any, StoredObject]]:
         """The new rows of source's objects (see _row); snapshots may make more objects
@@ -201,6 +238,7 @@ class Requests:
         unloaded under their locks, and marked STALE first, so that another request holding
         one now fails instead of storing this request's change as its own."""
         for obj in scope.new.values():
+            obj.__dict__.pop(lc.CREATED_BY, None)
             lc.registration_failed(obj)
         if registered:
             try:

@@ -48,6 +48,7 @@ class StoreCoalescer:
     def __init__(self, send: Callable[[Any, pb.StoreObjectsRequest], Awaitable[Any]]) -> None:
         self._send = send
         self._open: dict[UUID, _Batch] = {}
+        self._flushing: set[asyncio.Future] = set()
 
     async def store(self, info: Any, records: list[pb.ObjectRecord]) -> None:
         """Store these new objects on backend `info` (no alias), with whatever other stores are
@@ -62,11 +63,15 @@ class StoreCoalescer:
         batch.futures.append(future)
         batch.size += size
         if leader:
-            await asyncio.sleep(0)  # the stores that are ready now join this batch
-            if self._open.get(info.id) is batch:
-                del self._open[info.id]
-            # a task of its own: a caller cancelled while waiting does not cancel the others' request
-            asyncio.ensure_future(self._flush(info, batch))
+            try:
+                await asyncio.sleep(0)  # the stores that are ready now join this batch
+            finally:  # even if this caller is cancelled here: the others' stores go
+                if self._open.get(info.id) is batch:
+                    del self._open[info.id]
+                # a task of its own: a caller cancelled while waiting does not cancel the others' request
+                flush = asyncio.ensure_future(self._flush(info, batch))
+                self._flushing.add(flush)  # a strong reference until it is done
+                flush.add_done_callback(self._flushing.discard)
         await future
 
     async def _flush(self, info: Any, batch: _Batch) -> None:

@@ -168,6 +168,7 @@ class DataClayObject:
         return lifecycle.properties(lifecycle.persisted_state(self))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = lifecycle.without_bookkeeping(state)  # a by-value copy never brings an identity of its own
         if self.__dict__.get(REGISTERED):  # made persistent by __new__ (a copy taken inside an active method)
             self.__dict__.update(state)
         else:
@@ -234,6 +235,9 @@ class DataClayObject:
         master backend), or None if it is not persistent."""
         if not self.__dict__[REGISTERED]:
             return None
+        if lifecycle.CREATED_BY in self.__dict__:  # created by an active method here: stored before it is named
+            rt = current_runtime()
+            run_blocking(rt.settle_created(rt.blocking, [self]))
         owner = self.__dict__[lifecycle.BACKEND]
         return json.dumps({"id": str(self.__dict__[ID]), "class_name": f"{type(self).__module__}.{type(self).__qualname__}",
                            "master_backend_id": str(owner) if owner is not None else None})

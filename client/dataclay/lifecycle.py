@@ -59,6 +59,7 @@ DIGEST = "_dc_digest"  # backend: digest of the state as last stored, for in-pla
 LOCK = "_dc_lock"  # backend: the object's ChainLock
 PENDING = "_dc_pending"  # backend: requests whose change of the object is not yet stored
 STALE = "_dc_stale"  # backend: a failed request's change may be in memory: reload before use
+CREATED_BY = "_dc_created_by"  # backend: the request that created it (inside an active method), until it is stored
 VERSION = "_dc_version"  # a version's lineage; persisted with the state, as a plain tuple
 OWN_STATE = "_dc_own_state"  # persisted: what the class's own __getstate__ returned
 
@@ -115,7 +116,15 @@ def new(obj: Any, state: dict[str, Any] | None = None) -> None:
     """-> NEW: a fresh identity (DataClayObject() and unpickled by-value copies)."""
     obj.__dict__.update({ID: uuid.uuid4(), REGISTERED: False, LOCAL: True, LOADED: True, BACKEND: None})
     if state:
-        obj.__dict__.update(state)
+        obj.__dict__.update(without_bookkeeping(state))
+
+
+def without_bookkeeping(state: Any) -> dict[str, Any]:
+    """A by-value state without the _dc_* keys of this module (an identity, a revision, ...):
+    those are never taken from a copy (or from a peer)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"a DataClayObject's state is a dict of its properties, not a {type(state).__name__}")
+    return {key: value for key, value in state.items() if not (isinstance(key, str) and key.startswith("_dc_"))}
 
 
 def proxy(obj: Any, object_id_: UUID, backend_id: UUID | None) -> None:

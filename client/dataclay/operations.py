@@ -25,7 +25,7 @@ from dataclay.exceptions import (
     ObjectWithWrongBackendIdError,
     VersionConsolidatedError,
 )
-from dataclay.lifecycle import BACKEND, ID, LOADED, LOCAL, REGISTERED
+from dataclay.lifecycle import BACKEND, CREATED_BY, ID, LOADED, LOCAL, REGISTERED
 from dataclay.protocol import IDEMPOTENT, codec
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import IMMUTABLE_TYPES, Ref, class_path, dumps, import_class, loads, make_ref, new_ref
@@ -135,7 +135,7 @@ async def with_owner(
     _require_registered(obj)
     if lifecycle.IN_STATE_HOOK.get() is not None:
         lifecycle.refuse_in_state_hook(f"{obj!r}")
-    rt.settle_created()  # the owner may be this backend, serving a call that created obj
+    await rt.settle_created(t, [obj])  # the owner may be this backend, serving a call that created obj
     state = obj.__dict__
     for _ in range(MAX_REDIRECTS):
         known = state[BACKEND]
@@ -171,10 +171,11 @@ async def with_owner(
 
 
 def serialize_graph(
-    roots: list["DataClayObject"], backend_id: UUID
+    roots: list["DataClayObject"], backend_id: UUID, leaving: list["DataClayObject"] | None = None,
 ) -> tuple[list["DataClayObject"], list[pb.ObjectRecord]]:
     """The not-yet-persistent objects reachable from roots, each with its pickled state; the
-    walk stops at persistent objects, which are written as references."""
+    walk stops at persistent objects, which are written as references (those an active method
+    created and has not stored yet are added to `leaving`)."""
     hint = backend_id.bytes
     pending = {root.__dict__[ID]: root for root in roots}
     queue = list(pending.values())
@@ -184,6 +185,8 @@ def serialize_graph(
     def on_object(obj: "DataClayObject") -> Ref:
         state = obj.__dict__
         if state[REGISTERED]:
+            if leaving is not None and CREATED_BY in state:
+                leaving.append(obj)
             return make_ref(obj)
         object_id = state[ID]
         if object_id not in pending:
@@ -212,9 +215,10 @@ async def store_graph(
     rt: "Runtime", t: Any, roots: list["DataClayObject"], backend_id: UUID, alias: str | None = None
 ) -> None:
     """Persist roots and every new object they reach on one backend, in one request."""
+    leaving: list[DataClayObject] = []
+    objects, records = serialize_graph(roots, backend_id, leaving)
     if backend_id != rt.local_backend_id:
-        rt.settle_created()  # their states may refer to objects an active method created here
-    objects, records = serialize_graph(roots, backend_id)
+        await rt.settle_created(t, leaving)  # their states refer to objects an active method created here
     if backend_id == rt.local_backend_id:
         rt.store_local(objects, [record.state for record in records], alias)
         return
@@ -226,18 +230,21 @@ async def store_graph(
 async def encode_for(rt: "Runtime", t: Any, value: Any, backend_id: UUID) -> bytes:
     """Pickle a value for a call to backend_id; new objects in it are first made persistent
     there, so they travel as references and stay the same objects."""
-    rt.settle_created()  # objects an active method created travel as references to where they are
     pending: dict[UUID, DataClayObject] = {}
+    leaving: list[DataClayObject] = []
 
     def on_object(obj: "DataClayObject") -> Ref:
         state = obj.__dict__
         if state[REGISTERED]:
+            if CREATED_BY in state:  # an active method created it: stored before its reference leaves
+                leaving.append(obj)
             return make_ref(obj)
         object_id = state[ID]
         pending[object_id] = obj
         return new_ref((object_id.bytes, class_path(type(obj)), backend_id.bytes))
 
     data = dumps(value, on_object)
+    await rt.settle_created(t, leaving)  # also what this request created: the callee may find it
     if pending:
         await store_graph(rt, t, list(pending.values()), backend_id)
     return data
@@ -362,6 +369,7 @@ async def call_method(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, a
 async def get_by_id(rt: "Runtime", t: Any, cls: type, object_id: UUID | str) -> "DataClayObject":
     """The object with this id; for a consolidated version, its original (which it acts as)."""
     wanted = _as_uuid(object_id, "object id")
+    await rt.settle_created(t)  # it may be one the active method asking created
     for _ in range(MAX_REDIRECTS):
         try:
             entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=wanted.bytes))
@@ -381,7 +389,7 @@ async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataCla
 async def add_alias(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str) -> None:
     _check_alias(alias)
     _require_registered(obj)
-    rt.settle_created()  # the directory knows what an active method created only once it is stored
+    await rt.settle_created(t, [obj])  # the directory knows what an active method created only once it is stored
     await t.metadata("AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__[ID].bytes))
 
 
@@ -391,7 +399,7 @@ async def delete_alias(rt: "Runtime", t: Any, alias: str) -> None:
 
 async def get_aliases(rt: "Runtime", t: Any, obj: "DataClayObject") -> set[str]:
     _require_registered(obj)
-    rt.settle_created()
+    await rt.settle_created(t, [obj])
     reply = await t.metadata("GetAliases", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
     return set(reply.aliases)
 
@@ -481,16 +489,23 @@ async def get_properties(rt: "Runtime", t: Any, obj: "DataClayObject") -> dict[s
     """A copy of obj's persistent properties by name (dataClay's get_properties), read where
     obj lives; references stay references. Creates no object (not even inside an active
     method): the state is read into a plain instance used only here."""
+    local: dict[bytes, DataClayObject] = {}  # the objects a local state refers to: themselves, not proxies
+
+    def remember(referred: "DataClayObject") -> Ref:
+        local[referred.__dict__[ID].bytes] = referred
+        return make_ref(referred)
+
     if obj.__dict__[LOCAL]:
         if not obj.__dict__[LOADED]:
             rt.load_local(obj)  # owned by this backend, not in memory now
-        data = dumps(lifecycle.persisted_state(obj), make_ref)
+        data = dumps(lifecycle.persisted_state(obj), remember)
     else:
         data = (await _fetch_state(rt, t, obj)).state
     cls = type(obj)
     holder = object.__new__(cls)  # not cls(): never persistent, never registered
     lifecycle.new(holder)
-    lifecycle.assign(holder, lifecycle.properties(loads(data, rt.resolve)))
+    values = loads(data, lambda ref: local.get(ref.object_id) or rt.resolve(ref))
+    lifecycle.assign(holder, lifecycle.properties(values))
     return {name: holder.__dict__[name] for name in cls._dc_properties if name in holder.__dict__}
 
 
@@ -558,7 +573,7 @@ async def move(
     what lies beyond), and moves each from its owner: one atomic move per object taken from
     another backend, with what it reaches there."""
     _require_registered(obj)
-    rt.settle_created()  # a move made within an active method takes what it created too
+    await rt.settle_created(t, [obj])  # a move made within an active method takes what it created too
     target = _as_uuid(backend_id, "backend id")
     await backend_info(rt, t, target)
     started = time.perf_counter()

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable
 from uuid import UUID
 
 from dataclay import lifecycle
@@ -115,10 +115,11 @@ class Runtime:
     def store_local(self, objects: list["DataClayObject"], states: list[bytes], alias: str | None) -> None:
         raise DataClayException("only a backend stores objects")
 
-    def settle_created(self) -> None:
+    async def settle_created(self, t: Any, objects: Iterable["DataClayObject"] = ()) -> None:
         """Before a reference leaves this process or the directory is asked about an object:
         store what this process made persistent and has not stored yet (a backend serving an
-        active method that created objects). Nothing in a client."""
+        active method that created objects; `objects`: references about to leave). Nothing in
+        a client."""
 
     # ------------------------------------------------------------ references
     def instance(self, object_id: UUID, class_path: str, backend_id: UUID | None) -> "DataClayObject":

@@ -38,6 +38,7 @@ subclasses. Exceptions never travel pickled: see `dataclay.exceptions.to_detail`
 from __future__ import annotations
 
 import builtins
+import contextvars
 import functools
 import importlib
 import io
@@ -310,10 +311,19 @@ def dump(value: Any, file: IO[bytes], on_object: Callable[[Any], Ref]) -> None:
     _Pickler(file, on_object).dump(value)
 
 
+# True while loads() reads a payload: what it builds is a value that arrived, never an object
+# created by user code (a backend makes those persistent at once; dataclay.lifecycle.on_create).
+DECODING: contextvars.ContextVar[bool] = contextvars.ContextVar("dataclay_decoding", default=False)
+
+
 def loads(data: bytes, resolve: Callable[[Ref], Any]) -> Any:
     """Read what dumps() wrote, restricted to the allow-list (module docstring):
     ClassNotAllowedError for anything else, before anything it names is called."""
-    return _Unpickler(io.BytesIO(data), resolve).load()
+    token = DECODING.set(True)
+    try:
+        return _Unpickler(io.BytesIO(data), resolve).load()
+    finally:
+        DECODING.reset(token)
 
 
 def _checked_ref(ref: Ref) -> None:

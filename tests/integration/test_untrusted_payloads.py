@@ -123,7 +123,8 @@ def test_a_crafted_raw_store_is_refused_and_stores_nothing(target, client):
              ("subprocess.Popen", "pixels", plain, "subprocess.Popen"),
              ("stateful.Catalogue", "items", b"", "__getstate__"),
              ("shapes.Photo", "not_a_property", plain, "not_a_property"),
-             ("shapes.Photo", "pixels", pickle.dumps({"_dc_version": (1, 2, 3)}, protocol=5), "_dc_version")]
+             ("shapes.Photo", "pixels", pickle.dumps({"_dc_version": 7}, protocol=5), "_dc_version"),
+             ("shapes.Photo", "pixels", pickle.dumps({"title": ["a list"]}, protocol=5), "plain values only")]
     for class_path, name, state, refused in cases:
         object_id, call = store(class_path, name, state)
         error = _refused(call, marker, refused)
