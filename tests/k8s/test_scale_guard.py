@@ -395,6 +395,9 @@ def test_deleting_a_dataclay_volume_by_hand_is_refused_unless_marked_first(
                                                  "namespace": cluster.ns}}}).status.allowed, 60,
                        "RBAC to allow deleting PVCs")
             assert refusal(lambda: delete(someone, backend_volume)) is not None
+            relabel = {"metadata": {"labels": {"app.kubernetes.io/name": None}}}  # lifting the guard first
+            assert "labels" in (refusal(lambda: client.CoreV1Api(someone).patch_namespaced_persistent_volume_claim(
+                backend_volume, cluster.ns, relabel)) or "")
             assert len(cluster.pvcs()) == 3
 
             cluster.core.create_namespaced_persistent_volume_claim(cluster.ns, {
