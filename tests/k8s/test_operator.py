@@ -595,20 +595,24 @@ def test_chart_renders_and_lints(kube_cluster: KubeCluster, values: list[str]) -
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "dataclay_operator"]
-    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
-    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+    bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert sorted(policies) == ["rel-dataclay-operator-backends", "rel-dataclay-operator-volumes"]  # replicas, volumes
+    assert sorted(b["spec"]["policyName"] for b in bindings) == sorted(policies)
     operator_user = f"system:serviceaccount:ops:{deployment['spec']['template']['spec']['serviceAccountName']}"
-    assert operator_user in json.dumps(policy["spec"]["matchConditions"])  # the one identity let through
+    for policy in policies.values():  # the operator is let through
+        assert operator_user in json.dumps(policy["spec"]["matchConditions"])
     env = {e["name"]: e.get("value") for e in container["env"]}
     if values:
         assert env["DC_OPERATOR_NAMESPACES"] == "apps,batch"
-        assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
-            "apps", "batch"]  # the guard applies where the operator manages DataClays
+        for binding in bindings:  # the guards apply where the operator manages DataClays
+            assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+                "apps", "batch"]
         assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == ["apps", "batch", "ops"]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == api.KIND] == ["example"]
     else:
         assert env["DC_OPERATOR_NAMESPACES"] == ""
-        assert "matchResources" not in binding["spec"]  # everywhere
+        assert all("matchResources" not in binding["spec"] for binding in bindings)  # everywhere
         assert not [d for d in docs if d["kind"] == api.KIND]
         assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["rel-dataclay-operator-leader-election"]
     assert env["DC_OPERATOR_LEASE"] == "ops/rel-dataclay-operator"  # replicas elect a leader
