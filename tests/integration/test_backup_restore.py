@@ -214,3 +214,26 @@ def test_only_the_admin_takes_backups_and_only_a_backend_reconciles_its_own(clus
         assert isinstance(error, PermissionDeniedError) and "backend-1" in str(error)
     with pytest.raises(BackupError, match="no backup directory"):  # the admin, on a service without one
         backup("127.0.0.1", cluster.port)
+
+
+def test_scheduled_backups_and_the_backup_command(make_cluster, tmp_path):
+    import subprocess
+    import sys
+
+    backups = tmp_path / "backups"
+    cluster = make_cluster(backends=1, metadata_args=["--backup-dir", str(backups), "--backup-interval", "0.5",
+                                                      "--backup-keep", "2"])
+    with Client(host="127.0.0.1", port=cluster.port):
+        Employee("scheduled", 1.0).make_persistent(alias="scheduled")
+    deadline = time.monotonic() + 30
+    while (last := last_backup("127.0.0.1", cluster.port)).aliases < 1:  # a scheduled backup after the write
+        assert time.monotonic() < deadline, f"no scheduled backup in 30 s: {last}"
+        time.sleep(0.1)
+    assert last.error == "" and Path(last.path).parent == backups
+    command = [sys.executable, "-m", "dataclay.cli", "backup", "--port", str(cluster.port)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"backup {backups}/metadata-") and "1 backends, 1 objects, 1 aliases" in done.stdout
+    shown = subprocess.run([*command, "--last"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith("last backup ")
+    assert len(list(backups.iterdir())) <= 2
