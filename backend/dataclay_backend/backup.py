@@ -190,9 +190,8 @@ class BackupScheduler:
 
 
 # ------------------------------------------------------------------ restore
-def _backup_id(path: Path, what: str) -> bytes | None:
-    """meta.backup_id of a backup (restored_backup_id of a restored database), or None."""
-    key = "backup_id" if what == "backup" else "restored_backup_id"
+def _meta(path: Path, key: str) -> bytes | None:
+    """A value of a metadata database's (or a backup's) meta table, or None."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -212,7 +211,7 @@ def _check_backup(path: Path) -> bytes:
             _counts(conn)
         finally:
             conn.close()
-        backup_id = _backup_id(path, "backup")
+        backup_id = _meta(path, "backup_id")
     except sqlite3.Error as exc:
         raise RestoreError(f"{path} is not a backup of a metadata database ({exc}); nothing was changed") from None
     if check != "ok" or not has_cluster or backup_id is None:
@@ -226,16 +225,18 @@ def restore(backup: Path, data_dir: Path, overwrite: bool = False) -> bool:
     Returns False if the database there was already restored from this very backup (a restart:
     nothing is done). Refuses (RestoreError) to replace another database that is not empty
     unless `overwrite`."""
-    backup_id = _check_backup(backup)
     target = data_dir / "metadata.sqlite"
-    if target.exists() and target.stat().st_size > 0:
+    exists = target.exists() and target.stat().st_size > 0
+    if exists:
         try:
-            restored_from = _backup_id(target, "restored")
+            restored_from = _meta(target, "restored_from")
         except sqlite3.Error:
             restored_from = None
-        if restored_from == backup_id:
+        if restored_from == backup.name.encode():  # names are unique; the file may be gone (retention)
             log.info("the metadata database was restored from %s before: starting with it as it is now", backup)
             return False
+    _check_backup(backup)
+    if exists:
         if not overwrite:
             raise RestoreError(
                 f"the data directory {data_dir} already holds a metadata database: nothing was changed; to replace "
@@ -247,7 +248,7 @@ def restore(backup: Path, data_dir: Path, overwrite: bool = False) -> bool:
         conn = sqlite3.connect(temporary)
         try:
             with conn:
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('restored_backup_id', ?)", (backup_id,))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('restored_from', ?)", (backup.name.encode(),))
                 conn.execute("DELETE FROM meta WHERE key IN ('backup_id', 'backup_time')")  # a database, not a backup
                 begin_epoch(conn, backup.name)
         finally:

@@ -84,6 +84,8 @@ def test_a_restore_refuses_another_database_and_a_restart_keeps_what_it_did(tmp_
     directory.close()
     assert not restore(report.path, tmp_path / "live")  # a restart naming the same backup: kept as it is
     assert Directory(tmp_path / "live").lookup_alias("after-restore")
+    report.path.unlink()  # removed by the retention of newer backups: a restart still starts
+    assert not restore(report.path, tmp_path / "live")
     with pytest.raises(RestoreError, match="no backup file"):
         restore(tmp_path / "missing.sqlite", tmp_path / "other")
     with pytest.raises(RestoreError, match="not written by a backup"):
