@@ -80,6 +80,7 @@ class MetadataService(rpc.MetadataServicer):
                         optional_uuid(e.version_original, "version original"))
             for e in request.objects
         ]
+        self.epoch.require_reconciled({entry.backend_id for entry in entries})
         with self._bound(context, "register objects") as caller:
             self.directory.register_objects(entries, request.alias, caller)
         return pb.Empty()
@@ -128,6 +129,7 @@ class MetadataService(rpc.MetadataServicer):
     @handler
     def CommitMove(self, request: pb.CommitMoveRequest, context) -> pb.Empty:
         source = parse_uuid(request.source_backend_id, "source backend id")
+        self.epoch.require_reconciled({source})
         with self._bound(context, "commit a move") as caller:
             self.directory.commit_move(
                 parse_keys(request.object_ids, "object id"),

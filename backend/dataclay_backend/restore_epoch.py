@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from uuid import UUID
 
-from dataclay.exceptions import BackendNotFoundError
+from dataclay.exceptions import BackendNotFoundError, ClusterMismatchError
 from dataclay_backend.sqlite_db import Database
 
 log = logging.getLogger("dataclay.restore")
@@ -80,9 +80,24 @@ class RestoreEpoch:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.ensure_schema(SCHEMA)
+        # only a restore (before this process opened the database) begins an epoch, and only
+        # reconcile() here ends it: a flag in memory spares every call outside an epoch a query
+        self._active = bool(self.db.query("SELECT 1 FROM meta WHERE key='restore_epoch'"))
 
     def active(self) -> bool:
-        return bool(self.db.query("SELECT 1 FROM meta WHERE key='restore_epoch'"))
+        return self._active
+
+    def require_reconciled(self, backend_ids: set[UUID]) -> None:
+        """During the epoch, a backend that has not reported what it holds since the restore
+        kept running through it: it must start again (ClusterMismatchError) before it changes
+        the directory, or what it holds could be given to another backend while it serves it."""
+        if not self._active:
+            return
+        for backend_id in backend_ids:
+            if not self.db.query("SELECT 1 FROM restore_reconciled WHERE backend_id=?", (backend_id.bytes,)):
+                raise ClusterMismatchError(
+                    f"the metadata database was restored from a backup since backend {backend_id} started: restart "
+                    "that backend (it then reports what it holds); nothing was changed", backend_id=backend_id)
 
     def reconcile(self, backend_id: UUID, held: list[tuple[UUID, str]], not_held: list[UUID], done: bool,
                   caller: str | None = None) -> Reconciled:
@@ -97,7 +112,7 @@ class RestoreEpoch:
                 raise BackendNotFoundError(f"no backend {backend_id} is registered: register first", backend_id=backend_id)
             if caller is not None and conn.execute("SELECT id FROM backends WHERE name=?", (caller,)).fetchone() != (key,):
                 raise Refused("a backend reports only what it holds itself")
-            if not conn.execute("SELECT 1 FROM meta WHERE key='restore_epoch'").fetchone():
+            if not self._active:
                 return Reconciled([], 0, 0, True)  # over (or never begun): nothing to reconcile
             for object_id, class_path in held:
                 oid = object_id.bytes
@@ -120,6 +135,8 @@ class RestoreEpoch:
             if done:
                 conn.execute("INSERT OR IGNORE INTO restore_reconciled VALUES (?)", (key,))
                 ended = self._end_if_complete(conn)
+        if ended:
+            self._active = False
         return Reconciled(refused, adopted, reassigned, ended)
 
     @staticmethod

@@ -237,3 +237,27 @@ def test_scheduled_backups_and_the_backup_command(make_cluster, tmp_path):
     shown = subprocess.run([*command, "--last"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and shown.stdout.startswith("last backup ")
     assert len(list(backups.iterdir())) <= 2
+
+
+def test_a_backend_that_kept_running_through_a_restore_changes_nothing_until_it_restarts(make_cluster, tmp_path):
+    from dataclay.exceptions import ClusterMismatchError
+
+    cluster = make_cluster(backends=2, metadata_args=["--backup-dir", str(tmp_path / "backups")])
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        first = Employee("first", 1.0)
+        first.make_persistent(backend_id=ids[1])
+        taken = backup("127.0.0.1", cluster.port)
+    cluster.stop_process(cluster.metadata, kill=True)
+    shutil.rmtree(cluster.data_dir / "metadata")
+    cluster.metadata_args += ["--restore-from", taken.path]
+    cluster.start_metadata()
+    cluster.restart_backend("backend-0")  # backend-1 keeps running: it has not reported what it holds
+    with Client(host="127.0.0.1", port=cluster.port):
+        with pytest.raises(ClusterMismatchError, match="restart that backend"):
+            Employee("refused", 2.0).make_persistent(backend_id=ids[1])
+    cluster.restart_backend("backend-1")  # on another port: a new client finds it
+    with Client(host="127.0.0.1", port=cluster.port):
+        second = Employee("second", 2.0)
+        second.make_persistent(backend_id=ids[1])
+        assert Employee.get_by_id(first.id).name == "first" and Employee.get_by_id(second.id).name == "second"

@@ -150,3 +150,21 @@ def test_a_backup_taken_during_an_epoch_restores_into_a_new_one(tmp_path):
     assert again.reconcile(b, [], [], done=True).ended
     for opened in (source, first, second):
         opened.close()
+
+
+def test_during_the_epoch_only_backends_that_reported_change_the_directory(tmp_path):
+    from dataclay.exceptions import ClusterMismatchError
+
+    source = Directory(tmp_path / "live")
+    a, b = backend(source, "a"), backend(source, "b")
+    directory, epoch = restored(tmp_path, source)
+    source.close()
+    epoch.reconcile(a, [], [], done=True)
+    epoch.require_reconciled({a})
+    with pytest.raises(ClusterMismatchError, match="restart that backend"):
+        epoch.require_reconciled({a, b})
+    epoch.reconcile(b, [], [], done=True)
+    assert not epoch.active()
+    epoch.require_reconciled({uuid.uuid4()})  # outside an epoch: nothing to check
+    assert not RestoreEpoch(directory.db).active()  # and it stays over when the service starts again
+    directory.close()
