@@ -26,8 +26,9 @@ are dropped, as ordinary recovery would, and backends start ordinarily again.
 
 Limits, which the README repeats: aliases, version lineage and consolidations made after the
 backup are not in it; a move that committed after the backup and that its destination had not
-activated yet is not known to have committed (the destination discards it); every backend must
-start again after a restore (a backend that kept running has not reported what it holds).
+activated yet is not known to have committed (its source dropped the objects; the destination
+keeps them staged, not served); every backend must start again after a restore (one that kept
+running has not reported what it holds: require_reconciled refuses its changes until it does).
 """
 from __future__ import annotations
 
