@@ -182,9 +182,10 @@ class BackupScheduler:
 
     def last(self) -> BackupReport:
         """The newest backup in the directory (also one taken before a restart), with the last
-        scheduled failure."""
-        found = backups(self.backup_dir) if self.backup_dir is not None else []
-        report = describe(found[-1]) if found else BackupReport(None)
+        scheduled failure. Waits for a backup being taken (whose retention may remove the newest)."""
+        with self._lock:
+            found = backups(self.backup_dir) if self.backup_dir is not None else []
+            report = describe(found[-1]) if found else BackupReport(None)
         return BackupReport(report.path, report.time, report.size, report.backends, report.objects,
                             report.aliases, self._error)
 
