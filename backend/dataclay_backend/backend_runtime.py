@@ -30,7 +30,7 @@ from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.mover import Mover
 from dataclay_backend.object_store import ObjectStore
 from dataclay_backend.objects import LocalObjects
-from dataclay_backend.recovery import recover
+from dataclay_backend.recovery import reconcile, recover
 from dataclay_backend.request import Requests, current_scope
 from dataclay_backend.scope import SCOPE
 from dataclay_backend.versioning import Versioning
@@ -210,5 +210,6 @@ class BackendRuntime(Runtime):
     def snapshot(self, obj: Any) -> bytes:
         return self.requests.snapshot(obj)
 
-    def recover(self) -> tuple[int, int]:
-        return recover(self.objects, self.directory, self.mover, self.versioning)
+    def recover(self, restored: bool = False) -> tuple[int, int]:
+        """recovery.recover, or recovery.reconcile when the directory was restored from a backup."""
+        return (reconcile if restored else recover)(self.objects, self.directory, self.mover, self.versioning)

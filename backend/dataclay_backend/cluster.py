@@ -90,6 +90,7 @@ class LocalCluster:
         host: str = "127.0.0.1",
         credentials: Path | None = None,
         insecure: bool | None = None,
+        metadata_args: list[str] | None = None,
     ) -> None:
         if backends < 1:
             raise ValueError("a cluster needs at least one backend")
@@ -105,6 +106,7 @@ class LocalCluster:
         self.insecure = insecure_requested() if insecure is None else insecure
         self.credentials_dir: Path | None = None if self.insecure else Path(
             credentials or os.environ.get("DC_CREDENTIALS") or self.data_dir / "credentials").resolve()
+        self.metadata_args = list(metadata_args or [])  # more flags for the metadata service (backups, restore)
         self.metadata: Process | None = None
         self.backends: dict[str, Process] = {}
         self.absent: list[AbsentBackend] = []  # set by start()
@@ -177,7 +179,7 @@ class LocalCluster:
         self._ensure_credentials()
         self.metadata = self._spawn(
             "metadata", "dataclay_backend.metadata",
-            ["--port", str(self.port), "--data-dir", str(self.data_dir / "metadata")],
+            ["--port", str(self.port), "--data-dir", str(self.data_dir / "metadata"), *self.metadata_args],
         )
         self.port = self.metadata.port
 

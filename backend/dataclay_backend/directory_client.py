@@ -12,6 +12,8 @@ from dataclay.serialization import class_path
 from dataclay.transport import BlockingTransport, run_blocking
 from dataclay_backend.validation import IDS_PER_PART
 
+RECONCILE_PART = 2000  # entries with their class paths (up to 512 characters each) per message
+
 
 class DirectoryClient:
     def __init__(self, transport: BlockingTransport) -> None:
@@ -39,6 +41,28 @@ class DirectoryClient:
     def owned_by(self, backend_id: UUID) -> set[UUID]:
         owned = owned_objects(lambda request: self._call("ListOwnedObjects", request), backend_id.bytes)
         return {UUID(bytes=raw) for raw in owned}
+
+    def reconcile(self, backend_id: UUID, held: dict[UUID, str], not_held: Iterable[UUID], done: bool) -> pb.ReconcileReply:
+        """After a restore: report what this backend holds and which of the entries listed under
+        it it does not store, in parts (restore_epoch.py has the rule); with `done`, the last
+        part says this backend has reported everything.
+        Returns the totals (refused: the held objects that are not ours to serve)."""
+        entries = [pb.ObjectEntry(object_id=o.bytes, class_path=path) for o, path in held.items()]
+        missing = [o.bytes for o in not_held]
+        total = pb.ReconcileReply()
+        while True:
+            part = pb.ReconcileRequest(backend_id=backend_id.bytes, held=entries[:RECONCILE_PART],
+                                       not_held=missing[:IDS_PER_PART])
+            entries, missing = entries[RECONCILE_PART:], missing[IDS_PER_PART:]
+            last = not entries and not missing
+            part.done = done and last
+            reply = self._call("ReconcileObjects", part)
+            total.refused.extend(reply.refused)
+            total.adopted += reply.adopted
+            total.reassigned += reply.reassigned
+            total.restore_ended = reply.restore_ended
+            if last:
+                return total
 
     def drop(self, object_ids: Iterable[UUID]) -> None:
         """Forget these objects in the directory, in parts that fit a message and the ids-per-call cap."""

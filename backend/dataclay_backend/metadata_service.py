@@ -14,10 +14,12 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.transport import BackendInfo
 from dataclay_backend.wire import optional_uuid, parse_keys, parse_uuid
+from dataclay_backend.backup import BackupReport, BackupScheduler
 from dataclay_backend.directory import Directory, ObjectEntry, Refusal
+from dataclay_backend.restore_epoch import Refused, RestoreEpoch
 from dataclay_backend.authz import backend_caller, denied
 from dataclay_backend.grpc_server import handler
-from dataclay_backend.validation import IDS_PER_PART
+from dataclay_backend.validation import IDS_PER_PART, check_class_path, check_ids
 from dataclay.security import BACKEND, peer_identity
 
 
@@ -29,10 +31,16 @@ def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
     )
 
 
+def _backup(report: BackupReport) -> pb.BackupInfo:
+    return pb.BackupInfo(path=str(report.path or ""), time=report.time, size=report.size, backends=report.backends,
+                         objects=report.objects, aliases=report.aliases, error=report.error)
+
 
 class MetadataService(rpc.MetadataServicer):
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, backups: BackupScheduler | None = None) -> None:
         self.directory = directory
+        self.epoch = RestoreEpoch(directory.db)
+        self.backups = backups or BackupScheduler(directory.db.path, None, 1, 0)
 
     @staticmethod
     @contextlib.contextmanager
@@ -50,6 +58,7 @@ class MetadataService(rpc.MetadataServicer):
             backends=[pb.BackendInfo(backend_id=b.id.bytes, name=b.name, host=b.host, port=b.port, draining=b.draining)
                       for b in self.directory.backends()],
             cluster_id=self.directory.cluster_id.bytes,
+            restored=self.epoch.active(),
         )
 
     @handler
@@ -71,6 +80,7 @@ class MetadataService(rpc.MetadataServicer):
                         optional_uuid(e.version_original, "version original"))
             for e in request.objects
         ]
+        self.epoch.require_reconciled({entry.backend_id for entry in entries})
         with self._bound(context, "register objects") as caller:
             self.directory.register_objects(entries, request.alias, caller)
         return pb.Empty()
@@ -119,6 +129,7 @@ class MetadataService(rpc.MetadataServicer):
     @handler
     def CommitMove(self, request: pb.CommitMoveRequest, context) -> pb.Empty:
         source = parse_uuid(request.source_backend_id, "source backend id")
+        self.epoch.require_reconciled({source})
         with self._bound(context, "commit a move") as caller:
             self.directory.commit_move(
                 parse_keys(request.object_ids, "object id"),
@@ -151,3 +162,28 @@ class MetadataService(rpc.MetadataServicer):
     def DeregisterBackend(self, request: pb.BackendRequest, context) -> pb.Empty:
         self.directory.deregister_backend(parse_uuid(request.backend_id, "backend id"))
         return pb.Empty()
+
+    @handler
+    def Backup(self, request: pb.Empty, context) -> pb.BackupInfo:
+        return _backup(self.backups.take())
+
+    @handler
+    def LastBackup(self, request: pb.Empty, context) -> pb.BackupInfo:
+        return _backup(self.backups.last())
+
+    @handler
+    def ReconcileObjects(self, request: pb.ReconcileRequest, context) -> pb.ReconcileReply:
+        backend_id = parse_uuid(request.backend_id, "backend id")
+        held = [(parse_uuid(e.object_id, "object id"), e.class_path) for e in request.held]
+        not_held = [parse_uuid(raw, "object id") for raw in request.not_held]
+        check_ids(len(held) + len(not_held))
+        for _, class_path in held:
+            check_class_path(class_path)
+        what = f"reconcile the objects of backend {backend_id}"
+        with self._bound(context, what) as caller:
+            try:
+                done = self.epoch.reconcile(backend_id, held, not_held, request.done, caller)
+            except Refused as refused:
+                raise Refusal(what, str(refused)) from None
+        return pb.ReconcileReply(refused=[object_id.bytes for object_id in done.refused], adopted=done.adopted,
+                                 reassigned=done.reassigned, restore_ended=done.ended)

@@ -420,15 +420,25 @@ class Mover:
         return True
 
     # ================================================================== recovery
-    def recover(self, assigned: set[UUID]) -> set[UUID]:
+    def recover(self, assigned: set[UUID], discard: bool = True) -> set[UUID]:
         """At start: staged moves the directory gave us are activated, the others discarded
         once the directory says they did not commit (which fences them: a late commit of
-        one is refused, so nothing staged is discarded that could still become ours).
+        one is refused, so nothing staged is discarded that could still become ours). Without
+        `discard` (a restored directory, which may not know a move that committed after its
+        backup) the others stay staged, for the next start to decide.
         Returns what was activated: `assigned` (listed before) may lack a move committed since."""
         store = self.objects.store
         activated: set[UUID] = set()
         for move_id, staged in store.staged().items():
-            if any(object_id in assigned for object_id in staged) or self.directory.resolve_transaction(move_id).committed:
+            if any(object_id in assigned for object_id in staged):
+                committed = True
+            elif not discard:
+                log.warning("recovery: kept incoming move %s (%d objects) staged: the restored directory does not "
+                            "give them to us", move_id, len(staged))
+                continue
+            else:
+                committed = self.directory.resolve_transaction(move_id).committed
+            if committed:
                 store.activate(move_id)
                 activated.update(staged)
                 log.info("recovery: activated committed incoming move %s (%d objects)", move_id, len(staged))

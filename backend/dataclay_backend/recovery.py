@@ -2,14 +2,22 @@
 this backend owns. Incoming moves it committed are activated, others discarded; objects stored
 here that it does not give us are dropped (moved away, or never acknowledged); entries it gives
 us that are not stored here are removed from it (never acknowledged either); prepared
-consolidations are resolved with the metadata service."""
+consolidations are resolved with the metadata service.
+
+After the metadata database was restored from a backup (the directory says so when we register)
+the directory is older than this store and is not the authority: `reconcile` reports what is
+stored here instead, and deletes nothing (restore_epoch.py has the rule and why)."""
 from __future__ import annotations
+
+import logging
 
 from dataclay_backend import faults
 from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.mover import Mover
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.versioning import Versioning
+
+log = logging.getLogger(__name__)
 
 
 def recover(objects: LocalObjects, directory: DirectoryClient, mover: Mover, versioning: Versioning) -> tuple[int, int]:
@@ -27,3 +35,24 @@ def recover(objects: LocalObjects, directory: DirectoryClient, mover: Mover, ver
     objects.adopt({object_id: path for object_id, path in stored.items() if object_id in assigned})
     versioning.recover()
     return len(stale_local), len(stale_directory)
+
+
+def reconcile(objects: LocalObjects, directory: DirectoryClient, mover: Mover, versioning: Versioning) -> tuple[int, int]:
+    """Recovery in the restored epoch: what is stored here is reported and served if the
+    directory gives it to us; nothing is deleted here or dropped from the directory, so it
+    returns (0, 0) (what recover returns: how many stale objects were dropped)."""
+    held = objects.store.classes()
+    reply = directory.reconcile(objects.backend_id, held, (), done=False)
+    assigned = directory.owned_by(objects.backend_id)
+    assigned |= mover.recover(assigned, discard=False)
+    stored = objects.store.classes()  # with the moves recover() activated
+    missing = [object_id for object_id in assigned if object_id not in stored]
+    # listed here, not stored here: the directory keeps them for their holder; and we are done
+    directory.reconcile(objects.backend_id, {}, missing, done=True)
+    mine = {object_id: path for object_id, path in stored.items() if object_id in assigned}
+    objects.adopt(mine)
+    versioning.recover()
+    log.warning("restored directory: backend %s serves %d objects (%d adopted, %d reassigned to it), keeps %d it "
+                "does not serve (another backend holds them), %d listed here are not stored here",
+                objects.name, len(mine), reply.adopted, reply.reassigned, len(reply.refused), len(missing))
+    return 0, 0

@@ -8,6 +8,7 @@ nothing (objects created meanwhile are caught by the next pass).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from uuid import UUID
 
@@ -27,6 +28,23 @@ BATCH = 2000
 MAX_PASSES = 5
 
 Progress = Callable[[int, int], None]  # (objects moved so far, objects to move)
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A backup of the metadata database (path on the metadata service's file system; None: none yet)."""
+
+    path: str | None
+    time: float
+    size: int
+    backends: int
+    objects: int
+    aliases: int
+    error: str = ""  # why the last scheduled backup failed ("" if it did not)
+
+    @classmethod
+    def from_pb(cls, info: pb.BackupInfo) -> "Backup":
+        return cls(info.path or None, info.time, info.size, info.backends, info.objects, info.aliases, info.error)
 
 
 class DrainError(DataClayException):
@@ -157,3 +175,17 @@ def drain_backends(
         return run_blocking(drain(rt, rt.blocking, backend_names, on_progress, missing_ok))
     finally:
         rt.close()
+
+
+def backup(host: str, port: int, credentials: Any = None, timeout: float | None = None) -> Backup:
+    """Take a backup of the metadata database now (online: it keeps serving), into its backup
+    directory; the admin only (PermissionDeniedError for anyone else)."""
+    with _metadata(host, port, credentials) as stub:
+        return Backup.from_pb(stub.Backup(pb.Empty(), timeout=timeout))
+
+
+def last_backup(host: str, port: int, credentials: Any = None, timeout: float | None = None) -> Backup:
+    """The newest backup in the metadata service's backup directory (path None if there is
+    none), with the last scheduled backup's failure if it failed; the admin only."""
+    with _metadata(host, port, credentials) as stub:
+        return Backup.from_pb(stub.LastBackup(pb.Empty(), timeout=timeout))

@@ -236,6 +236,26 @@ def cmd_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Take a backup of the metadata database now (or, with --last, show the newest)."""
+    import time
+
+    from dataclay.admin import backup, last_backup
+    from dataclay.client import Client
+
+    client = Client(host=args.host, port=args.port)
+    taken = (last_backup if args.last else backup)(client.host, client.port, credentials=_credentials(args))
+    if taken.path is None:
+        print("no backup yet")
+    else:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(taken.time))
+        print(f"{'last backup' if args.last else 'backup'} {taken.path} ({when}, {taken.size:,} bytes): "
+              f"{taken.backends} backends, {taken.objects:,} objects, {taken.aliases:,} aliases")
+    if taken.error:
+        print(f"the last scheduled backup failed: {taken.error}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="dataclay", description="dataClay-compatible active object store")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -288,11 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     retire.add_argument("backends", nargs="+", help="backend names")
     retire.set_defaults(func=cmd_retire)
 
-    for command in (move, drain, retire, demo):
+    backup = commands.add_parser("backup", help="back up the metadata database now (online), or show the last backup",
+                                 description="Back up the metadata database now, into the backup directory of the "
+                                             "metadata service (--backup-dir); the admin's credentials are needed.")
+    backup.add_argument("--last", action="store_true", help="only show the newest backup")
+    backup.set_defaults(func=cmd_backup)
+
+    for command in (move, drain, retire, demo, backup):
         command.add_argument("--credentials", type=Path, default=None,
                              help="the credentials directory (None: --data-dir's, else DC_CREDENTIALS, else "
                                   "./dataclay-data/credentials if it exists)")
-    for command in (move, drain, retire):
+    for command in (move, drain, retire, backup):
         command.add_argument("--data-dir", dest="data_dir_of", type=Path, default=None,
                              help="the data directory of the `dataclay up` to use: its credentials")
         command.add_argument("--host", default=None, help="metadata service host (None: DC_HOST, else 127.0.0.1)")

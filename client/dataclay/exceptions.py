@@ -270,6 +270,21 @@ class BackendRetiredError(ClusterMismatchError):
     directory is empty takes a new id by itself; one that holds objects refuses to start."""
 
 
+class BackupError(DataClayException):
+    """A backup of the metadata database could not be taken (no backup directory configured,
+    or writing it failed: the message says which); the database itself is unchanged."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class RestoreError(DataClayException):
+    """The metadata service refused to start from a backup: the file is not a usable backup, or
+    the data directory already holds another database (the message says which, and what to do).
+    Nothing was changed."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class StorageFullError(DataClayException):
     """A server's disk (or its quota) is full: the change was not stored, and nothing of it
     is visible (the object keeps its stored value; a failed make_persistent leaves no

@@ -44,6 +44,8 @@ DATA_DIR: Final = "/data"
 HEALTH_PORT: Final = 8090
 #: Where a server container finds its credentials directory (DC_CREDENTIALS).
 CREDENTIALS_DIR: Final = "/var/run/dataclay/credentials"
+BACKUP_DIR: Final = "/var/lib/dataclay-backups"  # spec.metadata.backup's volume, on the metadata pod
+RESTORE_DIR: Final = "/var/run/dataclay/restore"  # spec.metadata.restoreFrom's volume (read only)
 
 
 def metadata_name(name: str) -> str:

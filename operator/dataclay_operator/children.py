@@ -21,6 +21,8 @@ TMP_VOLUME = "tmp"
 DATA_VOLUME = "data"
 MODEL_VOLUME = "model"
 CREDENTIALS_VOLUME = "credentials"  # the container's credentials directory (DC_CREDENTIALS)
+BACKUP_VOLUME = "backups"  # spec.metadata.backup's PVC
+RESTORE_VOLUME = "restore"  # spec.metadata.restoreFrom's PVC, when not the backup volume
 BACKEND_TLS_VOLUME = "backend-tls"  # every ordinal's files: mounted by the init container only
 MODEL_CHECKSUM = f"{api.GROUP}/model-checksum"  # pod template annotation: the model ConfigMap's digest
 SECRET_MODE = 0o440  # owner root, group fsGroup (RUN_AS): readable by the server, by nobody else
@@ -235,12 +237,41 @@ def metadata_statefulset(dc: Mapping[str, Any], spec: DataClaySpec) -> dict[str,
         "securityContext": _container_security(),
     }
     container["resources"] = dict(spec.metadata.resources or DEFAULT_METADATA_RESOURCES)
+    volumes = [{"name": CREDENTIALS_VOLUME, "secret": {"secretName": api.metadata_tls_name(name),
+                                                       "defaultMode": SECRET_MODE}}]
+    env, mounts, more = _backup_and_restore(spec)
+    container["env"] += _env(env)
+    container["volumeMounts"] += mounts
     return _statefulset(dc, spec, component=api.COMPONENT_METADATA, sts_name=api.metadata_name(name),
                         service=api.metadata_name(name), replicas=1, container=container,
-                        storage=spec.metadata.storage,
-                        extra_volumes=[{"name": CREDENTIALS_VOLUME, "secret": {
-                            "secretName": api.metadata_tls_name(name), "defaultMode": SECRET_MODE}}],
-                        pod_extra={})
+                        storage=spec.metadata.storage, extra_volumes=volumes + more, pod_extra={})
+
+
+def _backup_and_restore(spec: DataClaySpec) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The metadata container's env and mounts, and the pod's volumes, of spec.metadata.backup
+    (its PVC, read-write) and spec.metadata.restoreFrom (its PVC, read only; the backup volume
+    itself when it is the same claim)."""
+    env: dict[str, str] = {}
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    backup, restore = spec.metadata.backup, spec.metadata.restore_from
+    if backup is not None:
+        env.update({"DC_METADATA_BACKUP_DIR": api.BACKUP_DIR, "DC_METADATA_BACKUP_INTERVAL": backup.interval,
+                    "DC_METADATA_BACKUP_KEEP": str(backup.keep)})
+        mounts.append({"name": BACKUP_VOLUME, "mountPath": api.BACKUP_DIR})
+        volumes.append({"name": BACKUP_VOLUME, "persistentVolumeClaim": {"claimName": backup.claim_name}})
+    if restore is not None:
+        if backup is not None and backup.claim_name == restore.claim_name:
+            folder = api.BACKUP_DIR
+        else:
+            folder = api.RESTORE_DIR
+            mounts.append({"name": RESTORE_VOLUME, "mountPath": api.RESTORE_DIR, "readOnly": True})
+            volumes.append({"name": RESTORE_VOLUME, "persistentVolumeClaim": {"claimName": restore.claim_name,
+                                                                              "readOnly": True}})
+        env["DC_METADATA_RESTORE_FROM"] = f"{folder}/{restore.file}"
+        if restore.overwrite:
+            env["DC_METADATA_RESTORE_OVERWRITE"] = "1"
+    return env, mounts, volumes
 
 
 def model_checksum(config_map: Mapping[str, Any] | None) -> str:

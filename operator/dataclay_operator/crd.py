@@ -77,6 +77,44 @@ def _pod_overlay() -> dict[str, Any]:
     }
 
 
+def _claim(what: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": spec.DNS_SUBDOMAIN_PATTERN, "maxLength": 253,
+            "description": f"An existing PersistentVolumeClaim in the DataClay's namespace: {what}."}
+
+
+def _backup() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Online backups of the metadata database (consistent while it serves) into a volume.",
+        "required": ["claimName"],
+        "properties": {
+            "claimName": _claim("where backups are written (create it yourself: it outlives the DataClay)"),
+            "interval": {"type": "string", "pattern": spec.INTERVAL_PATTERN, "default": spec.DEFAULT_BACKUP_INTERVAL,
+                         "description": "How often: seconds, or e.g. 30m, 6h, 1d."},
+            "keep": {"type": "integer", "minimum": 1, "default": spec.DEFAULT_BACKUP_KEEP,
+                     "description": "How many of the newest backups are kept."},
+        },
+    }
+
+
+def _restore_from() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Start the metadata service from a backup (only when the DataClay is created). Backends "
+                       "keep their volumes (recreate the DataClay under the same name) and report what they "
+                       "hold: objects created or moved after the backup are kept.",
+        "required": ["claimName", "file"],
+        "properties": {
+            "claimName": _claim("the backup volume (mounted read only)"),
+            "file": {"type": "string", "pattern": spec.BACKUP_FILE_PATTERN, "maxLength": 253,
+                     "description": "The backup file in that volume, e.g. metadata-20260101T000000.000000Z.sqlite "
+                                    "(status.backup.lastFile of the DataClay it was taken from)."},
+            "overwrite": {"type": "boolean", "default": False,
+                          "description": "Replace a metadata database the metadata volume still holds."},
+        },
+    }
+
+
 def _enum(values: Any, default: Any, description: str) -> dict[str, Any]:
     return {"type": "string", "enum": [v.value for v in values], "default": default.value, "description": description}
 
@@ -126,7 +164,15 @@ def spec_schema() -> dict[str, Any]:
                     "storage": _storage("the metadata service", spec.DEFAULT_METADATA_STORAGE_SIZE),
                     "resources": _resources("the metadata service (default: requests of "
                                             f"{spec.DEFAULT_METADATA_RESOURCES['requests']})"),
+                    "backup": _backup(),
+                    "restoreFrom": _restore_from(),
                 },
+                "x-kubernetes-validations": [{
+                    "rule": "has(self.restoreFrom) == has(oldSelf.restoreFrom) && "
+                            "(!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",
+                    "message": "restoreFrom is set when the DataClay is created, and never changed: to restore, "
+                               "create a DataClay with it",
+                }],
             },
             "pod": _pod_overlay(),
             "pvcRetentionPolicy": {
@@ -198,6 +244,19 @@ def status_schema() -> dict[str, Any]:
                         "backendId": {"type": "string"},
                         "ready": {"type": "boolean"},
                     },
+                },
+            },
+            "backup": {
+                "type": "object",
+                "description": "The newest backup of the metadata database (spec.metadata.backup), as its "
+                               "metadata service reports it.",
+                "properties": {
+                    "lastTime": {"type": "string", "format": "date-time"},
+                    "lastFile": {"type": "string", "description": "File name in the backup volume."},
+                    "sizeBytes": {"type": "integer", "format": "int64"},
+                    "objects": {"type": "integer", "format": "int64"},
+                    "aliases": {"type": "integer", "format": "int64"},
+                    "error": {"type": "string", "description": "Why the last scheduled backup failed."},
                 },
             },
             "drain": {

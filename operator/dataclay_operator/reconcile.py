@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from dataclay_operator import api, children, credentials
@@ -25,7 +26,8 @@ from dataclay_operator.scaling import (Bypass, LifecyclePlan, ScalePlan, current
                                        drain_retry_delay, live_replicas, plan_lifecycle, plan_scale,
                                        replicas_after_drain)
 from dataclay_operator.spec import DataClaySpec, SpecError, parse_spec
-from dataclay_operator.status import DrainProgress, Observed, Reason, compute_status, pod_ready, status_patch
+from dataclay_operator.status import (BackupState, DrainProgress, Observed, Reason, compute_status, pod_ready,
+                                      status_patch)
 
 if TYPE_CHECKING:
     from dataclay.security import Credentials
@@ -47,6 +49,18 @@ def dataplane_drain(host: str, port: int, backend_names: list[str],
 
     return drain_backends(host, port, backend_names, on_progress=on_progress, missing_ok=True,
                           credentials=_required(credentials))
+
+
+def dataplane_last_backup(host: str, port: int, *, credentials: "Credentials | None" = None) -> BackupState:
+    """The newest backup of the metadata database, from the metadata service (1 s at most), as the admin."""
+    from dataclay.admin import last_backup
+
+    backup = last_backup(host, port, timeout=1.0, credentials=_required(credentials))
+    if backup.path is None:
+        return BackupState(error=backup.error)
+    return BackupState(file=PurePosixPath(backup.path).name,
+                       time=rfc3339(datetime.fromtimestamp(backup.time, timezone.utc)), size=backup.size,
+                       objects=backup.objects, aliases=backup.aliases, error=backup.error)
 
 
 def dataplane_backend_ids(host: str, port: int, *, credentials: "Credentials | None" = None) -> dict[str, str]:
@@ -92,6 +106,7 @@ class MissingCredentials(Exception):
 
 
 BACKEND_IDS_INTERVAL = 10.0  # ask the metadata service for backend ids at most this often
+BACKUP_STATUS_INTERVAL = 10.0  # ask it for its newest backup at most this often
 LIFECYCLE_INTERVAL = 5.0  # check the directory's backend marks against the spec at most this often
 
 
@@ -143,11 +158,13 @@ class Reconciler:
     events: EventRecorder
     drain: DrainFn = dataplane_drain
     backend_ids: Callable[..., dict[str, str]] = dataplane_backend_ids  # (host, port, credentials=) -> pod -> id
+    last_backup: Callable[..., BackupState] = dataplane_last_backup  # (host, port, credentials=)
     follow_lifecycle: Callable[..., LifecyclePlan] = dataplane_follow_lifecycle
     now: Callable[[], datetime] = utc_now
     progress_interval: float = 1.0  # at most one status write per interval while draining
     _failed_drains: dict[tuple[str, str], _DrainFailure] = field(default_factory=dict)
     _backend_ids: dict[tuple[str, str], tuple[float, dict[str, str]]] = field(default_factory=dict)
+    _backups: dict[tuple[str, str], tuple[float, BackupState | None]] = field(default_factory=dict)
     _lifecycle_at: dict[tuple[str, str], float] = field(default_factory=dict)  # last data-plane attempt
     stopping: threading.Event = field(default_factory=threading.Event)  # set: drains in flight stop
     _admin: dict[tuple[str, str], "Credentials"] = field(default_factory=dict)  # read from its Secret
@@ -505,13 +522,14 @@ class Reconciler:
         desired = spec.replicas if spec is not None else int((dc.get("spec") or {}).get("replicas") or 0)
         selector = api.label_selector(api.selector_labels(name, api.COMPONENT_BACKEND))
         backend_pods = self.kube.list(pods, selector)
+        metadata_pods = self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_METADATA)))
         return Observed(
             generation=int(meta.get("generation", 0)),
             desired_backends=desired,
             endpoint=f"{api.metadata_host(name, namespace)}:{api.METADATA_PORT}",
             metadata_sts=sts(api.metadata_name(name)),
             backend_sts=sts(api.backend_name(name)),
-            metadata_pods=self.kube.list(pods, api.label_selector(api.selector_labels(name, api.COMPONENT_METADATA))),
+            metadata_pods=metadata_pods,
             backend_pods=backend_pods,
             drain=drain,
             error=error,
@@ -521,7 +539,26 @@ class Reconciler:
             name=name,
             selector=selector,
             bypass=bypass,
+            backup=self.known_backup(dc, spec, metadata_pods),
         )
+
+    def known_backup(self, dc: Mapping[str, Any], spec: DataClaySpec | None,
+                     metadata_pods: list[dict[str, Any]]) -> BackupState | None:
+        """The newest backup, asked of a ready metadata service at most every BACKUP_STATUS_INTERVAL
+        (the last answer is kept meanwhile, and while it does not answer); None without
+        spec.metadata.backup."""
+        key = (dc["metadata"]["namespace"], dc["metadata"]["name"])
+        if spec is None or spec.metadata.backup is None:
+            self._backups.pop(key, None)
+            return None
+        asked_at, known = self._backups.get(key, (float("-inf"), None))
+        if any(pod_ready(p) for p in metadata_pods) and time.monotonic() - asked_at >= BACKUP_STATUS_INTERVAL:
+            try:
+                known = self.last_backup(*self.dataplane_address(dc), credentials=self.admin_credentials(dc))
+            except Exception as exc:  # the data plane may be starting, or unreachable from here
+                logger.debug("%s/%s: last backup not available: %s", *key, exc)
+            self._backups[key] = (time.monotonic(), known)
+        return known
 
     def known_backend_ids(self, dc: Mapping[str, Any], backend_pods: list[dict[str, Any]]) -> dict[str, str]:
         """Backend ids of the pods, asked of the metadata service only when a ready pod's id is

@@ -47,6 +47,12 @@ DEFAULT_PULL_POLICY: Final = "IfNotPresent"
 DEFAULT_WHEN_DELETED: Final = RetentionPolicy.RETAIN
 DEFAULT_WHEN_SCALED: Final = RetentionPolicy.RETAIN
 DEFAULT_UPGRADE_POLICY: Final = UpgradePolicy.PINNED
+DEFAULT_BACKUP_INTERVAL: Final = "24h"
+DEFAULT_BACKUP_KEEP: Final = 7
+#: What the metadata service takes as --backup-interval: seconds, or a number with s, m, h or d.
+INTERVAL_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?[smhd]?$"
+#: A backup file: a plain name in the backup volume (no directories, no "..").
+BACKUP_FILE_PATTERN: Final = r"^[A-Za-z0-9][-A-Za-z0-9_.]*$"
 
 #: Kubernetes resource.Quantity, unsigned (sizes and limits are never negative).
 QUANTITY_PATTERN: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)))?$"
@@ -85,9 +91,31 @@ class RetentionSpec:
 
 
 @dataclass(frozen=True)
+class BackupSpec:
+    """Online backups of the metadata database into an existing PVC (yours: it outlives the
+    DataClay), every `interval`, the newest `keep` kept."""
+
+    claim_name: str
+    interval: str = DEFAULT_BACKUP_INTERVAL
+    keep: int = DEFAULT_BACKUP_KEEP
+
+
+@dataclass(frozen=True)
+class RestoreSpec:
+    """Start the metadata service from backup `file` of PVC `claim_name` (set when the DataClay
+    is created); `overwrite` lets it replace a metadata database its volume already holds."""
+
+    claim_name: str
+    file: str
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
 class MetadataSpec:
     storage: StorageSpec = StorageSpec(DEFAULT_METADATA_STORAGE_SIZE)
     resources: Mapping[str, Any] = field(default_factory=dict)
+    backup: BackupSpec | None = None
+    restore_from: RestoreSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +218,32 @@ def _pod_overlay(raw: Mapping[str, Any] | None) -> PodOverlay:
     )
 
 
+def _backup(raw: Mapping[str, Any] | None) -> BackupSpec | None:
+    if not raw:
+        return None
+    claim, interval = raw.get("claimName"), str(raw.get("interval") or DEFAULT_BACKUP_INTERVAL)
+    keep = raw.get("keep", DEFAULT_BACKUP_KEEP)
+    if not claim or not re.match(DNS_SUBDOMAIN_PATTERN, str(claim)):
+        raise SpecError(f"spec.metadata.backup.claimName: {claim!r} is not the name of a PVC")
+    if not re.match(INTERVAL_PATTERN, interval):
+        raise SpecError(f"spec.metadata.backup.interval: {interval!r} is not an interval (e.g. 30m, 6h, 1d)")
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise SpecError(f"spec.metadata.backup.keep: {keep!r} is not an integer >= 1")
+    return BackupSpec(str(claim), interval, keep)
+
+
+def _restore(raw: Mapping[str, Any] | None) -> RestoreSpec | None:
+    if not raw:
+        return None
+    claim, file = raw.get("claimName"), raw.get("file")
+    if not claim or not re.match(DNS_SUBDOMAIN_PATTERN, str(claim)):
+        raise SpecError(f"spec.metadata.restoreFrom.claimName: {claim!r} is not the name of a PVC")
+    if not file or not re.match(BACKUP_FILE_PATTERN, str(file)) or ".." in str(file):
+        raise SpecError(f"spec.metadata.restoreFrom.file: {file!r} is not a file name in the volume "
+                        "(e.g. metadata-20260101T000000.000000Z.sqlite)")
+    return RestoreSpec(str(claim), str(file), bool(raw.get("overwrite", False)))
+
+
 def parse_spec(raw: Mapping[str, Any] | None, default_image: str, running_image: str | None = None) -> DataClaySpec:
     """Typed spec with defaults. Without spec.image the image is `running_image` (status.image:
     what the DataClay runs) under the Pinned upgrade policy, else `default_image` (the
@@ -220,6 +274,8 @@ def parse_spec(raw: Mapping[str, Any] | None, default_image: str, running_image:
         metadata=MetadataSpec(
             storage=_storage(metadata.get("storage"), DEFAULT_METADATA_STORAGE_SIZE, "spec.metadata.storage"),
             resources=dict(metadata.get("resources") or {}),
+            backup=_backup(metadata.get("backup")),
+            restore_from=_restore(metadata.get("restoreFrom")),
         ),
         pvc_retention=RetentionSpec(
             when_deleted=_enum(RetentionPolicy, retention.get("whenDeleted"), DEFAULT_WHEN_DELETED,

@@ -4,7 +4,8 @@ Status is an explicit schema, not a bag of handler results: `phase`, `observedGe
 `ready` ("ready/desired", the printer column), `readyBackends`/`desiredBackends`, `metadataReady`,
 `endpoint`, `image` (and `operatorImage` when a pinned DataClay runs another than the operator's),
 `conditions` (Ready, Progressing, Degraded) with the typed reasons below, `backends`
-(pod, backendId, ready), `replicas` and `selector` (the scale subresource's status: backend pods
+(pod, backendId, ready), `backup` (the newest backup of the metadata database, with
+spec.metadata.backup), `replicas` and `selector` (the scale subresource's status: backend pods
 and their label selector, for `kubectl scale` and HPAs) and, while a scale-down drains or after it
 failed, `drain`.
 """
@@ -73,6 +74,30 @@ class DrainProgress:
 
 
 @dataclass(frozen=True)
+class BackupState:
+    """The newest backup of the metadata database, as its metadata service reports it (`file`
+    None: none yet), and why the last scheduled one failed ("" if it did not)."""
+
+    file: str | None = None
+    time: str | None = None  # RFC 3339
+    size: int = 0
+    objects: int = 0
+    aliases: int = 0
+    error: str = ""
+
+
+def backup_entry(backup: BackupState) -> dict[str, Any]:
+    """status.backup."""
+    entry: dict[str, Any] = {}
+    if backup.file is not None:
+        entry.update({"lastFile": backup.file, "lastTime": backup.time, "sizeBytes": backup.size,
+                      "objects": backup.objects, "aliases": backup.aliases})
+    if backup.error:
+        entry["error"] = backup.error
+    return entry
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything status is computed from, as read from the API server in one reconcile pass."""
 
@@ -91,6 +116,7 @@ class Observed:
     name: str = ""  # of the DataClay, for messages that say what to run
     selector: str = ""  # label selector of the backend pods (scale subresource)
     bypass: Bypass | None = None  # the backend StatefulSet was lowered by someone else in this pass
+    backup: BackupState | None = None  # spec.metadata.backup is set and the metadata service answered
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -252,6 +278,8 @@ def compute_status(observed: Observed, previous: Mapping[str, Any] | None, now: 
         status["image"] = observed.image
     if observed.operator_image and observed.operator_image != observed.image:
         status["operatorImage"] = observed.operator_image
+    if observed.backup is not None:
+        status["backup"] = backup_entry(observed.backup)
     if observed.drain is not None:
         drain = observed.drain
         status["drain"] = {

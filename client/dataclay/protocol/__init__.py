@@ -90,5 +90,6 @@ IDEMPOTENT = frozenset({
     "ActivateMove", "AbortMove",
     # Metadata
     "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",
-    "SetDraining", "DeregisterBackend", "DropObjects", "CommitMove", "ResolveTransaction",
+    "SetDraining", "DeregisterBackend", "DropObjects", "CommitMove", "ResolveTransaction", "LastBackup",
+    "ReconcileObjects",
 })

@@ -293,12 +293,14 @@ class BackendInfo(_message.Message):
     def __init__(self, backend_id: _Optional[bytes] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class BackendList(_message.Message):
-    __slots__ = ("backends", "cluster_id")
+    __slots__ = ("backends", "cluster_id", "restored")
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FIELD_NUMBER: _ClassVar[int]
     backends: _containers.RepeatedCompositeFieldContainer[BackendInfo]
     cluster_id: bytes
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., cluster_id: _Optional[bytes] = ...) -> None: ...
+    restored: bool
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., cluster_id: _Optional[bytes] = ..., restored: _Optional[bool] = ...) -> None: ...
 
 class CreateObjectRequest(_message.Message):
     __slots__ = ("class_path", "payload")
@@ -387,3 +389,45 @@ class OwnedObjectsPage(_message.Message):
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
     more: bool
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class BackupInfo(_message.Message):
+    __slots__ = ("path", "time", "size", "backends", "objects", "aliases", "error")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    time: float
+    size: int
+    backends: int
+    objects: int
+    aliases: int
+    error: str
+    def __init__(self, path: _Optional[str] = ..., time: _Optional[float] = ..., size: _Optional[int] = ..., backends: _Optional[int] = ..., objects: _Optional[int] = ..., aliases: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ReconcileRequest(_message.Message):
+    __slots__ = ("backend_id", "held", "not_held", "done")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    NOT_HELD_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    backend_id: bytes
+    held: _containers.RepeatedCompositeFieldContainer[ObjectEntry]
+    not_held: _containers.RepeatedScalarFieldContainer[bytes]
+    done: bool
+    def __init__(self, backend_id: _Optional[bytes] = ..., held: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ..., not_held: _Optional[_Iterable[bytes]] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class ReconcileReply(_message.Message):
+    __slots__ = ("refused", "adopted", "reassigned", "restore_ended")
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    ADOPTED_FIELD_NUMBER: _ClassVar[int]
+    REASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_ENDED_FIELD_NUMBER: _ClassVar[int]
+    refused: _containers.RepeatedScalarFieldContainer[bytes]
+    adopted: int
+    reassigned: int
+    restore_ended: bool
+    def __init__(self, refused: _Optional[_Iterable[bytes]] = ..., adopted: _Optional[int] = ..., reassigned: _Optional[int] = ..., restore_ended: _Optional[bool] = ...) -> None: ...

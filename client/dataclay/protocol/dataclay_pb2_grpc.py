@@ -1067,6 +1067,21 @@ class MetadataStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionState.FromString,
                 _registered_method=True)
+        self.Backup = channel.unary_unary(
+                '/dataclay.v1.Metadata/Backup',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackupInfo.FromString,
+                _registered_method=True)
+        self.LastBackup = channel.unary_unary(
+                '/dataclay.v1.Metadata/LastBackup',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.BackupInfo.FromString,
+                _registered_method=True)
+        self.ReconcileObjects = channel.unary_unary(
+                '/dataclay.v1.Metadata/ReconcileObjects',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileReply.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
@@ -1200,6 +1215,34 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backup(self, request, context):
+        """An online backup of the metadata database now (consistent while it serves), written
+        atomically into the backup directory; the oldest beyond the retention are removed.
+        [callers: admin]
+        [not idempotent: each call writes a new backup]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LastBackup(self, request, context):
+        """The newest backup in the backup directory (path empty if none), and the last scheduled failure.
+        [callers: admin]
+        [idempotent: a read]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconcileObjects(self, request, context):
+        """After a restore from a backup: a backend reports what it holds (see ReconcileRequest).
+        [callers: backend]
+        [idempotent: reporting the same holdings again changes nothing]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1277,6 +1320,21 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ResolveTransaction,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionState.SerializeToString,
+            ),
+            'Backup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackupInfo.SerializeToString,
+            ),
+            'LastBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.LastBackup,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.BackupInfo.SerializeToString,
+            ),
+            'ReconcileObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcileObjects,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1684,6 +1742,87 @@ class Metadata:
             '/dataclay.v1.Metadata/ResolveTransaction',
             dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.TransactionState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/Backup',
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.BackupInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LastBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/LastBackup',
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.BackupInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcileObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/ReconcileObjects',
+            dataclay_dot_protocol_dot_dataclay__pb2.ReconcileRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ReconcileReply.FromString,
             options,
             channel_credentials,
             insecure,

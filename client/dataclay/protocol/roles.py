@@ -58,6 +58,9 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "CommitMove": INTERNAL,               # bound: moves it is the source of
         "CommitTransaction": INTERNAL,        # bound: retires only versions it owns
         "ResolveTransaction": INTERNAL,
+        "Backup": ADMIN_ONLY,
+        "LastBackup": ADMIN_ONLY,
+        "ReconcileObjects": INTERNAL,         # bound: its own id, after a restore
     },
     # The standard health service: any authenticated caller (and probes on an --insecure server).
     "grpc.health.v1.Health": {"Check": ANYONE, "Watch": ANYONE},
