@@ -283,8 +283,18 @@ def test_a_deleted_backend_pod_comes_back_with_its_id_and_objects(kube_node: Kub
     victim = f"{NAME}-backend-1"
     assert victim in placed.values(), placed
     ids_before = {b["pod"]: b["backendId"] for b in api.dataclay()["status"]["backends"]}
-    old_uid = api.get(f"/api/v1/namespaces/{NS}/pods/{victim}")["metadata"]["uid"]
+    old = api.get(f"/api/v1/namespaces/{NS}/pods/{victim}")
+    old_uid, grace = old["metadata"]["uid"], old["spec"]["terminationGracePeriodSeconds"]
+    deleted_at = time.monotonic()
     api.call("DELETE", f"/api/v1/namespaces/{NS}/pods/{victim}")
+
+    def old_gone() -> bool:
+        pod = api.get(f"/api/v1/namespaces/{NS}/pods/{victim}")
+        return pod is None or pod["metadata"]["uid"] != old_uid
+
+    until(old_gone, f"the deleted {victim} gone", kube_node)
+    # the backend (PID 1 of its container) stops on the kubelet's SIGTERM, not at the grace period's SIGKILL
+    assert time.monotonic() - deleted_at < grace - 5, f"{victim} took its whole grace period ({grace}s) to stop"
 
     def back() -> bool:
         pod = api.get(f"/api/v1/namespaces/{NS}/pods/{victim}")
