@@ -303,6 +303,19 @@ def _pod_netns_paths(node_ctr: KubeNode) -> list[str]:
     return sorted(set(paths))
 
 
+def _netns_peered_with(node_netns: str) -> list[str]:
+    """Pod namespaces (containerd's /run/netns/cni-*) with a link into the node's namespace: the
+    kernel names it in their `netns list-id`. Finds the ones of pods containerd no longer lists,
+    and never another tool's (podman's have a link into the machine's own namespace)."""
+    name = Path(node_netns).name
+    paths = []
+    for entry in Path("/run/netns").glob("cni-*"):
+        res = subprocess.run(["ip", "-n", entry.name, "netns", "list-id"], capture_output=True, text=True)
+        if f"iproute2 netns name: {name})" in res.stdout:
+            paths.append(str(entry))
+    return paths
+
+
 def _kill_containers(node: KubeNode) -> None:
     """SIGKILL every container task (pods outlive the kubelet and containerd: their shims do)."""
     try:
@@ -452,7 +465,7 @@ def kube_node() -> Iterator[KubeNode]:
         yield node
     finally:
         if node is not None:
-            pod_netns = _pod_netns_paths(node)
+            pod_netns = sorted(set(_pod_netns_paths(node)) | set(_netns_peered_with(netns)))
             kubelet_procs = [p for p in procs if p.name == "kubelet"]
             for p in kubelet_procs:
                 p.stop()

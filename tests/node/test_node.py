@@ -198,6 +198,12 @@ def test_helm_install_runs_the_operator_as_a_pod_of_the_image(kube_node: KubeNod
 def test_the_example_dataclay_becomes_ready_on_real_pods(kube_node: KubeNode, api: Api, demo: dict[str, Any]) -> None:
     st = demo["status"]
     assert st["ready"] == "3/3" and st["metadataReady"] is True
+    # `kubectl get dataclays`: the server prints the CRD's columns
+    table = api.call("GET", f"{GROUP_PATH}/namespaces/{NS}/dataclays",
+                     accept="application/json;as=Table;v=v1;g=meta.k8s.io")
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    row = dict(zip(columns, table["rows"][0]["cells"]))
+    assert (row["Name"], row["Ready"], row["Phase"]) == (NAME, "3/3", "Ready"), row
     pods = api.backend_pods()
     assert sorted(p["metadata"]["name"] for p in pods) == [f"{NAME}-backend-{i}" for i in range(3)]
     assert all(ready(p) for p in pods)
