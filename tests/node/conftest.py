@@ -353,10 +353,11 @@ def _kill_netns_processes(path: str) -> None:
             pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube_node() -> Iterator[KubeNode]:
     """The one-node cluster, ready: node Ready, DNS answering, default ServiceAccount there,
-    the project's image and the pause image in containerd, local volumes waiting for claims."""
+    the project's image and the pause image in containerd, local volumes waiting for claims.
+    Package scope: it goes when tests/node is done, not at the end of a whole-suite run."""
     bin_dir = require_bin_dir()
     node_bin = _node_bin_dir()
     image = os.environ["DC_IMAGE"]
