@@ -3,9 +3,11 @@
 # etcd and helm from Go modules, so the operator can be tested against a real API server
 # on machines without docker, kind or release-binary downloads (only a Go module proxy).
 #
-# Usage: scripts/build-k8s-tools.sh [--print-bin-dir]
+# Usage: scripts/build-k8s-tools.sh [--node] [--print-bin-dir]
 #   (no flag)        build into the cache unless already there; print the bin dir last on stdout
 #   --print-bin-dir  print the bin dir if all binaries are built, else exit 1 (never builds)
+#   --node           the parts of a node instead (kubelet, kube-scheduler, kube-proxy of the same
+#                    Kubernetes version, and CoreDNS), in their own bin dir (scripts/build-node.sh)
 #
 # Everything (binaries, GOPATH, GOMODCACHE, GOCACHE, scratch modules) lives under
 # ${DC_K8S_TOOLS_CACHE:-$HOME/.cache/dataclay-k8s-tools}, never in the checkout.
@@ -16,11 +18,18 @@ set -euo pipefail
 KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 HELM_VERSION=v3.22.0
+COREDNS_VERSION=v1.14.7
 BINARIES=(kube-apiserver kube-controller-manager etcd helm)
+NODE=
+if [[ ${1:-} == --node ]]; then NODE=1; shift; fi
 
 CACHE_ROOT=${DC_K8S_TOOLS_CACHE:-$HOME/.cache/dataclay-k8s-tools}
 PLATFORM="$(uname -s | tr '[:upper:]' '[:lower:]')-$(uname -m)"
 TAG="k8s-${KUBE_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_${PLATFORM}"
+if [[ -n $NODE ]]; then
+  BINARIES=(kubelet kube-scheduler kube-proxy coredns)
+  TAG="node-k8s-${KUBE_VERSION}_coredns-${COREDNS_VERSION}_${PLATFORM}"
+fi
 BIN_DIR="$CACHE_ROOT/$TAG/bin"
 
 log() { printf '[build-k8s-tools %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -35,9 +44,9 @@ case "${1:-}" in
   --print-bin-dir)
     have_all || { log "not built yet: $BIN_DIR"; exit 1; }
     echo "$BIN_DIR"; exit 0 ;;
-  -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
   "") ;;
-  *) die "unknown argument: $1 (expected --print-bin-dir)" ;;
+  *) die "unknown argument: $1 (expected --node and/or --print-bin-dir)" ;;
 esac
 
 if have_all; then log "cached: $BIN_DIR"; echo "$BIN_DIR"; exit 0; fi
@@ -78,8 +87,10 @@ new_module() {
   printf 'module dataclay.local/k8stools\n\ngo 1.26.0\n%s\n' "$2" >"$1/go.mod"
 }
 
+# Build the k8s.io/kubernetes commands named in $@ (e.g. kube-apiserver) at KUBE_VERSION.
 build_kubernetes() {
   local dir="$WORK/kubernetes" minor patch stage_ver gomod mods replaces m
+  local pkgs=("${@/#/k8s.io/kubernetes/cmd/}")
   IFS=. read -r _ minor patch <<<"${KUBE_VERSION#v}"
   stage_ver="v0.${minor}.${patch}"
   log "kubernetes $KUBE_VERSION: reading k8s.io/kubernetes go.mod"
@@ -97,16 +108,14 @@ build_kubernetes() {
   replaces+=")"
   new_module "$dir" "$replaces"
   log "kubernetes: resolving dependencies (${#mods[@]} staging modules at $stage_ver)"
-  (cd "$dir" && "$GO" get "k8s.io/kubernetes@$KUBE_VERSION" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager) >&2
+  (cd "$dir" && "$GO" get "k8s.io/kubernetes@$KUBE_VERSION" "${pkgs[@]}") >&2
   local v=k8s.io/component-base/version c=k8s.io/client-go/pkg/version ld="-s -w" p
   for p in $v $c; do
     ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   done
-  log "kubernetes: compiling kube-apiserver, kube-controller-manager (-p $JOBS)"
-  (cd "$dir" && "$GO" build -p "$JOBS" -trimpath -ldflags "$ld" -o "$STAGE/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager) >&2
+  log "kubernetes: compiling $* (-p $JOBS)"
+  (cd "$dir" && "$GO" build -p "$JOBS" -trimpath -ldflags "$ld" -o "$STAGE/" "${pkgs[@]}") >&2
 }
 
 build_etcd() {
@@ -137,13 +146,45 @@ build_helm() {
       -o "$STAGE/helm" helm.sh/helm/v3/cmd/helm) >&2
 }
 
+# CoreDNS with only the plugins a test cluster's DNS needs (what its plugin.cfg does for a full
+# build): answers for cluster names from the API server, health and readiness endpoints.
+build_coredns() {
+  local dir="$WORK/coredns" p imports="" names=""
+  new_module "$dir" ""
+  for p in errors log health ready kubernetes; do
+    imports+="	_ \"github.com/coredns/coredns/plugin/$p\""$'\n'; names+="\"$p\", "
+  done
+  cat >"$dir/main.go" <<EOF
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+$imports)
+
+func main() {
+	dnsserver.Directives = []string{${names%, }}
+	coremain.Run()
+}
+EOF
+  log "coredns $COREDNS_VERSION: resolving and compiling (plugins: ${names%, })"
+  (cd "$dir" && "$GO" get "github.com/coredns/coredns@$COREDNS_VERSION" && "$GO" mod tidy &&
+    "$GO" build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$STAGE/coredns" .) >&2
+}
+
 log "cold build into $BIN_DIR with $("$GO" version) (cache: $CACHE_ROOT)"
 # Fail before compiling anything if a pinned module is not served.
-fetch "k8s.io/kubernetes@$KUBE_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
-  "helm.sh/helm/v3@$HELM_VERSION" >/dev/null
-build_kubernetes
-build_etcd
-build_helm
+if [[ -n $NODE ]]; then
+  fetch "k8s.io/kubernetes@$KUBE_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null
+  build_kubernetes kubelet kube-scheduler kube-proxy
+  build_coredns
+else
+  fetch "k8s.io/kubernetes@$KUBE_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
+    "helm.sh/helm/v3@$HELM_VERSION" >/dev/null
+  build_kubernetes kube-apiserver kube-controller-manager
+  build_etcd
+  build_helm
+fi
 
 # Publish only complete builds: a half-built cache must not look usable.
 mkdir -p "$BIN_DIR"

@@ -5,6 +5,7 @@ grpc, dataclay or dataclay_backend, so `pytest tests/unit` loads only what the t
     tests/integration/...  -> integration  real local clusters (processes, gRPC on loopback)
     tests/k8s/...          -> k8s          a real kube-apiserver (binaries from scripts/build-k8s-tools.sh)
     tests/image/...        -> image        the project's image, built and run in containers (podman)
+    tests/node/...         -> node         a real one-node cluster running that image (scripts/build-node.sh)
 
 The fixtures of each level live in its own conftest.py; tests/models is the test model shared
 by all three (each level's conftest puts it on sys.path).
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-LEVELS = ("unit", "integration", "k8s", "image")
+LEVELS = ("unit", "integration", "k8s", "image", "node")
 
 
 def level_of(path: Path) -> str | None:

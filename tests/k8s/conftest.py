@@ -267,69 +267,97 @@ def _wait_healthy(proc: _Proc, url: str, ctx: ssl.SSLContext | None, deadline: f
             pass
 
 
-@pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[KubeCluster]:
-    """etcd + kube-apiserver (RBAC, service accounts) + kube-controller-manager (all controllers)."""
+@dataclass(frozen=True)
+class Placement:
+    """Where the control plane runs. Defaults: plain processes on free loopback ports, no
+    in-cluster endpoint. tests/node runs the same processes inside a network namespace: `wrap`
+    prefixes each command (nsenter), `ports` are fixed inside it, `reach` maps such a port to one
+    this process can connect to (a forwarder), `advertise` is an address pods can reach."""
+
+    wrap: tuple[str, ...] = ()
+    ports: tuple[int, int, int, int] | None = None  # etcd client, etcd peer, API server, kcm
+    reach: Callable[[int], int] = lambda port: port
+    advertise: str | None = None  # None: loopback, and no "kubernetes" Service endpoint
+    apiserver_args: tuple[str, ...] = ()
+    kcm_args: tuple[str, ...] = ()
+
+
+def start_control_plane(bin_dir: Path, root: Path, procs: list[_Proc], where: Placement = Placement()) -> KubeCluster:
+    """etcd + kube-apiserver (RBAC, service accounts) + kube-controller-manager (all controllers),
+    started into `procs` (the caller stops them); PKI, data and logs under `root`."""
+    pki, logs = root / "pki", root / "logs"
+    logs.mkdir(exist_ok=True)
+    _make_pki(pki)
+    etcd_port, peer_port, api_port, kcm_port = where.ports or _free_ports(4)
+    deadline = time.monotonic() + START_TIMEOUT
+    wrap = list(where.wrap)
+
+    etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
+    etcd = _start("etcd", [
+        *wrap, str(bin_dir / "etcd"), "--name=dc-test", f"--data-dir={root / 'etcd'}",
+        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=dc-test={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
+    ], logs, procs)
+    _wait_healthy(etcd, f"http://127.0.0.1:{where.reach(etcd_port)}/readyz", None, deadline)
+
+    if where.advertise is None:
+        # The reconciler publishes the advertise address as the "kubernetes" Service endpoint
+        # and refuses loopback; nothing in-cluster needs that endpoint here.
+        address = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
+    else:
+        address = ["--bind-address=0.0.0.0", f"--advertise-address={where.advertise}"]
+    apiserver = _start("kube-apiserver", [
+        *wrap, str(bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}", *address, f"--secure-port={api_port}",
+        f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
+        "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--profiling=false", "--v=1", *where.apiserver_args,
+    ], logs, procs)
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    _wait_healthy(apiserver, f"https://127.0.0.1:{where.reach(api_port)}/readyz", ctx, deadline)
+
+    kubeconfig, kcm_kubeconfig = root / "admin.kubeconfig", root / "kcm.kubeconfig"
+    _write_kubeconfig(kubeconfig, f"https://127.0.0.1:{where.reach(api_port)}", pki, "admin")
+    _write_kubeconfig(kcm_kubeconfig, f"https://127.0.0.1:{api_port}", pki, "kcm")
+    kcm = _start("kube-controller-manager", [
+        *wrap, str(bin_dir / "kube-controller-manager"), f"--kubeconfig={kcm_kubeconfig}",
+        f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={root / 'kcm-certs'}",
+        "--leader-elect=false", "--controllers=*", "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+        f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "--v=1", *where.kcm_args,
+    ], logs, procs)
+    self_signed = ssl.create_default_context()  # kcm serves a self-signed cert from --cert-dir
+    self_signed.check_hostname, self_signed.verify_mode = False, ssl.CERT_NONE
+    _wait_healthy(kcm, f"https://127.0.0.1:{where.reach(kcm_port)}/healthz", self_signed, deadline)
+    return KubeCluster(kubeconfig=kubeconfig, server=f"https://127.0.0.1:{where.reach(api_port)}", bin_dir=bin_dir)
+
+
+def require_bin_dir() -> Path:
+    """The binaries' directory; skip without them (fail under CI, which must build them)."""
     bin_dir, why = _find_bin_dir()
     if bin_dir is None:
         msg = f"Kubernetes test binaries not available ({why}); run scripts/build-k8s-tools.sh"
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
             pytest.fail(msg + " (CI must build them before the tests)", pytrace=False)
         pytest.skip(msg)
+    return bin_dir
 
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    """etcd + kube-apiserver (RBAC, service accounts) + kube-controller-manager (all controllers)."""
+    bin_dir = require_bin_dir()
     root = Path(tempfile.mkdtemp(prefix="dc-kube-"))
-    pki, logs = root / "pki", root / "logs"
-    logs.mkdir()
     procs: list[_Proc] = []
     try:
-        _make_pki(pki)
-        etcd_port, peer_port, api_port, kcm_port = _free_ports(4)
-        deadline = time.monotonic() + START_TIMEOUT
-
-        etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
-        etcd = _start("etcd", [
-            str(bin_dir / "etcd"), "--name=dc-test", f"--data-dir={root / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=dc-test={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
-        ], logs, procs)
-        _wait_healthy(etcd, f"{etcd_url}/readyz", None, deadline)
-
-        server = f"https://127.0.0.1:{api_port}"
-        apiserver = _start("kube-apiserver", [
-            str(bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            # The reconciler publishes the advertise address as the "kubernetes" Service endpoint
-            # and refuses loopback; nothing in-cluster needs that endpoint here.
-            "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
-        ], logs, procs)
-        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-        _wait_healthy(apiserver, f"{server}/readyz", ctx, deadline)
-
-        kubeconfig, kcm_kubeconfig = root / "admin.kubeconfig", root / "kcm.kubeconfig"
-        _write_kubeconfig(kubeconfig, server, pki, "admin")
-        _write_kubeconfig(kcm_kubeconfig, server, pki, "kcm")
-        kcm = _start("kube-controller-manager", [
-            str(bin_dir / "kube-controller-manager"), f"--kubeconfig={kcm_kubeconfig}",
-            f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={root / 'kcm-certs'}",
-            "--leader-elect=false", "--controllers=*", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "--v=1",
-        ], logs, procs)
-        self_signed = ssl.create_default_context()  # kcm serves a self-signed cert from --cert-dir
-        self_signed.check_hostname, self_signed.verify_mode = False, ssl.CERT_NONE
-        _wait_healthy(kcm, f"https://127.0.0.1:{kcm_port}/healthz", self_signed, deadline)
-
-        yield KubeCluster(kubeconfig=kubeconfig, server=server, bin_dir=bin_dir)
+        yield start_control_plane(bin_dir, root, procs)
     finally:
         for proc in reversed(procs):
             proc.stop()
