@@ -18,6 +18,7 @@ CLIENT, BACKEND, ADMIN = "client", "backend", "admin"
 ANYONE = frozenset({CLIENT, BACKEND, ADMIN})  # every authenticated caller
 INTERNAL = frozenset({BACKEND})               # only backends, among themselves and to the metadata service
 ADMIN_ONLY = frozenset({ADMIN})
+BACKEND_OR_ADMIN = frozenset({BACKEND, ADMIN})
 
 ROLES: dict[str, dict[str, frozenset[str]]] = {
     "Backend": {
@@ -41,6 +42,11 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "StageWrite": INTERNAL,               # a consolidation's participants
         "ApplyWrites": INTERNAL,
         "AbortWrites": INTERNAL,
+        "NewReplica": ANYONE,
+        "StoreReplicas": INTERNAL,            # a master to its replica holders
+        "ReadReplica": ANYONE,                # a fallback read
+        "ForgetReplicas": INTERNAL,
+        "ReleaseReplicas": ADMIN_ONLY,        # drains
     },
     "Metadata": {
         "RegisterBackend": INTERNAL,          # bound: its own name
@@ -58,6 +64,9 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "CommitMove": INTERNAL,               # bound: moves it is the source of
         "CommitTransaction": INTERNAL,        # bound: retires only versions it owns
         "ResolveTransaction": INTERNAL,
+        "AddReplicas": INTERNAL,              # bound: objects it owns
+        "DropReplicas": BACKEND_OR_ADMIN,     # bound for a backend: objects it owns
+        "ListReplicas": BACKEND_OR_ADMIN,     # bound for a backend: replicas it holds or masters
     },
     # The standard health service: any authenticated caller (and probes on an --insecure server).
     "grpc.health.v1.Health": {"Check": ANYONE, "Watch": ANYONE},
