@@ -35,6 +35,7 @@ from dataclay import operations as ops
 from dataclay.exceptions import (
     BackendDrainingError,
     BackendNotFoundError,
+    BackendUnavailableError,
     ClusterMismatchError,
     InvalidRequestError,
     NoBackendAvailableError,
@@ -180,12 +181,32 @@ class Replicas:
             return
         by_id = {row.object_id: row for row in rows}
         me = self.objects.backend_id.bytes
+        requests = {holder: pb.ReplicaStates(master_backend_id=me, destination_backend_id=holder.bytes, objects=[
+            pb.ObjectRecord(object_id=i.bytes, class_path=by_id[i].class_path, state=_as_bytes(by_id[i].state),
+                            revision=by_id[i].revision) for i in object_ids]) for holder, object_ids in plan.items()}
+        failures = self._send_all(requests)
+        known = {holder: self.peers.backends.get(holder) for holder in failures}
+        if any(type(exc) is BackendUnavailableError for exc in failures.values()):  # never sent: a holder that
+            try:                                                                   # restarted elsewhere?
+                current = run_blocking(ops.get_backends(self.peers, self.peers.blocking))
+            except Exception:  # the directory is down too: _drop says the outcome is unknown
+                current = {}
+            again = {h: requests[h] for h in failures if current.get(h) is not None and current.get(h) != known[h]}
+            if again:
+                for holder in again:
+                    del failures[holder]
+                failures.update(self._send_all(again))
+        faults.hit("replicas.after_propagate")
+        for holder, object_ids in replica_plan.unconfirmed(plan, failures).items():
+            log.warning("replica holder %s did not confirm a change of %d object(s) (%s): dropping its replicas",
+                        holder, len(object_ids), failures[holder])
+            self._drop(object_ids, holder, failures[holder])
+
+    def _send_all(self, requests: dict[UUID, pb.ReplicaStates]) -> dict[UUID, BaseException]:
+        """StoreReplicas to every holder at once; the holders that did not confirm, with why."""
         failures: dict[UUID, BaseException] = {}
         waits: dict[UUID, Callable[[], Any]] = {}
-        for holder, object_ids in plan.items():
-            request = pb.ReplicaStates(master_backend_id=me, destination_backend_id=holder.bytes, objects=[
-                pb.ObjectRecord(object_id=i.bytes, class_path=by_id[i].class_path, state=_as_bytes(by_id[i].state),
-                                revision=by_id[i].revision) for i in object_ids])
+        for holder, request in requests.items():
             try:
                 info = run_blocking(ops.backend_info(self.peers, self.peers.blocking, holder))
                 waits[holder] = self.peers.blocking.start(info, "StoreReplicas", request)
@@ -196,11 +217,7 @@ class Replicas:
                 wait()
             except Exception as exc:
                 failures[holder] = exc
-        faults.hit("replicas.after_propagate")
-        for holder, object_ids in replica_plan.unconfirmed(plan, failures).items():
-            log.warning("replica holder %s did not confirm a change of %d object(s) (%s): dropping its replicas",
-                        holder, len(object_ids), failures[holder])
-            self._drop(object_ids, holder, failures[holder])
+        return failures
 
     def _drop(self, object_ids: list[UUID], holder: UUID, why: BaseException) -> None:
         """Remove replicas from the directory (then from `holders`); OutcomeUnknownError if the

@@ -30,16 +30,10 @@ from shapes import Node
 def _read_replica(client: Client, holder: UUID, obj: Node, name: str = "value"):
     """What `holder` serves for obj from its replica (ReadReplica), decoded."""
     rt = client.runtime
-    info = rt.backends[holder] if holder in rt.backends else run_blocking(_info(rt, holder))
+    info = client.get_backends()[holder]  # asked again: a restarted backend listens elsewhere
     record = run_blocking(rt.blocking.backend(info, "ReadReplica",
                                               pb.ReplicaReadRequest(object_id=obj.id.bytes, name=name)))
     return rt.decode(record.state)
-
-
-async def _info(rt, holder):
-    from dataclay import operations as ops
-
-    return await ops.backend_info(rt, rt.blocking, holder)
 
 
 def _listed(client: Client, obj: Node) -> set[UUID]:
