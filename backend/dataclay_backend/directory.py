@@ -281,17 +281,17 @@ class Directory:
         return True
 
     def locate(self, object_id: UUID) -> ObjectEntry:
-        rows = self.db.query(
-            "SELECT class_path, backend_id, version_parent, version_original, retired FROM objects WHERE id=?",
+        rows = self.db.query(  # one query: the replicas (usually none) as comma-separated hex ids
+            "SELECT class_path, backend_id, version_parent, version_original, retired, "
+            "(SELECT group_concat(hex(backend_id)) FROM replicas WHERE object_id=objects.id) FROM objects WHERE id=?",
             (object_id.bytes,),
         )
         if not rows:
             raise ObjectNotRegisteredError(f"Object {object_id} is not registered!", object_id=object_id)
-        class_path, backend, parent, original, retired = rows[0]
+        class_path, backend, parent, original, retired, replicas_hex = rows[0]
         if retired:
             raise retired_error(object_id, UUID(bytes=original), retired == CONSOLIDATED)
-        replicas = tuple(UUID(bytes=r[0]) for r in self.db.query(
-            "SELECT backend_id FROM replicas WHERE object_id=? ORDER BY backend_id", (object_id.bytes,)))
+        replicas = tuple(sorted(UUID(hex=h) for h in replicas_hex.split(","))) if replicas_hex else ()
         return ObjectEntry(object_id, class_path, UUID(bytes=backend),
                            UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None,
                            replicas)

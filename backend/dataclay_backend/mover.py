@@ -315,12 +315,13 @@ class Mover:
                 cls = type(obj)
                 path = paths.get(cls) or paths.setdefault(cls, class_path(cls))
                 object_id = obj.__dict__[lc.ID].bytes
-                replicas = [holder.bytes for holder in holders.get(obj.__dict__[lc.ID], ())] if holders else []
+                replicas = [h.bytes for h in holders.get(obj.__dict__[lc.ID], ())] if holders else None
                 for offset in range(0, max(len(data), 1), CHUNK_BYTES):
                     piece = data[offset:offset + CHUNK_BYTES]
                     records.append(pb.ObjectRecord(object_id=object_id, class_path=path, state=piece,
-                                                   continues=offset + CHUNK_BYTES < len(data), revision=revision,
-                                                   replica_backend_ids=replicas if offset == 0 else []))
+                                                   continues=offset + CHUNK_BYTES < len(data), revision=revision))
+                    if replicas and offset == 0:
+                        records[-1].replica_backend_ids.extend(replicas)
                     size += len(piece)
                     if size >= CHUNK_BYTES:
                         yield pb.TransferChunk(objects=records, **header)

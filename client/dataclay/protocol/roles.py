@@ -9,7 +9,8 @@ table before any handler runs (dataclay_backend.grpc_server); an RPC missing her
 everyone. Internal calls are also bound to the caller's identity where the request names a
 backend or objects (dataclay_backend.metadata_service): a backend registers only its own name and
 id, registers, drops and retires only objects it owns, commits only moves it is the source of,
-and lists only its own objects.
+lists only its own objects, records and drops replicas only of objects it owns, and lists only
+the replicas it holds or masters.
 """
 from __future__ import annotations
 
