@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 import pytest
 
 from dataclay import Client
-from dataclay.admin import drain_backends
+from dataclay.admin import deregister_backends, drain_backends
 from dataclay.exceptions import (
     BackendDrainingError,
     BackendUnavailableError,
@@ -259,6 +261,58 @@ def _answers(client: Client, holder: UUID, node: Node) -> bool:
     return True
 
 
+def test_a_replica_stopped_past_the_call_deadline_is_dropped_and_the_write_returns(make_cluster):
+    cluster = make_cluster(backends=3)
+    cluster.stop_process(cluster.backends["backend-0"])
+    cluster.start_backend(0, env={"DC_CALL_TIMEOUT": "1"})  # the master's deadline for its holders
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        master = next(i for i, info in client.get_backends().items() if info.name == "backend-0")
+        stopped = next(i for i, info in client.get_backends().items() if info.name == "backend-2")
+        kept = next(i for i in ids if i not in (master, stopped))
+        node = Node(1)
+        node.make_persistent(backend_id=master)
+        node.new_replica(backend_id=stopped)
+        node.new_replica(backend_id=kept)
+        pid = cluster.backends["backend-2"].popen.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            node.value = 2
+            assert time.monotonic() - started < 10.0
+            assert _listed(client, node) == {kept}
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        with pytest.raises(ReplicaNotFoundError):  # it may have stored the change, or not: never read
+            _read_replica(client, stopped, node)
+        assert _read_replica(client, kept, node) == 2
+
+
+def test_concurrent_changes_leave_every_replica_with_the_masters_last_state(client):
+    ids = list(client.get_backends())
+    node = Node(0)
+    node.make_persistent(backend_id=ids[0])
+    node.new_replica(backend_id=ids[1])
+    node.new_replica(backend_id=ids[2])
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: [node.bump() for _ in range(15)], range(4)))
+    assert node.value == 60
+    assert _read_replica(client, ids[1], node) == 60 and _read_replica(client, ids[2], node) == 60
+
+
+def test_a_restarted_master_keeps_its_replicas_in_sync(make_cluster):
+    cluster = make_cluster(backends=2)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        node = Node(1)
+        node.make_persistent(backend_id=ids[0])
+        node.new_replica(backend_id=ids[1])
+        cluster.restart_backend("backend-0")  # it learns its objects' replicas from the directory again
+        _until(lambda: _serves(node), what="the master to serve again")
+        node.value = 2
+        assert _read_replica(client, ids[1], node) == 2
+
+
 def test_a_drain_takes_every_replica_off_the_drained_backend_and_rehomes_it(make_cluster):
     cluster = make_cluster(backends=3)
     with Client(host="127.0.0.1", port=cluster.port) as client:
@@ -288,3 +342,11 @@ def test_a_drain_takes_every_replica_off_the_drained_backend_and_rehomes_it(make
             nodes[0].new_replica(backend_id=ids[2])
         nodes[0].value = 50  # the master no longer counts on backend-2
         assert _read_replica(client, ids[1], nodes[0]) == 50
+        # Retiring it and deleting its data loses no copy: its masters moved, its replicas were never the last
+        assert deregister_backends("127.0.0.1", cluster.port, ["backend-2"],
+                                   credentials=cluster.client_credentials("admin")) == ["backend-2"]
+        cluster.kill_backend("backend-2")
+        shutil.rmtree(cluster.data_dir / "backend-2")
+        assert [n.value for n in nodes] == [50, 1, 2, 3] and mastered_there.value == 100
+        cluster.kill_backend("backend-0")  # and the re-homed replicas serve when the masters are gone
+        assert [n.value for n in nodes] == [50, 1, 2, 3]
