@@ -21,6 +21,7 @@ from dataclay.exceptions import (
     BackendDrainingError,
     BackendUnavailableError,
     NoBackendAvailableError,
+    OutcomeUnknownError,
     ReplicaNotFoundError,
 )
 from dataclay.protocol import dataclay_pb2 as pb
@@ -286,6 +287,28 @@ def test_a_replica_stopped_past_the_call_deadline_is_dropped_and_the_write_retur
         with pytest.raises(ReplicaNotFoundError):  # it may have stored the change, or not: never read
             _read_replica(client, stopped, node)
         assert _read_replica(client, kept, node) == 2
+
+
+def test_a_replica_lost_while_the_metadata_service_is_stopped_fails_the_write_typed_and_is_dropped_later(make_cluster):
+    cluster = make_cluster(backends=2)
+    cluster.stop_process(cluster.backends["backend-0"])
+    cluster.start_backend(0, env={"DC_CALL_TIMEOUT": "1"})
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        by_name = {info.name: i for i, info in client.get_backends().items()}
+        node = Node(1)
+        node.make_persistent(backend_id=by_name["backend-0"])
+        node.new_replica(backend_id=by_name["backend-1"])
+        assert node.peek() == 0  # the client knows where the master is: the write below asks nobody else
+        cluster.kill_backend("backend-1")
+        pid = cluster.metadata.popen.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(OutcomeUnknownError, match="could not be told"):
+                node.value = 2  # stored on the master; the replica could neither get it nor be dropped
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        _until(lambda: _listed(client, node) == set(), what="the master to drop the replica in the background")
+        assert node.value == 2
 
 
 def test_concurrent_changes_leave_every_replica_with_the_masters_last_state(client):
