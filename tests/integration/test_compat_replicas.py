@@ -192,6 +192,7 @@ def test_master_killed_reads_fall_back_to_a_replica_and_writes_fail_typed(make_c
         cluster.kill_backend("backend-0")
         assert node.value == 6  # served by the replica
         assert node.dc_clone().value == clone_before.value == 6  # GetObjectState falls back too
+        assert node.get_properties()["value"] == 6
         with pytest.raises(BackendUnavailableError):
             node.value = 7
         with pytest.raises(BackendUnavailableError):
