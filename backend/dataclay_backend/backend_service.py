@@ -263,7 +263,7 @@ class BackendService(rpc.BackendServicer):
         if not roots:
             raise InvalidRequestError("NewReplica needs at least one object id")
         destination = parse_uuid(request.destination, "destination backend id") if request.destination else None
-        return self.rt.replicas.new_replica(roots, destination, request.recursive)
+        return self.rt.replicas.new_replica(roots, destination, request.recursive, _chain(context))
 
     @handler
     def StoreReplicas(self, request: pb.ReplicaStates, context) -> pb.Empty:

@@ -50,7 +50,7 @@ from dataclay.serialization import check, class_path, dumps, import_class, loads
 from dataclay.transport import run_blocking
 from dataclay_backend import faults, replica_plan
 from dataclay_backend.directory_client import DirectoryClient
-from dataclay_backend.heap import MOVE_CHAIN_PREFIX
+from dataclay_backend.heap import MOVE_CHAIN_PREFIX, lock_of
 from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
@@ -107,14 +107,22 @@ class Replicas:
                     if not holders:
                         del self.holders[object_id]
 
-    def new_replica(self, roots: list[UUID], destination: UUID | None, recursive: bool) -> pb.NewReplicaReply:
+    def new_replica(self, roots: list[UUID], destination: UUID | None, recursive: bool,
+                    caller_chain: str | None = None) -> pb.NewReplicaReply:
         """Replicate the roots (and, if recursive, what they reach through objects owned here)
         onto destination, or onto a backend picked as dataClay does (replica_plan). Objects the
-        destination already holds (or owns) are skipped: a no-op, not an error."""
+        destination already holds (or owns) are skipped: a no-op, not an error. A call chain
+        that holds a root (an active method of it asking for its replica) is refused at once:
+        the replica would copy a change not stored yet, and waiting would wait for itself."""
         me = self.objects.backend_id
         for root in roots:
             if root not in self.objects.owned:
                 self.locate(root)  # raises where it is (the caller follows), or that it does not exist
+            elif caller_chain is not None and self._held_by(root, caller_chain):
+                raise InvalidRequestError(
+                    f"new_replica() of object {root} from a call that holds it (its own active method, or one that "
+                    "changed it): its change is not stored yet; call new_replica() after that call returns",
+                    object_id=root)
         backends = run_blocking(ops.get_backends(self.peers, self.peers.blocking))
         if destination is None:
             destination = replica_plan.choose_destination(backends.values(), me, self.of(roots[0]))
@@ -140,6 +148,9 @@ class Replicas:
                                       frontier=walk.frontier_entries())
         finally:
             walk.release()  # held while the replica is made: no change can slip between copy and record
+
+    def _held_by(self, object_id: UUID, chain: str) -> bool:
+        return lock_of(self.objects.instance(object_id, self.objects.owned[object_id])).owner == chain
 
     def _create(self, records: list[pb.ObjectRecord], replicated: list[UUID], destination: UUID) -> None:
         """Send the states, then record the replicas (in memory first: see the docstring)."""

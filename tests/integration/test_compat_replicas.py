@@ -20,6 +20,7 @@ from dataclay.admin import deregister_backends, drain_backends
 from dataclay.exceptions import (
     BackendDrainingError,
     BackendUnavailableError,
+    InvalidRequestError,
     NoBackendAvailableError,
     OutcomeUnknownError,
     ReplicaNotFoundError,
@@ -125,6 +126,17 @@ def test_recursive_replica_with_remotes_walks_through_objects_of_other_backends(
     lone.next.move(ids[1])
     lone.new_replica(backend_id=ids[2], recursive=True, remotes=False)
     assert _listed(client, lone) == {ids[2]} and _listed(client, lone.next) == set()
+
+
+def test_new_replica_from_a_call_that_holds_the_object_is_refused_at_once_and_nothing_is_replicated(client):
+    ids = list(client.get_backends())
+    node = Node(1)
+    node.make_persistent(backend_id=ids[0])
+    started = time.monotonic()
+    with pytest.raises(InvalidRequestError, match="after that call returns"):
+        node.bump_and_replicate(str(ids[1]))
+    assert time.monotonic() - started < 5.0  # not a lock timeout
+    assert _listed(client, node) == set() and node.value in (1, 2)
 
 
 # ------------------------------------------------------------------ in sync
