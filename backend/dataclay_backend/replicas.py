@@ -17,6 +17,12 @@ change) and the master keeps trying to drop that replica in the background (reso
 So a replica the directory lists never lacks an acknowledged change, and a holder checks the
 directory before it serves a read (`read`): a dropped replica is never read.
 
+Where the guarantee stops: a consolidation across backends replies once the original's backend
+applied it (then its replicas have it) or could not be reached (it applies, and propagates, when
+it resolves the transaction, before serving the original again); meanwhile a fallback read may
+return the state before the consolidation. And a drop the directory could not record (above)
+leaves a replica that missed a change listed until the master's background retry succeeds.
+
 Holder side: replicas are kept apart from owned objects (object_store's replica_states), are
 never run (no active method, no write), and are read only through ReadReplica, the fallback of
 clients whose master is unavailable.
