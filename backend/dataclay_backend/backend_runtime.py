@@ -7,6 +7,7 @@ objects it owns in place. It composes the backend's parts and answers the object
 - request.Requests: serving a request and storing its changes before the reply;
 - incoming.Incoming: new objects arriving (StoreObjects, versions, make_persistent here);
 - mover.Mover / walk.Walk: moves; versioning.Versioning / lineage: versions, consolidation;
+- replicas.Replicas / replica_plan: replicas, kept in sync by their master;
 - recovery.recover: agreeing with the directory at start; event_loop: `async def` methods.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclay_backend.mover import Mover
 from dataclay_backend.object_store import ObjectStore
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.recovery import reconcile, recover
+from dataclay_backend.replicas import Replicas
 from dataclay_backend.request import Requests, current_scope
 from dataclay_backend.scope import SCOPE
 from dataclay_backend.versioning import Versioning
@@ -52,11 +54,12 @@ class BackendRuntime(Runtime):
         self.local_backend_id = self.objects.backend_id
         self.locks = ObjectLocks(name, lock_timeout, self.objects.ready)
         self.directory = DirectoryClient(self.blocking)
-        self.requests = Requests(self.objects, self.locks, self.directory)
+        self.replicas = Replicas(self.objects, self.locks, self.directory, self, self.local_object)
+        self.requests = Requests(self.objects, self.locks, self.directory, self.replicas)
         self.incoming = Incoming(self.objects, self.directory)
-        self.mover = Mover(self.objects, self.locks, self.directory, self, self.local_object)
+        self.mover = Mover(self.objects, self.locks, self.directory, self, self.local_object, self.replicas)
         self.versioning = Versioning(self.objects, self.locks, self.directory, self, self.local_object,
-                                     self.incoming, self.requests.new_chain, consolidation_timeout)
+                                     self.incoming, self.requests.new_chain, consolidation_timeout, self.replicas)
         self.event_loop = EventLoop()
         self.request = self.requests.request
 
@@ -211,5 +214,8 @@ class BackendRuntime(Runtime):
         return self.requests.snapshot(obj)
 
     def recover(self, restored: bool = False) -> tuple[int, int]:
-        """recovery.recover, or recovery.reconcile when the directory was restored from a backup."""
-        return (reconcile if restored else recover)(self.objects, self.directory, self.mover, self.versioning)
+        """recovery.recover, or recovery.reconcile when the directory was restored from a
+        backup; then the replicas this backend holds and masters."""
+        dropped = (reconcile if restored else recover)(self.objects, self.directory, self.mover, self.versioning)
+        self.replicas.recover()
+        return dropped

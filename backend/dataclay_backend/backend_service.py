@@ -255,3 +255,32 @@ class BackendService(rpc.BackendServicer):
     def AbortWrites(self, request: pb.TransactionRequest, context) -> pb.Empty:
         self.rt.versioning.abort(parse_uuid(request.txn_id, "transaction id"))
         return EMPTY
+
+    # ------------------------------------------------------------------ replicas (dataclay_backend.replicas)
+    @handler
+    def NewReplica(self, request: pb.NewReplicaRequest, context) -> pb.NewReplicaReply:
+        roots = [parse_uuid(raw, "object id") for raw in request.object_ids]
+        if not roots:
+            raise InvalidRequestError("NewReplica needs at least one object id")
+        destination = parse_uuid(request.destination, "destination backend id") if request.destination else None
+        return self.rt.replicas.new_replica(roots, destination, request.recursive, _chain(context))
+
+    @handler
+    def StoreReplicas(self, request: pb.ReplicaStates, context) -> pb.Empty:
+        self.rt.replicas.store(request)
+        return EMPTY
+
+    @handler
+    def ReadReplica(self, request: pb.ReplicaReadRequest, context) -> pb.ObjectRecord:
+        return self.rt.replicas.read(parse_uuid(request.object_id, "object id"), request.name)
+
+    @handler
+    def ForgetReplicas(self, request: pb.ObjectIdList, context) -> pb.Empty:
+        self.rt.replicas.forget([parse_uuid(raw, "object id") for raw in request.object_ids])
+        return EMPTY
+
+    @handler
+    def ReleaseReplicas(self, request: pb.ReleaseReplicasRequest, context) -> pb.ReplicaList:
+        placed = self.rt.replicas.release([parse_uuid(raw, "object id") for raw in request.object_ids],
+                                          parse_uuid(request.backend_id, "backend id"), request.rehome)
+        return pb.ReplicaList(replicas=placed)

@@ -27,6 +27,7 @@ from dataclay.exceptions import (
     AlreadyExistError,
     BackendNotFoundError,
     ClusterMismatchError,
+    InvalidRequestError,
     ObjectMovingError,
     ObjectNotRegisteredError,
     VersionConflictError,
@@ -64,6 +65,11 @@ CREATE TABLE IF NOT EXISTS aliases (
     object_id BLOB NOT NULL REFERENCES objects (id)
 );
 CREATE INDEX IF NOT EXISTS aliases_by_object ON aliases (object_id);
+CREATE TABLE IF NOT EXISTS replicas (  -- backends holding a replica of an object (never its owner)
+    object_id BLOB NOT NULL,
+    backend_id BLOB NOT NULL,
+    PRIMARY KEY (object_id, backend_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transactions (
     id BLOB PRIMARY KEY,
     committed INTEGER NOT NULL,     -- 1 committed, 0 aborted, no row: undecided
@@ -91,6 +97,14 @@ class ObjectEntry:
     backend_id: UUID
     version_parent: UUID | None = None
     version_original: UUID | None = None
+    replicas: tuple[UUID, ...] = ()  # backends holding a replica, besides the owner
+
+
+@dataclass(frozen=True)
+class ReplicaEntry:
+    object_id: UUID
+    backend_id: UUID  # the holder
+    master_backend_id: UUID  # the object's owner
 
 
 class Directory:
@@ -175,6 +189,7 @@ class Directory:
                 raise BackendNotDrainedError(
                     f"backend {name} ({backend_id}) {why}: drain it first (dataclay drain {name}), then deregister it",
                     name=name, backend_id=backend_id)
+            conn.execute("DELETE FROM replicas WHERE backend_id=?", (backend_id.bytes,))  # never a last copy
             conn.execute("DELETE FROM backends WHERE id=?", (backend_id.bytes,))
             conn.execute("INSERT INTO retired_backends VALUES (?, ?)", (backend_id.bytes, name))
 
@@ -266,17 +281,20 @@ class Directory:
         return True
 
     def locate(self, object_id: UUID) -> ObjectEntry:
-        rows = self.db.query(
-            "SELECT class_path, backend_id, version_parent, version_original, retired FROM objects WHERE id=?",
+        rows = self.db.query(  # one query: the replicas (usually none) as comma-separated hex ids
+            "SELECT class_path, backend_id, version_parent, version_original, retired, "
+            "(SELECT group_concat(hex(backend_id)) FROM replicas WHERE object_id=objects.id) FROM objects WHERE id=?",
             (object_id.bytes,),
         )
         if not rows:
             raise ObjectNotRegisteredError(f"Object {object_id} is not registered!", object_id=object_id)
-        class_path, backend, parent, original, retired = rows[0]
+        class_path, backend, parent, original, retired, replicas_hex = rows[0]
         if retired:
             raise retired_error(object_id, UUID(bytes=original), retired == CONSOLIDATED)
+        replicas = tuple(sorted(UUID(hex=h) for h in replicas_hex.split(","))) if replicas_hex else ()
         return ObjectEntry(object_id, class_path, UUID(bytes=backend),
-                           UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None)
+                           UUID(bytes=parent) if parent else None, UUID(bytes=original) if original else None,
+                           replicas)
 
     def owned_by(self, backend_id: UUID, caller: str | None = None) -> list[UUID]:
         """The live objects of a backend, all at once (owned_page for the wire)."""
@@ -338,6 +356,11 @@ class Directory:
                     f"{source}; nothing was moved",
                     backend_id=source,
                 )
+            if conn.execute("SELECT 1 FROM replicas LIMIT 1").fetchone():  # a replica on the destination is
+                for start in range(0, len(object_keys), 500):           # its copy now, not a replica
+                    batch = object_keys[start:start + 500]
+                    conn.execute(f"DELETE FROM replicas WHERE backend_id=? AND object_id IN ({','.join('?' * len(batch))})",
+                                 (destination.bytes, *batch))
 
     # ------------------------------------------------------------------ transactions
     def commit_transaction(self, txn_id: UUID, retire: list[UUID], apply: dict[str, int],
@@ -380,7 +403,65 @@ class Directory:
             self._require_owned(conn, self._caller_id(conn, caller, "drop objects"), object_ids, "drop objects")
             for object_id in object_ids:
                 conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
+                conn.execute("DELETE FROM replicas WHERE object_id=?", (object_id.bytes,))
                 conn.execute("DELETE FROM objects WHERE id=?", (object_id.bytes,))
+
+    # ------------------------------------------------------------------ replicas
+    def add_replicas(self, object_ids: list[UUID], holder: UUID, caller: str | None = None) -> None:
+        """Record replicas on `holder`. A calling backend records them only for objects it owns
+        (their master keeps them in sync); never on an object's owner (InvalidRequestError) nor
+        on a draining or unknown backend."""
+        check_ids(len(object_ids))
+        with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, "record replicas")
+            self._require_not_draining(conn, holder)
+            for object_id in object_ids:
+                row = conn.execute("SELECT backend_id, retired FROM objects WHERE id=?", (object_id.bytes,)).fetchone()
+                if row is None or row[1]:
+                    raise ObjectNotRegisteredError(f"Object {object_id} is not registered!", object_id=object_id)
+                if caller_id is not None and row[0] != caller_id:
+                    raise Refusal("record replicas", f"object {object_id} is not its own")
+                if row[0] == holder.bytes:
+                    raise InvalidRequestError(f"backend {holder} owns object {object_id}: it holds no replica of it",
+                                              object_id=object_id, backend_id=holder)
+            conn.executemany("INSERT OR IGNORE INTO replicas VALUES (?, ?)",
+                             [(object_id.bytes, holder.bytes) for object_id in object_ids])
+
+    def drop_replicas(self, object_ids: list[UUID], holder: UUID, caller: str | None = None) -> None:
+        """Forget replicas on `holder` (an empty list: every replica it holds). A calling backend
+        drops only replicas of objects it owns; the admin (caller None) any."""
+        check_ids(len(object_ids))
+        with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, "drop replicas")
+            if caller_id is not None:
+                if not object_ids:
+                    raise Refusal("drop replicas", "a backend names the objects it owns")
+                self._require_owned(conn, caller_id, object_ids, "drop replicas")
+            if not object_ids:
+                conn.execute("DELETE FROM replicas WHERE backend_id=?", (holder.bytes,))
+                return
+            conn.executemany("DELETE FROM replicas WHERE object_id=? AND backend_id=?",
+                             [(object_id.bytes, holder.bytes) for object_id in object_ids])
+
+    def list_replicas(self, holder: UUID | None = None, master: UUID | None = None,
+                      caller: str | None = None) -> list[ReplicaEntry]:
+        """Replicas held by `holder` and/or of objects `master` owns; a calling backend lists
+        only those it holds or masters."""
+        with self.db.transaction() as conn:
+            caller_id = self._caller_id(conn, caller, "list replicas")
+            if caller_id is not None and caller_id not in {getattr(holder, "bytes", None), getattr(master, "bytes", None)}:
+                raise Refusal("list replicas", "a backend lists only the replicas it holds or masters")
+            sql = "SELECT r.object_id, r.backend_id, o.backend_id FROM replicas r JOIN objects o ON o.id = r.object_id"
+            where, args = [], []
+            if holder is not None:
+                where.append("r.backend_id=?")
+                args.append(holder.bytes)
+            if master is not None:
+                where.append("o.backend_id=?")
+                args.append(master.bytes)
+            rows = conn.execute(sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.object_id",
+                                args).fetchall()
+        return [ReplicaEntry(UUID(bytes=a), UUID(bytes=b), UUID(bytes=c)) for a, b, c in rows]
 
     # ------------------------------------------------------------------ aliases
     @staticmethod

@@ -38,6 +38,20 @@ class DirectoryClient:
         entry = self._call("LocateObject", pb.ObjectRequest(object_id=object_id.bytes))
         return UUID(bytes=entry.backend_id)
 
+    def entry_of(self, object_id: UUID) -> pb.ObjectEntry:
+        """The directory's entry of an object: its owner and its replica holders."""
+        return self._call("LocateObject", pb.ObjectRequest(object_id=object_id.bytes))
+
+    def add_replicas(self, object_ids: list[UUID], holder: UUID) -> None:
+        self._call("AddReplicas", pb.ReplicaChange(object_ids=[i.bytes for i in object_ids], backend_id=holder.bytes))
+
+    def drop_replicas(self, object_ids: list[UUID], holder: UUID) -> None:
+        self._call("DropReplicas", pb.ReplicaChange(object_ids=[i.bytes for i in object_ids], backend_id=holder.bytes))
+
+    def list_replicas(self, holder: UUID | None = None, master: UUID | None = None) -> list[pb.ReplicaEntry]:
+        request = pb.ReplicasRequest(holder=holder.bytes if holder else b"", master=master.bytes if master else b"")
+        return list(self._call("ListReplicas", request).replicas)
+
     def owned_by(self, backend_id: UUID) -> set[UUID]:
         owned = owned_objects(lambda request: self._call("ListOwnedObjects", request), backend_id.bytes)
         return {UUID(bytes=raw) for raw in owned}

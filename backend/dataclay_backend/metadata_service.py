@@ -28,6 +28,7 @@ def _entry(entry: ObjectEntry) -> pb.ObjectEntry:
         object_id=entry.object_id.bytes, class_path=entry.class_path, backend_id=entry.backend_id.bytes,
         version_parent=entry.version_parent.bytes if entry.version_parent else b"",
         version_original=entry.version_original.bytes if entry.version_original else b"",
+        replica_backend_ids=[backend_id.bytes for backend_id in entry.replicas],
     )
 
 
@@ -187,3 +188,37 @@ class MetadataService(rpc.MetadataServicer):
                 raise Refusal(what, str(refused)) from None
         return pb.ReconcileReply(refused=[object_id.bytes for object_id in done.refused], adopted=done.adopted,
                                  reassigned=done.reassigned, restore_ended=done.ended)
+
+    # ------------------------------------------------------------------ replicas
+    def _by_role(self, context, what: str, call):
+        """call(caller): bound to the calling backend's name, or unbound for the admin."""
+        identity = peer_identity(context)
+        if identity is not None and identity.role == BACKEND:
+            with self._bound(context, what) as caller:
+                return call(caller)
+        return call(None)
+
+    @handler
+    def AddReplicas(self, request: pb.ReplicaChange, context) -> pb.Empty:
+        object_ids = [parse_uuid(raw, "object id") for raw in request.object_ids]
+        holder = parse_uuid(request.backend_id, "backend id")
+        with self._bound(context, "record replicas") as caller:
+            self.directory.add_replicas(object_ids, holder, caller)
+        return pb.Empty()
+
+    @handler
+    def DropReplicas(self, request: pb.ReplicaChange, context) -> pb.Empty:
+        object_ids = [parse_uuid(raw, "object id") for raw in request.object_ids]
+        holder = parse_uuid(request.backend_id, "backend id")
+        self._by_role(context, "drop replicas", lambda caller: self.directory.drop_replicas(object_ids, holder, caller))
+        return pb.Empty()
+
+    @handler
+    def ListReplicas(self, request: pb.ReplicasRequest, context) -> pb.ReplicaList:
+        holder = optional_uuid(request.holder, "holder backend id")
+        master = optional_uuid(request.master, "master backend id")
+        entries = self._by_role(context, "list replicas",
+                                lambda caller: self.directory.list_replicas(holder, master, caller))
+        return pb.ReplicaList(replicas=[
+            pb.ReplicaEntry(object_id=e.object_id.bytes, backend_id=e.backend_id.bytes,
+                            master_backend_id=e.master_backend_id.bytes) for e in entries])

@@ -40,6 +40,7 @@ from dataclay_backend.heap import MOVE_CHAIN_PREFIX
 from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
+from dataclay_backend.replicas import Replicas
 from dataclay_backend.resolve_later import resolve_later
 from dataclay_backend.scope import SCOPE
 from dataclay_backend.walk import Walk
@@ -78,8 +79,10 @@ class Mover:
 
     def __init__(
         self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient, peers: Runtime,
-        locate: Callable[[UUID], Any],
+        locate: Callable[[UUID], Any], replicas: Replicas,
     ) -> None:
+        self.replicas = replicas  # a moved object's replica holders travel with it
+        self.staged_replicas: dict[UUID, dict[UUID, set[UUID]]] = {}  # move id -> {object id: holders}
         self.objects = objects
         self.locks = locks
         self.directory = directory
@@ -187,6 +190,7 @@ class Mover:
             activated = self._start_activation(target, move_id)
             faults.hit("move.after_activate")
             objects.give_up(walk.locked, destination)
+            self.replicas.moved_away([UUID(bytes=key) for key in keys])
             walk.release()  # held calls go to the new owner now
             activated()
             log.info("moved %d objects (%d bytes) to %s in %.3fs", len(keys), sent["bytes"], target.describe(),
@@ -305,15 +309,19 @@ class Mover:
         header = {"move_id": move_id.bytes, "source_backend_id": self.objects.backend_id.bytes,
                   "destination_backend_id": destination.bytes}
         paths: dict[type, str] = {}
+        holders = self.replicas.holders
         for batch in walk.batches():
             for obj, data, revision in batch:
                 cls = type(obj)
                 path = paths.get(cls) or paths.setdefault(cls, class_path(cls))
                 object_id = obj.__dict__[lc.ID].bytes
+                replicas = [h.bytes for h in holders.get(obj.__dict__[lc.ID], ())] if holders else None
                 for offset in range(0, max(len(data), 1), CHUNK_BYTES):
                     piece = data[offset:offset + CHUNK_BYTES]
                     records.append(pb.ObjectRecord(object_id=object_id, class_path=path, state=piece,
                                                    continues=offset + CHUNK_BYTES < len(data), revision=revision))
+                    if replicas and offset == 0:
+                        records[-1].replica_backend_ids.extend(replicas)
                     size += len(piece)
                     if size >= CHUNK_BYTES:
                         yield pb.TransferChunk(objects=records, **header)
@@ -340,6 +348,7 @@ class Mover:
         moves: set[UUID] = set()
         partial: dict[bytes, list[bytes]] = {}  # objects larger than a chunk, in pieces
         classes: set[str] = set()  # class paths checked importable here
+        replicated: dict[bytes, set[UUID]] = {}  # replica holders of objects still arriving
         try:
             for chunk in chunks:
                 move_id = parse_uuid(chunk.move_id, "move id")
@@ -353,6 +362,8 @@ class Mover:
                 rows = []
                 for record in chunk.objects:
                     key, state = record.object_id, record.state
+                    if record.replica_backend_ids:  # on the first piece of a state
+                        replicated[key] = {parse_uuid(raw, "replica backend id") for raw in record.replica_backend_ids}
                     if record.continues or key in partial:
                         partial.setdefault(key, []).append(state)
                         if record.continues:
@@ -368,6 +379,9 @@ class Mover:
                         classes.add(record.class_path)
                     _check_state(state, object_id)  # refused on arrival, not when first loaded
                     rows.append(StoredObject(object_id, record.class_path, record.revision or 1, state))
+                    if key in replicated:
+                        with self._lock:
+                            self.staged_replicas.setdefault(move_id, {})[object_id] = replicated.pop(key)
                 objects.store.write(rows, staged=move_id)
                 with self._lock:
                     staged = self.staged_moves.setdefault(move_id, {})
@@ -395,11 +409,15 @@ class Mover:
                 return  # already active (a call for one of them activated it first)
             self.objects.store.activate(move_id)
             self.objects.adopt(classes)  # owned before no longer staged: never neither
+            holders = self.staged_replicas.pop(move_id, None)
+            if holders:
+                self.replicas.arrived(holders)  # before any call for them: they are locked until now
             del self.staged_moves[move_id]
             self._unstage(classes, move_id)
 
     def abort(self, move_id: UUID) -> None:
         with self._lock:
+            self.staged_replicas.pop(move_id, None)
             self._unstage(self.staged_moves.pop(move_id, {}), move_id)
             self.objects.store.discard(move_id)
 

@@ -57,7 +57,17 @@ CREATE TABLE IF NOT EXISTS staged_writes (  -- consolidations prepared here, not
     state BLOB NOT NULL,
     PRIMARY KEY (txn, id)
 );
+CREATE TABLE IF NOT EXISTS replica_states (  -- replicas held here of objects other backends own
+    id BLOB PRIMARY KEY,
+    class_path TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
 """
+_REPLICA_UPSERT = (
+    "INSERT INTO replica_states VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET class_path=excluded.class_path, "
+    "revision=excluded.revision, state=excluded.state WHERE excluded.revision >= replica_states.revision"
+)
 
 
 class StateWriter(Protocol):
@@ -343,3 +353,24 @@ class ObjectStore:
     def forget_prepared(self, txn_id: UUID) -> None:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM staged_writes WHERE txn=?", (txn_id.bytes,))
+
+    # ------------------------------------------------------------------ replicas held here (table replica_states)
+    def store_replicas(self, objects: list[StoredObject]) -> None:
+        """Create or update replicas in one transaction; an older revision never replaces a newer
+        one (two updates that arrive out of order leave the newer state)."""
+        rows = [(o.object_id.bytes, o.class_path, o.revision, o.state) for o in objects]
+        with self.db.transaction() as conn:
+            conn.executemany(_REPLICA_UPSERT, rows)
+
+    def load_replica(self, object_id: UUID) -> StoredObject | None:
+        rows = self.db.query("SELECT class_path, revision, state FROM replica_states WHERE id=?", (object_id.bytes,))
+        return StoredObject(object_id, *rows[0]) if rows else None
+
+    def forget_replicas(self, object_ids: Iterable[UUID]) -> None:
+        keys = [(object_id.bytes,) for object_id in object_ids]
+        if keys:
+            with self.db.transaction() as conn:
+                conn.executemany("DELETE FROM replica_states WHERE id=?", keys)
+
+    def replica_ids(self) -> set[UUID]:
+        return {UUID(bytes=r[0]) for r in self.db.query("SELECT id FROM replica_states")}

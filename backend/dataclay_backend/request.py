@@ -6,7 +6,8 @@ pending (dataclay_backend.locking); before the reply goes out, `store_changes` p
 touched object (under its lock, so the snapshot is never half a method), skips those whose
 bytes did not change, registers objects that became persistent during the request, and writes
 all of it in one SQLite transaction. So when a call returns, its effects survive `kill -9` of
-the backend.
+the backend. Changed objects that have replicas send the change to them before the locks are
+let go (dataclay_backend.replicas: the guarantee); objects without replicas skip that at once.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
+from dataclay_backend.replicas import Replicas
 from dataclay_backend.scope import SCOPE, RequestScope
 from dataclay_backend.state import ImmutableState, can_change_in_place, large_immutable_size, state_digest
 
@@ -49,10 +51,12 @@ def current_scope() -> RequestScope:
 
 
 class Requests:
-    def __init__(self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient) -> None:
+    def __init__(self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient,
+                 replicas: Replicas) -> None:
         self.objects = objects
         self.locks = locks
         self.directory = directory
+        self.replicas = replicas
         self._chains = itertools.count()
         self._chain_prefix = objects.backend_id.hex[:8]
 
@@ -125,6 +129,7 @@ class Requests:
             return
         rows: list[tuple[Any, StoredObject]] = []
         registered = False
+        unconfirmed: BaseException | None = None  # stored here, but a replica may lack it (raised last)
         try:
             with scope.lock:
                 try:
@@ -138,6 +143,11 @@ class Requests:
                     raise
                 stored_new = dict(scope.new)
                 self._stored(scope, stored_new)
+            if self.replicas.holders and rows:  # stored: now every replica, before the locks go
+                try:
+                    self.replicas.propagate([row for _, row in rows])
+                except Exception as exc:
+                    unconfirmed = exc
         finally:
             for object_id in list(scope.pending):
                 self.locks.unpend(scope.touched[object_id], scope)
@@ -147,6 +157,8 @@ class Requests:
         if stored_new:
             self.objects.remember(stored_new.values())
         loaded.evict()
+        if unconfirmed is not None:
+            raise unconfirmed
 
     def store_created(self, scope: RequestScope) -> None:
         """Store and register, now, the objects `scope`'s request made persistent so far

@@ -41,6 +41,7 @@ from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.mover import FOLLOW_ATTEMPTS
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
+from dataclay_backend.replicas import Replicas
 from dataclay_backend.resolve_later import resolve_later
 from dataclay_backend.scope import SCOPE
 from dataclay_backend.state import digest_if_needed
@@ -66,7 +67,9 @@ class Versioning:
     def __init__(
         self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient, peers: Runtime,
         locate: Callable[[UUID], Any], incoming: Incoming, new_chain: Callable[[], str], participant_timeout: float,
+        replicas: Replicas,
     ) -> None:
+        self.replicas = replicas
         self.objects = objects
         self.locks = locks
         self.directory = directory
@@ -238,6 +241,9 @@ class Versioning:
             self.locks.release_all(held)
         self._retire(members, stored=False, consolidated=not discard)
         self._announce_retired(members, discard)
+        # The ancestors' replicas, before the reply (after the locks: a later change that reaches
+        # a replica first keeps its newer revision there).
+        self.replicas.propagate(rows)
 
     def _write_state(self, obj: Any, state: bytes, revision: int, base_revisions: dict[UUID, int]) -> None:
         """An ancestor takes the consolidated state (keeping its own lineage, whose base
@@ -419,8 +425,11 @@ class Versioning:
             rows.append(StoredObject(write.object_id, write.class_path, write.revision,
                                      dumps(lc.persisted_state(obj), make_ref)))
         objects.store.write(rows)
-        objects.store.forget_prepared(txn)
-        self._release(txn)
+        try:
+            self.replicas.propagate(rows)  # before the prepared locks go
+        finally:
+            objects.store.forget_prepared(txn)
+            self._release(txn)
 
     def abort(self, txn: UUID) -> None:
         self.objects.store.forget_prepared(txn)

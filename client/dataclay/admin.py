@@ -3,7 +3,10 @@
 `drain_backends` empties backends before they go away (a StatefulSet scale-down): it marks them
 as draining, moves every object they own in batches of plain (non-recursive) moves spread
 round-robin over the remaining backends, and repeats (at most MAX_PASSES times) until they own
-nothing (objects created meanwhile are caught by the next pass).
+nothing (objects created meanwhile are caught by the next pass). Then it takes every replica
+they hold off them: each master re-homes its replicas on a backend that holds no copy yet (if
+there is one), and whatever is left is dropped from the directory, so a drained backend holds
+no replica the cluster relies on (a replica is never the last copy: its master has one).
 """
 from __future__ import annotations
 
@@ -87,6 +90,8 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
             if ids:
                 owned[name] = ids
         if not owned:
+            for name in backend_names:
+                await _release_replicas(rt, t, by_name[name])
             return moved
         total = max(total, moved + sum(len(ids) for ids in owned.values()))
         turn = 0
@@ -105,6 +110,23 @@ async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: 
     left = {name: len(ids) for name, ids in owned.items()}
     raise DrainError(f"after {MAX_PASSES} passes these backends still own objects: {left}; are active methods "
                      "still creating objects there? Drain again")
+
+
+async def _release_replicas(rt: Runtime, t: Any, holder: BackendInfo) -> None:
+    """Take every replica off a draining backend (see the module docstring). The draining mark
+    keeps new replicas off it meanwhile (the directory refuses them)."""
+    listing = await t.metadata("ListReplicas", pb.ReplicasRequest(holder=holder.id.bytes))
+    by_master: dict[bytes, list[bytes]] = {}
+    for entry in listing.replicas:
+        by_master.setdefault(entry.master_backend_id, []).append(entry.object_id)
+    for master, object_ids in by_master.items():
+        try:
+            info = await ops.backend_info(rt, t, UUID(bytes=master))
+            await t.backend(info, "ReleaseReplicas", pb.ReleaseReplicasRequest(
+                backend_id=holder.id.bytes, object_ids=object_ids, rehome=True))
+        except DataClayException:
+            pass  # its master is not answering: dropped below all the same (never a last copy)
+    await t.metadata("DropReplicas", pb.ReplicaChange(backend_id=holder.id.bytes))
 
 
 @contextlib.contextmanager

@@ -191,10 +191,18 @@ class DataClayObject:
 
     @property
     def backends(self) -> set[uuid.UUID]:
-        """The backends holding the object (dataClay 4's name): its owner as this process last
-        knew it; empty while it is not persistent (or a retired version)."""
+        """The backends holding the object (dataClay 4's name): its owner and its replicas as
+        this process last learnt them (sync() asks the directory again); empty while it is not
+        persistent (or a retired version)."""
         owner = self.__dict__[lifecycle.BACKEND]
-        return {owner} if self.__dict__[REGISTERED] and owner is not None else set()
+        if not self.__dict__[REGISTERED] or owner is None:
+            return set()
+        return {owner, *self.__dict__.get(lifecycle.REPLICAS, ())}
+
+    @property
+    def replica_backend_ids(self) -> set[uuid.UUID]:  # dataClay 4 code reads obj._dc_meta.replica_backend_ids
+        """The backends holding a replica (not the master), as this process last learnt them."""
+        return set(self.__dict__.get(lifecycle.REPLICAS, ()))
 
     @property
     def master_backend_id(self) -> uuid.UUID | None:  # dataClay 4 code reads obj._dc_meta.master_backend_id
@@ -213,6 +221,7 @@ class DataClayObject:
     new_version, a_new_version = twins(ops.new_version)
     consolidate_version, a_consolidate_version = twins(ops.consolidate_version)
     discard_version, a_discard_version = twins(ops.discard_version)
+    new_replica, a_new_replica = twins(ops.new_replica)
 
     @classmethod
     def get_by_id(cls: type[T], object_id: uuid.UUID | str) -> T:

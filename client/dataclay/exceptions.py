@@ -86,6 +86,11 @@ class AliasDoesNotExistError(DoesNotExistError):
     pass
 
 
+class ReplicaNotFoundError(DoesNotExistError):
+    """The backend asked holds no replica of the object that the directory lists (never made
+    there, or dropped because it missed a change): read the object from its master."""
+
+
 class AliasAlreadyExistError(AlreadyExistError):
     pass
 

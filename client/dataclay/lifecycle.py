@@ -62,6 +62,7 @@ STALE = "_dc_stale"  # backend: a failed request's change may be in memory: relo
 CREATED_BY = "_dc_created_by"  # backend: the request that created it (inside an active method), until it is stored
 VERSION = "_dc_version"  # a version's lineage; persisted with the state, as a plain tuple
 OWN_STATE = "_dc_own_state"  # persisted: what the class's own __getstate__ returned
+REPLICAS = "_dc_replicas"  # frozenset of backends holding a replica, as this process last learnt (absent: none known)
 
 # The object whose own __getstate__ / __setstate__ is running in this thread: its property
 # reads and writes are plain ones then (no lock, no "changed" mark): the hook builds or reads
@@ -270,6 +271,15 @@ def relocated(obj: Any, backend_id: UUID | None) -> None:
     """PROXY -> PROXY: the owner is (or is believed to be) backend_id now; None: ask the
     directory next time (or retired)."""
     obj.__dict__[BACKEND] = backend_id
+
+
+def replicas_known(obj: Any, backend_ids: frozenset[UUID]) -> None:
+    """PROXY -> PROXY: the backends holding a replica, as the directory just said (a cache, like
+    BACKEND: the directory stays the authority); reads fall back to them (dataclay.operations)."""
+    if backend_ids:
+        obj.__dict__[REPLICAS] = backend_ids
+    else:
+        obj.__dict__.pop(REPLICAS, None)
 
 
 def forwarded(obj: Any, original_id: UUID, backend_id: UUID | None) -> None:

@@ -23,6 +23,7 @@ from dataclay.exceptions import (
     ObjectMovingError,
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
+    ReplicaNotFoundError,
     VersionConsolidatedError,
 )
 from dataclay.lifecycle import BACKEND, CREATED_BY, ID, LOADED, LOCAL, REGISTERED
@@ -93,8 +94,21 @@ async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
             continue
         owner = UUID(bytes=entry.backend_id)
         lifecycle.relocated(obj, owner)
+        _replicas_known(obj, entry)
         return owner
     raise ObjectMovingError(f"{obj!r} kept being forwarded during {MAX_REDIRECTS} attempts", object_id=obj.__dict__[ID])
+
+
+def _replicas_known(obj: "DataClayObject", entry: pb.ObjectEntry) -> None:
+    if not obj.__dict__[LOCAL]:
+        lifecycle.replicas_known(obj, frozenset(UUID(bytes=raw) for raw in entry.replica_backend_ids))
+
+
+def _entry_instance(rt: "Runtime", entry: pb.ObjectEntry) -> "DataClayObject":
+    """The instance of a directory entry, knowing its owner and replicas."""
+    obj = rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+    _replicas_known(obj, entry)
+    return obj
 
 
 def _follow_consolidation(rt: "Runtime", obj: "DataClayObject", consolidated: VersionConsolidatedError) -> None:
@@ -341,8 +355,29 @@ def _raw_store(obj: "DataClayObject", alias: str | None) -> codec.RawStore | Non
 
 async def get_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str) -> Any:
     request = pb.GetAttributeRequest(object_id=obj.__dict__[ID].bytes, name=name)
-    reply = await at_owner(rt, t, obj, "GetAttribute", request)
+    try:
+        reply = await at_owner(rt, t, obj, "GetAttribute", request)
+    except BackendUnavailableError as unavailable:
+        return rt.decode((await from_replica(rt, t, obj, name, unavailable)).state)
     return reply if isinstance(reply, bytes) else rt.decode(reply.payload)  # bytes: a raw value
+
+
+async def from_replica(
+    rt: "Runtime", t: Any, obj: "DataClayObject", name: str, unavailable: BackendUnavailableError
+) -> pb.ObjectRecord:
+    """The fallback of a read whose master is unavailable: a property's value (pickled), or with
+    name "" the whole state, from a replica the directory lists (each holder checks that it still
+    is one before answering). Raises `unavailable` if there is no replica, or none answers."""
+    holders = list(obj.__dict__.get(lifecycle.REPLICAS, ()))
+    random.shuffle(holders)
+    for holder in holders:
+        try:
+            info = await backend_info(rt, t, holder)
+            return await t.backend(info, "ReadReplica", pb.ReplicaReadRequest(object_id=obj.__dict__[ID].bytes,
+                                                                              name=name))
+        except (BackendUnavailableError, BackendNotFoundError, ReplicaNotFoundError):
+            continue
+    raise unavailable
 
 
 async def set_attribute(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, value: Any) -> None:
@@ -376,14 +411,14 @@ async def get_by_id(rt: "Runtime", t: Any, cls: type, object_id: UUID | str) -> 
         except VersionConsolidatedError as consolidated:
             wanted = consolidated.original_id
             continue
-        return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+        return _entry_instance(rt, entry)
     raise ObjectMovingError(f"object {object_id} kept being forwarded during {MAX_REDIRECTS} attempts",
                             object_id=object_id)
 
 
 async def get_by_alias(rt: "Runtime", t: Any, cls: type, alias: str) -> "DataClayObject":
     entry = await t.metadata("LookupAlias", pb.AliasRequest(alias=alias))
-    return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
+    return _entry_instance(rt, entry)
 
 
 async def add_alias(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str) -> None:
@@ -405,13 +440,18 @@ async def get_aliases(rt: "Runtime", t: Any, obj: "DataClayObject") -> set[str]:
 
 
 async def sync(rt: "Runtime", t: Any, obj: "DataClayObject") -> None:
-    """Refresh where a proxy's object lives (and check that it still exists)."""
+    """Refresh what this process knows of a proxy's object from the directory: its master and
+    its replicas (and check that it still exists). Replicas need no refresh of their state:
+    their master keeps them in sync."""
     if obj.__dict__[REGISTERED] and not obj.__dict__[LOCAL]:
         await locate(rt, t, obj)
 
 
 async def _fetch_state(rt: "Runtime", t: Any, obj: "DataClayObject") -> pb.ObjectRecord:
-    return await at_owner(rt, t, obj, "GetObjectState", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
+    try:
+        return await at_owner(rt, t, obj, "GetObjectState", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
+    except BackendUnavailableError as unavailable:
+        return await from_replica(rt, t, obj, "", unavailable)
 
 
 async def dc_clone(rt: "Runtime", t: Any, obj: "DataClayObject", recursive: bool = False) -> "DataClayObject":
@@ -600,6 +640,51 @@ async def move(
     return result
 
 
+# ------------------------------------------------------------------ replicas
+
+
+async def new_replica(
+    rt: "Runtime", t: Any, obj: "DataClayObject", backend_id: UUID | str | None = None, recursive: bool = False,
+    remotes: bool = True,
+) -> UUID:
+    """A replica of obj on backend_id (None: a random backend that holds no copy yet, as in
+    dataClay), kept in sync by obj's master from then on. On the master's own backend, or one
+    that already holds a replica, it is a no-op. recursive=True also replicates what obj reaches
+    through objects of its master's backend; with remotes=True (dataClay's default) the walk goes
+    on through objects of other backends, each replicated by its own master. Returns the backend
+    that holds the replicas."""
+    _require_registered(obj)
+    destination = _as_uuid(backend_id, "backend id") if backend_id is not None else None
+    if destination is not None:
+        await backend_info(rt, t, destination)
+    pending = [obj]
+    visited: set[UUID] = set()
+    while pending:
+        current = pending.pop()
+        visited.add(current.__dict__[ID])
+
+        async def perform(info: BackendInfo, current: "DataClayObject" = current) -> pb.NewReplicaReply:
+            request = pb.NewReplicaRequest(object_ids=[current.__dict__[ID].bytes], recursive=recursive,
+                                           destination=destination.bytes if destination else b"")
+            return await t.backend(info, "NewReplica", request)
+
+        reply = await with_owner(rt, t, current, perform)
+        destination = UUID(bytes=reply.destination)
+        for raw in reply.replicated_ids:
+            replicated = rt.heap.get(UUID(bytes=raw))
+            if replicated is not None and not replicated.__dict__[LOCAL]:
+                lifecycle.replicas_known(replicated, replicated.__dict__.get(lifecycle.REPLICAS, frozenset()) | {destination})
+        if recursive and remotes:
+            for entry in reply.frontier:
+                entry_id = UUID(bytes=entry.object_id)
+                if entry_id not in visited:
+                    visited.add(entry_id)
+                    pending.append(rt.instance(entry_id, entry.class_path,
+                                               UUID(bytes=entry.backend_id) if entry.backend_id else None))
+    assert destination is not None
+    return destination
+
+
 # ------------------------------------------------------------------ versions
 
 
@@ -639,6 +724,7 @@ async def _retire_version(rt: "Runtime", t: Any, obj: "DataClayObject", request:
 
 
 __all__ = [
+    "new_replica",
     "new_version",
     "consolidate_version",
     "discard_version",

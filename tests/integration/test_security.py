@@ -88,6 +88,15 @@ def test_a_client_may_not_make_internal_calls(cluster, client):
         "StageWrite": lambda: backend_stub.StageWrite(pb.StageWriteRequest(txn_id=uuid.uuid4().bytes)),
         "ApplyWrites": lambda: backend_stub.ApplyWrites(pb.ApplyWritesRequest(txn_id=uuid.uuid4().bytes)),
         "ActivateMove": lambda: backend_stub.ActivateMove(pb.MoveId(move_id=uuid.uuid4().bytes)),
+        "StoreReplicas": lambda: backend_stub.StoreReplicas(pb.ReplicaStates(
+            master_backend_id=other_id.bytes, destination_backend_id=backend.id.bytes, objects=[pb.ObjectRecord(
+                object_id=oid, class_path="shapes.Node", state=b"\x80\x05}\x94.", revision=99)])),
+        "ForgetReplicas": lambda: backend_stub.ForgetReplicas(pb.ObjectIdList(object_ids=[oid])),
+        "ReleaseReplicas": lambda: backend_stub.ReleaseReplicas(pb.ReleaseReplicasRequest(
+            backend_id=other_id.bytes, object_ids=[oid])),
+        "AddReplicas": lambda: metadata.AddReplicas(pb.ReplicaChange(object_ids=[oid], backend_id=other_id.bytes)),
+        "DropReplicas": lambda: metadata.DropReplicas(pb.ReplicaChange(backend_id=other_id.bytes)),
+        "ListReplicas": lambda: metadata.ListReplicas(pb.ReplicasRequest()),
     }
     for name, call in calls.items():
         error = refusal(call)
@@ -121,6 +130,13 @@ def test_a_backend_is_bound_to_its_own_name_id_and_objects(cluster, client):
             txn_id=uuid.uuid4().bytes, retire=[node._dc_id.bytes])),
         "list another's objects": lambda: metadata.ListOwnedObjects(pb.OwnedObjectsRequest(backend_id=b1.id.bytes)),
         "drain": lambda: metadata.SetDraining(pb.BackendRequest(backend_id=b1.id.bytes, draining=True)),
+        "record a replica of another's object": lambda: metadata.AddReplicas(pb.ReplicaChange(
+            object_ids=[node._dc_id.bytes], backend_id=b0.id.bytes)),
+        "drop a replica of another's object": lambda: metadata.DropReplicas(pb.ReplicaChange(
+            object_ids=[node._dc_id.bytes], backend_id=b0.id.bytes)),
+        "drop every replica a backend holds": lambda: metadata.DropReplicas(pb.ReplicaChange(backend_id=b0.id.bytes)),
+        "list replicas it neither holds nor masters": lambda: metadata.ListReplicas(pb.ReplicasRequest(
+            holder=b1.id.bytes)),
     }
     for what, call in calls.items():
         assert isinstance(refusal(call), PermissionDeniedError), what

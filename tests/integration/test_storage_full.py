@@ -17,7 +17,8 @@ from typing import Any, Iterator
 import pytest
 
 from dataclay import Client
-from dataclay.exceptions import AliasDoesNotExistError, ObjectNotRegisteredError, StorageFullError
+from dataclay.exceptions import (AliasDoesNotExistError, BackendUnavailableError, ObjectNotRegisteredError,
+                                 StorageFullError)
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.transport import run_blocking
 from shapes import Blob, Node
@@ -220,3 +221,17 @@ def test_a_consolidation_into_a_full_disk_is_typed_and_changes_nothing(make_clus
         assert original.data == changed
         cluster.restart_backend("backend-1")
         assert original.data == changed
+
+
+def test_a_replica_holder_whose_disk_is_full_is_dropped_and_the_masters_write_succeeds(make_cluster, tmp_path):
+    with full_backend_cluster(make_cluster, tmp_path) as (cluster, client, disk, full, other):
+        blob = Blob(b"before")
+        blob.make_persistent(backend_id=other)
+        blob.new_replica(backend_id=full)
+        fill(disk / "filler")
+        blob.data = os.urandom(SMALL)  # stored on the master; the holder cannot store it
+        entry = run_blocking(client.runtime.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=blob.id.bytes)))
+        assert list(entry.replica_backend_ids) == []  # dropped before the write returned
+        cluster.kill_backend("backend-0")  # the master: no replica left to fall back to
+        with pytest.raises(BackendUnavailableError):
+            blob.data

@@ -137,6 +137,12 @@ class Node(DataClayObject):
         return self.value
 
     @activemethod
+    def bump_and_replicate(self, backend_id: str) -> None:
+        """Changes itself, then asks for its own replica within the same call."""
+        self.value += 1
+        self.new_replica(backend_id=backend_id)
+
+    @activemethod
     def bump_all_and_move(self, backend_id: str) -> int:
         """Changes itself and every child, then moves them all from within this call."""
         for child in self.children:

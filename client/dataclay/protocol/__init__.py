@@ -87,9 +87,9 @@ CHANNEL_OPTIONS = [*MESSAGE_LIMITS, *FAST_RECONNECT]
 IDEMPOTENT = frozenset({
     # Backend
     "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
-    "ActivateMove", "AbortMove",
+    "ActivateMove", "AbortMove", "StoreReplicas", "ReadReplica", "ForgetReplicas",
     # Metadata
     "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",
     "SetDraining", "DeregisterBackend", "DropObjects", "CommitMove", "ResolveTransaction", "LastBackup",
-    "ReconcileObjects",
+    "ReconcileObjects", "AddReplicas", "DropReplicas", "ListReplicas",
 })

@@ -34,18 +34,20 @@ class ErrorDetail(_message.Message):
     def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., remote_traceback: _Optional[str] = ..., user_class: _Optional[str] = ..., user_arguments: _Optional[bytes] = ...) -> None: ...
 
 class ObjectRecord(_message.Message):
-    __slots__ = ("object_id", "class_path", "state", "continues", "revision")
+    __slots__ = ("object_id", "class_path", "state", "continues", "revision", "replica_backend_ids")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CONTINUES_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_BACKEND_IDS_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     class_path: str
     state: bytes
     continues: bool
     revision: int
-    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., state: _Optional[bytes] = ..., continues: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
+    replica_backend_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., state: _Optional[bytes] = ..., continues: _Optional[bool] = ..., revision: _Optional[int] = ..., replica_backend_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class StoreObjectsRequest(_message.Message):
     __slots__ = ("objects", "alias")
@@ -278,6 +280,86 @@ class TransactionState(_message.Message):
     base_revisions: _containers.ScalarMap[str, int]
     def __init__(self, committed: _Optional[bool] = ..., base_revisions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
+class NewReplicaRequest(_message.Message):
+    __slots__ = ("object_ids", "destination", "recursive")
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    destination: bytes
+    recursive: bool
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., destination: _Optional[bytes] = ..., recursive: _Optional[bool] = ...) -> None: ...
+
+class NewReplicaReply(_message.Message):
+    __slots__ = ("destination", "replicated_ids", "frontier")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    REPLICATED_IDS_FIELD_NUMBER: _ClassVar[int]
+    FRONTIER_FIELD_NUMBER: _ClassVar[int]
+    destination: bytes
+    replicated_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    frontier: _containers.RepeatedCompositeFieldContainer[ObjectEntry]
+    def __init__(self, destination: _Optional[bytes] = ..., replicated_ids: _Optional[_Iterable[bytes]] = ..., frontier: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ...) -> None: ...
+
+class ReplicaStates(_message.Message):
+    __slots__ = ("master_backend_id", "destination_backend_id", "objects")
+    MASTER_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    master_backend_id: bytes
+    destination_backend_id: bytes
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectRecord]
+    def __init__(self, master_backend_id: _Optional[bytes] = ..., destination_backend_id: _Optional[bytes] = ..., objects: _Optional[_Iterable[_Union[ObjectRecord, _Mapping]]] = ...) -> None: ...
+
+class ReplicaReadRequest(_message.Message):
+    __slots__ = ("object_id", "name")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    name: str
+    def __init__(self, object_id: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ReplicaChange(_message.Message):
+    __slots__ = ("object_ids", "backend_id")
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    backend_id: bytes
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., backend_id: _Optional[bytes] = ...) -> None: ...
+
+class ReplicasRequest(_message.Message):
+    __slots__ = ("holder", "master")
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FIELD_NUMBER: _ClassVar[int]
+    holder: bytes
+    master: bytes
+    def __init__(self, holder: _Optional[bytes] = ..., master: _Optional[bytes] = ...) -> None: ...
+
+class ReplicaEntry(_message.Message):
+    __slots__ = ("object_id", "backend_id", "master_backend_id")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    MASTER_BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    object_id: bytes
+    backend_id: bytes
+    master_backend_id: bytes
+    def __init__(self, object_id: _Optional[bytes] = ..., backend_id: _Optional[bytes] = ..., master_backend_id: _Optional[bytes] = ...) -> None: ...
+
+class ReplicaList(_message.Message):
+    __slots__ = ("replicas",)
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaEntry]
+    def __init__(self, replicas: _Optional[_Iterable[_Union[ReplicaEntry, _Mapping]]] = ...) -> None: ...
+
+class ReleaseReplicasRequest(_message.Message):
+    __slots__ = ("backend_id", "object_ids", "rehome")
+    BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    REHOME_FIELD_NUMBER: _ClassVar[int]
+    backend_id: bytes
+    object_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    rehome: bool
+    def __init__(self, backend_id: _Optional[bytes] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., rehome: _Optional[bool] = ...) -> None: ...
+
 class BackendInfo(_message.Message):
     __slots__ = ("backend_id", "name", "host", "port", "draining")
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
@@ -325,18 +407,20 @@ class ClassInfo(_message.Message):
     def __init__(self, properties: _Optional[_Iterable[str]] = ..., active_methods: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ObjectEntry(_message.Message):
-    __slots__ = ("object_id", "class_path", "backend_id", "version_parent", "version_original")
+    __slots__ = ("object_id", "class_path", "backend_id", "version_parent", "version_original", "replica_backend_ids")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_PARENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_ORIGINAL_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_BACKEND_IDS_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     class_path: str
     backend_id: bytes
     version_parent: bytes
     version_original: bytes
-    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ..., version_parent: _Optional[bytes] = ..., version_original: _Optional[bytes] = ...) -> None: ...
+    replica_backend_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ..., version_parent: _Optional[bytes] = ..., version_original: _Optional[bytes] = ..., replica_backend_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class RegisterObjectsRequest(_message.Message):
     __slots__ = ("objects", "alias")

@@ -134,6 +134,31 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
                 _registered_method=True)
+        self.NewReplica = channel.unary_unary(
+                '/dataclay.v1.Backend/NewReplica',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.NewReplicaRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.NewReplicaReply.FromString,
+                _registered_method=True)
+        self.StoreReplicas = channel.unary_unary(
+                '/dataclay.v1.Backend/StoreReplicas',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaStates.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ReadReplica = channel.unary_unary(
+                '/dataclay.v1.Backend/ReadReplica',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaReadRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectRecord.FromString,
+                _registered_method=True)
+        self.ForgetReplicas = channel.unary_unary(
+                '/dataclay.v1.Backend/ForgetReplicas',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ReleaseReplicas = channel.unary_unary(
+                '/dataclay.v1.Backend/ReleaseReplicas',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReleaseReplicasRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.FromString,
+                _registered_method=True)
 
 
 class BackendServicer:
@@ -328,6 +353,52 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NewReplica(self, request, context):
+        """new_replica(): replicate objects owned here onto another backend (see "replicas").
+        [callers: anyone]
+        [not idempotent: without a destination each call picks a backend]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StoreReplicas(self, request, context):
+        """A master sends its objects' states to a replica holder (creating or updating replicas).
+        [callers: backend]
+        [idempotent: a revision stored twice is stored once]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadReplica(self, request, context):
+        """A fallback read: a property's value (ObjectRecord.state is its pickle) or, with no name, the
+        whole state, from the replica held here, if the directory still lists it.
+        [callers: anyone]
+        [idempotent: a read]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetReplicas(self, request, context):
+        """A master tells a holder to delete replicas it no longer lists.
+        [callers: backend]
+        [idempotent: deleting what is gone deletes nothing]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseReplicas(self, request, context):
+        """(drain) A master takes its objects' replicas off a backend, re-homing them if asked.
+        [callers: admin]
+        [not idempotent: re-homing picks a backend]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -430,6 +501,31 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.AbortWrites,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.TransactionRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'NewReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.NewReplica,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.NewReplicaRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.NewReplicaReply.SerializeToString,
+            ),
+            'StoreReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.StoreReplicas,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaStates.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'ReadReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadReplica,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaReadRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectRecord.SerializeToString,
+            ),
+            'ForgetReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetReplicas,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'ReleaseReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseReplicas,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReleaseReplicasRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -982,6 +1078,141 @@ class Backend:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def NewReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/NewReplica',
+            dataclay_dot_protocol_dot_dataclay__pb2.NewReplicaRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.NewReplicaReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StoreReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/StoreReplicas',
+            dataclay_dot_protocol_dot_dataclay__pb2.ReplicaStates.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/ReadReplica',
+            dataclay_dot_protocol_dot_dataclay__pb2.ReplicaReadRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ObjectRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/ForgetReplicas',
+            dataclay_dot_protocol_dot_dataclay__pb2.ObjectIdList.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/ReleaseReplicas',
+            dataclay_dot_protocol_dot_dataclay__pb2.ReleaseReplicasRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class MetadataStub:
     """Missing associated documentation comment in .proto file."""
@@ -1081,6 +1312,21 @@ class MetadataStub:
                 '/dataclay.v1.Metadata/ReconcileObjects',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileReply.FromString,
+                _registered_method=True)
+        self.AddReplicas = channel.unary_unary(
+                '/dataclay.v1.Metadata/AddReplicas',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaChange.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DropReplicas = channel.unary_unary(
+                '/dataclay.v1.Metadata/DropReplicas',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaChange.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListReplicas = channel.unary_unary(
+                '/dataclay.v1.Metadata/ListReplicas',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicasRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.FromString,
                 _registered_method=True)
 
 
@@ -1243,6 +1489,33 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddReplicas(self, request, context):
+        """Replicas (see "replicas"): a master records replicas of objects it owns.
+        [callers: backend]
+        [idempotent: a replica recorded twice is recorded once]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropReplicas(self, request, context):
+        """A master (only of objects it owns), or the admin (any), removes replicas from the directory.
+        [callers: backend, admin]
+        [idempotent: dropping what is gone drops nothing]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReplicas(self, request, context):
+        """Replicas by holder and/or master; a backend lists only those it holds or masters.
+        [callers: backend, admin]
+        [idempotent: a read]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1335,6 +1608,21 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ReconcileObjects,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReconcileReply.SerializeToString,
+            ),
+            'AddReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddReplicas,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaChange.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'DropReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropReplicas,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaChange.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+            ),
+            'ListReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReplicas,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicasRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1823,6 +2111,87 @@ class Metadata:
             '/dataclay.v1.Metadata/ReconcileObjects',
             dataclay_dot_protocol_dot_dataclay__pb2.ReconcileRequest.SerializeToString,
             dataclay_dot_protocol_dot_dataclay__pb2.ReconcileReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/AddReplicas',
+            dataclay_dot_protocol_dot_dataclay__pb2.ReplicaChange.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/DropReplicas',
+            dataclay_dot_protocol_dot_dataclay__pb2.ReplicaChange.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Metadata/ListReplicas',
+            dataclay_dot_protocol_dot_dataclay__pb2.ReplicasRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.FromString,
             options,
             channel_credentials,
             insecure,

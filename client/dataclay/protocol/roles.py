@@ -9,7 +9,8 @@ table before any handler runs (dataclay_backend.grpc_server); an RPC missing her
 everyone. Internal calls are also bound to the caller's identity where the request names a
 backend or objects (dataclay_backend.metadata_service): a backend registers only its own name and
 id, registers, drops and retires only objects it owns, commits only moves it is the source of,
-and lists only its own objects.
+lists only its own objects, records and drops replicas only of objects it owns, and lists only
+the replicas it holds or masters.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ CLIENT, BACKEND, ADMIN = "client", "backend", "admin"
 ANYONE = frozenset({CLIENT, BACKEND, ADMIN})  # every authenticated caller
 INTERNAL = frozenset({BACKEND})               # only backends, among themselves and to the metadata service
 ADMIN_ONLY = frozenset({ADMIN})
+BACKEND_OR_ADMIN = frozenset({BACKEND, ADMIN})
 
 ROLES: dict[str, dict[str, frozenset[str]]] = {
     "Backend": {
@@ -41,6 +43,11 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "StageWrite": INTERNAL,               # a consolidation's participants
         "ApplyWrites": INTERNAL,
         "AbortWrites": INTERNAL,
+        "NewReplica": ANYONE,
+        "StoreReplicas": INTERNAL,            # a master to its replica holders
+        "ReadReplica": ANYONE,                # a fallback read
+        "ForgetReplicas": INTERNAL,
+        "ReleaseReplicas": ADMIN_ONLY,        # drains
     },
     "Metadata": {
         "RegisterBackend": INTERNAL,          # bound: its own name
@@ -61,6 +68,9 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "Backup": ADMIN_ONLY,
         "LastBackup": ADMIN_ONLY,
         "ReconcileObjects": INTERNAL,         # bound: its own id, after a restore
+        "AddReplicas": INTERNAL,              # bound: objects it owns
+        "DropReplicas": BACKEND_OR_ADMIN,     # bound for a backend: objects it owns
+        "ListReplicas": BACKEND_OR_ADMIN,     # bound for a backend: replicas it holds or masters
     },
     # The standard health service: any authenticated caller (and probes on an --insecure server).
     "grpc.health.v1.Health": {"Check": ANYONE, "Watch": ANYONE},

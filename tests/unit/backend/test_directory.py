@@ -505,3 +505,68 @@ def test_two_data_directories_are_two_clusters(tmp_path):
 def test_an_unknown_durability_level_is_refused(tmp_path):
     with pytest.raises(ValueError):
         Directory(tmp_path, durability="sometimes")
+
+
+# ---------------------------------------------------------------------------------------- replicas
+
+def test_replicas_are_recorded_per_object_and_located_with_it(directory):
+    master, holder, other = backend(directory, "backend-0"), backend(directory, "backend-1"), backend(directory, "backend-2")
+    first, second = objects_on(directory, master, 2)
+    directory.add_replicas([first, second], holder, caller="backend-0")
+    directory.add_replicas([first], other)
+    directory.add_replicas([first], other)  # recorded twice is recorded once
+    assert set(directory.locate(first).replicas) == {holder, other}
+    assert directory.locate(second).replicas == (holder,)
+    assert {(e.object_id, e.backend_id, e.master_backend_id) for e in directory.list_replicas(holder=holder)} == {
+        (first, holder, master), (second, holder, master)}
+    assert len(directory.list_replicas(master=master, caller="backend-0")) == 3
+
+
+def test_only_the_master_records_or_drops_replicas_and_never_on_itself_or_a_draining_backend(directory):
+    master, holder, draining = backend(directory, "backend-0"), backend(directory, "backend-1"), backend(directory, "backend-2")
+    directory.set_draining(draining, True)
+    (object_id,) = objects_on(directory, master, 1)
+    with pytest.raises(Refusal):
+        directory.add_replicas([object_id], holder, caller="backend-1")
+    with pytest.raises(InvalidRequestError):
+        directory.add_replicas([object_id], master, caller="backend-0")
+    with pytest.raises(BackendDrainingError):
+        directory.add_replicas([object_id], draining, caller="backend-0")
+    directory.add_replicas([object_id], holder, caller="backend-0")
+    with pytest.raises(Refusal):
+        directory.drop_replicas([object_id], holder, caller="backend-1")
+    with pytest.raises(Refusal):
+        directory.list_replicas(holder=master, caller="backend-1")
+    assert directory.locate(object_id).replicas == (holder,)
+    directory.drop_replicas([object_id], holder, caller="backend-0")
+    assert directory.locate(object_id).replicas == ()
+
+
+def test_a_move_onto_a_holder_makes_its_replica_the_masters_copy_and_keeps_the_others(directory):
+    source, holder, other = backend(directory, "backend-0"), backend(directory, "backend-1"), backend(directory, "backend-2")
+    (object_id,) = objects_on(directory, source, 1)
+    directory.add_replicas([object_id], holder)
+    directory.add_replicas([object_id], other)
+    directory.commit_move([object_id.bytes], source, holder, uuid.uuid4())
+    entry = directory.locate(object_id)
+    assert entry.backend_id == holder and entry.replicas == (other,)
+
+
+def test_the_admin_drops_every_replica_a_backend_holds_and_retiring_a_backend_drops_its_replicas(directory):
+    master, holder = backend(directory, "backend-0"), backend(directory, "backend-1")
+    ids = objects_on(directory, master, 3)
+    directory.add_replicas(ids, holder)
+    directory.drop_replicas([], holder)
+    assert directory.list_replicas(holder=holder) == []
+    directory.add_replicas(ids, holder)
+    directory.set_draining(holder, True)
+    directory.deregister_backend(holder)  # it owns nothing: its replicas are never a last copy
+    assert all(directory.locate(i).replicas == () for i in ids)
+
+
+def test_dropping_an_object_drops_its_replicas(directory):
+    master, holder = backend(directory, "backend-0"), backend(directory, "backend-1")
+    (object_id,) = objects_on(directory, master, 1)
+    directory.add_replicas([object_id], holder)
+    directory.drop_objects([object_id])
+    assert directory.list_replicas(holder=holder) == []

@@ -265,3 +265,16 @@ def test_an_empty_store_takes_a_new_id_and_a_store_holding_objects_never_does(st
     with pytest.raises(BackendRetiredError, match="holds 1 object"):
         store.renew_backend_id()
     assert store.backend_id() == renewed
+
+
+def test_a_replica_update_never_replaces_a_newer_revision_and_replicas_stay_apart_from_owned_objects(store):
+    object_id = uuid.uuid4()
+    store.store_replicas([StoredObject(object_id, "hr.Employee", 3, b"three")])
+    store.store_replicas([StoredObject(object_id, "hr.Employee", 2, b"two")])  # arrived late
+    assert store.load_replica(object_id).state == b"three"
+    store.store_replicas([StoredObject(object_id, "hr.Employee", 4, b"four")])
+    assert (store.load_replica(object_id).revision, store.load_replica(object_id).state) == (4, b"four")
+    assert store.load(object_id) is None and store.classes() == {}  # never an owned object
+    assert store.replica_ids() == {object_id}
+    store.forget_replicas([object_id])
+    assert store.load_replica(object_id) is None and store.replica_ids() == set()
