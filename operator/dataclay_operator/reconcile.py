@@ -101,6 +101,21 @@ def _required(credentials: "Credentials | None") -> "Credentials":
     return credentials
 
 
+def _asked_now_and_then(cache: dict, key: tuple[str, str], interval: float, wanted: bool, default: Any, what: str,
+                        ask: Callable[[], Any]) -> Any:
+    """What the data plane last answered for `key` (default: never asked), asked again when
+    `wanted` at most every `interval` seconds; an unanswered ask keeps the last answer. Status
+    never waits on the data plane, and a data plane that is starting is not asked in a loop."""
+    asked_at, known = cache.get(key, (float("-inf"), default))
+    if wanted and time.monotonic() - asked_at >= interval:
+        try:
+            known = ask()
+        except Exception as exc:  # the data plane may be starting, or unreachable from here
+            logger.debug("%s/%s: %s not available: %s", *key, what, exc)
+        cache[key] = (time.monotonic(), known)
+    return known
+
+
 class MissingCredentials(Exception):
     """The admin Secret the operator's data-plane calls need is not (yet) there."""
 
@@ -551,28 +566,19 @@ class Reconciler:
         if spec is None or spec.metadata.backup is None:
             self._backups.pop(key, None)
             return None
-        asked_at, known = self._backups.get(key, (float("-inf"), None))
-        if any(pod_ready(p) for p in metadata_pods) and time.monotonic() - asked_at >= BACKUP_STATUS_INTERVAL:
-            try:
-                known = self.last_backup(*self.dataplane_address(dc), credentials=self.admin_credentials(dc))
-            except Exception as exc:  # the data plane may be starting, or unreachable from here
-                logger.debug("%s/%s: last backup not available: %s", *key, exc)
-            self._backups[key] = (time.monotonic(), known)
-        return known
+        return _asked_now_and_then(
+            self._backups, key, BACKUP_STATUS_INTERVAL, any(pod_ready(p) for p in metadata_pods), None, "last backup",
+            lambda: self.last_backup(*self.dataplane_address(dc), credentials=self.admin_credentials(dc)))
 
     def known_backend_ids(self, dc: Mapping[str, Any], backend_pods: list[dict[str, Any]]) -> dict[str, str]:
         """Backend ids of the pods, asked of the metadata service only when a ready pod's id is
         unknown and at most every BACKEND_IDS_INTERVAL (status never waits on the data plane)."""
         key = (dc["metadata"]["namespace"], dc["metadata"]["name"])
-        asked_at, ids = self._backend_ids.get(key, (float("-inf"), {}))
-        unknown = [p for p in backend_pods if pod_ready(p) and p["metadata"]["name"] not in ids]
-        if unknown and time.monotonic() - asked_at >= BACKEND_IDS_INTERVAL:
-            try:
-                ids = self.backend_ids(*self.dataplane_address(dc), credentials=self.admin_credentials(dc))
-            except Exception as exc:  # the data plane may be starting, or unreachable from here
-                logger.debug("%s/%s: backend ids not available: %s", *key, exc)
-            self._backend_ids[key] = (time.monotonic(), ids)
-        return ids
+        ids = self._backend_ids.get(key, (None, {}))[1]
+        unknown = any(pod_ready(p) and p["metadata"]["name"] not in ids for p in backend_pods)
+        return _asked_now_and_then(
+            self._backend_ids, key, BACKEND_IDS_INTERVAL, unknown, {}, "backend ids",
+            lambda: self.backend_ids(*self.dataplane_address(dc), credentials=self.admin_credentials(dc)))
 
     def write_status(self, dc: dict[str, Any], spec: DataClaySpec | None, drain: DrainProgress | None = None,
                      error: tuple[Reason, str] | None = None, bypass: Bypass | None = None) -> dict[str, Any]:
