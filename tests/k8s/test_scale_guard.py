@@ -341,6 +341,11 @@ def test_deleting_a_backend_statefulset_that_takes_its_volumes_is_refused_deleti
             assert there.sts(BACKEND_STS) is not None and len(there.pvcs()) == 5
             assert refusal(lambda: delete(api.backend_name("kept"), dry_run="All")) is None  # Retain: volumes stay
 
+            # the StatefulSet controller marks the volumes as the StatefulSets' own (whenDeleted:
+            # Delete) after it made them; deleting before that would orphan them, as in any cluster
+            op.until(lambda: all(any(ref["kind"] == "StatefulSet" for ref in c["metadata"].get("ownerReferences") or [])
+                                 for c in there.pvcs() if f"-{NAME}-" in c["metadata"]["name"]),
+                     "store's volumes owned by its StatefulSets")
             there.delete(NAME)  # the garbage collector removes the StatefulSet, then the volumes
             op.until(lambda: there.sts(BACKEND_STS) is None, "the backend StatefulSet garbage-collected")
             op.until(lambda: sorted(c["metadata"]["name"] for c in there.pvcs()) == [
