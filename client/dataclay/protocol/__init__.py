@@ -86,10 +86,10 @@ CHANNEL_OPTIONS = [*MESSAGE_LIMITS, *FAST_RECONNECT]
 # with the reasons, is beside each rpc in dataclay.proto; a test checks that they agree.
 IDEMPOTENT = frozenset({
     # Backend
-    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
-    "ActivateMove", "AbortMove", "StoreReplicas", "ReadReplica", "ForgetReplicas",
+    "StoreObjects", "StoreRawObject", "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
+    "ActivateMove", "AbortMove", "StoreReplicas", "ReadReplica", "ForgetReplicas", "FlushRegistrations",
     # Metadata
-    "RegisterBackend", "ListBackends", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",
+    "RegisterBackend", "ListBackends", "RegisterObjects", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",
     "SetDraining", "DeregisterBackend", "DropObjects", "CommitMove", "ResolveTransaction", "LastBackup",
     "ReconcileObjects", "AddReplicas", "DropReplicas", "ListReplicas",
 })

@@ -423,12 +423,20 @@ class ObjectEntry(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ..., version_parent: _Optional[bytes] = ..., version_original: _Optional[bytes] = ..., replica_backend_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class RegisterObjectsRequest(_message.Message):
-    __slots__ = ("objects", "alias")
+    __slots__ = ("objects", "alias", "stored")
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
     objects: _containers.RepeatedCompositeFieldContainer[ObjectEntry]
     alias: str
-    def __init__(self, objects: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ..., alias: _Optional[str] = ...) -> None: ...
+    stored: bool
+    def __init__(self, objects: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ..., alias: _Optional[str] = ..., stored: _Optional[bool] = ...) -> None: ...
+
+class FlushRegistrationsRequest(_message.Message):
+    __slots__ = ("before_drain",)
+    BEFORE_DRAIN_FIELD_NUMBER: _ClassVar[int]
+    before_drain: bool
+    def __init__(self, before_drain: _Optional[bool] = ...) -> None: ...
 
 class AliasRequest(_message.Message):
     __slots__ = ("alias", "object_id")

@@ -159,15 +159,24 @@ class BackendStub:
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReleaseReplicasRequest.SerializeToString,
                 response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.FromString,
                 _registered_method=True)
+        self.FlushRegistrations = channel.unary_unary(
+                '/dataclay.v1.Backend/FlushRegistrations',
+                request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.FlushRegistrationsRequest.SerializeToString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class BackendServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StoreObjects(self, request, context):
-        """make_persistent: store a batch of new objects here and register them, in one transaction.
+        """make_persistent: store a batch of new objects here, durably before the reply. Without an
+        alias they are registered in the directory just after the reply (one round trip; the
+        directory is never asked about them before: see FlushRegistrations and
+        dataclay_backend/registrations.py); with an alias, or while a drain is under way, before it.
         [callers: anyone]
-        [not idempotent: a second store of the same ids is refused (already registered) or stores them twice]
+        [idempotent: the same ids with the same classes store once; an id this backend stores under
+        another class, or the directory lists elsewhere, is refused (AlreadyExistError)]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,7 +191,7 @@ class BackendServicer:
         properties, a pickled dict, at most 2 KiB), `dataclay-alias-bin` (an alias, or empty), all
         UTF-8 but the id and the state. dataclay/protocol/codec.py sends and receives it.
         [callers: anyone]
-        [not idempotent: as StoreObjects]
+        [idempotent: as StoreObjects]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -399,6 +408,18 @@ class BackendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FlushRegistrations(self, request, context):
+        """Register in the directory, before replying, every new object stored here whose registration
+        is still on its way (StoreObjects registers after its reply). Asked by whoever did not find
+        an object id in the directory, before asking once more; and by a drain, with `before_drain`,
+        before the backend is marked draining (from then on it registers before replying).
+        [callers: anyone]
+        [idempotent: what is registered stays registered]
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -526,6 +547,11 @@ def add_BackendServicer_to_server(servicer, server):
                     servicer.ReleaseReplicas,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.ReleaseReplicasRequest.FromString,
                     response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.ReplicaList.SerializeToString,
+            ),
+            'FlushRegistrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.FlushRegistrations,
+                    request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.FlushRegistrationsRequest.FromString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1213,6 +1239,33 @@ class Backend:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def FlushRegistrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataclay.v1.Backend/FlushRegistrations',
+            dataclay_dot_protocol_dot_dataclay__pb2.FlushRegistrationsRequest.SerializeToString,
+            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class MetadataStub:
     """Missing associated documentation comment in .proto file."""
@@ -1352,7 +1405,7 @@ class MetadataServicer:
 
     def RegisterObjects(self, request, context):
         """[callers: backend]
-        [not idempotent: a second registration of the same ids is refused]
+        [idempotent: the same entries registered again are a replay; other ids' owners refuse]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,6 +48,7 @@ ROLES: dict[str, dict[str, frozenset[str]]] = {
         "ReadReplica": ANYONE,                # a fallback read
         "ForgetReplicas": INTERNAL,
         "ReleaseReplicas": ADMIN_ONLY,        # drains
+        "FlushRegistrations": ANYONE,         # before_drain only makes it register before replying
     },
     "Metadata": {
         "RegisterBackend": INTERNAL,          # bound: its own name
