@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Protocol
 from uuid import UUID
 
-from dataclay.exceptions import BackendRetiredError
+from dataclay.exceptions import AlreadyExistError, BackendRetiredError
 from dataclay_backend.sqlite_db import Database, storage_full
 
 # A live row is only ever replaced by a higher revision; staged rows (incoming moves) replace.
@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS staged_writes (  -- consolidations prepared here, not
     revision INTEGER NOT NULL,
     state BLOB NOT NULL,
     PRIMARY KEY (txn, id)
+);
+CREATE TABLE IF NOT EXISTS unregistered (  -- new objects stored here, their directory entry not yet confirmed
+    id BLOB PRIMARY KEY,
+    entry BLOB NOT NULL     -- the pb.ObjectEntry to register (registrations.py)
 );
 CREATE TABLE IF NOT EXISTS replica_states (  -- replicas held here of objects other backends own
     id BLOB PRIMARY KEY,
@@ -174,6 +178,61 @@ class ObjectStore:
                     "aside to start this backend empty under a new id", backend_id=backend_id)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('backend_id', ?)", (uuid.uuid4().bytes,))
         return self.backend_id()
+
+    # ------------------------------------------------------------------ new objects, registered later
+    def store_new(self, objects: list[StoredObject], entries: list[bytes]) -> list[UUID]:
+        """Store new objects with their directory entries to register (registrations.py), in one
+        transaction. An id stored here already is a replay of the same store (its reply was lost)
+        when the class is the same: nothing is written for it; under another class it is refused
+        (AlreadyExistError), and nothing at all is written. Returns the ids written."""
+        keys = [obj.object_id.bytes for obj in objects]
+        if any(len(obj.state) > INLINE_LIMIT for obj in objects):
+            known = self._classes_of(keys)
+            self._refuse_other_classes(objects, known)
+            fresh = [(obj, entry) for obj, entry in zip(objects, entries) if obj.object_id.bytes not in known]
+            # large states go to their files first (the general write); the entries follow at once:
+            # a crash in between leaves stored objects no entry names, which recovery removes
+            self.write([obj for obj, _ in fresh])
+            with self.db.transaction() as conn:
+                conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)",
+                                 [(obj.object_id.bytes, entry) for obj, entry in fresh])
+            return [obj.object_id for obj, _ in fresh]
+        with self.db.transaction() as conn:
+            known = self._classes_of(keys, conn)
+            self._refuse_other_classes(objects, known)
+            fresh = [(obj, entry) for obj, entry in zip(objects, entries) if obj.object_id.bytes not in known]
+            conn.executemany(_UPSERT, [(obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, None)
+                                       for obj, _ in fresh])
+            conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)",
+                             [(obj.object_id.bytes, entry) for obj, entry in fresh])
+        return [obj.object_id for obj, _ in fresh]
+
+    def _classes_of(self, keys: list[bytes], conn=None) -> dict[bytes, str]:
+        found: dict[bytes, str] = {}
+        for start in range(0, len(keys), BATCH):
+            batch = keys[start:start + BATCH]
+            sql = f"SELECT id, class_path FROM objects WHERE id IN ({','.join('?' * len(batch))})"
+            found.update(conn.execute(sql, batch).fetchall() if conn is not None else self.db.query(sql, tuple(batch)))
+        return found
+
+    @staticmethod
+    def _refuse_other_classes(objects: list[StoredObject], known: dict[bytes, str]) -> None:
+        for obj in objects:
+            stored = known.get(obj.object_id.bytes)
+            if stored is not None and stored != obj.class_path:
+                raise AlreadyExistError(f"object {obj.object_id} is stored already, as a {stored}",
+                                        object_id=obj.object_id)
+
+    def unregistered(self) -> dict[UUID, bytes]:
+        """New objects whose directory entry is not confirmed yet: id -> entry."""
+        return {UUID(bytes=key): entry for key, entry in self.db.query("SELECT id, entry FROM unregistered")}
+
+    def registered(self, object_ids: Iterable[UUID]) -> None:
+        """The directory confirmed these entries."""
+        keys = [(object_id.bytes,) for object_id in object_ids]
+        if keys:
+            with self.db.transaction() as conn:
+                conn.executemany("DELETE FROM unregistered WHERE id=?", keys)
 
     # ------------------------------------------------------------------ objects
     def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = ()) -> None:
@@ -308,6 +367,7 @@ class ObjectStore:
         for start in range(0, len(keys), BATCH):
             batch = keys[start:start + BATCH]
             conn.execute(f"DELETE FROM objects WHERE {live}id IN ({','.join('?' * len(batch))})", batch)
+            conn.execute(f"DELETE FROM unregistered WHERE id IN ({','.join('?' * len(batch))})", batch)
 
     def _unlink_slots(self, files: dict[bytes, str]) -> None:
         """Both state files of each deleted object that had one (the referenced one and the other slot)."""

@@ -1,0 +1,195 @@
+"""New objects registered in the directory after their store was acknowledged, and never later
+than anyone can ask the directory about them.
+
+A client's make_persistent (StoreObjects, StoreRawObject, without an alias) costs one round trip:
+the backend stores the objects together with their directory entries (table `unregistered`, one
+SQLite transaction), replies, and registers the entries right after, in the background and in
+batches. The acknowledgement is true from the reply on, because every way to reach the object
+through the directory first makes the entries it could need registered:
+
+- this backend's own directory calls (moves, versions, drops, drains, recovery at start: every
+  DirectoryClient call) send what is pending first (`flush`);
+- a question the directory cannot answer about an object id (LocateObject, AddAlias, GetAliases:
+  dataclay.operations.ask_directory) makes every backend send what is pending
+  (FlushRegistrations) and asks again; a backend that does not answer is named in the error;
+- a drain (and dataclay.admin.set_draining) first switches the backend to registering before
+  it replies (`before_drain`), then marks it draining and lists what it owns; a backend that
+  starts with the mark set registers before it replies from the start (`register_first`).
+
+A crash after the reply loses nothing: the entries are stored with the objects and sent at the
+next start, before recovery compares the store with the directory. The directory accepts such
+entries even while the backend is draining (they are stored already). An entry refused because
+another backend's object has that id (a client that made up an id) drops the object here,
+logged as an error: no other refusal drops anything (the entry is sent again later).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+from uuid import UUID
+
+from dataclay.exceptions import AlreadyExistError, BackendUnavailableError, DataClayException
+from dataclay.protocol import dataclay_pb2 as pb
+from dataclay_backend import faults
+from dataclay_backend.backoff import RESOLVE_LATER
+from dataclay_backend.object_store import ObjectStore, StoredObject
+from dataclay_backend.validation import IDS_PER_PART
+
+log = logging.getLogger(__name__)
+
+# After the first store wakes the background sender, it waits this long for more to send with
+# it: one request and two SQLite commits (directory, here) for many stores, which otherwise
+# compete for the same cores with the stores that follow (a client storing one object after the
+# other). Nobody waits for it: whoever needs an entry registered sends it at once (flush).
+GATHER_SECONDS = 0.005
+
+Send = Callable[[list[pb.ObjectEntry]], None]  # RegisterObjects(stored=True) of these entries
+
+
+class Registrations:
+    def __init__(self, store: ObjectStore, send: Send, drop_here: Callable[[list[UUID]], None]) -> None:
+        self._store = store
+        self._send = send
+        self._drop_here = drop_here
+        self._pending: dict[UUID, pb.ObjectEntry] = {
+            object_id: pb.ObjectEntry.FromString(raw) for object_id, raw in store.unregistered().items()}
+        self._sending = threading.Lock()  # one sender at a time: entries leave in the order stored
+        self._state = threading.Condition()
+        self._in_flight = 0  # stores between deciding to register later and handing their entries here
+        self._synchronous = False  # before a drain: new objects are registered before the reply
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ stores
+    def store_new(self, rows: list[StoredObject], entries: list[pb.ObjectEntry]) -> bool:
+        """Store new objects and register them after the reply. False (nothing done) when this
+        backend registers before replying now (a drain began): the caller does that instead."""
+        with self._state:
+            if self._synchronous:
+                return False
+            self._in_flight += 1
+        try:
+            written = set(self._store.store_new(rows, [entry.SerializeToString() for entry in entries]))
+            with self._state:
+                self._pending.update((object_id, entry) for object_id, entry in
+                                     ((UUID(bytes=entry.object_id), entry) for entry in entries) if object_id in written)
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                self._state.notify_all()
+        self._wake.set()
+        return True
+
+    def register_first(self, why: str) -> None:
+        """From now on new objects are registered before the reply (a draining backend: the
+        directory refuses them, and the caller learns it)."""
+        with self._state:
+            if not self._synchronous:
+                log.info("new objects are registered before the reply from now on: %s", why)
+            self._synchronous = True
+
+    def reported(self) -> None:
+        """After a restore from a backup the backend reports everything it stores instead
+        (recovery.reconcile): nothing is pending any more."""
+        with self._state:
+            ids = list(self._pending)
+            self._pending.clear()
+        self._store.registered(ids)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ sending
+    def flush(self, before_drain: bool = False) -> None:
+        """Register everything pending now, from the calling thread (a typed error if the
+        directory cannot be reached: what is pending stays and goes later). `before_drain`:
+        from now on new objects are registered before the reply, and stores already past that
+        decision are waited for, so that nothing this backend acknowledged is left unlisted."""
+        if before_drain:
+            self.register_first("a drain began")
+            with self._state:
+                self._state.wait_for(lambda: self._in_flight == 0)
+        if not self._pending:
+            return
+        with self._sending:
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        with self._state:
+            entries = list(self._pending.values())
+        try:
+            for start in range(0, len(entries), IDS_PER_PART):
+                self._send_part(entries[start:start + IDS_PER_PART])
+        except BackendUnavailableError:
+            raise  # the directory is down or slow: they go with the next try
+        except DataClayException as refusal:
+            # the directory refuses this backend's registrations (e.g. it was restored from a
+            # backup while this backend ran on: ClusterMismatchError): what is pending stays and
+            # goes when that changes (a restart); new stores register before their reply from
+            # now on, so their callers get the refusal instead of an acknowledgement
+            with self._state:
+                if not self._synchronous:
+                    log.error("the directory refuses this backend's registrations (%s): new objects are registered "
+                              "before the reply from now on", refusal)
+                self._synchronous = True
+            raise
+
+    def _send_part(self, entries: list[pb.ObjectEntry]) -> None:
+        try:
+            self._send(entries)
+        except AlreadyExistError:
+            if len(entries) > 1:  # find the entries refused, one by one
+                for entry in entries:
+                    self._send_part([entry])
+                return
+            self._refused(entries[0])
+            return
+        self._confirmed([UUID(bytes=entry.object_id) for entry in entries])
+
+    def _confirmed(self, object_ids: list[UUID]) -> None:
+        self._store.registered(object_ids)
+        with self._state:
+            for object_id in object_ids:
+                self._pending.pop(object_id, None)
+
+    def _refused(self, entry: pb.ObjectEntry) -> None:
+        object_id = UUID(bytes=entry.object_id)
+        log.error("object %s (%s) was stored here but the directory lists another object with its id (a client "
+                  "that sends ids of its own): it is dropped here, and its store was acknowledged", object_id,
+                  entry.class_path)
+        self._drop_here([object_id])
+        self._confirmed([object_id])
+
+    # ------------------------------------------------------------------ background
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="registrations", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        delay = 0.0
+        while not self._closed:
+            self._wake.wait(delay or None)
+            self._wake.clear()
+            if self._closed:
+                return
+            faults.hit("registrations.background")
+            time.sleep(GATHER_SECONDS)  # let stores arriving meanwhile go in the same request
+            try:
+                if self._pending:
+                    with self._sending:
+                        self._send_pending()
+                delay = 0.0
+            except DataClayException as exc:
+                delay = RESOLVE_LATER.after(delay)
+                log.warning("could not register %d new objects in the directory (again in %.1f s): %s",
+                            len(self._pending), delay, exc)
+            except Exception:  # never let the thread die: what is pending goes with the next try or flush
+                delay = RESOLVE_LATER.after(delay)
+                log.exception("registering new objects failed (again in %.1f s)", delay)
