@@ -39,11 +39,12 @@ def parse_size(text: str) -> int:
 
 
 def register(metadata_address: str, credentials: Any, name: str, store: ObjectStore, host: str, port: int,
-             timeout: float) -> bool:
+             timeout: float) -> pb.BackendList:
     """Register under our persistent id (waiting up to `timeout` for the metadata service),
     and refuse to serve data that belongs to another metadata database. If our id was retired
     (drained and deregistered), an empty data directory registers under a new one. Returns
-    whether the metadata database was restored from a backup (then we reconcile, not recover)."""
+    the directory's reply: whether the metadata database was restored from a backup (then we
+    reconcile, not recover), and the backends with their draining marks (ours included)."""
     channel = open_channel(metadata_address, credentials, options=UNLIMITED_MESSAGES)
     try:
         stub = rpc.MetadataStub(channel)
@@ -71,7 +72,7 @@ def register(metadata_address: str, credentials: Any, name: str, store: ObjectSt
             f"service at {metadata_address} is cluster {UUID(bytes=reply.cluster_id)}; refusing to start "
             "(nothing was changed)"
         )
-    return reply.restored
+    return reply
 
 
 def tune_gc() -> None:
@@ -116,13 +117,15 @@ def main(argv: list[str] | None = None) -> None:
         raise cannot_start(args.ready_fd, str(exc)) from None
     metadata_address = f"{args.metadata_host}:{args.metadata_port}"
     try:  # the port is bound but nothing is served until recovery is done
-        restored = register(metadata_address, credentials, args.name, store, args.advertise_host, server.port,
-                            args.metadata_timeout)
+        registered = register(metadata_address, credentials, args.name, store, args.advertise_host, server.port,
+                              args.metadata_timeout)
         rt = BackendRuntime(metadata_address, store, args.name, args.memory_limit, lock_timeout=args.lock_timeout,
                             consolidation_timeout=args.consolidation_timeout, credentials=credentials)
         set_runtime(rt)
         codec.add_backend_servicer(BackendService(rt), server.grpc)
-        dropped_local, dropped_directory = rt.recover(restored)
+        if any(info.draining for info in registered.backends if info.backend_id == store.backend_id().bytes):
+            rt.registrations.register_first("this backend is draining")  # a restart keeps the mark
+        dropped_local, dropped_directory = rt.recover(registered.restored)
     except Exception as exc:
         raise cannot_start(args.ready_fd, str(exc)) from None
     gc.freeze()  # what recovery loaded lives as long as the process: never scan it again

@@ -6,6 +6,7 @@ objects it owns in place. It composes the backend's parts and answers the object
 - locking.ObjectLocks: taking objects (the concurrency contract is its docstring);
 - request.Requests: serving a request and storing its changes before the reply;
 - incoming.Incoming: new objects arriving (StoreObjects, versions, make_persistent here);
+- registrations.Registrations: new objects registered in the directory after the reply;
 - mover.Mover / walk.Walk: moves; versioning.Versioning / lineage: versions, consolidation;
 - replicas.Replicas / replica_plan: replicas, kept in sync by their master;
 - recovery.recover: agreeing with the directory at start; event_loop: `async def` methods.
@@ -32,6 +33,7 @@ from dataclay_backend.mover import Mover
 from dataclay_backend.object_store import ObjectStore
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.recovery import reconcile, recover
+from dataclay_backend.registrations import Registrations
 from dataclay_backend.replicas import Replicas
 from dataclay_backend.request import Requests, current_scope
 from dataclay_backend.scope import SCOPE
@@ -54,14 +56,22 @@ class BackendRuntime(Runtime):
         self.local_backend_id = self.objects.backend_id
         self.locks = ObjectLocks(name, lock_timeout, self.objects.ready)
         self.directory = DirectoryClient(self.blocking)
+        self.registrations = Registrations(store, self.directory.send_registrations, self._drop_refused)
+        self.directory.registrations = self.registrations
         self.replicas = Replicas(self.objects, self.locks, self.directory, self, self.local_object)
         self.requests = Requests(self.objects, self.locks, self.directory, self.replicas)
-        self.incoming = Incoming(self.objects, self.directory)
+        self.incoming = Incoming(self.objects, self.directory, self.registrations)
         self.mover = Mover(self.objects, self.locks, self.directory, self, self.local_object, self.replicas)
         self.versioning = Versioning(self.objects, self.locks, self.directory, self, self.local_object,
                                      self.incoming, self.requests.new_chain, consolidation_timeout, self.replicas)
         self.event_loop = EventLoop()
         self.request = self.requests.request
+
+    def _drop_refused(self, object_ids: list[UUID]) -> None:
+        """New objects whose registration the directory refused (their ids are another
+        backend's objects): no longer ours (registrations.py)."""
+        mine = [object_id for object_id in object_ids if object_id in self.objects.owned]
+        self.objects.give_up([self.objects.instance(i, self.objects.owned[i]) for i in mine], None)
 
     @property
     def owned(self) -> dict[UUID, str]:
@@ -218,4 +228,5 @@ class BackendRuntime(Runtime):
         backup; then the replicas this backend holds and masters."""
         dropped = (reconcile if restored else recover)(self.objects, self.directory, self.mover, self.versioning)
         self.replicas.recover()
+        self.registrations.start()
         return dropped

@@ -284,3 +284,8 @@ class BackendService(rpc.BackendServicer):
         placed = self.rt.replicas.release([parse_uuid(raw, "object id") for raw in request.object_ids],
                                           parse_uuid(request.backend_id, "backend id"), request.rehome)
         return pb.ReplicaList(replicas=placed)
+
+    @handler
+    def FlushRegistrations(self, request: pb.FlushRegistrationsRequest, context) -> pb.Empty:
+        self.rt.registrations.flush(before_drain=request.before_drain)
+        return EMPTY

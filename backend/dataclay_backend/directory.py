@@ -231,9 +231,12 @@ class Directory:
             )
 
     # ------------------------------------------------------------------ objects
-    def register_objects(self, entries: list[ObjectEntry], alias: str = "", caller: str | None = None) -> None:
+    def register_objects(self, entries: list[ObjectEntry], alias: str = "", caller: str | None = None,
+                         stored: bool = False) -> None:
         """Add new objects (and optionally an alias of the first) in one transaction; a calling
-        backend registers only objects it owns."""
+        backend registers only objects it owns. `stored`: the backend stores them already (it
+        registers after acknowledging the store: registrations.py), so they are taken even
+        while it is draining (the drain lists them next)."""
         check_ids(len(entries))
         for entry in entries:
             check_class_path(entry.class_path)
@@ -246,7 +249,7 @@ class Directory:
             caller_id = self._caller_id(conn, caller, "register objects")
             if caller_id is not None and backend_ids != {UUID(bytes=caller_id)}:
                 raise Refusal("register objects", "a backend registers only objects it owns")
-            for backend_id in backend_ids:
+            for backend_id in backend_ids if not stored else ():
                 try:
                     self._require_not_draining(conn, backend_id)
                 except BackendDrainingError:

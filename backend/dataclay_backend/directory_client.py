@@ -2,15 +2,19 @@
 Blocking, from the calling thread; errors arrive typed (dataclay.exceptions)."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 from uuid import UUID
 
 from dataclay import lifecycle as lc
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.operations import ask_directory
 from dataclay.protocol.pages import owned_objects
 from dataclay.serialization import class_path
 from dataclay.transport import BlockingTransport, run_blocking
 from dataclay_backend.validation import IDS_PER_PART
+
+if TYPE_CHECKING:
+    from dataclay_backend.registrations import Registrations
 
 RECONCILE_PART = 2000  # entries with their class paths (up to 512 characters each) per message
 
@@ -18,9 +22,19 @@ RECONCILE_PART = 2000  # entries with their class paths (up to 512 characters ea
 class DirectoryClient:
     def __init__(self, transport: BlockingTransport) -> None:
         self._transport = transport
+        self.registrations: "Registrations | None" = None  # set once the backend's store is open
 
     def _call(self, method: str, request):
+        """Every question and change goes after the registrations still pending here
+        (registrations.py): the directory never answers about this backend's objects without them."""
+        if self.registrations is not None:
+            self.registrations.flush()
         return run_blocking(self._transport.metadata(method, request))
+
+    def send_registrations(self, entries: list[pb.ObjectEntry]) -> None:
+        """Registrations.send: entries of objects stored here already (accepted while draining)."""
+        run_blocking(self._transport.metadata(
+            "RegisterObjects", pb.RegisterObjectsRequest(objects=entries, stored=True)))
 
     def register(self, entries: list[pb.ObjectEntry], alias: str = "") -> None:
         """New objects of this backend, before they are stored here: a crash in between leaves
@@ -35,12 +49,14 @@ class DirectoryClient:
         ], alias)
 
     def owner_of(self, object_id: UUID) -> UUID:
-        entry = self._call("LocateObject", pb.ObjectRequest(object_id=object_id.bytes))
-        return UUID(bytes=entry.backend_id)
+        return UUID(bytes=self.entry_of(object_id).backend_id)
 
     def entry_of(self, object_id: UUID) -> pb.ObjectEntry:
-        """The directory's entry of an object: its owner and its replica holders."""
-        return self._call("LocateObject", pb.ObjectRequest(object_id=object_id.bytes))
+        """The directory's entry of an object: its owner and its replica holders (another
+        backend's new object may be on its way to the directory: ask_directory)."""
+        if self.registrations is not None:
+            self.registrations.flush()
+        return run_blocking(ask_directory(self._transport, "LocateObject", pb.ObjectRequest(object_id=object_id.bytes)))
 
     def add_replicas(self, object_ids: list[UUID], holder: UUID) -> None:
         self._call("AddReplicas", pb.ReplicaChange(object_ids=[i.bytes for i in object_ids], backend_id=holder.bytes))

@@ -14,6 +14,7 @@ from dataclay.serialization import IMMUTABLE_TYPES, class_path, dumps, import_cl
 from dataclay_backend.directory_client import DirectoryClient
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
+from dataclay_backend.registrations import Registrations
 from dataclay_backend.state import ImmutableState, digest_if_needed, large_immutable_size
 from dataclay_backend.validation import check_class_path, property_of
 from dataclay_backend.wire import parse_uuid
@@ -64,9 +65,20 @@ def _no_reference(ref: Any) -> None:
 
 
 class Incoming:
-    def __init__(self, objects: LocalObjects, directory: DirectoryClient) -> None:
+    def __init__(self, objects: LocalObjects, directory: DirectoryClient, registrations: Registrations) -> None:
         self.objects = objects
         self.directory = directory
+        self.registrations = registrations
+
+    def _store_new(self, rows: list[StoredObject], entries: list[pb.ObjectEntry], alias: str) -> None:
+        """Store new objects: without an alias registered in the directory after the reply
+        (registrations.py), else (or while a drain begins) registered first, then stored."""
+        if not alias and self.registrations.store_new(rows, entries):
+            self.objects.adopt({row.object_id: row.class_path for row in rows})
+            return
+        self.directory.register(entries, alias)
+        self._write_registered(rows)
+        self.objects.adopt({row.object_id: row.class_path for row in rows})
 
     def store_records(
         self, records: list[pb.ObjectRecord], alias: str, lineages: dict[UUID, lc.Lineage] | None = None
@@ -86,9 +98,7 @@ class Incoming:
                 version_original=lineage.original.bytes if lineage else b""))
         if not rows:
             raise InvalidRequestError("StoreObjects needs at least one object")
-        self.directory.register(entries, alias)
-        self._write_registered(rows)
-        self.objects.adopt({row.object_id: row.class_path for row in rows})
+        self._store_new(rows, entries, alias)
 
     def store_raw(self, request: codec.RawStore) -> None:
         """StoreRawObject: one new object whose property `request.name` is the message's bytes
@@ -119,10 +129,9 @@ class Incoming:
                                       object_id=object_id)
         size = large_immutable_size(values)
         state = ImmutableState(values, size) if size else dumps(values, _no_reference)
-        self.directory.register([pb.ObjectEntry(object_id=object_id.bytes, class_path=path,
-                                                backend_id=self.objects.backend_id.bytes)], request.alias)
-        self._write_registered([StoredObject(object_id, path, 1, state)])
-        self.objects.adopt({object_id: path})
+        self._store_new([StoredObject(object_id, path, 1, state)],
+                        [pb.ObjectEntry(object_id=object_id.bytes, class_path=path,
+                                        backend_id=self.objects.backend_id.bytes)], request.alias)
 
     def _write_registered(self, rows: list[StoredObject]) -> None:
         """Store objects just registered; if that fails (a full disk: StorageFullError), their

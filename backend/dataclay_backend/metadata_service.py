@@ -83,7 +83,7 @@ class MetadataService(rpc.MetadataServicer):
         ]
         self.epoch.require_reconciled({entry.backend_id for entry in entries})
         with self._bound(context, "register objects") as caller:
-            self.directory.register_objects(entries, request.alias, caller)
+            self.directory.register_objects(entries, request.alias, caller, stored=request.stored)
         return pb.Empty()
 
     @handler

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def recover(objects: LocalObjects, directory: DirectoryClient, mover: Mover, versioning: Versioning) -> tuple[int, int]:
-    """Returns how many stale objects were dropped here and from the directory."""
+    """Returns how many stale objects were dropped here and from the directory. New objects
+    stored before a crash and not registered yet are registered first (every directory call
+    sends them: registrations.py), so they are not taken for stale."""
     assigned = directory.owned_by(objects.backend_id)
     faults.hit("recovery.after_listing")
     assigned |= mover.recover(assigned)  # a move to us may have committed since the listing
@@ -41,6 +43,8 @@ def reconcile(objects: LocalObjects, directory: DirectoryClient, mover: Mover, v
     """Recovery in the restored epoch: what is stored here is reported and served if the
     directory gives it to us; nothing is deleted here or dropped from the directory, so it
     returns (0, 0) (what recover returns: how many stale objects were dropped)."""
+    if directory.registrations is not None:
+        directory.registrations.reported()  # the report below names them: adopted, or another's
     held = objects.store.classes()
     reply = directory.reconcile(objects.backend_id, held, (), done=False)
     assigned = directory.owned_by(objects.backend_id)

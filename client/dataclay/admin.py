@@ -18,7 +18,7 @@ from uuid import UUID
 import grpc
 
 from dataclay import operations as ops
-from dataclay.exceptions import BackendNotFoundError, DataClayException
+from dataclay.exceptions import BackendNotFoundError, BackendUnavailableError, DataClayException
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -77,13 +77,25 @@ async def drain(
         raise
 
 
+async def _registrations_sent(t: Any, info: Any) -> None:
+    try:
+        await t.backend(info, "FlushRegistrations", pb.FlushRegistrationsRequest(before_drain=True))
+    except BackendUnavailableError as exc:
+        raise DrainError(f"{info.describe()} did not answer ({exc}): it may hold new objects it has not registered "
+                         "yet, which a drain must not leave behind; drain it again once it runs") from None
+
+
 async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: dict, remaining: list,
                         on_progress: Progress | None) -> int:
     moved, total = 0, 0
     for _ in range(MAX_PASSES):
         owned = {}
         for name in backend_names:
-            # every pass: a backend that restarted meanwhile cleared the mark when it re-registered
+            # every pass (a backend that restarted meanwhile took the mark up again when it
+            # re-registered): first it registers what it stored and has not registered yet, and
+            # from then on registers before it replies (else the listing could miss objects it
+            # acknowledged)
+            await _registrations_sent(t, by_name[name])
             await t.metadata("SetDraining", pb.BackendRequest(backend_id=by_name[name].id.bytes, draining=True))
             ids = await a_owned_objects(lambda request: t.metadata("ListOwnedObjects", request),
                                         by_name[name].id.bytes)
@@ -164,10 +176,20 @@ def backend_ids(host: str, port: int, timeout: float | None = None, credentials:
 def set_draining(host: str, port: int, backend_names: list[str], draining: bool, credentials: Any = None,
                  timeout: float | None = None) -> None:
     """Mark the named backends as draining (no new objects), or lift the mark. A mark outlives
-    restarts of the backend: only this (or a drain that fails) lifts it."""
-    with _metadata(host, port, credentials) as stub:
-        for backend_id in _registered(stub, backend_names, False, timeout).values():
-            stub.SetDraining(pb.BackendRequest(backend_id=backend_id, draining=draining), timeout=timeout)
+    restarts of the backend: only this (or a drain that fails) lifts it. Before the mark is set,
+    each backend registers the new objects it stored and registers before it replies from then
+    on (a DrainError if it does not answer: the mark would not stop it taking new objects)."""
+    rt = Runtime(f"{host}:{port}", client_credentials(credentials, ADMIN)) if draining else None
+    try:
+        with _metadata(host, port, credentials) as stub:
+            listed = {info.name: info for info in stub.ListBackends(pb.Empty(), timeout=timeout).backends}
+            for name, backend_id in _registered(stub, backend_names, False, timeout).items():
+                if rt is not None:
+                    run_blocking(_registrations_sent(rt.blocking, BackendInfo.from_pb(listed[name])))
+                stub.SetDraining(pb.BackendRequest(backend_id=backend_id, draining=draining), timeout=timeout)
+    finally:
+        if rt is not None:
+            rt.close()
 
 
 def deregister_backends(host: str, port: int, backend_names: list[str], credentials: Any = None,

@@ -16,6 +16,7 @@ from uuid import UUID
 from dataclay import lifecycle
 from dataclay.exceptions import (
     BackendNotFoundError,
+    DataClayException,
     BackendUnavailableError,
     InvalidAliasError,
     InvalidRequestError,
@@ -83,12 +84,43 @@ def _require_registered(obj: "DataClayObject") -> None:
         )
 
 
+async def ask_directory(t: Any, method: str, request: Any) -> Any:
+    """A directory question about an object id (LocateObject, AddAlias, GetAliases). A new
+    object is registered just after its store is acknowledged (dataclay_backend/registrations.py):
+    if the directory does not know the id, every backend is asked to register what it still
+    has on its way, and the question is asked once more. A backend that does not answer is
+    named in the error (it may hold the object, registered when it is back)."""
+    try:
+        return await t.metadata(method, request)
+    except ObjectNotRegisteredError:
+        pass
+    reply = await t.metadata("ListBackends", pb.Empty())
+    backends = [BackendInfo.from_pb(info) for info in reply.backends]
+
+    async def flush(info: BackendInfo) -> str | None:
+        try:
+            await t.backend(info, "FlushRegistrations", pb.FlushRegistrationsRequest())
+        except DataClayException as exc:
+            return f"{info.describe()} ({type(exc).__name__})"
+        return None
+
+    silent = [name for name in [await flush(info) for info in backends] if name]  # one by one: a blocking transport never suspends
+    try:
+        return await t.metadata(method, request)
+    except ObjectNotRegisteredError as missing:
+        if not silent:
+            raise
+        raise ObjectNotRegisteredError(
+            f"{missing} ({', '.join(silent)} could not register the new objects it may hold: one stored there is "
+            "found once that backend is back, or restarted; retry then)", **missing.fields) from None
+
+
 async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
     """Ask the directory who owns obj, and remember it. A consolidated version is its
     original from then on (dataClay's version proxy takes the original's identity)."""
     for _ in range(MAX_REDIRECTS):
         try:
-            entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
+            entry = await ask_directory(t, "LocateObject", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
         except VersionConsolidatedError as consolidated:
             _follow_consolidation(rt, obj, consolidated)
             continue
@@ -174,7 +206,11 @@ async def with_owner(
             # A restarted backend may listen elsewhere, or the object may have moved off it:
             # retry only if the directory now says something different.
             await get_backends(rt, t)
-            if (await locate(rt, t, obj), rt.backends.get(owner)) == (owner, info):
+            try:
+                where = await locate(rt, t, obj)
+            except ObjectNotRegisteredError:
+                raise unavailable from None  # its registration waits on that very backend
+            if (where, rt.backends.get(owner)) == (owner, info):
                 raise
     raise ObjectMovingError(
         f"{obj!r} kept changing owner during {MAX_REDIRECTS} attempts; try again", object_id=state[ID]
@@ -407,7 +443,7 @@ async def get_by_id(rt: "Runtime", t: Any, cls: type, object_id: UUID | str) -> 
     await rt.settle_created(t)  # it may be one the active method asking created
     for _ in range(MAX_REDIRECTS):
         try:
-            entry = await t.metadata("LocateObject", pb.ObjectRequest(object_id=wanted.bytes))
+            entry = await ask_directory(t, "LocateObject", pb.ObjectRequest(object_id=wanted.bytes))
         except VersionConsolidatedError as consolidated:
             wanted = consolidated.original_id
             continue
@@ -425,7 +461,7 @@ async def add_alias(rt: "Runtime", t: Any, obj: "DataClayObject", alias: str) ->
     _check_alias(alias)
     _require_registered(obj)
     await rt.settle_created(t, [obj])  # the directory knows what an active method created only once it is stored
-    await t.metadata("AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__[ID].bytes))
+    await ask_directory(t, "AddAlias", pb.AliasRequest(alias=alias, object_id=obj.__dict__[ID].bytes))
 
 
 async def delete_alias(rt: "Runtime", t: Any, alias: str) -> None:
@@ -435,7 +471,7 @@ async def delete_alias(rt: "Runtime", t: Any, alias: str) -> None:
 async def get_aliases(rt: "Runtime", t: Any, obj: "DataClayObject") -> set[str]:
     _require_registered(obj)
     await rt.settle_created(t, [obj])
-    reply = await t.metadata("GetAliases", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
+    reply = await ask_directory(t, "GetAliases", pb.ObjectRequest(object_id=obj.__dict__[ID].bytes))
     return set(reply.aliases)
 
 

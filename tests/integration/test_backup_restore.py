@@ -239,8 +239,9 @@ def test_scheduled_backups_and_the_backup_command(make_cluster, tmp_path):
     assert len(list(backups.iterdir())) <= 2
 
 
-def test_a_backend_that_kept_running_through_a_restore_changes_nothing_until_it_restarts(make_cluster, tmp_path):
-    from dataclay.exceptions import ClusterMismatchError
+def test_a_backend_that_kept_running_through_a_restore_keeps_what_it_acknowledged_and_refuses_more(
+        make_cluster, tmp_path):
+    from dataclay.exceptions import ClusterMismatchError, ObjectNotRegisteredError
 
     cluster = make_cluster(backends=2, metadata_args=["--backup-dir", str(tmp_path / "backups")])
     with Client(host="127.0.0.1", port=cluster.port) as client:
@@ -254,10 +255,17 @@ def test_a_backend_that_kept_running_through_a_restore_changes_nothing_until_it_
     cluster.start_metadata()
     cluster.restart_backend("backend-0")  # backend-1 keeps running: it has not reported what it holds
     with Client(host="127.0.0.1", port=cluster.port):
+        # stored and acknowledged (registered after the reply); the directory refuses to register it
+        early = Employee("early", 3.0)
+        early.make_persistent(backend_id=ids[1])
+        with pytest.raises(ObjectNotRegisteredError, match="ClusterMismatchError"):
+            Employee.get_by_id(early.id)
+        # from then on backend-1 registers before it replies: refused, typed
         with pytest.raises(ClusterMismatchError, match="restart that backend"):
             Employee("refused", 2.0).make_persistent(backend_id=ids[1])
-    cluster.restart_backend("backend-1")  # on another port: a new client finds it
+    cluster.restart_backend("backend-1")  # on another port: a new client finds it; it reports what it holds
     with Client(host="127.0.0.1", port=cluster.port):
         second = Employee("second", 2.0)
         second.make_persistent(backend_id=ids[1])
         assert Employee.get_by_id(first.id).name == "first" and Employee.get_by_id(second.id).name == "second"
+        assert Employee.get_by_id(early.id).name == "early"  # what it acknowledged is kept

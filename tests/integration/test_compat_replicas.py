@@ -27,6 +27,7 @@ from dataclay.exceptions import (
 )
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
+from dataclay.operations import ask_directory
 from dataclay.transport import run_blocking
 from shapes import Node
 
@@ -42,7 +43,7 @@ def _read_replica(client: Client, holder: UUID, obj: Node, name: str = "value"):
 
 def _listed(client: Client, obj: Node) -> set[UUID]:
     """The replica holders the directory lists now."""
-    entry = run_blocking(client.runtime.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=obj.id.bytes)))
+    entry = run_blocking(ask_directory(client.runtime.blocking, "LocateObject", pb.ObjectRequest(object_id=obj.id.bytes)))
     return {UUID(bytes=raw) for raw in entry.replica_backend_ids}
 
 

@@ -55,7 +55,8 @@ STUB_CLIENT = textwrap.dedent("""
 
         def stored() -> int:
             total = 0
-            for backend_id in client.get_backends():
+            for backend_id, info in client.get_backends().items():  # each registers what it stored first
+                run_blocking(rt.blocking.backend(info, "FlushRegistrations", pb.FlushRegistrationsRequest()))
                 total += len(owned_objects(lambda r: run_blocking(rt.blocking.metadata("ListOwnedObjects", r)),
                                            backend_id.bytes))
             return total

@@ -12,18 +12,10 @@ import pytest
 from dataclay import Client
 from dataclay.admin import DrainError, deregister_backends, drain_backends, set_draining
 from dataclay.exceptions import BackendDrainingError, BackendNotDrainedError, BackendNotFoundError
-from dataclay.protocol import dataclay_pb2 as pb
+from directory_view import owned
 from hr import Company, Employee
 
 MODELS = Path(__file__).parents[1] / "models"  # the backends' model path (cwd of the CLI runs)
-
-
-def _owned_count(client, backend_id) -> int:
-    from dataclay.transport import run_blocking
-
-    rt = client.runtime
-    reply = run_blocking(rt.blocking.metadata("ListOwnedObjects", pb.OwnedObjectsRequest(backend_id=backend_id.bytes)))
-    return len(reply.object_ids)
 
 
 def test_drain_moves_everything_off_and_balances(make_cluster):
@@ -38,8 +30,8 @@ def test_drain_moves_everything_off_and_balances(make_cluster):
         seen = []
         moved = drain_backends("127.0.0.1", cluster.port, ["backend-2"], on_progress=lambda d, t: seen.append((d, t)))
         assert moved == 3000 and seen[-1] == (3000, 3000)
-        assert _owned_count(client, ids[2]) == 0
-        assert _owned_count(client, ids[0]) > 0 and _owned_count(client, ids[1]) > 0
+        assert owned(client, ids[2]) == 0
+        assert owned(client, ids[0]) > 0 and owned(client, ids[1]) > 0
         for index in (0, 777, 1499):
             companies[index].sync()
             assert companies[index].employee.raise_salary(1.0) == index + 1.0
@@ -56,7 +48,7 @@ def test_a_drained_backend_stays_draining_through_a_restart_until_the_mark_is_li
             Employee("New", 1.0).make_persistent(backend_id=ids[1])
         for _ in range(10):
             Employee("Anywhere", 1.0).make_persistent()  # random placement avoids it
-        assert _owned_count(client, ids[1]) == 0
+        assert owned(client, ids[1]) == 0
         cluster.restart_backend("backend-1")  # its pod restarted between the drain and its removal
         assert list(client.get_backends()) == [ids[0]]
         with pytest.raises(BackendDrainingError, match="backend-1"):
@@ -64,7 +56,10 @@ def test_a_drained_backend_stays_draining_through_a_restart_until_the_mark_is_li
         set_draining("127.0.0.1", cluster.port, ["backend-1"], False)  # e.g. the StatefulSet scaled up again
         assert list(client.get_backends()) == ids
         Employee("Back", 1.0).make_persistent(backend_id=ids[1])
-        assert _owned_count(client, ids[1]) == 1
+        assert owned(client, ids[1]) == 1
+        set_draining("127.0.0.1", cluster.port, ["backend-1"], True)  # on a running backend
+        with pytest.raises(BackendDrainingError, match="backend-1"):
+            Employee("New", 1.0).make_persistent(backend_id=ids[1])
 
 
 def test_a_retired_backend_leaves_for_good_and_comes_back_empty_under_a_new_id(make_cluster):
@@ -85,7 +80,7 @@ def test_a_retired_backend_leaves_for_good_and_comes_back_empty_under_a_new_id(m
         backends = {info.name: backend_id for backend_id, info in client.get_backends().items()}
         assert backends["backend-0"] == ids[0] and backends["backend-1"] not in ids  # a new id, active
         Employee("New", 1.0).make_persistent(backend_id=backends["backend-1"])
-        assert _owned_count(client, backends["backend-1"]) == 1
+        assert owned(client, backends["backend-1"]) == 1
 
 
 def test_drain_of_a_backend_that_never_registered(make_cluster):

@@ -476,9 +476,12 @@ def wait_until_answering(client: Client, cluster: LocalCluster, seconds: float =
 
 
 def _stats_ok(address: str) -> bool:
+    """The backend answers, and has registered every new object it acknowledged (it does so
+    just after replying; the checks below ask the directory directly)."""
     with open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES) as channel:
         try:
             rpc.BackendStub(channel).Stats(pb.Empty(), timeout=CALL_TIMEOUT)
+            rpc.BackendStub(channel).FlushRegistrations(pb.FlushRegistrationsRequest(), timeout=CALL_TIMEOUT)
             return True
         except grpc.RpcError:
             return False

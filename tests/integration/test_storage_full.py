@@ -20,7 +20,9 @@ from dataclay import Client
 from dataclay.exceptions import (AliasDoesNotExistError, BackendUnavailableError, ObjectNotRegisteredError,
                                  StorageFullError)
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay.operations import ask_directory
 from dataclay.transport import run_blocking
+from directory_view import owned
 from shapes import Blob, Node
 
 SMALL = 600_000  # an inline state (SQLite row): the WAL must grow
@@ -58,13 +60,6 @@ def fill(path: Path) -> None:
     finally:
         os.close(fd)
     assert os.statvfs(path.parent).f_bavail == 0
-
-
-def owned(client: Client, backend_id) -> int:
-    """How many objects the directory lists for the backend."""
-    reply = run_blocking(client.runtime.blocking.metadata(
-        "ListOwnedObjects", pb.OwnedObjectsRequest(backend_id=backend_id.bytes)))
-    return len(reply.object_ids)
 
 
 def full_error(raised: pytest.ExceptionInfo, backend_id) -> None:
@@ -230,7 +225,7 @@ def test_a_replica_holder_whose_disk_is_full_is_dropped_and_the_masters_write_su
         blob.new_replica(backend_id=full)
         fill(disk / "filler")
         blob.data = os.urandom(SMALL)  # stored on the master; the holder cannot store it
-        entry = run_blocking(client.runtime.blocking.metadata("LocateObject", pb.ObjectRequest(object_id=blob.id.bytes)))
+        entry = run_blocking(ask_directory(client.runtime.blocking, "LocateObject", pb.ObjectRequest(object_id=blob.id.bytes)))
         assert list(entry.replica_backend_ids) == []  # dropped before the write returned
         cluster.kill_backend("backend-0")  # the master: no replica left to fall back to
         with pytest.raises(BackendUnavailableError):

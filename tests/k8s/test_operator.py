@@ -678,8 +678,9 @@ def test_helm_install_is_accepted_and_its_rbac_is_enough(kube_cluster: KubeClust
 
 
 def owned_count(metadata_port: int, backend_id: Any) -> int:
-    """Objects the metadata directory says a backend owns (the authority a drain empties); plain
-    gRPC, so it can run on any thread next to a started Client."""
+    """Objects the metadata directory says a backend owns (the authority a drain empties), once
+    that backend registered what it stored (it does just after replying); plain gRPC, so it can
+    run on any thread next to a started Client."""
     import grpc
 
     from dataclay.protocol import dataclay_pb2 as pb
@@ -688,6 +689,14 @@ def owned_count(metadata_port: int, backend_id: Any) -> int:
     from dataclay.security import open_channel
 
     with open_channel(f"127.0.0.1:{metadata_port}", ADMIN[metadata_port]) as channel:
+        listed = rpc.MetadataStub(channel).ListBackends(pb.Empty(), timeout=30).backends
+        for info in (info for info in listed if info.backend_id == backend_id.bytes):  # not listed: retired
+            with open_channel(f"{info.host}:{info.port}", ADMIN[metadata_port]) as to_backend:
+                try:
+                    rpc.BackendStub(to_backend).FlushRegistrations(pb.FlushRegistrationsRequest(), timeout=30)
+                except grpc.RpcError as error:
+                    if error.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise  # not answering (its pod was deleted): what it holds is registered at its start
         reply = rpc.MetadataStub(channel).ListOwnedObjects(pb.OwnedObjectsRequest(backend_id=backend_id.bytes), timeout=30)
     return len(reply.object_ids)
 
