@@ -52,6 +52,9 @@ def main() -> None:
         seconds = timed(lambda: [e.make_persistent(backend_id=target) for e in singles])
         results["make_persistent_single"] = {"objects": 2000, "seconds": round(seconds, 3),
                                              "objects_per_s": round(2000 / seconds)}
+        fresh_ones = iter([Employee(f"L{i}", float(i)) for i in range(repeat + 100)])
+        results["make_persistent_latency"] = latency(lambda: next(fresh_ones).make_persistent(backend_id=target),
+                                                     repeat)
 
         async def concurrent(objects: list) -> None:
             await asyncio.gather(*(e.a_make_persistent(backend_id=target) for e in objects))
@@ -106,7 +109,8 @@ def main() -> None:
     base = floor_rt["p50_ms"]
     results["ratios_vs_floor_p50"] = {
         name: round(results[name]["p50_ms"] / base, 2)  # type: ignore[index]
-        for name in ("attribute_read", "attribute_write", "active_method_read_only", "active_method_mutating", "get_by_alias")
+        for name in ("attribute_read", "attribute_write", "active_method_read_only", "active_method_mutating", "get_by_alias",
+                     "make_persistent_latency")
     }
     print(json.dumps(results, indent=2))
 
