@@ -107,6 +107,13 @@ class ReplicaEntry:
     master_backend_id: UUID  # the object's owner
 
 
+
+def _row(e: ObjectEntry) -> tuple:
+    """An entry as a row of the objects table (not retired)."""
+    return (e.object_id.bytes, e.class_path, e.backend_id.bytes,
+            e.version_parent.bytes if e.version_parent else None,
+            e.version_original.bytes if e.version_original else None)
+
 class Directory:
     def __init__(self, data_dir: Path, durability: str = "process") -> None:
         self.db = Database(data_dir / "metadata.sqlite", durability)
@@ -231,25 +238,15 @@ class Directory:
             )
 
     # ------------------------------------------------------------------ objects
-    def register_objects(self, entries: list[ObjectEntry], alias: str = "", caller: str | None = None,
-                         stored: bool = False) -> None:
-        """Add new objects (and optionally an alias of the first) in one transaction; a calling
-        backend registers only objects it owns. `stored`: the backend stores them already (it
-        registers after acknowledging the store: registrations.py), so they are taken even
-        while it is draining (the drain lists them next)."""
-        check_ids(len(entries))
-        for entry in entries:
-            check_class_path(entry.class_path)
-        if alias:
-            check_alias(alias)
+    def register_objects(self, entries: list[ObjectEntry], alias: str = "", caller: str | None = None) -> None:
+        """Add new objects (and optionally an alias of the first) in one transaction, before
+        their backend stores them; a calling backend registers only objects it owns."""
+        self._check_entries(entries, alias)
         if not entries:
             return
-        backend_ids = {entry.backend_id for entry in entries}
         with self.db.transaction() as conn:
-            caller_id = self._caller_id(conn, caller, "register objects")
-            if caller_id is not None and backend_ids != {UUID(bytes=caller_id)}:
-                raise Refusal("register objects", "a backend registers only objects it owns")
-            for backend_id in backend_ids if not stored else ():
+            self._require_own(conn, entries, caller)
+            for backend_id in {entry.backend_id for entry in entries}:
                 try:
                     self._require_not_draining(conn, backend_id)
                 except BackendDrainingError:
@@ -257,18 +254,47 @@ class Directory:
                         return  # a replay of a registration that committed before the drain began
                     raise
             try:
-                conn.executemany(
-                    "INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0)",
-                    [(e.object_id.bytes, e.class_path, e.backend_id.bytes,
-                      e.version_parent.bytes if e.version_parent else None,
-                      e.version_original.bytes if e.version_original else None) for e in entries],
-                )
+                conn.executemany("INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0)", [_row(e) for e in entries])
             except sqlite3.IntegrityError:
                 if self._registered_already(conn, entries, alias):
                     return  # a replay of a registration that committed (its reply was lost)
                 raise AlreadyExistError("one of the objects is already registered") from None
             if alias:
                 self._insert_alias(conn, alias, entries[0].object_id)
+
+    def register_stored(self, entries: list[ObjectEntry], caller: str | None = None) -> list[UUID]:
+        """Objects their backend stores already (it registers after acknowledging the store:
+        registrations.py), each on its own, also while it is draining (the drain lists them
+        next): one registered alike is skipped (a replay after a lost reply); returns the ids
+        the directory has for another object (another owner or class), which are not taken."""
+        self._check_entries(entries, "")
+        if not entries:
+            return []
+        with self.db.transaction() as conn:
+            self._require_own(conn, entries, caller)
+            known = {}
+            for start in range(0, len(entries), 500):  # SQLite's bound on parameters
+                keys = [e.object_id.bytes for e in entries[start:start + 500]]
+                known.update((row[0], (row[1], row[2])) for row in conn.execute(
+                    f"SELECT id, class_path, backend_id FROM objects WHERE id IN ({','.join('?' * len(keys))})", keys))
+            refused = [e.object_id for e in entries
+                       if e.object_id.bytes in known and known[e.object_id.bytes] != (e.class_path, e.backend_id.bytes)]
+            conn.executemany("INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0)",
+                             [_row(e) for e in entries if e.object_id.bytes not in known])
+        return refused
+
+    @staticmethod
+    def _check_entries(entries: list[ObjectEntry], alias: str) -> None:
+        check_ids(len(entries))
+        for entry in entries:
+            check_class_path(entry.class_path)
+        if alias:
+            check_alias(alias)
+
+    def _require_own(self, conn: sqlite3.Connection, entries: list[ObjectEntry], caller: str | None) -> None:
+        caller_id = self._caller_id(conn, caller, "register objects")
+        if caller_id is not None and {entry.backend_id for entry in entries} != {UUID(bytes=caller_id)}:
+            raise Refusal("register objects", "a backend registers only objects it owns")
 
     @staticmethod
     def _registered_already(conn: sqlite3.Connection, entries: list[ObjectEntry], alias: str) -> bool:

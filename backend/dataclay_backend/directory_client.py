@@ -31,10 +31,12 @@ class DirectoryClient:
             self.registrations.flush()
         return run_blocking(self._transport.metadata(method, request))
 
-    def send_registrations(self, entries: list[pb.ObjectEntry]) -> None:
-        """Registrations.send: entries of objects stored here already (accepted while draining)."""
-        run_blocking(self._transport.metadata(
+    def send_registrations(self, entries: list[pb.ObjectEntry]) -> list[UUID]:
+        """Registrations.send: entries of objects stored here already (accepted while draining);
+        returns the ids refused (the directory has them for another object)."""
+        reply = run_blocking(self._transport.metadata(
             "RegisterObjects", pb.RegisterObjectsRequest(objects=entries, stored=True)))
+        return [UUID(bytes=raw) for raw in reply.refused]
 
     def register(self, entries: list[pb.ObjectEntry], alias: str = "") -> None:
         """New objects of this backend, before they are stored here: a crash in between leaves

@@ -74,7 +74,7 @@ class MetadataService(rpc.MetadataServicer):
         return self._backend_list()
 
     @handler
-    def RegisterObjects(self, request: pb.RegisterObjectsRequest, context) -> pb.Empty:
+    def RegisterObjects(self, request: pb.RegisterObjectsRequest, context) -> pb.RegisterObjectsReply:
         entries = [
             ObjectEntry(parse_uuid(e.object_id, "object id"), e.class_path, parse_uuid(e.backend_id, "backend id"),
                         optional_uuid(e.version_parent, "version parent"),
@@ -83,8 +83,11 @@ class MetadataService(rpc.MetadataServicer):
         ]
         self.epoch.require_reconciled({entry.backend_id for entry in entries})
         with self._bound(context, "register objects") as caller:
-            self.directory.register_objects(entries, request.alias, caller, stored=request.stored)
-        return pb.Empty()
+            if request.stored:
+                refused = self.directory.register_stored(entries, caller)
+                return pb.RegisterObjectsReply(refused=[object_id.bytes for object_id in refused])
+            self.directory.register_objects(entries, request.alias, caller)
+        return pb.RegisterObjectsReply()
 
     @handler
     def LocateObject(self, request: pb.ObjectRequest, context) -> pb.ObjectEntry:

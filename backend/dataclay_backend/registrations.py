@@ -30,7 +30,8 @@ import time
 from typing import Callable
 from uuid import UUID
 
-from dataclay.exceptions import AlreadyExistError, BackendUnavailableError, DataClayException
+from dataclay.exceptions import BackendUnavailableError, DataClayException, ResourceExhaustedError
+from dataclay.protocol import MAX_MESSAGE
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay_backend import faults
 from dataclay_backend.backoff import RESOLVE_LATER
@@ -45,7 +46,11 @@ log = logging.getLogger(__name__)
 # other). Nobody waits for it: whoever needs an entry registered sends it at once (flush).
 GATHER_SECONDS = 0.005
 
-Send = Callable[[list[pb.ObjectEntry]], None]  # RegisterObjects(stored=True) of these entries
+Send = Callable[[list[pb.ObjectEntry]], list[UUID]]  # RegisterObjects(stored=True): the ids refused
+
+# A request's share of the entries, by their encoded size (a class path is up to 512 characters):
+# within half the message limit (DC_MAX_MESSAGE), and within the ids-per-call cap.
+PART_BYTES = min(512 * 1024, MAX_MESSAGE // 2)
 
 
 class Registrations:
@@ -120,33 +125,26 @@ class Registrations:
     def _send_pending(self) -> None:
         with self._state:
             entries = list(self._pending.values())
+        for part in _parts(entries):
+            self._send_part(part)
+
+    def _send_part(self, entries: list[pb.ObjectEntry]) -> None:
         try:
-            for start in range(0, len(entries), IDS_PER_PART):
-                self._send_part(entries[start:start + IDS_PER_PART])
-        except BackendUnavailableError:
-            raise  # the directory is down or slow: they go with the next try
+            refused = set(self._send(entries))
+        except (BackendUnavailableError, ResourceExhaustedError):
+            raise  # the directory is down, slow or busy: they go with the next try
         except DataClayException as refusal:
             # the directory refuses this backend's registrations (e.g. it was restored from a
             # backup while this backend ran on: ClusterMismatchError): what is pending stays and
             # goes when that changes (a restart); new stores register before their reply from
             # now on, so their callers get the refusal instead of an acknowledgement
-            with self._state:
-                if not self._synchronous:
-                    log.error("the directory refuses this backend's registrations (%s): new objects are registered "
-                              "before the reply from now on", refusal)
-                self._synchronous = True
+            if not self._synchronous:
+                log.error("the directory refuses this backend's registrations: %s", refusal)
+            self.register_first("the directory refuses registrations sent after the reply")
             raise
-
-    def _send_part(self, entries: list[pb.ObjectEntry]) -> None:
-        try:
-            self._send(entries)
-        except AlreadyExistError:
-            if len(entries) > 1:  # find the entries refused, one by one
-                for entry in entries:
-                    self._send_part([entry])
-                return
-            self._refused(entries[0])
-            return
+        for entry in entries:
+            if UUID(bytes=entry.object_id) in refused:
+                self._refused(entry)
         self._confirmed([UUID(bytes=entry.object_id) for entry in entries])
 
     def _confirmed(self, object_ids: list[UUID]) -> None:
@@ -161,7 +159,6 @@ class Registrations:
                   "that sends ids of its own): it is dropped here, and its store was acknowledged", object_id,
                   entry.class_path)
         self._drop_here([object_id])
-        self._confirmed([object_id])
 
     # ------------------------------------------------------------------ background
     def start(self) -> None:
@@ -169,8 +166,14 @@ class Registrations:
         self._thread.start()
 
     def close(self) -> None:
+        """A graceful stop: no more background sends, and what is pending is sent now (if the
+        directory does not take it, it goes at the next start: it is stored)."""
         self._closed = True
         self._wake.set()
+        try:
+            self.flush()
+        except DataClayException as exc:
+            log.warning("%d new objects are registered at the next start: %s", len(self._pending), exc)
 
     def _run(self) -> None:
         delay = 0.0
@@ -193,3 +196,17 @@ class Registrations:
             except Exception:  # never let the thread die: what is pending goes with the next try or flush
                 delay = RESOLVE_LATER.after(delay)
                 log.exception("registering new objects failed (again in %.1f s)", delay)
+
+
+def _parts(entries: list[pb.ObjectEntry]) -> list[list[pb.ObjectEntry]]:
+    """The entries in requests of at most PART_BYTES and IDS_PER_PART entries each."""
+    parts: list[list[pb.ObjectEntry]] = [[]]
+    size = 0
+    for entry in entries:
+        grows = entry.ByteSize() + 4
+        if parts[-1] and (size + grows > PART_BYTES or len(parts[-1]) >= IDS_PER_PART):
+            parts.append([])
+            size = 0
+        parts[-1].append(entry)
+        size += grows
+    return [part for part in parts if part]

@@ -86,7 +86,7 @@ CHANNEL_OPTIONS = [*MESSAGE_LIMITS, *FAST_RECONNECT]
 # with the reasons, is beside each rpc in dataclay.proto; a test checks that they agree.
 IDEMPOTENT = frozenset({
     # Backend
-    "StoreObjects", "StoreRawObject", "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
+    "GetAttribute", "SetAttribute", "SetRawAttribute", "GetObjectState", "UpdateObject", "Stats", "GetClassInfo",
     "ActivateMove", "AbortMove", "StoreReplicas", "ReadReplica", "ForgetReplicas", "FlushRegistrations",
     # Metadata
     "RegisterBackend", "ListBackends", "RegisterObjects", "LocateObject", "LookupAlias", "GetAliases", "ListOwnedObjects",

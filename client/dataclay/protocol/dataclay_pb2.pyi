@@ -432,6 +432,12 @@ class RegisterObjectsRequest(_message.Message):
     stored: bool
     def __init__(self, objects: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ..., alias: _Optional[str] = ..., stored: _Optional[bool] = ...) -> None: ...
 
+class RegisterObjectsReply(_message.Message):
+    __slots__ = ("refused",)
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    refused: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, refused: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class FlushRegistrationsRequest(_message.Message):
     __slots__ = ("before_drain",)
     BEFORE_DRAIN_FIELD_NUMBER: _ClassVar[int]

@@ -175,8 +175,9 @@ class BackendServicer:
         directory is never asked about them before: see FlushRegistrations and
         dataclay_backend/registrations.py); with an alias, or while a drain is under way, before it.
         [callers: anyone]
-        [idempotent: the same ids with the same classes store once; an id this backend stores under
-        another class, or the directory lists elsewhere, is refused (AlreadyExistError)]
+        [not idempotent: a replay of the same ids and classes stores nothing more, but one that
+        arrives after the objects moved away would store them here again (then dropped, refused by
+        the directory): a lost reply is a CallOutcomeUnknownError, never re-sent]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,7 +192,7 @@ class BackendServicer:
         properties, a pickled dict, at most 2 KiB), `dataclay-alias-bin` (an alias, or empty), all
         UTF-8 but the id and the state. dataclay/protocol/codec.py sends and receives it.
         [callers: anyone]
-        [idempotent: as StoreObjects]
+        [not idempotent: as StoreObjects]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1289,7 +1290,7 @@ class MetadataStub:
         self.RegisterObjects = channel.unary_unary(
                 '/dataclay.v1.Metadata/RegisterObjects',
                 request_serializer=dataclay_dot_protocol_dot_dataclay__pb2.RegisterObjectsRequest.SerializeToString,
-                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+                response_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.RegisterObjectsReply.FromString,
                 _registered_method=True)
         self.LocateObject = channel.unary_unary(
                 '/dataclay.v1.Metadata/LocateObject',
@@ -1404,7 +1405,10 @@ class MetadataServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RegisterObjects(self, request, context):
-        """[callers: backend]
+        """All the entries and the alias in one transaction (AlreadyExistError if an id is taken); with
+        `stored`, each entry on its own: one already registered alike is skipped (a replay after a
+        lost reply), one whose id another object has is listed in the reply, the rest registered.
+        [callers: backend]
         [idempotent: the same entries registered again are a replay; other ids' owners refuse]
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -1585,7 +1589,7 @@ def add_MetadataServicer_to_server(servicer, server):
             'RegisterObjects': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterObjects,
                     request_deserializer=dataclay_dot_protocol_dot_dataclay__pb2.RegisterObjectsRequest.FromString,
-                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.Empty.SerializeToString,
+                    response_serializer=dataclay_dot_protocol_dot_dataclay__pb2.RegisterObjectsReply.SerializeToString,
             ),
             'LocateObject': grpc.unary_unary_rpc_method_handler(
                     servicer.LocateObject,
@@ -1758,7 +1762,7 @@ class Metadata:
             target,
             '/dataclay.v1.Metadata/RegisterObjects',
             dataclay_dot_protocol_dot_dataclay__pb2.RegisterObjectsRequest.SerializeToString,
-            dataclay_dot_protocol_dot_dataclay__pb2.Empty.FromString,
+            dataclay_dot_protocol_dot_dataclay__pb2.RegisterObjectsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -180,6 +180,24 @@ def test_a_registration_replayed_after_a_lost_reply_succeeds(directory):
         directory.register_objects([ObjectEntry(uuid.uuid4(), PATH, backend_id)])
 
 
+def test_objects_stored_already_are_registered_each_on_its_own(directory):
+    """RegisterObjects(stored=True): a backend registers what it stored after replying."""
+    mine, other = backend(directory, "backend-0"), backend(directory, "backend-1")
+    theirs, before = objects_on(directory, other, 1)[0], ObjectEntry(uuid.uuid4(), PATH, mine)
+    assert directory.register_stored([before], caller="backend-0") == []
+    directory.set_draining(mine, True)  # stored already: taken while draining (the drain lists them)
+    fresh = ObjectEntry(uuid.uuid4(), PATH, mine)
+    other_class = ObjectEntry(before.object_id, "hr.Company", mine)
+    refused = directory.register_stored(
+        [before, fresh, ObjectEntry(theirs, PATH, mine)], caller="backend-0")  # `before`: a replay, skipped
+    assert refused == [theirs]
+    assert directory.register_stored([other_class], caller="backend-0") == [before.object_id]
+    assert set(directory.owned_by(mine)) == {before.object_id, fresh.object_id}
+    assert directory.locate(theirs).backend_id == other and directory.locate(before.object_id).class_path == PATH
+    with pytest.raises(Refusal):  # only its own objects
+        directory.register_stored([ObjectEntry(uuid.uuid4(), PATH, other)], caller="backend-0")
+
+
 def test_objects_go_only_to_registered_backends(directory):
     unknown = uuid.uuid4()
     with pytest.raises(BackendNotFoundError):

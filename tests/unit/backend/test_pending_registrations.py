@@ -1,55 +1,80 @@
 """Registrations after the reply (dataclay_backend.registrations) driven without a network: a real
-ObjectStore on real files, and the directory's side played by a function that records what it is
-sent and answers as the metadata service would (accepts, is unreachable, refuses)."""
+ObjectStore and the metadata service's real Directory, each on its own files; between them, the
+function a backend sends RegisterObjects(stored=True) through, which can also fail as the
+network or a refusing metadata service would."""
 from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
 from dataclay.exceptions import AlreadyExistError, BackendUnavailableError, ClusterMismatchError
 from dataclay.protocol import dataclay_pb2 as pb
+from dataclay_backend import registrations as registrations_module
+from dataclay_backend.directory import BackendInfo, ObjectEntry
+from dataclay_backend.directory import Directory as MetadataDirectory
 from dataclay_backend.object_store import INLINE_LIMIT, ObjectStore, StoredObject
 from dataclay_backend.registrations import Registrations
 
 PATH = "hr.Employee"
+HERE = uuid.UUID(int=1)  # this backend
+OTHER = uuid.UUID(int=2)
 
 
 class Directory:
-    """What the metadata service answers to RegisterObjects(stored=True)."""
+    """The metadata service's directory, as RegisterObjects(stored=True) from this backend reaches it."""
 
-    def __init__(self) -> None:
-        self.registered: dict[uuid.UUID, str] = {}
+    def __init__(self, path: Path) -> None:
+        path.mkdir(exist_ok=True)
+        self.real = MetadataDirectory(path)
+        self.real.register_backend(BackendInfo(HERE, "backend-0", "127.0.0.1", 1))
+        self.real.register_backend(BackendInfo(OTHER, "backend-1", "127.0.0.1", 2))
         self.requests: list[list[uuid.UUID]] = []
         self.failure: Exception | None = None
-        self.taken: set[uuid.UUID] = set()  # ids another backend's objects have
 
-    def send(self, entries: list[pb.ObjectEntry]) -> None:
+    def send(self, entries: list[pb.ObjectEntry]) -> list[uuid.UUID]:
         ids = [uuid.UUID(bytes=entry.object_id) for entry in entries]
         self.requests.append(ids)
         if self.failure is not None:
             raise self.failure
-        if self.taken & set(ids):
-            raise AlreadyExistError("one of the objects is already registered")
-        self.registered.update((uuid.UUID(bytes=e.object_id), e.class_path) for e in entries)
+        return self.real.register_stored(
+            [ObjectEntry(uuid.UUID(bytes=e.object_id), e.class_path, uuid.UUID(bytes=e.backend_id)) for e in entries],
+            caller="backend-0")
+
+    @property
+    def registered(self) -> dict[uuid.UUID, str]:
+        return {uuid.UUID(bytes=key): path for key, path in self.real.db.query(
+            "SELECT id, class_path FROM objects WHERE backend_id=?", (HERE.bytes,))}
+
+    def take(self, object_id: uuid.UUID) -> None:
+        """Another backend's object with this id (a client that made the id up)."""
+        self.real.register_objects([ObjectEntry(object_id, PATH, OTHER)])
 
 
 @pytest.fixture
 def store(tmp_path):
-    opened = ObjectStore(tmp_path)
+    opened = ObjectStore(tmp_path / "backend")
     yield opened
     opened.close()
 
 
-def _new(count: int, size: int = 10) -> tuple[list[StoredObject], list[pb.ObjectEntry]]:
-    rows = [StoredObject(uuid.uuid4(), PATH, 1, b"s" * size) for _ in range(count)]
-    entries = [pb.ObjectEntry(object_id=row.object_id.bytes, class_path=PATH, backend_id=b"b" * 16) for row in rows]
+@pytest.fixture
+def directory(tmp_path):
+    made = Directory(tmp_path / "metadata")
+    yield made
+    made.real.close()
+
+
+def _new(count: int, size: int = 10, path: str = PATH) -> tuple[list[StoredObject], list[pb.ObjectEntry]]:
+    rows = [StoredObject(uuid.uuid4(), path, 1, b"s" * size) for _ in range(count)]
+    entries = [pb.ObjectEntry(object_id=row.object_id.bytes, class_path=path, backend_id=HERE.bytes) for row in rows]
     return rows, entries
 
 
-def test_stored_with_their_entries_and_registered_on_flush(store):
-    directory, dropped = Directory(), []
+def test_stored_with_their_entries_and_registered_on_flush(store, directory):
+    dropped = []
     registrations = Registrations(store, directory.send, dropped.extend)
     rows, entries = _new(3)
     assert registrations.store_new(rows, entries)
@@ -63,13 +88,12 @@ def test_stored_with_their_entries_and_registered_on_flush(store):
     assert len(directory.requests) == 1  # nothing pending: no request
 
 
-def test_pending_entries_survive_a_restart_and_are_sent_by_the_next_process(tmp_path):
-    first = ObjectStore(tmp_path)
+def test_pending_entries_survive_a_restart_and_are_sent_by_the_next_process(tmp_path, directory):
+    first = ObjectStore(tmp_path / "backend")
     rows, entries = _new(2, size=INLINE_LIMIT + 10)  # large states: their files, then the entries
-    Registrations(first, Directory().send, list).store_new(rows, entries)
+    Registrations(first, directory.send, list).store_new(rows, entries)
     first.close()
-    reopened = ObjectStore(tmp_path)
-    directory = Directory()
+    reopened = ObjectStore(tmp_path / "backend")
     registrations = Registrations(reopened, directory.send, list)
     assert registrations.pending() == 2
     registrations.flush()
@@ -78,8 +102,7 @@ def test_pending_entries_survive_a_restart_and_are_sent_by_the_next_process(tmp_
     reopened.close()
 
 
-def test_an_unreachable_directory_keeps_them_pending_and_raises_to_whoever_flushes(store):
-    directory = Directory()
+def test_an_unreachable_directory_keeps_them_pending_and_raises_to_whoever_flushes(store, directory):
     registrations = Registrations(store, directory.send, list)
     rows, entries = _new(2)
     registrations.store_new(rows, entries)
@@ -93,20 +116,19 @@ def test_an_unreachable_directory_keeps_them_pending_and_raises_to_whoever_flush
     assert len(directory.registered) == 3 and store.unregistered() == {}
 
 
-def test_an_id_another_backend_has_is_dropped_here_alone(store):
-    directory, dropped = Directory(), []
+def test_an_id_another_backend_has_is_dropped_here_alone_in_the_same_request(store, directory):
+    dropped = []
     registrations = Registrations(store, directory.send, dropped.extend)
     rows, entries = _new(4)
-    directory.taken.add(rows[2].object_id)
+    directory.take(rows[2].object_id)
     registrations.store_new(rows, entries)
     registrations.flush()
-    assert dropped == [rows[2].object_id]
+    assert dropped == [rows[2].object_id] and len(directory.requests) == 1
     assert set(directory.registered) == {row.object_id for i, row in enumerate(rows) if i != 2}
     assert store.unregistered() == {}
 
 
-def test_a_refusal_keeps_them_and_makes_later_stores_register_before_the_reply(store):
-    directory = Directory()
+def test_a_refusal_keeps_them_and_makes_later_stores_register_before_the_reply(store, directory):
     registrations = Registrations(store, directory.send, list)
     rows, entries = _new(1)
     registrations.store_new(rows, entries)
@@ -117,8 +139,8 @@ def test_a_refusal_keeps_them_and_makes_later_stores_register_before_the_reply(s
     assert not registrations.store_new(*_new(1))  # the caller registers first and gets the refusal
 
 
-def test_a_store_sent_again_is_stored_once_and_another_class_is_refused(store):
-    registrations = Registrations(store, Directory().send, list)
+def test_a_store_sent_again_is_stored_once_and_another_class_is_refused(store, directory):
+    registrations = Registrations(store, directory.send, list)
     rows, entries = _new(1)
     assert registrations.store_new(rows, entries)
     registrations.flush()
@@ -130,8 +152,7 @@ def test_a_store_sent_again_is_stored_once_and_another_class_is_refused(store):
     assert store.load(rows[0].object_id).class_path == PATH
 
 
-def test_before_a_drain_stores_already_deciding_are_waited_for_and_later_ones_register_first(store):
-    directory = Directory()
+def test_before_a_drain_stores_already_deciding_are_waited_for_and_later_ones_register_first(store, directory):
     registrations = Registrations(store, directory.send, list)
     inside, release = threading.Event(), threading.Event()
     real = store.store_new
@@ -158,10 +179,38 @@ def test_before_a_drain_stores_already_deciding_are_waited_for_and_later_ones_re
     assert not registrations.store_new(*_new(1))
 
 
-def test_a_backend_that_starts_draining_registers_before_the_reply(store):
-    directory, dropped = Directory(), []
-    registrations = Registrations(store, directory.send, dropped.extend)
+def test_a_backend_that_starts_draining_registers_before_the_reply(store, directory):
+    registrations = Registrations(store, directory.send, list)
     registrations.register_first("this backend is draining")
     rows, entries = _new(1)
     assert not registrations.store_new(rows, entries)  # the caller registers, then stores
     assert not store.classes() and not store.unregistered()
+
+
+def test_a_send_whose_reply_was_lost_is_sent_again_with_what_came_after_in_one_request(store, directory):
+    """The metadata service committed a registration but its reply was lost: the next request
+    holds those entries again with newer ones; the directory skips the ones it has."""
+    registrations = Registrations(store, directory.send, list)
+    rows, entries = _new(3)
+    registrations.store_new(rows, entries)
+    directory.send(entries)  # committed there; this backend never heard back
+    later_rows, later_entries = _new(2)
+    registrations.store_new(later_rows, later_entries)
+    directory.requests.clear()
+    registrations.flush()
+    assert len(directory.requests) == 1 and len(directory.requests[0]) == 5
+    assert set(directory.registered) == {row.object_id for row in rows + later_rows}
+    assert store.unregistered() == {}
+
+
+def test_entries_go_in_parts_that_fit_a_message_whatever_the_class_paths(store, directory, monkeypatch):
+    monkeypatch.setattr(registrations_module, "PART_BYTES", 4096)
+    registrations = Registrations(store, directory.send, list)
+    long_path = "models." + "a" * 300 + ".Employee"
+    rows, entries = _new(40, path=long_path)  # about 340 bytes each: 12 fit in 4 KiB
+    registrations.store_new(rows, entries)
+    registrations.flush()
+    assert [len(ids) for ids in directory.requests] == [11, 11, 11, 7]
+    assert all(sum(e.ByteSize() + 4 for e in entries if uuid.UUID(bytes=e.object_id) in set(ids)) <= 4096
+               for ids in directory.requests)
+    assert len(directory.registered) == 40
