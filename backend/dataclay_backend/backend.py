@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         args.name, rt.local_backend_id, args.advertise_host, server.port, len(rt.owned), dropped_local, dropped_directory,
     )
     server.wait_for_signal()
+    rt.registrations.close()
     rt.close()
     store.close()
     log.info("backend %s stopped", args.name)

@@ -81,8 +81,8 @@ async def _registrations_sent(t: Any, info: Any) -> None:
     try:
         await t.backend(info, "FlushRegistrations", pb.FlushRegistrationsRequest(before_drain=True))
     except BackendUnavailableError as exc:
-        raise DrainError(f"{info.describe()} did not answer ({exc}): it may hold new objects it has not registered "
-                         "yet, which a drain must not leave behind; drain it again once it runs") from None
+        raise DrainError(f"{info.describe()} could not register the new objects it may hold ({exc}), which a drain "
+                         "must not leave behind; drain it again once it and the metadata service answer") from None
 
 
 async def _drain_passes(rt: Runtime, t: Any, backend_names: list[str], by_name: dict, remaining: list,

@@ -25,6 +25,7 @@ from dataclay.exceptions import (
     ObjectNotRegisteredError,
     ObjectWithWrongBackendIdError,
     ReplicaNotFoundError,
+    ResourceExhaustedError,
     VersionConsolidatedError,
 )
 from dataclay.lifecycle import BACKEND, CREATED_BY, ID, LOADED, LOCAL, REGISTERED
@@ -88,31 +89,34 @@ async def ask_directory(t: Any, method: str, request: Any) -> Any:
     """A directory question about an object id (LocateObject, AddAlias, GetAliases). A new
     object is registered just after its store is acknowledged (dataclay_backend/registrations.py):
     if the directory does not know the id, every backend is asked to register what it still
-    has on its way, and the question is asked once more. A backend that does not answer is
-    named in the error (it may hold the object, registered when it is back)."""
+    has on its way, and the question is asked once more. If a backend did not answer, the
+    object may be there: BackendUnavailableError names it (not "does not exist")."""
     try:
         return await t.metadata(method, request)
     except ObjectNotRegisteredError:
         pass
     reply = await t.metadata("ListBackends", pb.Empty())
-    backends = [BackendInfo.from_pb(info) for info in reply.backends]
-
-    async def flush(info: BackendInfo) -> str | None:
+    silent: list[str] = []  # did not answer: may hold it
+    refused: list[str] = []  # answered, but the directory refuses what it registers
+    for info in (BackendInfo.from_pb(info) for info in reply.backends):  # one by one: a blocking transport never suspends
         try:
             await t.backend(info, "FlushRegistrations", pb.FlushRegistrationsRequest())
+        except (BackendUnavailableError, ResourceExhaustedError) as exc:
+            silent.append(f"{info.describe()} ({type(exc).__name__})")
         except DataClayException as exc:
-            return f"{info.describe()} ({type(exc).__name__})"
-        return None
-
-    silent = [name for name in [await flush(info) for info in backends] if name]  # one by one: a blocking transport never suspends
+            refused.append(f"{info.describe()} ({type(exc).__name__}: {exc})")
     try:
         return await t.metadata(method, request)
     except ObjectNotRegisteredError as missing:
-        if not silent:
-            raise
-        raise ObjectNotRegisteredError(
-            f"{missing} ({', '.join(silent)} could not register the new objects it may hold: one stored there is "
-            "found once that backend is back, or restarted; retry then)", **missing.fields) from None
+        if silent:
+            raise BackendUnavailableError(
+                f"{missing}, and {', '.join(silent)} did not answer: an object stored there is registered just after "
+                "its store, so it may be there; retry once it answers") from None
+        if refused:
+            raise ObjectNotRegisteredError(
+                f"{missing} ({', '.join(refused)}: an object stored there is found once that backend restarts)",
+                **missing.fields) from None
+        raise
 
 
 async def locate(rt: "Runtime", t: Any, obj: "DataClayObject") -> UUID:
@@ -208,8 +212,8 @@ async def with_owner(
             await get_backends(rt, t)
             try:
                 where = await locate(rt, t, obj)
-            except ObjectNotRegisteredError:
-                raise unavailable from None  # its registration waits on that very backend
+            except (ObjectNotRegisteredError, BackendUnavailableError):
+                raise unavailable from None  # its registration may wait on that very backend
             if (where, rt.backends.get(owner)) == (owner, info):
                 raise
     raise ObjectMovingError(

@@ -115,6 +115,9 @@ def parse_seconds(text: str | None, default: float | None) -> float | None:
     return value
 
 
+FLUSH_SECONDS = 10.0
+
+
 @dataclass(frozen=True)
 class Deadlines:
     """Every deadline of this process's outgoing calls, defined here only (README, Configuration).
@@ -129,6 +132,9 @@ class Deadlines:
       honest methods; None (DC_METHOD_TIMEOUT=none) waits as long as the method runs.
     - `connect`: how long a call waits for a channel that is not connected (a server being
       restarted) before it fails with BackendUnavailableError, having sent nothing.
+    - FlushRegistrations, which a lookup that misses asks of every backend, waits at most
+      FLUSH_SECONDS (10 s, or `call` if shorter): a stopped backend holds such a lookup that
+      long (after `connect`, for a channel not connected yet), not the whole call deadline.
     """
 
     call: float | None = 90.0
@@ -145,7 +151,11 @@ class Deadlines:
         )
 
     def of(self, method: str) -> float | None:
-        return self.method if method == "CallActiveMethod" else self.call
+        if method == "CallActiveMethod":
+            return self.method
+        if method == "FlushRegistrations":
+            return FLUSH_SECONDS if self.call is None else min(self.call, FLUSH_SECONDS)
+        return self.call
 
 
 _deadlines = Deadlines.from_env()

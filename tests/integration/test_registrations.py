@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import grpc
 import pytest
 
 from dataclay import Client
 from dataclay.admin import drain_backends, set_draining
-from dataclay.exceptions import AlreadyExistError, BackendDrainingError, ObjectNotRegisteredError
+from dataclay.exceptions import (AlreadyExistError, BackendDrainingError, BackendUnavailableError,
+                                 ObjectNotRegisteredError)
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -198,3 +200,27 @@ def test_a_store_sent_again_stores_once_and_an_id_under_another_class_is_refused
             stub.FlushRegistrations(pb.FlushRegistrationsRequest(), timeout=10)
             assert stub.Stats(pb.Empty(), timeout=10).owned_objects == 0
         assert Employee.get_by_id(object_id).name == "Once"
+
+
+def test_a_lookup_that_misses_while_a_backend_is_stopped_says_unavailable_not_missing(make_cluster):
+    """The object may be on the stopped backend, not registered yet: "does not exist" would be
+    untrue (a caller could create it twice). The lookup waits the connect and flush deadlines,
+    not the call deadline."""
+    cluster = _held_cluster(make_cluster)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        backend = next(b for b, info in client.get_backends().items() if info.name == "backend-0")
+        kept = Employee("Kept", 3.0)
+        kept.make_persistent(backend_id=backend)
+    pid = cluster.backends["backend-0"].popen.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with Client(host="127.0.0.1", port=cluster.port, timeout=1.0):
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="backend-0") as raised:
+                Employee.get_by_id(kept._dc_id)
+            assert not isinstance(raised.value, ObjectNotRegisteredError)
+            assert time.monotonic() - started < 8.0  # connecting (5 s), then the flush's deadline (1 s here)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with Client(host="127.0.0.1", port=cluster.port):
+        assert Employee.get_by_id(kept._dc_id).salary == 3.0
