@@ -35,6 +35,18 @@ def _held_cluster(make_cluster, backends: int = 2):
     return cluster
 
 
+def _backend_0(client: Client):
+    return next(b for b, info in client.get_backends().items() if info.name == "backend-0")
+
+
+def _stored(backend, prefix: str, count: int) -> list:
+    """Ids of `count` new Employees made persistent on backend, one by one."""
+    employees = [Employee(f"{prefix}{i}", float(i)) for i in range(count)]
+    for employee in employees:
+        employee.make_persistent(backend_id=backend)
+    return [employee._dc_id for employee in employees]
+
+
 def _directory_knows(cluster, object_id) -> bool:
     """Ask the metadata service itself (no client-side help): is the id registered?"""
     with open_channel(f"127.0.0.1:{cluster.port}", client_credentials(), options=UNLIMITED_MESSAGES) as channel:
@@ -50,11 +62,8 @@ def _directory_knows(cluster, object_id) -> bool:
 def test_another_client_finds_by_id_an_object_its_backend_has_not_registered_yet(make_cluster):
     cluster = _held_cluster(make_cluster)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        backend = next(b for b, info in client.get_backends().items() if info.name == "backend-0")
-        employees = [Employee(f"N{i}", float(i)) for i in range(20)]
-        for employee in employees:
-            employee.make_persistent(backend_id=backend)
-        ids = [employee._dc_id for employee in employees]
+        backend = _backend_0(client)
+        ids = _stored(backend, "N", 20)
     assert not any(_directory_knows(cluster, object_id) for object_id in ids)  # really acknowledged before
     with Client(host="127.0.0.1", port=cluster.port):
         found = [Employee.get_by_id(object_id) for object_id in ids]
@@ -111,11 +120,7 @@ def test_a_drain_moves_every_acknowledged_object_including_unregistered_ones(mak
 def test_kill_9_after_the_reply_and_before_the_registration_loses_nothing(make_cluster):
     cluster = _held_cluster(make_cluster)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        backend = next(b for b, info in client.get_backends().items() if info.name == "backend-0")
-        employees = [Employee(f"K{i}", float(i)) for i in range(50)]
-        for employee in employees:
-            employee.make_persistent(backend_id=backend)
-        ids = [employee._dc_id for employee in employees]
+        ids = _stored(_backend_0(client), "K", 50)
     cluster.kill_backend("backend-0")
     assert not any(_directory_knows(cluster, object_id) for object_id in ids)
     cluster.start_backend(0)  # registers them at start, before recovery compares store and directory
@@ -127,7 +132,7 @@ def test_kill_9_after_the_reply_and_before_the_registration_loses_nothing(make_c
 def test_unregistered_objects_of_a_backend_marked_draining_while_it_was_down_are_kept(make_cluster):
     cluster = _held_cluster(make_cluster)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        backend = next(b for b, info in client.get_backends().items() if info.name == "backend-0")
+        backend = _backend_0(client)
         kept = Employee("Kept", 7.0)
         kept.make_persistent(backend_id=backend)
     cluster.kill_backend("backend-0")
@@ -145,7 +150,7 @@ def test_unregistered_objects_of_a_backend_marked_draining_while_it_was_down_are
 def test_marking_a_running_backend_draining_first_has_it_register_what_it_stored(make_cluster):
     cluster = _held_cluster(make_cluster)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        backend = next(b for b, info in client.get_backends().items() if info.name == "backend-0")
+        backend = _backend_0(client)
         early = Employee("Early", 1.0)
         early.make_persistent(backend_id=backend)
         set_draining("127.0.0.1", cluster.port, ["backend-0"], True)
@@ -208,7 +213,7 @@ def test_a_lookup_that_misses_while_a_backend_is_stopped_says_unavailable_not_mi
     not the call deadline."""
     cluster = _held_cluster(make_cluster)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        backend = next(b for b, info in client.get_backends().items() if info.name == "backend-0")
+        backend = _backend_0(client)
         kept = Employee("Kept", 3.0)
         kept.make_persistent(backend_id=backend)
     pid = cluster.backends["backend-0"].popen.pid

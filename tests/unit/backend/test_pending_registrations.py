@@ -102,13 +102,18 @@ def test_pending_entries_survive_a_restart_and_are_sent_by_the_next_process(tmp_
     reopened.close()
 
 
-def test_an_unreachable_directory_keeps_them_pending_and_raises_to_whoever_flushes(store, directory):
+def _failing_flush(store, directory, count: int, failure: Exception) -> Registrations:
+    """Registrations holding `count` new objects, after a flush that failed with `failure`."""
     registrations = Registrations(store, directory.send, list)
-    rows, entries = _new(2)
-    registrations.store_new(rows, entries)
-    directory.failure = BackendUnavailableError("the metadata service at x is unreachable")
-    with pytest.raises(BackendUnavailableError):
+    registrations.store_new(*_new(count))
+    directory.failure = failure
+    with pytest.raises(type(failure)):
         registrations.flush()
+    return registrations
+
+
+def test_an_unreachable_directory_keeps_them_pending_and_raises_to_whoever_flushes(store, directory):
+    registrations = _failing_flush(store, directory, 2, BackendUnavailableError("the metadata service is unreachable"))
     assert registrations.pending() == 2 and len(store.unregistered()) == 2
     assert registrations.store_new(*_new(1))  # still one round trip: it is not a refusal
     directory.failure = None
@@ -129,12 +134,7 @@ def test_an_id_another_backend_has_is_dropped_here_alone_in_the_same_request(sto
 
 
 def test_a_refusal_keeps_them_and_makes_later_stores_register_before_the_reply(store, directory):
-    registrations = Registrations(store, directory.send, list)
-    rows, entries = _new(1)
-    registrations.store_new(rows, entries)
-    directory.failure = ClusterMismatchError("restored directory: restart that backend")
-    with pytest.raises(ClusterMismatchError):
-        registrations.flush()
+    registrations = _failing_flush(store, directory, 1, ClusterMismatchError("restored directory: restart that backend"))
     assert registrations.pending() == 1  # kept: reported after the restart
     assert not registrations.store_new(*_new(1))  # the caller registers first and gets the refusal
 
