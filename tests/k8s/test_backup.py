@@ -108,7 +108,7 @@ def test_a_backup_shows_in_status_and_a_dataclay_created_again_from_it_has_every
             taken = backup("127.0.0.1", port, credentials=admin)  # what `dataclay backup` does
             env = {"DC_OPERATOR_DATAPLANE_HOST": "127.0.0.1", "DC_OPERATOR_DATAPLANE_PORT": str(port)}
             with running_operator(kube_cluster, cluster.ns, tmp_path, **env) as op:
-                cluster.ready("keep", api.COMPONENT_METADATA)
+                wait_until(lambda: cluster.ready("keep", api.COMPONENT_METADATA), 60, "the metadata pod, to mark ready")
                 shown = op.until(lambda: ((cluster.dc("keep") or {}).get("status") or {}).get("backup"),
                                  "status.backup")
                 assert shown["lastFile"] == Path(taken.path).name and shown["objects"] == 20
@@ -150,6 +150,6 @@ def test_a_backup_shows_in_status_and_a_dataclay_created_again_from_it_has_every
         ADMIN[port] = again.client_credentials("admin")
         env = {"DC_OPERATOR_DATAPLANE_HOST": "127.0.0.1", "DC_OPERATOR_DATAPLANE_PORT": str(port)}
         with running_operator(kube_cluster, cluster.ns, tmp_path, **env) as op:
-            cluster.ready("keep", api.COMPONENT_METADATA)
+            wait_until(lambda: cluster.ready("keep", api.COMPONENT_METADATA), 60, "the metadata pod, to mark ready")
             shown = op.until(lambda: ((cluster.dc("keep") or {}).get("status") or {}).get("backup"), "status.backup")
             assert shown["lastFile"] == restore["file"]  # the volume's newest backup: the one restored from
