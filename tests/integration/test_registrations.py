@@ -187,19 +187,20 @@ def _store(cluster, backend_info, object_id, class_path: str, state: dict) -> No
 def test_a_store_sent_again_stores_once_and_an_id_under_another_class_is_refused(make_cluster):
     import uuid
 
-    cluster = make_cluster(backends=2)
+    cluster = _held_cluster(make_cluster)
     with Client(host="127.0.0.1", port=cluster.port) as client:
-        infos = list(client.get_backends().values())
+        by_name = {info.name: info for info in client.get_backends().values()}
         object_id = uuid.uuid4()
         for _ in range(2):  # a store whose reply was lost, sent again
-            _store(cluster, infos[0], object_id, "hr.Employee", {"name": "Once", "salary": 1.0})
+            _store(cluster, by_name["backend-1"], object_id, "hr.Employee", {"name": "Once", "salary": 1.0})
         with pytest.raises(AlreadyExistError):
-            _store(cluster, infos[0], object_id, "hr.Company", {"name": "Other"})
+            _store(cluster, by_name["backend-1"], object_id, "hr.Company", {"name": "Other"})
         assert Employee.get_by_id(object_id).name == "Once"
-        # the same id sent to another backend: acknowledged there, refused by the directory, and
-        # dropped there (logged); the first backend's object is untouched
-        _store(cluster, infos[1], object_id, "hr.Employee", {"name": "Twice", "salary": 2.0})
-        with open_channel(infos[1].address, client_credentials(), options=UNLIMITED_MESSAGES) as channel:
+        # the same id sent to another backend (whose sender is held: nothing registers it before
+        # the flush below): acknowledged there, refused by the directory, and dropped there
+        # (logged); the first backend's object is untouched
+        _store(cluster, by_name["backend-0"], object_id, "hr.Employee", {"name": "Twice", "salary": 2.0})
+        with open_channel(by_name["backend-0"].address, client_credentials(), options=UNLIMITED_MESSAGES) as channel:
             stub = codec.backend_stub(channel)
             assert stub.Stats(pb.Empty(), timeout=10).owned_objects == 1
             stub.FlushRegistrations(pb.FlushRegistrationsRequest(), timeout=10)
