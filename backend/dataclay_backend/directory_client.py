@@ -27,9 +27,12 @@ class DirectoryClient:
     def _call(self, method: str, request):
         """Every question and change goes after the registrations still pending here
         (registrations.py): the directory never answers about this backend's objects without them."""
+        self._pending_sent()
+        return run_blocking(self._transport.metadata(method, request))
+
+    def _pending_sent(self) -> None:
         if self.registrations is not None:
             self.registrations.flush()
-        return run_blocking(self._transport.metadata(method, request))
 
     def send_registrations(self, entries: list[pb.ObjectEntry]) -> list[UUID]:
         """Registrations.send: entries of objects stored here already (accepted while draining);
@@ -56,8 +59,7 @@ class DirectoryClient:
     def entry_of(self, object_id: UUID) -> pb.ObjectEntry:
         """The directory's entry of an object: its owner and its replica holders (another
         backend's new object may be on its way to the directory: ask_directory)."""
-        if self.registrations is not None:
-            self.registrations.flush()
+        self._pending_sent()
         return run_blocking(ask_directory(self._transport, "LocateObject", pb.ObjectRequest(object_id=object_id.bytes)))
 
     def add_replicas(self, object_ids: list[UUID], holder: UUID) -> None:

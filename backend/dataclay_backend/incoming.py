@@ -73,11 +73,9 @@ class Incoming:
     def _store_new(self, rows: list[StoredObject], entries: list[pb.ObjectEntry], alias: str) -> None:
         """Store new objects: without an alias registered in the directory after the reply
         (registrations.py), else (or while a drain begins) registered first, then stored."""
-        if not alias and self.registrations.store_new(rows, entries):
-            self.objects.adopt({row.object_id: row.class_path for row in rows})
-            return
-        self.directory.register(entries, alias)
-        self._write_registered(rows)
+        if alias or not self.registrations.store_new(rows, entries):
+            self.directory.register(entries, alias)
+            self._write_registered(rows)
         self.objects.adopt({row.object_id: row.class_path for row in rows})
 
     def store_records(

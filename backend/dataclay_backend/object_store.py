@@ -185,11 +185,8 @@ class ObjectStore:
         transaction. An id stored here already is a replay of the same store (its reply was lost)
         when the class is the same: nothing is written for it; under another class it is refused
         (AlreadyExistError), and nothing at all is written. Returns the ids written."""
-        keys = [obj.object_id.bytes for obj in objects]
         if any(len(obj.state) > INLINE_LIMIT for obj in objects):
-            known = self._classes_of(keys)
-            self._refuse_other_classes(objects, known)
-            fresh = [(obj, entry) for obj, entry in zip(objects, entries) if obj.object_id.bytes not in known]
+            fresh = self._not_stored_yet(objects, entries)
             # large states go to their files first (the general write); the entries follow at once:
             # a crash in between leaves stored objects no entry names, which recovery removes
             self.write([obj for obj, _ in fresh])
@@ -198,14 +195,20 @@ class ObjectStore:
                                  [(obj.object_id.bytes, entry) for obj, entry in fresh])
             return [obj.object_id for obj, _ in fresh]
         with self.db.transaction() as conn:
-            known = self._classes_of(keys, conn)
-            self._refuse_other_classes(objects, known)
-            fresh = [(obj, entry) for obj, entry in zip(objects, entries) if obj.object_id.bytes not in known]
+            fresh = self._not_stored_yet(objects, entries, conn)
             conn.executemany(_UPSERT, [(obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, None)
                                        for obj, _ in fresh])
             conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)",
                              [(obj.object_id.bytes, entry) for obj, entry in fresh])
         return [obj.object_id for obj, _ in fresh]
+
+    def _not_stored_yet(self, objects: list[StoredObject], entries: list[bytes],
+                        conn=None) -> list[tuple[StoredObject, bytes]]:
+        """(object, entry) of those not stored here yet; AlreadyExistError if one is stored here
+        under another class (a replay has the same class)."""
+        known = self._classes_of([obj.object_id.bytes for obj in objects], conn)
+        self._refuse_other_classes(objects, known)
+        return [(obj, entry) for obj, entry in zip(objects, entries) if obj.object_id.bytes not in known]
 
     def _classes_of(self, keys: list[bytes], conn=None) -> dict[bytes, str]:
         found: dict[bytes, str] = {}

@@ -151,9 +151,11 @@ def _metadata(host: str, port: int, credentials: Any) -> Iterator[rpc.MetadataSt
             raise translate(error, f"the metadata service at {host}:{port}") from None
 
 
-def _registered(stub: rpc.MetadataStub, names: list[str], missing_ok: bool, timeout: float | None) -> dict[str, bytes]:
-    """Backend name -> id (16 bytes) of the named backends; unknown names refused unless missing_ok."""
-    by_name = {info.name: info.backend_id for info in stub.ListBackends(pb.Empty(), timeout=timeout).backends}
+def _registered(stub: rpc.MetadataStub, names: list[str], missing_ok: bool,
+                timeout: float | None) -> dict[str, pb.BackendInfo]:
+    """Backend name -> what the directory lists of it, for the named backends; unknown names
+    refused unless missing_ok."""
+    by_name = {info.name: info for info in stub.ListBackends(pb.Empty(), timeout=timeout).backends}
     unknown = sorted(set(names) - set(by_name))
     if unknown and not missing_ok:
         raise BackendNotFoundError(f"no backend named {', '.join(unknown)} (known: {', '.join(by_name)})")
@@ -182,11 +184,10 @@ def set_draining(host: str, port: int, backend_names: list[str], draining: bool,
     rt = Runtime(f"{host}:{port}", client_credentials(credentials, ADMIN)) if draining else None
     try:
         with _metadata(host, port, credentials) as stub:
-            listed = {info.name: info for info in stub.ListBackends(pb.Empty(), timeout=timeout).backends}
-            for name, backend_id in _registered(stub, backend_names, False, timeout).items():
+            for info in _registered(stub, backend_names, False, timeout).values():
                 if rt is not None:
-                    run_blocking(_registrations_sent(rt.blocking, BackendInfo.from_pb(listed[name])))
-                stub.SetDraining(pb.BackendRequest(backend_id=backend_id, draining=draining), timeout=timeout)
+                    run_blocking(_registrations_sent(rt.blocking, BackendInfo.from_pb(info)))
+                stub.SetDraining(pb.BackendRequest(backend_id=info.backend_id, draining=draining), timeout=timeout)
     finally:
         if rt is not None:
             rt.close()
@@ -200,8 +201,8 @@ def deregister_backends(host: str, port: int, backend_names: list[str], credenti
     is not draining. Returns the names deregistered; with missing_ok, unknown names are skipped."""
     with _metadata(host, port, credentials) as stub:
         registered = _registered(stub, backend_names, missing_ok, timeout)
-        for backend_id in registered.values():
-            stub.DeregisterBackend(pb.BackendRequest(backend_id=backend_id), timeout=timeout)
+        for info in registered.values():
+            stub.DeregisterBackend(pb.BackendRequest(backend_id=info.backend_id), timeout=timeout)
     return list(registered)
 
 
