@@ -33,6 +33,7 @@ from dataclay.exceptions import (
     VersionConflictError,
     retired_error,
 )
+from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.transport import BackendInfo
 from dataclay_backend.sqlite_db import Database
 from dataclay_backend.validation import check_alias, check_backend, check_class_path, check_ids
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS transactions (
 """
 
 
-DISCARDED, CONSOLIDATED = 1, 2  # objects.retired
+DISCARDED, CONSOLIDATED = pb.DISCARDED, pb.CONSOLIDATED  # objects.retired (the wire's values)
 
 
 class Refusal(Exception):
@@ -98,6 +99,7 @@ class ObjectEntry:
     version_parent: UUID | None = None
     version_original: UUID | None = None
     replicas: tuple[UUID, ...] = ()  # backends holding a replica, besides the owner
+    retired: int = 0  # register_stored: a version retired by its backend before it sent this (DISCARDED, CONSOLIDATED)
 
 
 @dataclass(frozen=True)
@@ -266,8 +268,15 @@ class Directory:
         """Objects their backend stores already (it registers after acknowledging the store:
         registrations.py), each on its own, also while it is draining (the drain lists them
         next): one registered alike is skipped (a replay after a lost reply); returns the ids
-        the directory has for another object (another owner or class), which are not taken."""
+        the directory has for another object (another owner or class), which are not taken.
+        An entry marked retired (a version its backend consolidated or discarded before sending
+        it) is registered retired, or retires the version if a lost reply's replay registered it."""
         self._check_entries(entries, "")
+        for entry in entries:
+            if entry.retired not in (0, DISCARDED, CONSOLIDATED):
+                raise InvalidRequestError(f"object {entry.object_id}: unknown retired state {entry.retired}")
+            if entry.retired and entry.version_original is None:
+                raise InvalidRequestError(f"object {entry.object_id} is not a version: only versions are retired")
         if not entries:
             return []
         with self.db.transaction() as conn:
@@ -275,12 +284,17 @@ class Directory:
             known = {}
             for start in range(0, len(entries), 500):  # SQLite's bound on parameters
                 keys = [e.object_id.bytes for e in entries[start:start + 500]]
-                known.update((row[0], (row[1], row[2])) for row in conn.execute(
-                    f"SELECT id, class_path, backend_id FROM objects WHERE id IN ({','.join('?' * len(keys))})", keys))
+                known.update((row[0], row[1:]) for row in conn.execute(
+                    "SELECT id, class_path, backend_id, retired, version_original FROM objects "
+                    f"WHERE id IN ({','.join('?' * len(keys))})", keys))
             refused = [e.object_id for e in entries
-                       if e.object_id.bytes in known and known[e.object_id.bytes] != (e.class_path, e.backend_id.bytes)]
-            conn.executemany("INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0)",
-                             [_row(e) for e in entries if e.object_id.bytes not in known])
+                       if e.object_id.bytes in known and known[e.object_id.bytes][:2] != (e.class_path, e.backend_id.bytes)]
+            conn.executemany("INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?)",
+                             [(*_row(e), e.retired) for e in entries if e.object_id.bytes not in known])
+            for entry in entries:  # registered live by an earlier send whose reply was lost
+                row = known.get(entry.object_id.bytes)
+                if entry.retired and row is not None and entry.object_id not in refused and not row[2] and row[3]:
+                    self._retire(conn, entry.object_id, entry.retired)
         return refused
 
     @staticmethod
@@ -406,9 +420,12 @@ class Directory:
                 raise VersionConflictError(f"transaction {txn_id} was aborted (a participant timed out); nothing changed")
             conn.execute("INSERT OR REPLACE INTO transactions VALUES (?, 1, ?)", (txn_id.bytes, json.dumps(apply)))
             for object_id in retire:
-                conn.execute("UPDATE objects SET retired=? WHERE id=?",
-                             (DISCARDED if discarded else CONSOLIDATED, object_id.bytes))
-                conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
+                self._retire(conn, object_id, DISCARDED if discarded else CONSOLIDATED)
+
+    @staticmethod
+    def _retire(conn: sqlite3.Connection, object_id: UUID, how: int) -> None:
+        conn.execute("UPDATE objects SET retired=? WHERE id=?", (how, object_id.bytes))
+        conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
 
     def resolve_transaction(self, txn_id: UUID) -> dict[str, int] | None:
         """What to apply if committed, None if aborted. An undecided transaction is aborted

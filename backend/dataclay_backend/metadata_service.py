@@ -10,6 +10,7 @@ import contextlib
 from typing import Iterator
 
 
+from dataclay.exceptions import InvalidRequestError
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
 from dataclay.transport import BackendInfo
@@ -75,10 +76,12 @@ class MetadataService(rpc.MetadataServicer):
 
     @handler
     def RegisterObjects(self, request: pb.RegisterObjectsRequest, context) -> pb.RegisterObjectsReply:
+        if not request.stored and any(e.retired for e in request.objects):
+            raise InvalidRequestError("only entries of stored objects (RegisterObjects with stored) may be retired")
         entries = [
             ObjectEntry(parse_uuid(e.object_id, "object id"), e.class_path, parse_uuid(e.backend_id, "backend id"),
                         optional_uuid(e.version_parent, "version parent"),
-                        optional_uuid(e.version_original, "version original"))
+                        optional_uuid(e.version_original, "version original"), retired=e.retired)
             for e in request.objects
         ]
         self.epoch.require_reconciled({entry.backend_id for entry in entries})

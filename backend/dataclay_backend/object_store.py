@@ -230,6 +230,13 @@ class ObjectStore:
         """New objects whose directory entry is not confirmed yet: id -> entry."""
         return {UUID(bytes=key): entry for key, entry in self.db.query("SELECT id, entry FROM unregistered")}
 
+    def keep_unregistered(self, entries: dict[UUID, bytes]) -> None:
+        """Entries to send as given now, also of objects deleted meanwhile (a version retired
+        before its entry was sent: the directory learns it from this entry)."""
+        with self.db.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)",
+                             [(object_id.bytes, entry) for object_id, entry in entries.items()])
+
     def registered(self, object_ids: Iterable[UUID]) -> None:
         """The directory confirmed these entries."""
         keys = [(object_id.bytes,) for object_id in object_ids]

@@ -21,6 +21,10 @@ next start, before recovery compares the store with the directory. The directory
 entries even while the backend is draining (they are stored already). An entry refused because
 another backend's object has that id (a client that made up an id) drops the object here,
 logged as an error: no other refusal drops anything (the entry is sent again later).
+
+A version consolidated or discarded here before its entry was sent is sent retired
+(`retire_unsent`, pb.Retired): the directory registers it as retired, one call for both, and
+its stored entry keeps that until it is sent (the version's own rows are gone by then).
 """
 from __future__ import annotations
 
@@ -103,6 +107,34 @@ class Registrations:
             ids = list(self._pending)
             self._pending.clear()
         self._store.registered(ids)
+
+    def retire_unsent(self, object_ids: list[UUID], consolidated: bool) -> set[UUID]:
+        """Versions just consolidated (or discarded) here: those whose entries were not sent yet
+        go with the next batch as retired (pb.Retired), so the directory learns both in one call.
+        Returns their ids; the caller retires the others in the directory itself. Never waits
+        for a send under way (its entries may be these, live): then it returns none. Never
+        raises: the consolidation it follows has committed."""
+        if not self._pending or not self._sending.acquire(blocking=False):
+            return set()
+        try:
+            with self._state:
+                unsent = {object_id: self._pending[object_id] for object_id in object_ids if object_id in self._pending}
+            if not unsent:
+                return set()
+            retired = {}
+            for object_id, entry in unsent.items():  # copies: if storing them fails, nothing changed
+                retired[object_id] = copy = pb.ObjectEntry()
+                copy.CopyFrom(entry)
+                copy.retired = pb.CONSOLIDATED if consolidated else pb.DISCARDED
+            self._store.keep_unregistered({object_id: entry.SerializeToString() for object_id, entry in retired.items()})
+            with self._state:
+                self._pending.update(retired)
+            return set(retired)
+        except Exception as exc:  # e.g. a full disk: the caller tells the directory instead
+            log.warning("retiring %d unregistered versions in their entries failed: %s", len(object_ids), exc)
+            return set()
+        finally:
+            self._sending.release()
 
     def pending(self) -> int:
         return len(self._pending)

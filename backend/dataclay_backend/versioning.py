@@ -284,8 +284,16 @@ class Versioning:
 
     def _announce_retired(self, members: list[Any], discarded: bool) -> None:
         """Tell the directory after replying (this backend answers for them meanwhile). If we
-        crash first, recovery removes their entries: the directory never lists them as live."""
-        ids = [m.__dict__[lc.ID].bytes for m in members]
+        crash first, recovery removes their entries: the directory never lists them as live.
+        Versions not registered yet are registered retired instead, with the next batch of new
+        objects (registrations.py): a quick new_version + consolidate costs the directory one
+        call, shared with other stores, not two of its own."""
+        member_ids = [m.__dict__[lc.ID] for m in members]
+        registrations = self.directory.registrations
+        unsent = registrations.retire_unsent(member_ids, not discarded) if registrations is not None else set()
+        ids = [object_id.bytes for object_id in member_ids if object_id not in unsent]
+        if not ids:
+            return
 
         def announce() -> bool:
             self.directory.commit_transaction(uuid.uuid4(), ids, discarded=discarded)

@@ -14,7 +14,7 @@ import pytest
 from dataclay import Client
 from dataclay.admin import drain_backends, set_draining
 from dataclay.exceptions import (AlreadyExistError, BackendDrainingError, BackendUnavailableError,
-                                 ObjectNotRegisteredError)
+                                 ObjectNotRegisteredError, VersionConsolidatedError, VersionRetiredError)
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -127,6 +127,55 @@ def test_kill_9_after_the_reply_and_before_the_registration_loses_nothing(make_c
     assert all(_directory_knows(cluster, object_id) for object_id in ids)
     with Client(host="127.0.0.1", port=cluster.port):
         assert [Employee.get_by_id(object_id).name for object_id in ids] == [f"K{i}" for i in range(50)]
+
+
+def _directory_says(cluster, object_id) -> BaseException | None:
+    """What the metadata service itself answers for the id: None if it lists it live."""
+    with open_channel(f"127.0.0.1:{cluster.port}", client_credentials(), options=UNLIMITED_MESSAGES) as channel:
+        try:
+            rpc.MetadataStub(channel).LocateObject(pb.ObjectRequest(object_id=object_id.bytes), timeout=10)
+        except grpc.RpcError as error:
+            return translate(error, "metadata")
+    return None
+
+
+def test_versions_retired_before_they_were_registered_are_registered_retired_even_after_kill_9(make_cluster):
+    """new_version + consolidate_version (and discard_version) before the backend registered the
+    version: it goes to the directory already retired (one call for both), from the stored entry
+    after a kill -9. The directory then forwards the consolidated one to its original and refuses
+    the discarded one, as after a consolidation of a registered version."""
+    cluster = _held_cluster(make_cluster)
+
+    def retire(original, discard: bool, salary: float):
+        version = original.new_version()
+        version_id = version._dc_id  # a consolidated version takes its original's identity
+        version.salary = salary
+        version.discard_version() if discard else version.consolidate_version()
+        return version_id
+
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        original = Employee("Original", 1.0)
+        original.make_persistent(backend_id=_backend_0(client))
+        original_id = original._dc_id
+        consolidated, discarded = retire(original, False, 2.0), retire(original, True, 9.0)
+    assert not _directory_knows(cluster, consolidated)
+    with Client(host="127.0.0.1", port=cluster.port):  # another client: its lookup has them sent, retired
+        assert Employee.get_by_id(consolidated).salary == 2.0  # followed to the original
+        forwarded = _directory_says(cluster, consolidated)
+        assert isinstance(forwarded, VersionConsolidatedError) and forwarded.original_id == original_id
+        assert isinstance(_directory_says(cluster, discarded), VersionRetiredError)
+        original = Employee.get_by_id(original_id)
+        kept, dropped = retire(original, False, 3.0), retire(original, True, 9.0)
+    cluster.kill_backend("backend-0")
+    assert not _directory_knows(cluster, kept) and not _directory_knows(cluster, dropped)
+    cluster.start_backend(0)  # sends the stored entries, retired, before recovery
+    forwarded = _directory_says(cluster, kept)
+    assert isinstance(forwarded, VersionConsolidatedError) and forwarded.original_id == original_id
+    refused = _directory_says(cluster, dropped)
+    assert isinstance(refused, VersionRetiredError) and not isinstance(refused, VersionConsolidatedError)
+    with Client(host="127.0.0.1", port=cluster.port):
+        assert Employee.get_by_id(kept).salary == 3.0
+        assert Employee.get_by_id(original_id).salary == 3.0
 
 
 def test_unregistered_objects_of_a_backend_marked_draining_while_it_was_down_are_kept(make_cluster):

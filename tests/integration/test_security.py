@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from dataclay import Client
-from dataclay.exceptions import BackendUnavailableError
+from dataclay.exceptions import BackendUnavailableError, InvalidRequestError
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.protocol import dataclay_pb2_grpc as rpc
@@ -143,6 +143,30 @@ def test_a_backend_is_bound_to_its_own_name_id_and_objects(cluster, client):
     assert node.bump() == 2 and node._dc_backend_id == b1.id  # still b1's, still served
     assert {info.name: info.id for info in client.get_backends().values()}["backend-1"] == b1.id
     assert "denied register backend 'backend-1' to backend:backend-0" in cluster.metadata.log.read_text()
+
+
+def test_a_backend_registers_retired_only_versions_of_its_own_it_has_stored(cluster, client):
+    """RegisterObjects may carry a version its backend retired before sending it (pb.Retired):
+    never for another backend's object, never outside a stored registration, never a non-version."""
+    backends = {info.name: info for info in client.get_backends().values()}
+    b0, b1 = backends["backend-0"], backends["backend-1"]
+    node = Node(1)
+    node.make_persistent(backend_id=b1.id)
+    node.add_alias("registered-now")  # the directory lists it (not only b1, which registers later)
+    node_id = node._dc_id.bytes
+    _, metadata, _ = stubs(f"127.0.0.1:{cluster.port}", cluster.client_credentials("backend:backend-0"))
+
+    def register(stored: bool, **fields):
+        entry = pb.ObjectEntry(class_path="shapes.Node", backend_id=b0.id.bytes, retired=pb.CONSOLIDATED, **fields)
+        return metadata.RegisterObjects(pb.RegisterObjectsRequest(objects=[entry], stored=stored))
+
+    lineage = {"version_parent": node_id, "version_original": node_id}
+    assert list(register(True, object_id=node_id, **lineage).refused) == [node_id]  # b1's: not taken
+    not_stored = refusal(lambda: register(False, object_id=uuid.uuid4().bytes, **lineage))
+    assert isinstance(not_stored, InvalidRequestError) and "stored" in str(not_stored)
+    not_version = refusal(lambda: register(True, object_id=uuid.uuid4().bytes))
+    assert isinstance(not_version, InvalidRequestError) and "not a version" in str(not_version)
+    assert node.bump() == 2 and node._dc_backend_id == b1.id  # still live, still b1's
 
 
 def test_insecure_is_explicit_and_loud(make_cluster, monkeypatch, tmp_path):

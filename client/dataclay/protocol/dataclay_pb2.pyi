@@ -1,10 +1,20 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Retired(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIVE: _ClassVar[Retired]
+    DISCARDED: _ClassVar[Retired]
+    CONSOLIDATED: _ClassVar[Retired]
+LIVE: Retired
+DISCARDED: Retired
+CONSOLIDATED: Retired
 
 class Empty(_message.Message):
     __slots__ = ()
@@ -407,20 +417,22 @@ class ClassInfo(_message.Message):
     def __init__(self, properties: _Optional[_Iterable[str]] = ..., active_methods: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ObjectEntry(_message.Message):
-    __slots__ = ("object_id", "class_path", "backend_id", "version_parent", "version_original", "replica_backend_ids")
+    __slots__ = ("object_id", "class_path", "backend_id", "version_parent", "version_original", "replica_backend_ids", "retired")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CLASS_PATH_FIELD_NUMBER: _ClassVar[int]
     BACKEND_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_PARENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     REPLICA_BACKEND_IDS_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     class_path: str
     backend_id: bytes
     version_parent: bytes
     version_original: bytes
     replica_backend_ids: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ..., version_parent: _Optional[bytes] = ..., version_original: _Optional[bytes] = ..., replica_backend_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    retired: Retired
+    def __init__(self, object_id: _Optional[bytes] = ..., class_path: _Optional[str] = ..., backend_id: _Optional[bytes] = ..., version_parent: _Optional[bytes] = ..., version_original: _Optional[bytes] = ..., replica_backend_ids: _Optional[_Iterable[bytes]] = ..., retired: _Optional[_Union[Retired, str]] = ...) -> None: ...
 
 class RegisterObjectsRequest(_message.Message):
     __slots__ = ("objects", "alias", "stored")

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from dataclay.exceptions import AlreadyExistError, BackendUnavailableError, ClusterMismatchError
+from dataclay.exceptions import (
+    AlreadyExistError,
+    BackendUnavailableError,
+    ClusterMismatchError,
+    InvalidRequestError,
+    VersionConsolidatedError,
+    VersionRetiredError,
+)
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay_backend import registrations as registrations_module
 from dataclay_backend.directory import BackendInfo, ObjectEntry
@@ -39,8 +46,10 @@ class Directory:
         self.requests.append(ids)
         if self.failure is not None:
             raise self.failure
-        return self.real.register_stored(
-            [ObjectEntry(uuid.UUID(bytes=e.object_id), e.class_path, uuid.UUID(bytes=e.backend_id)) for e in entries],
+        return self.real.register_stored([ObjectEntry(
+            uuid.UUID(bytes=e.object_id), e.class_path, uuid.UUID(bytes=e.backend_id),
+            uuid.UUID(bytes=e.version_parent) if e.version_parent else None,
+            uuid.UUID(bytes=e.version_original) if e.version_original else None, retired=e.retired) for e in entries],
             caller="backend-0")
 
     @property
@@ -214,3 +223,80 @@ def test_entries_go_in_parts_that_fit_a_message_whatever_the_class_paths(store, 
     assert all(sum(e.ByteSize() + 4 for e in entries if uuid.UUID(bytes=e.object_id) in set(ids)) <= 4096
                for ids in directory.requests)
     assert len(directory.registered) == 40
+
+
+def _versions(count: int, original: uuid.UUID) -> tuple[list[StoredObject], list[pb.ObjectEntry]]:
+    rows, entries = _new(count)
+    for entry in entries:
+        entry.version_parent = entry.version_original = original.bytes
+    return rows, entries
+
+
+@pytest.mark.parametrize("consolidated", [True, False])
+def test_a_version_retired_before_its_entry_was_sent_is_registered_retired_in_the_same_request(
+        tmp_path, store, directory, consolidated):
+    """new_version + consolidate_version (or discard) quicker than the batch: one request registers
+    the version and says it retired; the directory forwards (or refuses) it as after CommitTransaction.
+    The retired entry is stored, so a process killed before sending it sends the same at its next start."""
+    original = uuid.uuid4()
+    directory.real.register_objects([ObjectEntry(original, PATH, HERE)])
+    registrations = Registrations(store, directory.send, list)
+    rows, entries = _versions(2, original)
+    registrations.store_new(rows, entries)
+    version = rows[0].object_id
+    store.write([], delete=[version])  # the consolidation's own transaction
+    assert registrations.retire_unsent([version], consolidated) == {version}
+    store.close()
+    reopened = ObjectStore(tmp_path / "backend")  # the next process, as after kill -9
+    try:
+        Registrations(reopened, directory.send, list).flush()
+    finally:
+        reopened.close()
+    assert len(directory.requests) == 1 and len(directory.requests[0]) == 2
+    with pytest.raises(VersionConsolidatedError if consolidated else VersionRetiredError) as raised:
+        directory.real.locate(version)
+    if consolidated:
+        assert raised.value.original_id == original
+    assert directory.real.locate(rows[1].object_id).backend_id == HERE  # the other version stays live
+    assert set(directory.real.owned_by(HERE)) == {original, rows[1].object_id}
+
+
+def test_a_version_whose_entry_went_already_is_left_to_the_caller(store, directory):
+    """Sent already, or being sent now (its entry may be going live): the caller retires it in the
+    directory itself (CommitTransaction), as before."""
+    original = uuid.uuid4()
+    registrations = Registrations(store, directory.send, list)
+    rows, entries = _versions(2, original)
+    registrations.store_new(rows[:1], entries[:1])
+    registrations.flush()
+    assert registrations.retire_unsent([rows[0].object_id], True) == set()
+    registrations.store_new(rows[1:], entries[1:])
+    with registrations._sending:  # a send under way
+        assert registrations.retire_unsent([rows[1].object_id], True) == set()
+    assert store.unregistered() == {rows[1].object_id: entries[1].SerializeToString()}  # unchanged, live
+
+
+def test_a_replayed_registration_retires_the_live_entry_an_earlier_lost_reply_left(store, directory):
+    """The version's entry was committed live but the reply was lost; it retired meanwhile: the
+    retired entry, sent again, retires it there (and removes its aliases, as CommitTransaction does)."""
+    original = uuid.uuid4()
+    registrations = Registrations(store, directory.send, list)
+    rows, entries = _versions(1, original)
+    registrations.store_new(rows, entries)
+    directory.send(entries)  # committed live there; this backend never heard back
+    directory.real.add_alias("draft", rows[0].object_id)
+    assert registrations.retire_unsent([rows[0].object_id], True) == {rows[0].object_id}
+    registrations.flush()
+    with pytest.raises(VersionConsolidatedError):
+        directory.real.locate(rows[0].object_id)
+    assert directory.real.aliases_of(rows[0].object_id) == []
+
+
+def test_only_versions_are_registered_retired(directory):
+    entry = ObjectEntry(uuid.uuid4(), PATH, HERE, retired=pb.CONSOLIDATED)  # no lineage: not a version
+    with pytest.raises(InvalidRequestError, match="not a version"):
+        directory.real.register_stored([entry], caller="backend-0")
+    strange = ObjectEntry(uuid.uuid4(), PATH, HERE, uuid.uuid4(), uuid.uuid4(), retired=7)
+    with pytest.raises(InvalidRequestError, match="unknown retired state"):
+        directory.real.register_stored([strange], caller="backend-0")
+    assert directory.registered == {}
