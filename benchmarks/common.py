@@ -6,6 +6,7 @@ import pickle
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -38,6 +39,12 @@ def best_seconds(run: Callable[[], float], repeat: int) -> float:
 def pickle_seconds(states: list[dict[str, Any]]) -> float:
     """Floor for moving objects: pickling their states, nothing else."""
     return best_seconds(lambda: timed(lambda: [pickle.dumps(s, protocol=5) for s in states]), 3)
+
+
+def new_file_seconds(folder: Path, data: bytes) -> float:
+    """Floor for storing a large new state: writing it to a new file (not fsynced) in `folder`."""
+    with tempfile.NamedTemporaryFile(dir=folder) as file:
+        return timed(lambda: (file.write(data), file.flush()))
 
 
 def fsync_seconds() -> float:

@@ -63,7 +63,8 @@ class BackendRuntime(Runtime):
         self.incoming = Incoming(self.objects, self.directory, self.registrations)
         self.mover = Mover(self.objects, self.locks, self.directory, self, self.local_object, self.replicas)
         self.versioning = Versioning(self.objects, self.locks, self.directory, self, self.local_object,
-                                     self.incoming, self.requests.new_chain, consolidation_timeout, self.replicas)
+                                     self.incoming, self.requests.new_chain, consolidation_timeout, self.replicas,
+                                     self.registrations)
         self.event_loop = EventLoop()
         self.request = self.requests.request
 

@@ -230,25 +230,22 @@ class ObjectStore:
         """New objects whose directory entry is not confirmed yet: id -> entry."""
         return {UUID(bytes=key): entry for key, entry in self.db.query("SELECT id, entry FROM unregistered")}
 
-    def keep_unregistered(self, entries: dict[UUID, bytes]) -> None:
-        """Entries to send as given now, also of objects deleted meanwhile (a version retired
-        before its entry was sent: the directory learns it from this entry)."""
-        with self.db.transaction() as conn:
-            conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)",
-                             [(object_id.bytes, entry) for object_id, entry in entries.items()])
-
-    def registered(self, object_ids: Iterable[UUID]) -> None:
-        """The directory confirmed these entries."""
-        keys = [(object_id.bytes,) for object_id in object_ids]
-        if keys:
+    def registered(self, entries: Iterable[tuple[UUID, bytes]]) -> None:
+        """The directory confirmed these entries (object id, entry as stored): an entry replaced
+        since (write(unregistered=...)) stays."""
+        rows = [(object_id.bytes, entry) for object_id, entry in entries]
+        if rows:
             with self.db.transaction() as conn:
-                conn.executemany("DELETE FROM unregistered WHERE id=?", keys)
+                conn.executemany("DELETE FROM unregistered WHERE id=? AND entry=?", rows)
 
     # ------------------------------------------------------------------ objects
-    def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = ()) -> None:
+    def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = (),
+              unregistered: dict[UUID, bytes] | None = None) -> None:
         """Insert or replace states (as staged for move `staged`), and delete objects, all in
         one transaction. A live row is only ever replaced by a higher revision: two commits
-        of one object that reach SQLite out of order leave the newer state."""
+        of one object that reach SQLite out of order leave the newer state. `unregistered`:
+        entries for the directory to store with it (replacing those of the same ids: the
+        retirement of versions deleted here, registrations.py)."""
         move = staged.bytes if staged else None
         objects = list(objects)
         deleted = [object_id.bytes for object_id in delete]
@@ -256,7 +253,8 @@ class ObjectStore:
         if not objects and not deleted:
             return  # a request that changed nothing: no transaction at all
         large = sorted({obj.object_id.bytes for obj in objects if len(obj.state) > INLINE_LIMIT})
-        if not large and len(objects) == 1 and not deleted and objects[0].object_id.bytes not in self._file_ids:
+        if (not large and len(objects) == 1 and not deleted and not unregistered
+                and objects[0].object_id.bytes not in self._file_ids):
             obj = objects[0]  # the common commit: one small row, one statement
             self.db.execute(upsert, (obj.object_id.bytes, obj.class_path, obj.revision, obj.state, None, move))
             return
@@ -283,6 +281,9 @@ class ObjectStore:
                     gone = self._files_of(conn, deleted)
                     conn.executemany(upsert, rows)
                     self._delete_rows(conn, deleted)
+                    if unregistered:
+                        conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)",
+                                         [(object_id.bytes, entry) for object_id, entry in unregistered.items()])
                     after = self._files_of(conn, [row[0] for row in rows])
             except BaseException:
                 self._unlink(written)  # the stored rows still point at the other slots

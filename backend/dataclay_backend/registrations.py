@@ -22,9 +22,10 @@ entries even while the backend is draining (they are stored already). An entry r
 another backend's object has that id (a client that made up an id) drops the object here,
 logged as an error: no other refusal drops anything (the entry is sent again later).
 
-A version consolidated or discarded here before its entry was sent is sent retired
-(`retire_unsent`, pb.Retired): the directory registers it as retired, one call for both, and
-its stored entry keeps that until it is sent (the version's own rows are gone by then).
+Versions consolidated or discarded here go the same way (`retired`, pb.Retired): their entries,
+stored in the consolidation's own transaction, go with the next batch; the directory retires
+the versions it lists, and registers retired those whose live entries had not gone yet (one
+call for both).
 """
 from __future__ import annotations
 
@@ -104,37 +105,19 @@ class Registrations:
         """After a restore from a backup the backend reports everything it stores instead
         (recovery.reconcile): nothing is pending any more."""
         with self._state:
-            ids = list(self._pending)
-            self._pending.clear()
-        self._store.registered(ids)
+            live = [entry for entry in self._pending.values() if not entry.retired]  # the report omits retired versions
+            for entry in live:
+                del self._pending[UUID(bytes=entry.object_id)]
+        self._store.registered(stored_as(live).items())
 
-    def retire_unsent(self, object_ids: list[UUID], consolidated: bool) -> set[UUID]:
-        """Versions just consolidated (or discarded) here: those whose entries were not sent yet
-        go with the next batch as retired (pb.Retired), so the directory learns both in one call.
-        Returns their ids; the caller retires the others in the directory itself. Never waits
-        for a send under way (its entries may be these, live): then it returns none. Never
-        raises: the consolidation it follows has committed."""
-        if not self._pending or not self._sending.acquire(blocking=False):
-            return set()
-        try:
-            with self._state:
-                unsent = {object_id: self._pending[object_id] for object_id in object_ids if object_id in self._pending}
-            if not unsent:
-                return set()
-            retired = {}
-            for object_id, entry in unsent.items():  # copies: if storing them fails, nothing changed
-                retired[object_id] = copy = pb.ObjectEntry()
-                copy.CopyFrom(entry)
-                copy.retired = pb.CONSOLIDATED if consolidated else pb.DISCARDED
-            self._store.keep_unregistered({object_id: entry.SerializeToString() for object_id, entry in retired.items()})
-            with self._state:
-                self._pending.update(retired)
-            return set(retired)
-        except Exception as exc:  # e.g. a full disk: the caller tells the directory instead
-            log.warning("retiring %d unregistered versions in their entries failed: %s", len(object_ids), exc)
-            return set()
-        finally:
-            self._sending.release()
+    def retired(self, entries: list[pb.ObjectEntry]) -> None:
+        """Versions consolidated or discarded here (entries with pb.Retired), stored already with
+        the consolidation (ObjectStore.write(unregistered=stored_as(entries))): they go with the
+        next batch, replacing a live entry not sent yet (a send under way confirms only what it
+        carried: _confirmed)."""
+        with self._state:
+            self._pending.update((UUID(bytes=entry.object_id), entry) for entry in entries)
+        self._wake.set()
 
     def pending(self) -> int:
         return len(self._pending)
@@ -177,13 +160,17 @@ class Registrations:
         for entry in entries:
             if UUID(bytes=entry.object_id) in refused:
                 self._refused(entry)
-        self._confirmed([UUID(bytes=entry.object_id) for entry in entries])
+        self._confirmed(entries)
 
-    def _confirmed(self, object_ids: list[UUID]) -> None:
-        self._store.registered(object_ids)
+    def _confirmed(self, entries: list[pb.ObjectEntry]) -> None:
+        """Sent: no longer pending, unless replaced meanwhile (a version retired while its live
+        entry was on its way: the retired one goes next)."""
         with self._state:
-            for object_id in object_ids:
-                self._pending.pop(object_id, None)
+            for entry in entries:
+                object_id = UUID(bytes=entry.object_id)
+                if self._pending.get(object_id) is entry:
+                    del self._pending[object_id]
+        self._store.registered(stored_as(entries).items())
 
     def _refused(self, entry: pb.ObjectEntry) -> None:
         object_id = UUID(bytes=entry.object_id)
@@ -228,6 +215,11 @@ class Registrations:
             except Exception:  # never let the thread die: what is pending goes with the next try or flush
                 delay = RESOLVE_LATER.after(delay)
                 log.exception("registering new objects failed (again in %.1f s)", delay)
+
+
+def stored_as(entries: list[pb.ObjectEntry]) -> dict[UUID, bytes]:
+    """Entries as ObjectStore keeps them (table `unregistered`): object id -> serialized entry."""
+    return {UUID(bytes=entry.object_id): entry.SerializeToString() for entry in entries}
 
 
 def _parts(entries: list[pb.ObjectEntry]) -> list[list[pb.ObjectEntry]]:

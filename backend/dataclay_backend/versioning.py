@@ -41,6 +41,7 @@ from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.mover import FOLLOW_ATTEMPTS
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
+from dataclay_backend.registrations import Registrations, stored_as
 from dataclay_backend.replicas import Replicas
 from dataclay_backend.resolve_later import resolve_later
 from dataclay_backend.scope import SCOPE
@@ -61,15 +62,17 @@ class _Prepared:
 class Versioning:
     """Collaborators: the owned objects and their locks, the directory (the commit point),
     `peers` (other backends), `locate` (an id -> the owned object, or the typed error saying
-    where it is), `incoming` (storing new versions here), `new_chain` and how long a prepared
-    transaction waits for its coordinator."""
+    where it is), `incoming` (storing new versions here), `new_chain`, how long a prepared
+    transaction waits for its coordinator, and `registrations` (which tell the directory of
+    versions retired here)."""
 
     def __init__(
         self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient, peers: Runtime,
         locate: Callable[[UUID], Any], incoming: Incoming, new_chain: Callable[[], str], participant_timeout: float,
-        replicas: Replicas,
+        replicas: Replicas, registrations: Registrations,
     ) -> None:
         self.replicas = replicas
+        self.registrations = registrations
         self.objects = objects
         self.locks = locks
         self.directory = directory
@@ -209,7 +212,8 @@ class Versioning:
 
     def _consolidate_here(self, members: list[Any], chain: str, force: bool, discard: bool) -> None:
         """Check every ancestor under its lock, then write them all and delete the members in
-        one SQLite transaction; the directory learns of the retirement right after."""
+        one SQLite transaction, with their retired entries; the directory learns of the
+        retirement right after the reply (_retired_entries)."""
         objects = self.objects
         held: list[Any] = []
         updates: list[tuple[Any, bytes, int]] = []
@@ -222,6 +226,7 @@ class Versioning:
             updates.append((ancestor, state, revision + 1))
             return revision + 1, lc.lineage(ancestor)
 
+        retired = self._retired_entries(members, discard)
         try:
             base = {} if discard else walk_lineage(members, check)
             rows = []
@@ -230,7 +235,7 @@ class Versioning:
                 rows.append(StoredObject(ancestor.__dict__[lc.ID], class_path(type(ancestor)), revision,
                                          dumps(lc.persisted_state(ancestor), make_ref)))
             try:
-                objects.store.write(rows, delete=[m.__dict__[lc.ID] for m in members])
+                objects.store.write(rows, delete=[m.__dict__[lc.ID] for m in members], unregistered=stored_as(retired))
             except BaseException:  # e.g. a full disk: the ancestors go back to what is stored
                 for ancestor, _, _ in updates:
                     objects.unload(ancestor)
@@ -240,7 +245,7 @@ class Versioning:
         finally:
             self.locks.release_all(held)
         self._retire(members, stored=False, consolidated=not discard)
-        self._announce_retired(members, discard)
+        self.registrations.retired(retired)  # the directory learns it with the next batch
         # The ancestors' replicas, before the reply (after the locks: a later change that reaches
         # a replica first keeps its newer revision there).
         self.replicas.propagate(rows)
@@ -282,24 +287,20 @@ class Versioning:
         if retired is not None:
             raise retired_error(object_id, *retired)
 
-    def _announce_retired(self, members: list[Any], discarded: bool) -> None:
-        """Tell the directory after replying (this backend answers for them meanwhile). If we
-        crash first, recovery removes their entries: the directory never lists them as live.
-        Versions not registered yet are registered retired instead, with the next batch of new
-        objects (registrations.py): a quick new_version + consolidate costs the directory one
-        call, shared with other stores, not two of its own."""
-        member_ids = [m.__dict__[lc.ID] for m in members]
-        registrations = self.directory.registrations
-        unsent = registrations.retire_unsent(member_ids, not discarded) if registrations is not None else set()
-        ids = [object_id.bytes for object_id in member_ids if object_id not in unsent]
-        if not ids:
-            return
-
-        def announce() -> bool:
-            self.directory.commit_transaction(uuid.uuid4(), ids, discarded=discarded)
-            return True
-
-        resolve_later(announce, f"telling the directory that {len(ids)} versions retired", delay=0.0)
+    def _retired_entries(self, members: list[Any], discarded: bool) -> list[pb.ObjectEntry]:
+        """The members' directory entries, retired: stored with the consolidation and sent after
+        the reply, with the next batch of registrations (registrations.py). If the directory
+        lists the version live, the batch retires it; if its entry had not gone yet, it is
+        registered retired (one call for both)."""
+        how = pb.DISCARDED if discarded else pb.CONSOLIDATED
+        entries = []
+        for member in members:
+            lineage = lc.lineage(member)
+            entries.append(pb.ObjectEntry(
+                object_id=member.__dict__[lc.ID].bytes, class_path=class_path(type(member)),
+                backend_id=self.objects.backend_id.bytes, version_parent=lineage.parent.bytes,
+                version_original=lineage.original.bytes, retired=how))
+        return entries
 
     def _prepare_all(
         self, txn: UUID, chain: str, members: list[Any], force: bool, participants: dict[UUID, BackendInfo | None],

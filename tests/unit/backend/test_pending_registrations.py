@@ -23,7 +23,7 @@ from dataclay_backend import registrations as registrations_module
 from dataclay_backend.directory import BackendInfo, ObjectEntry
 from dataclay_backend.directory import Directory as MetadataDirectory
 from dataclay_backend.object_store import INLINE_LIMIT, ObjectStore, StoredObject
-from dataclay_backend.registrations import Registrations
+from dataclay_backend.registrations import Registrations, stored_as
 
 PATH = "hr.Employee"
 HERE = uuid.UUID(int=1)  # this backend
@@ -232,6 +232,16 @@ def _versions(count: int, original: uuid.UUID) -> tuple[list[StoredObject], list
     return rows, entries
 
 
+def _retire(store: ObjectStore, registrations: Registrations, entry: pb.ObjectEntry, consolidated: bool = True) -> None:
+    """What a consolidation (or discard) here does: one transaction deletes the version and
+    stores its retired entry; then the registrations hold it for the next batch."""
+    retired = pb.ObjectEntry(object_id=entry.object_id, class_path=entry.class_path, backend_id=entry.backend_id,
+                             version_parent=entry.version_parent, version_original=entry.version_original,
+                             retired=pb.CONSOLIDATED if consolidated else pb.DISCARDED)
+    store.write([], delete=[uuid.UUID(bytes=entry.object_id)], unregistered=stored_as([retired]))
+    registrations.retired([retired])
+
+
 @pytest.mark.parametrize("consolidated", [True, False])
 def test_a_version_retired_before_its_entry_was_sent_is_registered_retired_in_the_same_request(
         tmp_path, store, directory, consolidated):
@@ -244,12 +254,12 @@ def test_a_version_retired_before_its_entry_was_sent_is_registered_retired_in_th
     rows, entries = _versions(2, original)
     registrations.store_new(rows, entries)
     version = rows[0].object_id
-    store.write([], delete=[version])  # the consolidation's own transaction
-    assert registrations.retire_unsent([version], consolidated) == {version}
+    _retire(store, registrations, entries[0], consolidated)
     store.close()
     reopened = ObjectStore(tmp_path / "backend")  # the next process, as after kill -9
     try:
         Registrations(reopened, directory.send, list).flush()
+        assert reopened.unregistered() == {}
     finally:
         reopened.close()
     assert len(directory.requests) == 1 and len(directory.requests[0]) == 2
@@ -261,35 +271,48 @@ def test_a_version_retired_before_its_entry_was_sent_is_registered_retired_in_th
     assert set(directory.real.owned_by(HERE)) == {original, rows[1].object_id}
 
 
-def test_a_version_whose_entry_went_already_is_left_to_the_caller(store, directory):
-    """Sent already, or being sent now (its entry may be going live): the caller retires it in the
-    directory itself (CommitTransaction), as before."""
-    original = uuid.uuid4()
-    registrations = Registrations(store, directory.send, list)
-    rows, entries = _versions(2, original)
-    registrations.store_new(rows[:1], entries[:1])
-    registrations.flush()
-    assert registrations.retire_unsent([rows[0].object_id], True) == set()
-    registrations.store_new(rows[1:], entries[1:])
-    with registrations._sending:  # a send under way
-        assert registrations.retire_unsent([rows[1].object_id], True) == set()
-    assert store.unregistered() == {rows[1].object_id: entries[1].SerializeToString()}  # unchanged, live
-
-
-def test_a_replayed_registration_retires_the_live_entry_an_earlier_lost_reply_left(store, directory):
-    """The version's entry was committed live but the reply was lost; it retired meanwhile: the
-    retired entry, sent again, retires it there (and removes its aliases, as CommitTransaction does)."""
+def test_a_version_registered_already_is_retired_by_the_next_batch_without_a_call_of_its_own(store, directory):
+    """Its live entry went before; the retired one goes with the objects stored next (the
+    directory retires the version, and removes its aliases, as CommitTransaction does)."""
     original = uuid.uuid4()
     registrations = Registrations(store, directory.send, list)
     rows, entries = _versions(1, original)
     registrations.store_new(rows, entries)
-    directory.send(entries)  # committed live there; this backend never heard back
-    directory.real.add_alias("draft", rows[0].object_id)
-    assert registrations.retire_unsent([rows[0].object_id], True) == {rows[0].object_id}
     registrations.flush()
+    directory.real.add_alias("draft", rows[0].object_id)
+    _retire(store, registrations, entries[0])
+    later_rows, later_entries = _new(2)
+    registrations.store_new(later_rows, later_entries)
+    directory.requests.clear()
+    registrations.flush()
+    assert len(directory.requests) == 1 and len(directory.requests[0]) == 3
     with pytest.raises(VersionConsolidatedError):
         directory.real.locate(rows[0].object_id)
     assert directory.real.aliases_of(rows[0].object_id) == []
+    assert store.unregistered() == {}
+
+
+def test_a_version_retired_while_its_live_entry_is_being_sent_stays_pending_retired(store, directory):
+    """The send under way confirms the live entry it carried, not the retired one that replaced
+    it meanwhile: that one goes next (in memory and as stored)."""
+    original = uuid.uuid4()
+    rows, entries = _versions(1, original)
+
+    def send_while_retiring(sent: list[pb.ObjectEntry]) -> list[uuid.UUID]:
+        refused = directory.send(sent)  # committed live there; the reply is on its way back
+        if len(directory.requests) == 1:
+            _retire(store, registrations, entries[0], consolidated=False)
+        return refused
+
+    registrations = Registrations(store, send_while_retiring, list)
+    registrations.store_new(rows, entries)
+    registrations.flush()
+    assert registrations.pending() == 1 and len(store.unregistered()) == 1
+    assert directory.real.locate(rows[0].object_id).backend_id == HERE  # live, for now
+    registrations.flush()
+    with pytest.raises(VersionRetiredError):
+        directory.real.locate(rows[0].object_id)
+    assert registrations.pending() == 0 and store.unregistered() == {}
 
 
 def test_only_versions_are_registered_retired(directory):
