@@ -13,7 +13,7 @@ import pytest
 
 from dataclay import Client
 from dataclay.admin import drain_backends, set_draining
-from dataclay.exceptions import (AlreadyExistError, BackendDrainingError, BackendUnavailableError,
+from dataclay.exceptions import (AliasDoesNotExistError, AlreadyExistError, BackendDrainingError, BackendUnavailableError,
                                  ObjectNotRegisteredError, VersionConsolidatedError, VersionRetiredError)
 from dataclay.protocol import UNLIMITED_MESSAGES
 from dataclay.protocol import dataclay_pb2 as pb
@@ -146,9 +146,11 @@ def test_versions_retired_before_they_were_registered_are_registered_retired_eve
     the discarded one, as after a consolidation of a registered version."""
     cluster = _held_cluster(make_cluster)
 
-    def retire(original, discard: bool, salary: float):
+    def retire(original, discard: bool, salary: float, alias: str = ""):
         version = original.new_version()
         version_id = version._dc_id  # a consolidated version takes its original's identity
+        if alias:
+            version.add_alias(alias)  # which has it registered first
         version.salary = salary
         version.discard_version() if discard else version.consolidate_version()
         return version_id
@@ -165,10 +167,17 @@ def test_versions_retired_before_they_were_registered_are_registered_retired_eve
         assert isinstance(forwarded, VersionConsolidatedError) and forwarded.original_id == original_id
         assert isinstance(_directory_says(cluster, discarded), VersionRetiredError)
         original = Employee.get_by_id(original_id)
+        registered = retire(original, False, 2.5, alias="draft")
+        assert _directory_says(cluster, registered) is None  # listed live until the batch goes
         kept, dropped = retire(original, False, 3.0), retire(original, True, 9.0)
     cluster.kill_backend("backend-0")
     assert not _directory_knows(cluster, kept) and not _directory_knows(cluster, dropped)
     cluster.start_backend(0)  # sends the stored entries, retired, before recovery
+    assert isinstance(_directory_says(cluster, registered), VersionConsolidatedError)
+    with open_channel(f"127.0.0.1:{cluster.port}", client_credentials(), options=UNLIMITED_MESSAGES) as channel:
+        with pytest.raises(grpc.RpcError) as gone:  # a retired version's aliases go with it
+            rpc.MetadataStub(channel).LookupAlias(pb.AliasRequest(alias="draft"), timeout=10)
+    assert isinstance(translate(gone.value, "metadata"), AliasDoesNotExistError)
     forwarded = _directory_says(cluster, kept)
     assert isinstance(forwarded, VersionConsolidatedError) and forwarded.original_id == original_id
     refused = _directory_says(cluster, dropped)
