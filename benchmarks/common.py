@@ -42,8 +42,11 @@ def pickle_seconds(states: list[dict[str, Any]]) -> float:
 
 
 def new_file_seconds(folder: Path, data: bytes) -> float:
-    """Floor for storing a large new state: writing it to a new file (not fsynced) in `folder`."""
-    with tempfile.NamedTemporaryFile(dir=folder) as file:
+    """Floor for storing a large new state: writing it to a new file (not fsynced) in `folder`,
+    which keeps it (as a backend keeps a new object's state file: deleting it would free page
+    cache for the next one, which is faster to write than memory the kernel touches first)."""
+    handle, _ = tempfile.mkstemp(dir=folder, prefix="new-file-floor-")
+    with os.fdopen(handle, "wb") as file:
         return timed(lambda: (file.write(data), file.flush()))
 
 
