@@ -269,8 +269,9 @@ class Directory:
         registrations.py), each on its own, also while it is draining (the drain lists them
         next): one registered alike is skipped (a replay after a lost reply); returns the ids
         the directory has for another object (another owner or class), which are not taken.
-        An entry marked retired (a version its backend consolidated or discarded before sending
-        it) is registered retired, or retires the version if a lost reply's replay registered it."""
+        An entry marked retired (a version its backend consolidated or discarded) retires the
+        version listed live for that backend (taking the entry's lineage if a restore's adoption
+        lost it), or registers it retired if its live entry never came."""
         self._check_entries(entries, "")
         for entry in entries:
             if entry.retired not in (0, DISCARDED, CONSOLIDATED):
@@ -291,9 +292,12 @@ class Directory:
                        if e.object_id.bytes in known and known[e.object_id.bytes][:2] != (e.class_path, e.backend_id.bytes)]
             conn.executemany("INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?)",
                              [(*_row(e), e.retired) for e in entries if e.object_id.bytes not in known])
-            for entry in entries:  # registered live by an earlier send whose reply was lost
+            for entry in entries:  # a version the directory lists live, now retired by its owner
                 row = known.get(entry.object_id.bytes)
-                if entry.retired and row is not None and entry.object_id not in refused and not row[2] and row[3]:
+                if entry.retired and row is not None and entry.object_id not in refused and not row[2]:
+                    if row[3] is None:  # adopted after a restore, which kept no lineage: its owner's
+                        conn.execute("UPDATE objects SET version_parent=?, version_original=? WHERE id=?",
+                                     (*_row(entry)[3:], entry.object_id.bytes))
                     self._retire(conn, entry.object_id, entry.retired)
         return refused
 

@@ -43,8 +43,8 @@ def reconcile(objects: LocalObjects, directory: DirectoryClient, mover: Mover, v
     """Recovery in the restored epoch: what is stored here is reported and served if the
     directory gives it to us; nothing is deleted here or dropped from the directory, so it
     returns (0, 0) (what recover returns: how many stale objects were dropped)."""
-    if directory.registrations is not None:
-        directory.registrations.reported()  # the report below names them: adopted, or another's
+    registrations = directory.registrations
+    retirements = registrations.reported() if registrations is not None else []  # the report names the others
     held = objects.store.classes()
     reply = directory.reconcile(objects.backend_id, held, (), done=False)
     assigned = directory.owned_by(objects.backend_id)
@@ -53,6 +53,8 @@ def reconcile(objects: LocalObjects, directory: DirectoryClient, mover: Mover, v
     missing = [object_id for object_id in assigned if object_id not in stored]
     # listed here, not stored here: the directory keeps them for their holder; and we are done
     directory.reconcile(objects.backend_id, {}, missing, done=True)
+    if retirements:  # versions retired here, not yet in the directory: it takes them from now on
+        registrations.retired(retirements)
     mine = {object_id: path for object_id, path in stored.items() if object_id in assigned}
     objects.adopt(mine)
     versioning.recover()

@@ -101,14 +101,16 @@ class Registrations:
                 log.info("new objects are registered before the reply from now on: %s", why)
             self._synchronous = True
 
-    def reported(self) -> None:
+    def reported(self) -> list[pb.ObjectEntry]:
         """After a restore from a backup the backend reports everything it stores instead
-        (recovery.reconcile): nothing is pending any more."""
+        (recovery.reconcile): nothing is pending any more. Returns the retirements of versions
+        (the report omits them; they stay stored), for `retired` once the reconcile is done:
+        until then the restored directory refuses this backend's registrations."""
         with self._state:
-            live = [entry for entry in self._pending.values() if not entry.retired]  # the report omits retired versions
-            for entry in live:
-                del self._pending[UUID(bytes=entry.object_id)]
-        self._store.registered(stored_as(live).items())
+            entries = list(self._pending.values())
+            self._pending.clear()
+        self._store.registered(stored_as([entry for entry in entries if not entry.retired]).items())
+        return [entry for entry in entries if entry.retired]
 
     def retired(self, entries: list[pb.ObjectEntry]) -> None:
         """Versions consolidated or discarded here (entries with pb.Retired), stored already with
@@ -174,6 +176,10 @@ class Registrations:
 
     def _refused(self, entry: pb.ObjectEntry) -> None:
         object_id = UUID(bytes=entry.object_id)
+        if entry.retired:  # nothing of it is stored here any more
+            log.error("version %s (%s) was retired here but the directory lists another object with its id: "
+                      "the directory keeps that one", object_id, entry.class_path)
+            return
         log.error("object %s (%s) was stored here but the directory lists another object with its id (a client "
                   "that sends ids of its own): it is dropped here, and its store was acknowledged", object_id,
                   entry.class_path)

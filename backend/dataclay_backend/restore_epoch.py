@@ -147,6 +147,9 @@ class RestoreEpoch:
                                "(SELECT backend_id FROM restore_reconciled)").fetchone()[0]
         if waiting:
             return False
+        # (a version its backend retired since it reported is no longer held, nor to drop: its
+        # entry forwards to its original now)
+        conn.execute("DELETE FROM restore_unheld WHERE id IN (SELECT id FROM objects WHERE retired)")
         gone = conn.execute("SELECT count(*) FROM restore_unheld").fetchone()[0]
         conn.execute("DELETE FROM aliases WHERE object_id IN (SELECT id FROM restore_unheld)")
         conn.execute("DELETE FROM objects WHERE id IN (SELECT id FROM restore_unheld)")

@@ -244,8 +244,8 @@ class Versioning:
                 objects.loaded.touch(row.object_id, ancestor, len(row.state))
         finally:
             self.locks.release_all(held)
-        self._retire(members, stored=False, consolidated=not discard)
         self.registrations.retired(retired)  # the directory learns it with the next batch
+        self._retire(members, stored=False, consolidated=not discard)
         # The ancestors' replicas, before the reply (after the locks: a later change that reaches
         # a replica first keeps its newer revision there).
         self.replicas.propagate(rows)

@@ -145,28 +145,30 @@ def test_a_backend_is_bound_to_its_own_name_id_and_objects(cluster, client):
     assert "denied register backend 'backend-1' to backend:backend-0" in cluster.metadata.log.read_text()
 
 
-def test_a_backend_registers_retired_only_versions_of_its_own_it_has_stored(cluster, client):
-    """RegisterObjects may carry a version its backend retired before sending it (pb.Retired):
-    never for another backend's object, never outside a stored registration, never a non-version."""
+def test_a_backend_retires_through_registrations_only_its_own_versions(cluster, client):
+    """RegisterObjects may carry a version its backend consolidated (pb.Retired): never another
+    backend's version, never outside a stored registration, never a non-version."""
     backends = {info.name: info for info in client.get_backends().values()}
     b0, b1 = backends["backend-0"], backends["backend-1"]
     node = Node(1)
     node.make_persistent(backend_id=b1.id)
-    node.add_alias("registered-now")  # the directory lists it (not only b1, which registers later)
-    node_id = node._dc_id.bytes
+    version = node.new_version()  # b1's
+    version.add_alias("b1-version")  # the directory lists it now (not only b1, which registers later)
+    version_id = version._dc_id.bytes
     _, metadata, _ = stubs(f"127.0.0.1:{cluster.port}", cluster.client_credentials("backend:backend-0"))
 
     def register(stored: bool, **fields):
         entry = pb.ObjectEntry(class_path="shapes.Node", backend_id=b0.id.bytes, retired=pb.CONSOLIDATED, **fields)
         return metadata.RegisterObjects(pb.RegisterObjectsRequest(objects=[entry], stored=stored))
 
-    lineage = {"version_parent": node_id, "version_original": node_id}
-    assert list(register(True, object_id=node_id, **lineage).refused) == [node_id]  # b1's: not taken
+    lineage = {"version_parent": node._dc_id.bytes, "version_original": node._dc_id.bytes}
+    assert list(register(True, object_id=version_id, **lineage).refused) == [version_id]  # b1's: not taken
     not_stored = refusal(lambda: register(False, object_id=uuid.uuid4().bytes, **lineage))
     assert isinstance(not_stored, InvalidRequestError) and "stored" in str(not_stored)
     not_version = refusal(lambda: register(True, object_id=uuid.uuid4().bytes))
     assert isinstance(not_version, InvalidRequestError) and "not a version" in str(not_version)
-    assert node.bump() == 2 and node._dc_backend_id == b1.id  # still live, still b1's
+    assert version.bump() == 2 and version._dc_backend_id == b1.id  # still live, still b1's
+    assert Node.get_by_alias("b1-version")._dc_id.bytes == version_id
 
 
 def test_insecure_is_explicit_and_loud(make_cluster, monkeypatch, tmp_path):

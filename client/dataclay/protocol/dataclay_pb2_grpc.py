@@ -1407,7 +1407,8 @@ class MetadataServicer:
     def RegisterObjects(self, request, context):
         """All the entries and the alias in one transaction (AlreadyExistError if an id is taken); with
         `stored`, each entry on its own: one already registered alike is skipped (a replay after a
-        lost reply), one whose id another object has is listed in the reply, the rest registered.
+        lost reply), one whose id another object has is listed in the reply, the rest registered;
+        an entry with `retired` retires the version listed live for its backend (see Retired).
         [callers: backend]
         [idempotent: the same entries registered again are a replay; other ids' owners refuse]
         """

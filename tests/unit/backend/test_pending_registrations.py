@@ -323,3 +323,11 @@ def test_only_versions_are_registered_retired(directory):
     with pytest.raises(InvalidRequestError, match="unknown retired state"):
         directory.real.register_stored([strange], caller="backend-0")
     assert directory.registered == {}
+
+
+def test_a_backend_cannot_retire_another_backends_version(directory):
+    original, version = uuid.uuid4(), uuid.uuid4()
+    directory.real.register_objects([ObjectEntry(original, PATH, OTHER), ObjectEntry(version, PATH, OTHER, original, original)])
+    forged = ObjectEntry(version, PATH, HERE, original, original, retired=pb.DISCARDED)  # backend-0 names itself
+    assert directory.real.register_stored([forged], caller="backend-0") == [version]
+    assert directory.real.locate(version).backend_id == OTHER  # still live, still backend-1's
