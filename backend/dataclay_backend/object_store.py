@@ -230,22 +230,21 @@ class ObjectStore:
         """New objects whose directory entry is not confirmed yet: id -> entry."""
         return {UUID(bytes=key): entry for key, entry in self.db.query("SELECT id, entry FROM unregistered")}
 
-    def registered(self, entries: Iterable[tuple[UUID, bytes]]) -> None:
+    def registered(self, rows: list[tuple[bytes, bytes]]) -> None:
         """The directory confirmed these entries (object id, entry as stored): an entry replaced
         since (write(unregistered=...)) stays."""
-        rows = [(object_id.bytes, entry) for object_id, entry in entries]
         if rows:
             with self.db.transaction() as conn:
                 conn.executemany("DELETE FROM unregistered WHERE id=? AND entry=?", rows)
 
     # ------------------------------------------------------------------ objects
     def write(self, objects: Iterable[StoredObject], staged: UUID | None = None, delete: Iterable[UUID] = (),
-              unregistered: dict[UUID, bytes] | None = None) -> None:
+              unregistered: list[tuple[bytes, bytes]] | None = None) -> None:
         """Insert or replace states (as staged for move `staged`), and delete objects, all in
         one transaction. A live row is only ever replaced by a higher revision: two commits
         of one object that reach SQLite out of order leave the newer state. `unregistered`:
-        entries for the directory to store with it (replacing those of the same ids: the
-        retirement of versions deleted here, registrations.py)."""
+        (object id, entry) rows for the directory to store with it, replacing those of the same
+        ids (the retirement of versions deleted here, registrations.py)."""
         move = staged.bytes if staged else None
         objects = list(objects)
         deleted = [object_id.bytes for object_id in delete]
@@ -282,8 +281,7 @@ class ObjectStore:
                     conn.executemany(upsert, rows)
                     self._delete_rows(conn, deleted)
                     if unregistered:
-                        conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)",
-                                         [(object_id.bytes, entry) for object_id, entry in unregistered.items()])
+                        conn.executemany("INSERT OR REPLACE INTO unregistered VALUES (?, ?)", unregistered)
                     after = self._files_of(conn, [row[0] for row in rows])
             except BaseException:
                 self._unlink(written)  # the stored rows still point at the other slots

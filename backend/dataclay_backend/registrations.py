@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 from uuid import UUID
 
 from dataclay.exceptions import BackendUnavailableError, DataClayException, ResourceExhaustedError
@@ -58,13 +58,30 @@ Send = Callable[[list[pb.ObjectEntry]], list[UUID]]  # RegisterObjects(stored=Tr
 PART_BYTES = min(512 * 1024, MAX_MESSAGE // 2)
 
 
+class Unsent(NamedTuple):
+    """An entry to send, and the bytes it is stored as (table `unregistered`): what the sender
+    confirms, by identity in memory and by those bytes in the store."""
+
+    entry: pb.ObjectEntry
+    stored: bytes
+
+
+def unsent(entries: list[pb.ObjectEntry]) -> list[Unsent]:
+    return [Unsent(entry, entry.SerializeToString()) for entry in entries]
+
+
+def stored_rows(items: list[Unsent]) -> list[tuple[bytes, bytes]]:
+    """(object id, entry) rows of table `unregistered` (ObjectStore.write, registered)."""
+    return [(item.entry.object_id, item.stored) for item in items]
+
+
 class Registrations:
     def __init__(self, store: ObjectStore, send: Send, drop_here: Callable[[list[UUID]], None]) -> None:
         self._store = store
         self._send = send
         self._drop_here = drop_here
-        self._pending: dict[UUID, pb.ObjectEntry] = {
-            object_id: pb.ObjectEntry.FromString(raw) for object_id, raw in store.unregistered().items()}
+        self._pending: dict[bytes, Unsent] = {  # by object id
+            object_id.bytes: Unsent(pb.ObjectEntry.FromString(raw), raw) for object_id, raw in store.unregistered().items()}
         self._sending = threading.Lock()  # one sender at a time: entries leave in the order stored
         self._state = threading.Condition()
         self._in_flight = 0  # stores between deciding to register later and handing their entries here
@@ -82,10 +99,10 @@ class Registrations:
                 return False
             self._in_flight += 1
         try:
-            written = set(self._store.store_new(rows, [entry.SerializeToString() for entry in entries]))
+            items = unsent(entries)
+            written = {object_id.bytes for object_id in self._store.store_new(rows, [item.stored for item in items])}
             with self._state:
-                self._pending.update((object_id, entry) for object_id, entry in
-                                     ((UUID(bytes=entry.object_id), entry) for entry in entries) if object_id in written)
+                self._pending.update((item.entry.object_id, item) for item in items if item.entry.object_id in written)
         finally:
             with self._state:
                 self._in_flight -= 1
@@ -101,24 +118,24 @@ class Registrations:
                 log.info("new objects are registered before the reply from now on: %s", why)
             self._synchronous = True
 
-    def reported(self) -> list[pb.ObjectEntry]:
+    def reported(self) -> list[Unsent]:
         """After a restore from a backup the backend reports everything it stores instead
         (recovery.reconcile): nothing is pending any more. Returns the retirements of versions
         (the report omits them; they stay stored), for `retired` once the reconcile is done:
         until then the restored directory refuses this backend's registrations."""
         with self._state:
-            entries = list(self._pending.values())
+            items = list(self._pending.values())
             self._pending.clear()
-        self._store.registered(stored_as([entry for entry in entries if not entry.retired]).items())
-        return [entry for entry in entries if entry.retired]
+        self._store.registered(stored_rows([item for item in items if not item.entry.retired]))
+        return [item for item in items if item.entry.retired]
 
-    def retired(self, entries: list[pb.ObjectEntry]) -> None:
+    def retired(self, items: list[Unsent]) -> None:
         """Versions consolidated or discarded here (entries with pb.Retired), stored already with
-        the consolidation (ObjectStore.write(unregistered=stored_as(entries))): they go with the
+        the consolidation (ObjectStore.write(unregistered=stored_rows(items))): they go with the
         next batch, replacing a live entry not sent yet (a send under way confirms only what it
         carried: _confirmed)."""
         with self._state:
-            self._pending.update((UUID(bytes=entry.object_id), entry) for entry in entries)
+            self._pending.update((item.entry.object_id, item) for item in items)
         self._wake.set()
 
     def pending(self) -> int:
@@ -141,13 +158,13 @@ class Registrations:
 
     def _send_pending(self) -> None:
         with self._state:
-            entries = list(self._pending.values())
-        for part in _parts(entries):
+            items = list(self._pending.values())
+        for part in _parts(items):
             self._send_part(part)
 
-    def _send_part(self, entries: list[pb.ObjectEntry]) -> None:
+    def _send_part(self, items: list[Unsent]) -> None:
         try:
-            refused = set(self._send(entries))
+            refused = {object_id.bytes for object_id in self._send([item.entry for item in items])}
         except (BackendUnavailableError, ResourceExhaustedError):
             raise  # the directory is down, slow or busy: they go with the next try
         except DataClayException as refusal:
@@ -159,20 +176,19 @@ class Registrations:
                 log.error("the directory refuses this backend's registrations: %s", refusal)
             self.register_first("the directory refuses registrations sent after the reply")
             raise
-        for entry in entries:
-            if UUID(bytes=entry.object_id) in refused:
-                self._refused(entry)
-        self._confirmed(entries)
+        for item in items:
+            if item.entry.object_id in refused:
+                self._refused(item.entry)
+        self._confirmed(items)
 
-    def _confirmed(self, entries: list[pb.ObjectEntry]) -> None:
+    def _confirmed(self, items: list[Unsent]) -> None:
         """Sent: no longer pending, unless replaced meanwhile (a version retired while its live
-        entry was on its way: the retired one goes next)."""
+        entry was on its way: the retired one goes next, and its stored bytes differ)."""
         with self._state:
-            for entry in entries:
-                object_id = UUID(bytes=entry.object_id)
-                if self._pending.get(object_id) is entry:
-                    del self._pending[object_id]
-        self._store.registered(stored_as(entries).items())
+            for item in items:
+                if self._pending.get(item.entry.object_id) is item:
+                    del self._pending[item.entry.object_id]
+        self._store.registered(stored_rows(items))
 
     def _refused(self, entry: pb.ObjectEntry) -> None:
         object_id = UUID(bytes=entry.object_id)
@@ -223,20 +239,15 @@ class Registrations:
                 log.exception("registering new objects failed (again in %.1f s)", delay)
 
 
-def stored_as(entries: list[pb.ObjectEntry]) -> dict[UUID, bytes]:
-    """Entries as ObjectStore keeps them (table `unregistered`): object id -> serialized entry."""
-    return {UUID(bytes=entry.object_id): entry.SerializeToString() for entry in entries}
-
-
-def _parts(entries: list[pb.ObjectEntry]) -> list[list[pb.ObjectEntry]]:
+def _parts(items: list[Unsent]) -> list[list[Unsent]]:
     """The entries in requests of at most PART_BYTES and IDS_PER_PART entries each."""
-    parts: list[list[pb.ObjectEntry]] = [[]]
+    parts: list[list[Unsent]] = [[]]
     size = 0
-    for entry in entries:
-        grows = entry.ByteSize() + 4
+    for item in items:
+        grows = len(item.stored) + 4
         if parts[-1] and (size + grows > PART_BYTES or len(parts[-1]) >= IDS_PER_PART):
             parts.append([])
             size = 0
-        parts[-1].append(entry)
+        parts[-1].append(item)
         size += grows
     return [part for part in parts if part]

@@ -41,7 +41,7 @@ from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.mover import FOLLOW_ATTEMPTS
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
-from dataclay_backend.registrations import Registrations, stored_as
+from dataclay_backend.registrations import Registrations, stored_rows, unsent
 from dataclay_backend.replicas import Replicas
 from dataclay_backend.resolve_later import resolve_later
 from dataclay_backend.scope import SCOPE
@@ -226,7 +226,7 @@ class Versioning:
             updates.append((ancestor, state, revision + 1))
             return revision + 1, lc.lineage(ancestor)
 
-        retired = self._retired_entries(members, discard)
+        retired = unsent(self._retired_entries(members, discard))
         try:
             base = {} if discard else walk_lineage(members, check)
             rows = []
@@ -235,7 +235,7 @@ class Versioning:
                 rows.append(StoredObject(ancestor.__dict__[lc.ID], class_path(type(ancestor)), revision,
                                          dumps(lc.persisted_state(ancestor), make_ref)))
             try:
-                objects.store.write(rows, delete=[m.__dict__[lc.ID] for m in members], unregistered=stored_as(retired))
+                objects.store.write(rows, delete=[m.__dict__[lc.ID] for m in members], unregistered=stored_rows(retired))
             except BaseException:  # e.g. a full disk: the ancestors go back to what is stored
                 for ancestor, _, _ in updates:
                     objects.unload(ancestor)

@@ -23,7 +23,7 @@ from dataclay_backend import registrations as registrations_module
 from dataclay_backend.directory import BackendInfo, ObjectEntry
 from dataclay_backend.directory import Directory as MetadataDirectory
 from dataclay_backend.object_store import INLINE_LIMIT, ObjectStore, StoredObject
-from dataclay_backend.registrations import Registrations, stored_as
+from dataclay_backend.registrations import Registrations, stored_rows, unsent
 
 PATH = "hr.Employee"
 HERE = uuid.UUID(int=1)  # this backend
@@ -238,8 +238,9 @@ def _retire(store: ObjectStore, registrations: Registrations, entry: pb.ObjectEn
     retired = pb.ObjectEntry(object_id=entry.object_id, class_path=entry.class_path, backend_id=entry.backend_id,
                              version_parent=entry.version_parent, version_original=entry.version_original,
                              retired=pb.CONSOLIDATED if consolidated else pb.DISCARDED)
-    store.write([], delete=[uuid.UUID(bytes=entry.object_id)], unregistered=stored_as([retired]))
-    registrations.retired([retired])
+    items = unsent([retired])
+    store.write([], delete=[uuid.UUID(bytes=entry.object_id)], unregistered=stored_rows(items))
+    registrations.retired(items)
 
 
 @pytest.mark.parametrize("consolidated", [True, False])
