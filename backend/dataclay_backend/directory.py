@@ -292,13 +292,14 @@ class Directory:
                        if e.object_id.bytes in known and known[e.object_id.bytes][:2] != (e.class_path, e.backend_id.bytes)]
             conn.executemany("INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?)",
                              [(*_row(e), e.retired) for e in entries if e.object_id.bytes not in known])
-            for entry in entries:  # a version the directory lists live, now retired by its owner
-                row = known.get(entry.object_id.bytes)
-                if entry.retired and row is not None and entry.object_id not in refused and not row[2]:
-                    if row[3] is None:  # adopted after a restore, which kept no lineage: its owner's
-                        conn.execute("UPDATE objects SET version_parent=?, version_original=? WHERE id=?",
-                                     (*_row(entry)[3:], entry.object_id.bytes))
-                    self._retire(conn, entry.object_id, entry.retired)
+            taken = set(refused)
+            retiring = [e for e in entries  # versions listed live, now retired by their owner
+                        if e.retired and e.object_id not in taken and (row := known.get(e.object_id.bytes)) and not row[2]]
+            conn.executemany(  # adopted after a restore, which kept no lineage: their owner's
+                "UPDATE objects SET version_parent=?, version_original=? WHERE id=? AND version_original IS NULL",
+                [(*_row(e)[3:], e.object_id.bytes) for e in retiring])
+            conn.executemany("UPDATE objects SET retired=? WHERE id=?", [(e.retired, e.object_id.bytes) for e in retiring])
+            conn.executemany("DELETE FROM aliases WHERE object_id=?", [(e.object_id.bytes,) for e in retiring])
         return refused
 
     @staticmethod
