@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 * 1024 * 1024
 EARLY_OBJECTS = 2048
+EARLY_CHUNK = 32  # objects
 FOLLOW_ATTEMPTS = 3  # a root that keeps leaving and coming back: give up with ObjectMovingError
 
 
@@ -329,9 +330,12 @@ class Mover:
                         records, size = [], 0
             sent["objects"] = len(walk.locked)
             progress(pb.MoveProgress(objects_total=len(walk.locked), objects_sent=sent["objects"], bytes_sent=sent["bytes"]))
-            # Early on, after every batch: the destination starts storing while we walk the next.
-            # Then in chunks of an eighth of CHUNK_BYTES: each is one transaction there.
-            if records and (size >= CHUNK_BYTES // 8 or sent["objects"] <= EARLY_OBJECTS):
+            # Early on, after every batch of at least EARLY_CHUNK objects: the destination starts
+            # storing while we walk the next (a smaller one, such as the root alone, waits for
+            # the next batch: each chunk is one transaction there, and a small move goes in one).
+            # Then in chunks of an eighth of CHUNK_BYTES.
+            early = sent["objects"] <= EARLY_OBJECTS and len(records) >= EARLY_CHUNK
+            if records and (size >= CHUNK_BYTES // 8 or early):
                 yield pb.TransferChunk(objects=records, **header)
                 sent["bytes"] += size
                 records, size = [], 0
