@@ -99,7 +99,7 @@ class ObjectEntry:
     version_parent: UUID | None = None
     version_original: UUID | None = None
     replicas: tuple[UUID, ...] = ()  # backends holding a replica, besides the owner
-    retired: int = 0  # register_stored: a version retired by its backend before it sent this (DISCARDED, CONSOLIDATED)
+    retired: int = 0  # register_stored: a version its backend consolidated or discarded (DISCARDED, CONSOLIDATED)
 
 
 @dataclass(frozen=True)
@@ -298,8 +298,7 @@ class Directory:
             conn.executemany(  # adopted after a restore, which kept no lineage: their owner's
                 "UPDATE objects SET version_parent=?, version_original=? WHERE id=? AND version_original IS NULL",
                 [(*_row(e)[3:], e.object_id.bytes) for e in retiring])
-            conn.executemany("UPDATE objects SET retired=? WHERE id=?", [(e.retired, e.object_id.bytes) for e in retiring])
-            conn.executemany("DELETE FROM aliases WHERE object_id=?", [(e.object_id.bytes,) for e in retiring])
+            self._retire(conn, [(e.retired, e.object_id.bytes) for e in retiring])
         return refused
 
     @staticmethod
@@ -424,13 +423,14 @@ class Directory:
             if row is not None and not row[0]:
                 raise VersionConflictError(f"transaction {txn_id} was aborted (a participant timed out); nothing changed")
             conn.execute("INSERT OR REPLACE INTO transactions VALUES (?, 1, ?)", (txn_id.bytes, json.dumps(apply)))
-            for object_id in retire:
-                self._retire(conn, object_id, DISCARDED if discarded else CONSOLIDATED)
+            how = DISCARDED if discarded else CONSOLIDATED
+            self._retire(conn, [(how, object_id.bytes) for object_id in retire])
 
     @staticmethod
-    def _retire(conn: sqlite3.Connection, object_id: UUID, how: int) -> None:
-        conn.execute("UPDATE objects SET retired=? WHERE id=?", (how, object_id.bytes))
-        conn.execute("DELETE FROM aliases WHERE object_id=?", (object_id.bytes,))
+    def _retire(conn: sqlite3.Connection, rows: list[tuple[int, bytes]]) -> None:
+        """Versions (how, id) retired: listed so from now on, without their aliases."""
+        conn.executemany("UPDATE objects SET retired=? WHERE id=?", rows)
+        conn.executemany("DELETE FROM aliases WHERE object_id=?", [(key,) for _, key in rows])
 
     def resolve_transaction(self, txn_id: UUID) -> dict[str, int] | None:
         """What to apply if committed, None if aborted. An undecided transaction is aborted
