@@ -422,21 +422,25 @@ _channels_lock = threading.Lock()
 def locate_raw(address: str, object_id: uuid.UUID) -> uuid.UUID | str:
     """The directory's owner of object_id, asked directly (no client cache); else the status
     code's name ("NOT_FOUND": not registered or retired; "UNAVAILABLE": not answering)."""
-    with _channels_lock:
-        channel = _channels.get(address) or _channels.setdefault(
-            address, open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES))
-    try:
-        entry = rpc.MetadataStub(channel).LocateObject(pb.ObjectRequest(object_id=object_id.bytes),
-                                                       timeout=CALL_TIMEOUT)
-    except grpc.RpcError as exc:
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            with _channels_lock:  # a fresh channel: no reconnect backoff after a restart
-                if _channels.get(address) is channel:
-                    del _channels[address]
-                    channel.close()
-            return "UNAVAILABLE"
-        return exc.code().name
-    return uuid.UUID(bytes=entry.backend_id)
+    for _ in range(3):
+        with _channels_lock:
+            channel = _channels.get(address) or _channels.setdefault(
+                address, open_channel(address, client_credentials(identity="backend:backend-0"), options=UNLIMITED_MESSAGES))
+        try:
+            entry = rpc.MetadataStub(channel).LocateObject(pb.ObjectRequest(object_id=object_id.bytes),
+                                                           timeout=CALL_TIMEOUT)
+        except ValueError:  # another client thread closed this shared channel just now (below): a fresh one
+            continue
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                with _channels_lock:  # a fresh channel: no reconnect backoff after a restart
+                    if _channels.get(address) is channel:
+                        del _channels[address]
+                        channel.close()
+                return "UNAVAILABLE"
+            return exc.code().name
+        return uuid.UUID(bytes=entry.backend_id)
+    return "UNAVAILABLE"
 
 
 def settle(fn: Callable[[], Any], seconds: float = SETTLE) -> Any:
