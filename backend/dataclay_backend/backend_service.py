@@ -98,6 +98,8 @@ class BackendService(rpc.BackendServicer):
         return EMPTY
 
     def _arguments(self, payload: bytes) -> tuple[tuple, dict]:
+        if not payload:
+            return (), {}  # a call without arguments (dataclay.proto, CallRequest)
         arguments = self._decode(payload, "arguments")
         if not (isinstance(arguments, tuple) and len(arguments) == 2
                 and isinstance(arguments[0], tuple) and isinstance(arguments[1], dict)):

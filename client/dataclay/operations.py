@@ -330,7 +330,8 @@ async def create_object(rt: "Runtime", t: Any, path: str, args: tuple, kwargs: d
     __init__ in one request (nothing is stored if __init__ fails); its proxy."""
     backend_id = await _any_backend(rt, t)
     info = await backend_info(rt, t, backend_id)
-    request = pb.CreateObjectRequest(class_path=path, payload=await encode_for(rt, t, (args, kwargs), backend_id))
+    payload = await encode_for(rt, t, (args, kwargs), backend_id) if args or kwargs else b""  # b"": none
+    request = pb.CreateObjectRequest(class_path=path, payload=payload)
     entry = await t.backend(info, "CreateObject", request)
     return rt.instance(UUID(bytes=entry.object_id), entry.class_path, UUID(bytes=entry.backend_id))
 
@@ -435,7 +436,8 @@ async def call_method(rt: "Runtime", t: Any, obj: "DataClayObject", name: str, a
     object_id = obj.__dict__[ID].bytes
 
     async def request(info: BackendInfo) -> pb.CallRequest:
-        return pb.CallRequest(object_id=object_id, method=name, payload=await encode_for(rt, t, (args, kwargs), info.id))
+        payload = await encode_for(rt, t, (args, kwargs), info.id) if args or kwargs else b""  # b"": none
+        return pb.CallRequest(object_id=object_id, method=name, payload=payload)
 
     reply = await at_owner(rt, t, obj, "CallActiveMethod", request)
     return rt.decode(reply.payload)

@@ -300,7 +300,14 @@ class _Unpickler(pickle.Unpickler):
         return found
 
 
+# Values that pickle to the same bytes with or without our Pickler (they hold no object): a
+# call's result is most often one of these, and pickle.dumps skips making a Pickler for it.
+_PLAIN_SCALARS = frozenset((type(None), bool, int, float, str))
+
+
 def dumps(value: Any, on_object: Callable[[Any], Ref]) -> bytes:
+    if type(value) in _PLAIN_SCALARS:
+        return pickle.dumps(value, PROTOCOL)
     buffer = io.BytesIO()
     _Pickler(buffer, on_object).dump(value)
     return buffer.getvalue()

@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import functools
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ class BackendInfo:
         return f"{self.host}:{self.port}"
 
     def describe(self) -> str:
+        return self._description
+
+    @functools.cached_property
+    def _description(self) -> str:  # asked on every call (for the error it may raise): made once
         return f"backend {self.name} ({self.id}) at {self.address}"
 
     @classmethod
@@ -277,12 +282,37 @@ class _Stubs:
         return peer
 
 
+class Permits:
+    """At most `count` holders at a time, the others wait: a queue of `count` tokens. Taken and
+    given back on every unary call; the queue's get and put are C calls (a threading.Semaphore
+    runs a Condition in Python each way)."""
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self, count: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(count):
+            self._tokens.put(None)
+
+    def acquire(self) -> None:
+        self._tokens.get()
+
+    def release(self) -> None:
+        self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *exc: object) -> None:
+        self._tokens.put(None)
+
+
 class BlockingTransport(_Stubs):
     """Calls straight from the calling thread on shared grpc channels."""
 
     def __init__(self, metadata_address: str, credentials: Credentials | None = None) -> None:
         super().__init__(metadata_address, functools.partial(open_channel, credentials=credentials),
-                         threading.BoundedSemaphore)
+                         Permits)
 
     def _unary(self, channel: Any, stub: Any, where: str, method: str, request: Any) -> Any:
         _connect(channel, where)

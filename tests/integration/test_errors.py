@@ -167,6 +167,24 @@ def test_error_classes_round_trip_through_the_wire_encoding():
     assert type(unknown) is DataClayException
 
 
+def test_an_empty_payload_is_a_call_without_arguments(client):
+    """The wire contract (dataclay.proto, CallRequest): clients send no pickle for a call without
+    arguments; the method runs, and its result comes back as for any call."""
+    import pickle
+
+    node = Node(1)
+    node.make_persistent()
+    backend = client.get_backends()[node._dc_backend_id]
+    with open_channel(backend.address, client_credentials(), options=UNLIMITED_MESSAGES) as channel:
+        stub = rpc.BackendStub(channel)
+        reply = stub.CallActiveMethod(pb.CallRequest(object_id=node._dc_id.bytes, method="bump", payload=b""))
+        assert pickle.loads(reply.payload) == 2
+        with pytest.raises(grpc.RpcError) as raised:  # a method that needs arguments says so, typed
+            stub.CallActiveMethod(pb.CallRequest(object_id=node._dc_id.bytes, method="bump_and_replicate", payload=b""))
+        assert isinstance(_error(raised.value), InvalidRequestError) and "backend_id" in str(_error(raised.value))
+    assert node.bump() == 3
+
+
 def test_malformed_call_arguments_and_states(client):
     node = Node(1)
     node.make_persistent()

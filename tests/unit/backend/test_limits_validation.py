@@ -183,3 +183,37 @@ def test_limits_are_flags_that_beat_their_environment_variables(monkeypatch):
     for bad in ("0", "-1", "many"):
         with _pytest.raises(SystemExit):
             base_parser("t").parse_args(["--max-streams", bad])
+
+
+def test_the_data_pool_counts_each_call_until_it_ends_even_if_it_fails():
+    """The admission bound reads this count (server_limits.Admission): a call is counted from its
+    submission until it has run, whether it returned or raised."""
+    import threading
+
+    from dataclay_backend.server_limits import CountingPool
+
+    pool = CountingPool(4)
+    try:
+        started, release = threading.Event(), threading.Event()
+
+        def held() -> str:
+            started.set()
+            release.wait()
+            return "done"
+
+        def failing() -> None:
+            raise ValueError("boom")
+
+        running = pool.submit(held)
+        started.wait()
+        assert pool.active == 1
+        failed = pool.submit(failing)
+        with pytest.raises(ValueError):
+            failed.result()
+        assert pool.active == 1  # the failed call is counted out; the held one still in
+        release.set()
+        assert running.result() == "done"
+        pool.shutdown(wait=True)
+        assert pool.active == 0
+    finally:
+        pool.shutdown(wait=False)

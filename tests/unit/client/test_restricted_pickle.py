@@ -131,6 +131,17 @@ def test_plain_values_round_trip():
     assert loads(dumps(values[-3:-1], _no_refs), _no_refs)[1].amount == 12.5
 
 
+def test_plain_scalars_pickle_to_the_same_bytes_as_through_the_pickler():
+    """dumps() skips making a Pickler for a lone None, bool, int, float or str (most results of
+    calls): the bytes are what the Pickler writes, so any reader of either reads them alike."""
+    for value in (None, True, False, 0, -7, 2**70, 2.5, float("inf"), "", "text", "ñ" * 300):
+        buffer = io.BytesIO()
+        serialization._Pickler(buffer, _no_refs).dump(value)
+        assert dumps(value, _no_refs) == buffer.getvalue()
+        assert loads(dumps(value, _no_refs), _no_refs) == value
+    assert type(loads(dumps(True, _no_refs), _no_refs)) is bool
+
+
 def test_references_still_resolve():
     ref = serialization.new_ref((uuid.uuid4().bytes, "shapes.Node", b""))
     node = object.__new__(Node)
