@@ -8,6 +8,15 @@ one transaction points the row at it, so a crash leaves either the old or the ne
 next new state reuses the other slot's disk pages. The next start removes unreferenced files. The backend's identity (backend id, and the
 cluster it belongs to) is kept here too.
 
+The rows of objects a committed move took away are deleted after the move has replied
+(`delete_later`), by a thread of the store. Only their live rows are deleted, so a copy that
+comes back (a move back stages its rows over them) stays; and whatever could make such a copy
+live, or find the old rows, deletes them first (the fence): activating a move, storing new
+objects (which looks for replays by id), listing or deleting rows, closing. Writes of owned
+objects need no fence: an object given up is owned here again only after an activation. A
+`kill -9` before the deletion leaves the rows: the next start's recovery drops rows the
+directory does not assign here, as it did when a deletion failed.
+
 A full disk (SQLite's, or ENOSPC/EDQUOT writing a file) is a StorageFullError naming this backend
 (sqlite_db.storage_full); the stored states stay as they were, and the files of the failed write
 are removed at once, so that the space is there again for the next one.
@@ -15,6 +24,7 @@ are removed at once, so that the space is there again for the next one.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import uuid
@@ -24,7 +34,10 @@ from typing import BinaryIO, Iterable, Protocol
 from uuid import UUID
 
 from dataclay.exceptions import AlreadyExistError, BackendRetiredError
+from dataclay_backend import faults
 from dataclay_backend.sqlite_db import Database, storage_full
+
+log = logging.getLogger(__name__)
 
 # A live row is only ever replaced by a higher revision; staged rows (incoming moves) replace.
 _UPSERT = (
@@ -104,10 +117,59 @@ class ObjectStore:
         # file is written, and leaves when its row is deleted). Rows of other objects need no
         # look for files to remove when they are replaced or deleted: the hot path of commits and moves.
         self._file_ids: set[bytes] = set()
+        self._given_up: list[bytes] = []  # keys whose live rows are deleted later (module docstring)
+        self._given_up_guard = threading.Lock()  # guards the list
+        self._deleting = threading.Lock()  # held while given-up rows are deleted: the fence waits for it
+        self._wake = threading.Event()
+        self._deleter: threading.Thread | None = None
+        self._closed = False
         self._remove_unreferenced_files()
 
     def close(self) -> None:
+        self._deleted_given_up()
+        self._closed = True
+        self._wake.set()
         self.db.close()
+
+    # ------------------------------------------------------------------ rows given up (module docstring)
+    def delete_later(self, object_ids: Iterable[UUID]) -> None:
+        """Delete the live rows of these objects soon, from the store's thread (the caller is
+        about to reply), and before anything could make a copy of them live (module docstring)."""
+        with self._given_up_guard:
+            self._given_up.extend(object_id.bytes for object_id in object_ids)
+            if self._deleter is None:
+                self._deleter = threading.Thread(target=self._delete_given_up_soon, name="dataclay-forget", daemon=True)
+                self._deleter.start()
+        self._wake.set()
+
+    def _delete_given_up_soon(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            faults.hit("store.before_deleting_given_up")
+            try:
+                self._deleted_given_up()
+            except Exception as exc:  # e.g. a full disk: the next change tries again, else the next start
+                log.warning("could not delete the rows of objects this backend gave up (the next change of the "
+                            "store, or the next start, does): %s", exc)
+
+    def _deleted_given_up(self) -> None:
+        """The fence: the rows given up so far are deleted when this returns (by this thread,
+        or by another that was deleting them). Costs one look at a list when there are none."""
+        if not self._given_up and not self._deleting.locked():
+            return
+        with self._deleting:
+            with self._given_up_guard:
+                keys, self._given_up = self._given_up, []
+            if keys:
+                try:
+                    self._delete_keys(keys, live_only=True)
+                except BaseException:
+                    with self._given_up_guard:
+                        self._given_up[:0] = keys  # deleted by the next attempt
+                    raise
 
     def _remove_unreferenced_files(self) -> None:
         rows = self.db.query("SELECT id, file FROM objects WHERE file IS NOT NULL")
@@ -185,6 +247,7 @@ class ObjectStore:
         transaction. An id stored here already is a replay of the same store (its reply was lost)
         when the class is the same: nothing is written for it; under another class it is refused
         (AlreadyExistError), and nothing at all is written. Returns the ids written."""
+        self._deleted_given_up()
         if any(len(obj.state) > INLINE_LIMIT for obj in objects):
             fresh = self._not_stored_yet(objects, entries)
             # large states go to their files first (the general write); the entries follow at once:
@@ -354,7 +417,10 @@ class ObjectStore:
         """Delete these objects' rows and state files. `live_only`: not a staged row (a copy a
         later move brought back while this one was being forgotten), nor its file. Holds the
         file locks of those with files, so no write of a later copy interleaves."""
-        keys = [object_id.bytes for object_id in object_ids]
+        self._deleted_given_up()
+        self._delete_keys([object_id.bytes for object_id in object_ids], live_only)
+
+    def _delete_keys(self, keys: list[bytes], live_only: bool) -> None:
         locks = [self._file_lock(key) for key in sorted(key for key in keys if key in self._file_ids)]
         for lock in locks:
             lock.acquire()
@@ -384,21 +450,25 @@ class ObjectStore:
 
     def classes(self) -> dict[UUID, str]:
         """Every live object id with its class path."""
+        self._deleted_given_up()
         return {UUID(bytes=r[0]): r[1] for r in self.db.query("SELECT id, class_path FROM objects WHERE staged IS NULL")}
 
     # ------------------------------------------------------------------ staged moves
     def staged(self) -> dict[UUID, dict[UUID, str]]:
         """Incoming moves not yet activated: move id -> {object id: class path}."""
+        self._deleted_given_up()
         moves: dict[UUID, dict[UUID, str]] = {}
         for move, key, class_path in self.db.query("SELECT staged, id, class_path FROM objects WHERE staged IS NOT NULL"):
             moves.setdefault(UUID(bytes=move), {})[UUID(bytes=key)] = class_path
         return moves
 
     def activate(self, move_id: UUID) -> None:
+        self._deleted_given_up()  # a copy of objects given up may be among those made live here
         with self.db.transaction() as conn:
             conn.execute("UPDATE objects SET staged=NULL WHERE staged=?", (move_id.bytes,))
 
     def discard(self, move_id: UUID) -> None:
+        self._deleted_given_up()
         with self.db.transaction() as conn:
             files = [r[0] for r in conn.execute("SELECT file FROM objects WHERE staged=? AND file IS NOT NULL", (move_id.bytes,))]
             conn.execute("DELETE FROM objects WHERE staged=?", (move_id.bytes,))

@@ -115,18 +115,22 @@ class LocalObjects:
             if object_id in self.heap:
                 self.instance(object_id, path)
 
-    def give_up(self, objects: list[Any], backend_id: UUID | None, delete_rows: bool = True) -> None:
+    def give_up(self, objects: list[Any], backend_id: UUID | None, delete_rows: bool = True,
+                later: bool = False) -> None:
         """These objects are no longer ours (a committed move, retired versions): keep the
-        instances as proxies, then forget the stored copies (unless the caller already did).
-        Never fails: the caller is past its commit point, and serving them here after it would
-        make two owners; rows that cannot be deleted now are dropped by the next start's
-        recovery (the directory does not assign them here)."""
+        instances as proxies, then forget the stored copies (unless the caller already did;
+        `later`: after the caller's reply, ObjectStore.delete_later). Never fails: the caller
+        is past its commit point, and serving them here after it would make two owners; rows
+        that cannot be deleted now are dropped by the next start's recovery (the directory
+        does not assign them here)."""
         ids = [obj.__dict__[lc.ID] for obj in objects]
         for object_id in ids:
             self.owned.pop(object_id, None)
         self.loaded.discard(*ids)
         self._to_proxies(objects, backend_id)
-        if delete_rows:
+        if delete_rows and later:
+            self.store.delete_later(ids)
+        elif delete_rows:
             try:
                 self.store.delete(ids)
             except Exception as exc:

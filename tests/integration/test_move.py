@@ -161,6 +161,71 @@ def test_an_object_that_comes_back_keeps_its_stored_copy(make_cluster):
     _assert_each_object_once(cluster, {big._dc_id, small._dc_id, *(child._dc_id for child in children)})
 
 
+FORGETTING_HELD = {"DC_FAULT_POINT": "store.before_deleting_given_up", "DC_FAULT_ACTION": "hold"}
+
+
+def _graph_on(backend_id, size: int = 300) -> Node:
+    """A graph large enough that a move of it deletes its source rows after it replies
+    (mover.DELETE_LATER_FROM)."""
+    root = Node(-1)
+    root.children = [Node(i) for i in range(size)]
+    root.make_persistent(backend_id=backend_id)
+    return root
+
+
+def test_a_graph_that_comes_back_before_its_rows_are_deleted_keeps_the_copy_it_brought(make_cluster):
+    """The source deletes a moved graph's rows after the move replied, on a thread of its own
+    (held here, for good). The graph moves back, changed: its staged copy replaces those rows
+    and is activated, and neither that nor a clean stop (which deletes what is still queued)
+    removes the copy that came back."""
+    cluster = make_cluster(backends=2)
+    cluster.stop_process(cluster.backends["backend-0"])
+    cluster.start_backend(0, env=FORGETTING_HELD)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        root = _graph_on(ids[0])
+        root.move(ids[1], recursive=True)  # backend-0's rows stay queued
+        live, _ = _live_and_staged(cluster)
+        assert all(len(live[child._dc_id]) == 2 for child in root.children)
+        root.bump()
+        root.children[7].bump()
+        root.move(ids[0], recursive=True)  # back over the queued rows
+        assert root.value == 0 and root.children[7].value == 8
+    cluster.stop()  # backend-0 deletes what is queued as it closes its store
+    cluster.start()
+    with Client(host="127.0.0.1", port=cluster.port):
+        root.sync()
+        assert root._dc_backend_id == ids[0] and root.value == 0
+        assert [child.value for child in root.children] == [i + (i == 7) for i in range(300)]
+        expected = {root._dc_id, *(child._dc_id for child in root.children)}
+    cluster.stop()
+    _assert_each_object_once(cluster, expected)
+
+
+def test_kill_9_before_the_rows_of_a_move_are_deleted_leaves_them_to_recovery(make_cluster):
+    """The move has replied, its source's rows are still queued when it is killed: the next
+    start drops them (the directory assigns the objects elsewhere), so each object is stored
+    once, where it lives."""
+    cluster = make_cluster(backends=2)
+    cluster.stop_process(cluster.backends["backend-0"])
+    cluster.start_backend(0, env=FORGETTING_HELD)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        ids = list(client.get_backends())
+        root = _graph_on(ids[0])
+        root.move(ids[1], recursive=True)
+        live, _ = _live_and_staged(cluster)
+        assert all(len(live[child._dc_id]) == 2 for child in root.children)  # the source's rows are still there
+        cluster.kill_backend("backend-0")
+        cluster.start_backend(0)
+        root.bump()
+        assert root.value == 0 and root._dc_backend_id == ids[1]
+        expected = {root._dc_id, *(child._dc_id for child in root.children)}
+    cluster.stop()
+    _assert_each_object_once(cluster, expected)
+    live, _ = _live_and_staged(cluster)
+    assert {live[object_id][0] for object_id in expected} == {"backend-1"}
+
+
 def test_a_call_moves_what_it_just_changed(make_cluster):
     """Within an active method, a move takes the call's own uncommitted changes along (it
     used to wait for them to commit, which waited for the move, until ObjectBusyError)."""

@@ -2,6 +2,7 @@
 higher revision wins, large states live in two file slots, incoming moves are staged until
 activated, consolidations' prepared writes, and everything is there again after reopening."""
 import threading
+import time
 import uuid
 
 import pytest
@@ -191,6 +192,62 @@ def test_a_staged_move_replaces_a_stored_copy_whatever_its_revision(store):
     store.write([StoredObject(object_id, PATH, 4, b"moved")], staged=move_id)
     store.activate(move_id)
     assert store.load(object_id) == StoredObject(object_id, PATH, 4, b"moved")
+
+
+@pytest.fixture
+def deleter_held(monkeypatch):
+    """The store's thread that deletes given-up rows holds for good before deleting (fault point,
+    action "hold"): only the fence, or closing the store, deletes them."""
+    from dataclay_backend import faults
+
+    monkeypatch.setattr(faults, "_POINT", "store.before_deleting_given_up")
+    monkeypatch.setattr(faults, "_HOLD", True)
+
+
+def test_rows_given_up_are_deleted_before_a_listing_or_an_activation(store, deleter_held):
+    """delete_later (a committed move's source): the rows go before the next listing of the
+    objects table or activation of a move; a staged copy of one (a move back) is made live and stays."""
+    gone, back, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    store.write([StoredObject(gone, PATH, 5, b"gone"), StoredObject(back, PATH, 5, b"old copy"),
+                 StoredObject(other, PATH, 1, large(3))])
+    store.delete_later([gone, back, other])
+    assert store.classes() == {}  # listing: the fence deleted them first
+    assert store.load(gone) is None and files(store) == set()
+    store.write([StoredObject(back, PATH, 2, b"old copy again")])  # owned again, as a move back would make it
+    store.delete_later([back])  # given up again: queued
+    move_id = uuid.uuid4()
+    store.write([StoredObject(back, PATH, 4, b"came back")], staged=move_id)  # over the queued row
+    store.activate(move_id)  # the fence deletes the queued live row first: none now (the staged one replaced it)
+    assert store.load(back) == StoredObject(back, PATH, 4, b"came back")
+
+
+def test_a_copy_that_came_back_survives_the_rows_queued_before_it(tmp_path, deleter_held):
+    """The order that would lose data without the fence: queued, then a staged copy of the same
+    object activated, then the queue's turn (here: closing the store). The copy stays."""
+    object_id, move_id = uuid.uuid4(), uuid.uuid4()
+    store = ObjectStore(tmp_path)
+    store.write([StoredObject(object_id, PATH, 5, b"left")])
+    store.delete_later([object_id])
+    store.write([StoredObject(object_id, PATH, 6, b"came back")], staged=move_id)
+    store.activate(move_id)
+    store.close()
+    reopened = ObjectStore(tmp_path)
+    try:
+        assert reopened.load(object_id) == StoredObject(object_id, PATH, 6, b"came back")
+    finally:
+        reopened.close()
+
+
+def test_rows_given_up_are_deleted_by_the_stores_own_thread(store):
+    """Without anything else happening, the queued rows go (the thread wakes for them): polled
+    on the condition, with a deadline."""
+    object_id = uuid.uuid4()
+    store.write([StoredObject(object_id, PATH, 1, b"x")])
+    store.delete_later([object_id])
+    deadline = time.monotonic() + 30
+    while store.db.query("SELECT 1 FROM objects WHERE id=?", (object_id.bytes,)):
+        assert time.monotonic() < deadline, "the given-up row was not deleted within 30 s"
+        time.sleep(0.005)
 
 
 def test_two_staged_moves_are_activated_and_discarded_separately(store):
