@@ -75,3 +75,16 @@ def peak_rss_mib(pid: int) -> float:
 
 def rss_mib(pid: int) -> float:
     return _status_mib(pid, "VmRSS")
+
+
+def settle_registrations(client: Any) -> float:
+    """Wait until every backend has registered in the directory the objects it stored (a backend
+    registers them in the background just after each store's reply), so that what is timed next
+    is not racing a graph's own registration; the seconds it took."""
+    from dataclay.protocol import dataclay_pb2 as pb
+    from dataclay.transport import run_blocking
+
+    started = time.perf_counter()
+    for info in client.get_backends().values():
+        run_blocking(client.runtime.blocking.backend(info, "FlushRegistrations", pb.FlushRegistrationsRequest()))
+    return time.perf_counter() - started
