@@ -200,7 +200,7 @@ class Mover:
             # copy it makes live.
             with self._lock:
                 objects.give_up(walk.locked, destination, later=len(walk.locked) >= DELETE_LATER_FROM)
-            self.replicas.moved_away([UUID(bytes=key) for key in keys])
+            self.replicas.moved_away(walk.locked)
             walk.release()  # held calls go to the new owner now
             activated()
             log.info("moved %d objects (%d bytes) to %s in %.3fs", len(keys), sent["bytes"], target.describe(),

@@ -295,12 +295,13 @@ class Replicas:
                      holder, len(object_ids), exc)
 
     # ------------------------------------------------------------------ moves of masters
-    def moved_away(self, object_ids: list[UUID]) -> None:
-        """A committed move took these objects: their new master keeps their replicas now."""
+    def moved_away(self, objects: list[Any]) -> None:
+        """A committed move took these objects: their new master keeps their replicas now.
+        (Nothing to do, and nothing read from the objects, when no object here has replicas.)"""
         if self.holders:
             with self._lock:
-                for object_id in object_ids:
-                    self.holders.pop(object_id, None)
+                for obj in objects:
+                    self.holders.pop(obj.__dict__[lc.ID], None)
 
     def arrived(self, holders: dict[UUID, set[UUID]]) -> None:
         """A move made this backend the master of these objects, with these holders (from the
