@@ -59,7 +59,7 @@ class BackendRuntime(Runtime):
         self.registrations = Registrations(store, self.directory.send_registrations, self._drop_refused)
         self.directory.registrations = self.registrations
         self.replicas = Replicas(self.objects, self.locks, self.directory, self, self.local_object)
-        self.requests = Requests(self.objects, self.locks, self.directory, self.replicas)
+        self.requests = Requests(self.objects, self.locks, self.directory, self.replicas, self.registrations)
         self.incoming = Incoming(self.objects, self.directory, self.registrations)
         self.mover = Mover(self.objects, self.locks, self.directory, self, self.local_object, self.replicas)
         self.versioning = Versioning(self.objects, self.locks, self.directory, self, self.local_object,

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 RECONCILE_PART = 2000  # entries with their class paths (up to 512 characters each) per message
 
 
+def new_entries(objects: list[Any], backend_id: UUID) -> list[pb.ObjectEntry]:
+    """The directory entries of new objects (no versions) owned by backend_id."""
+    return [pb.ObjectEntry(object_id=o.__dict__[lc.ID].bytes, class_path=class_path(type(o)), backend_id=backend_id.bytes)
+            for o in objects]
+
+
 class DirectoryClient:
     def __init__(self, transport: BlockingTransport) -> None:
         self._transport = transport
@@ -48,10 +54,7 @@ class DirectoryClient:
 
     def register_objects(self, objects: list[Any], backend_id: UUID, alias: str = "") -> None:
         """register() of these instances, owned by backend_id."""
-        self.register([
-            pb.ObjectEntry(object_id=o.__dict__[lc.ID].bytes, class_path=class_path(type(o)), backend_id=backend_id.bytes)
-            for o in objects
-        ], alias)
+        self.register(new_entries(objects, backend_id), alias)
 
     def owner_of(self, object_id: UUID) -> UUID:
         return UUID(bytes=self.entry_of(object_id).backend_id)

@@ -4,7 +4,8 @@ than anyone can ask the directory about them.
 A client's make_persistent (StoreObjects, StoreRawObject, without an alias) costs one round trip:
 the backend stores the objects together with their directory entries (table `unregistered`, one
 SQLite transaction), replies, and registers the entries right after, in the background and in
-batches. The acknowledgement is true from the reply on, because every way to reach the object
+batches. Objects an active method creates go the same way: their entries are stored with the
+call's changes (request.py, `defer` / `deferred`). The acknowledgement is true from the reply on, because every way to reach the object
 through the directory first makes the entries it could need registered:
 
 - this backend's own directory calls (moves, versions, drops, drains, recovery at start: every
@@ -94,21 +95,40 @@ class Registrations:
     def store_new(self, rows: list[StoredObject], entries: list[pb.ObjectEntry]) -> bool:
         """Store new objects and register them after the reply. False (nothing done) when this
         backend registers before replying now (a drain began): the caller does that instead."""
+        items = self.defer(entries)
+        if items is None:
+            return False
+        written: set[bytes] = set()
+        try:
+            written = {object_id.bytes for object_id in self._store.store_new(rows, [item.stored for item in items])}
+        finally:
+            self.deferred([item for item in items if item.entry.object_id in written])
+        return True
+
+    def defer(self, entries: list[pb.ObjectEntry]) -> list[Unsent] | None:
+        """The first half of storing new objects to register after the reply: the items to store
+        in the caller's transaction (table `unregistered`: ObjectStore.store_new, or write with
+        `unregistered=stored_rows(items)`), or None when this backend registers before replying
+        now (a drain began: the caller registers first). The caller must then call `deferred`,
+        whatever happens: a drain waits for it."""
         with self._state:
             if self._synchronous:
-                return False
+                return None
             self._in_flight += 1
+        return unsent(entries)
+
+    def deferred(self, stored: list[Unsent]) -> None:
+        """The second half: these items were stored (none, if the store failed); they go with
+        the next batch."""
         try:
-            items = unsent(entries)
-            written = {object_id.bytes for object_id in self._store.store_new(rows, [item.stored for item in items])}
             with self._state:
-                self._pending.update((item.entry.object_id, item) for item in items if item.entry.object_id in written)
+                self._pending.update((item.entry.object_id, item) for item in stored)
         finally:
             with self._state:
                 self._in_flight -= 1
                 self._state.notify_all()
-        self._wake.set()
-        return True
+        if stored:
+            self._wake.set()
 
     def register_first(self, why: str) -> None:
         """From now on new objects are registered before the reply (a draining backend: the

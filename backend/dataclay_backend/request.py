@@ -4,8 +4,10 @@ Each incoming request runs in a RequestScope (dataclay_backend.scope). Active me
 property writes on owned objects take the object's lock and count the request's change as
 pending (dataclay_backend.locking); before the reply goes out, `store_changes` pickles each
 touched object (under its lock, so the snapshot is never half a method), skips those whose
-bytes did not change, registers objects that became persistent during the request, and writes
-all of it in one SQLite transaction. So when a call returns, its effects survive `kill -9` of
+bytes did not change, and writes all of it in one SQLite transaction, with the directory
+entries of objects that became persistent during the request: those are registered after the
+reply, as make_persistent's (dataclay_backend.registrations; before the write while the backend
+registers first, a drain having begun). So when a call returns, its effects survive `kill -9` of
 the backend. Changed objects that have replicas send the change to them before the locks are
 let go (dataclay_backend.replicas: the guarantee); objects without replicas skip that at once.
 """
@@ -26,10 +28,11 @@ from dataclay.exceptions import (
 )
 from dataclay.serialization import Ref, class_path, dumps, make_ref
 from dataclay.transport import CURRENT_CHAIN
-from dataclay_backend.directory_client import DirectoryClient
+from dataclay_backend.directory_client import DirectoryClient, new_entries
 from dataclay_backend.locking import ObjectLocks
 from dataclay_backend.object_store import StoredObject
 from dataclay_backend.objects import LocalObjects
+from dataclay_backend.registrations import Registrations, Unsent, stored_rows
 from dataclay_backend.replicas import Replicas
 from dataclay_backend.scope import SCOPE, RequestScope
 from dataclay_backend.state import ImmutableState, can_change_in_place, large_immutable_size, state_digest
@@ -52,11 +55,12 @@ def current_scope() -> RequestScope:
 
 class Requests:
     def __init__(self, objects: LocalObjects, locks: ObjectLocks, directory: DirectoryClient,
-                 replicas: Replicas) -> None:
+                 replicas: Replicas, registrations: Registrations) -> None:
         self.objects = objects
         self.locks = locks
         self.directory = directory
         self.replicas = replicas
+        self.registrations = registrations
         self._chains = itertools.count()
         self._chain_prefix = objects.backend_id.hex[:8]
 
@@ -132,15 +136,22 @@ class Requests:
         unconfirmed: BaseException | None = None  # stored here, but a replica may lack it (raised last)
         try:
             with scope.lock:
+                later: list[Unsent] | None = None  # entries of new objects, registered after the reply
                 try:
                     rows = self._snapshots(scope, scope.touched)
                     if scope.new:
-                        self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
-                        registered = True
-                    self.objects.store.write(row for _, row in rows)
+                        later = self.registrations.defer(new_entries(list(scope.new.values()), self.objects.backend_id))
+                        if later is None:  # this backend registers before replying now (a drain began)
+                            self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
+                            registered = True
+                    self.objects.store.write((row for _, row in rows), unregistered=stored_rows(later) if later else None)
                 except BaseException as exc:
+                    if later is not None:
+                        self.registrations.deferred([])
                     self._roll_back(scope, _may_have_registered(registered, exc))
                     raise
+                if later is not None:
+                    self.registrations.deferred(later)
                 stored_new = dict(scope.new)
                 self._stored(scope, stored_new)
             if self.replicas.holders and rows:  # stored: now every replica, before the locks go

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from dataclay import Client
+from dataclay.admin import set_draining
 from dataclay.exceptions import BackendUnavailableError, DataClayException, InvalidRequestError, OutcomeUnknownError
 from shapes import Node
 from waiting import poll, stopped
@@ -19,42 +20,52 @@ def _stop_metadata(cluster) -> None:
     cluster.stop_process(cluster.metadata, kill=True)
 
 
-def test_a_call_whose_new_objects_cannot_be_registered_changes_nothing(make_cluster):
-    """spawn() creates a child and appends it; registering the child needs the metadata
-    service. If that fails, the call fails and the parent keeps no reference to a child that
-    was never stored (a dangling reference a later move or restart would keep)."""
+def test_a_call_that_creates_objects_while_the_directory_is_down_is_stored_and_registers_them_later(make_cluster):
+    """spawn() creates a child and appends it. Its entry goes to the directory after the reply
+    (as make_persistent's): with the metadata service down the call is stored and acknowledged,
+    and once the service is back the child is found by id, also after a restart."""
     cluster = make_cluster(backends=1)
     with Client(host="127.0.0.1", port=cluster.port):
         parent = Node(1)
         parent.make_persistent()
         first = parent.spawn(2)
         _stop_metadata(cluster)
-        with pytest.raises(BackendUnavailableError):
-            parent.spawn(3)
-        assert parent.peek() == 1  # the failed call's child is not in memory either
+        second = parent.spawn(3)
+        assert [child.value for child in parent.children] == [2, 3]
         cluster.start_metadata()
-        assert [child.value for child in parent.children] == [2]
+        assert Node.get_by_id(second._dc_id).value == 3
         assert parent.children[0] is first
         cluster.restart_backend("backend-0")
-        assert [child.value for child in parent.children] == [2]
+        assert [child.value for child in parent.children] == [2, 3]
+    with Client(host="127.0.0.1", port=cluster.port):
+        assert Node.get_by_id(second._dc_id).value == 3  # another process: the directory lists it
 
 
-def test_a_call_whose_store_fails_is_rolled_back_for_later_readers(make_cluster):
-    """An in-place change (no assignment) of a failed call is not visible to the next call."""
+def test_a_call_whose_new_objects_cannot_be_registered_first_changes_nothing(make_cluster):
+    """While a backend registers before it replies (draining), a call whose new objects cannot
+    be registered fails, and leaves memory as stored: the parent keeps no reference to a child
+    never stored (a dangling reference a later move or restart would keep), and an in-place
+    change of the failed call is not seen by the next call."""
     cluster = make_cluster(backends=1)
     with Client(host="127.0.0.1", port=cluster.port):
         parent = Node(1)
         parent.make_persistent()
-        other = Node(7)
-        other.make_persistent()
+        first = parent.spawn(2)
+        set_draining("127.0.0.1", cluster.port, ["backend-0"], True)  # registers first from now on
         _stop_metadata(cluster)
         with pytest.raises(BackendUnavailableError):
+            parent.spawn(3)
+        assert parent.peek() == 1  # the failed call's child is not in memory either
+        with pytest.raises(BackendUnavailableError):
             parent.spawn_in_place(8)  # appends in place, then registering the new node fails
-        assert parent.peek() == 0
+        assert parent.peek() == 1
         assert parent.bump() == 2  # later calls work and store
         cluster.start_metadata()
+        set_draining("127.0.0.1", cluster.port, ["backend-0"], False)
+        assert [child.value for child in parent.children] == [2]
+        assert parent.children[0] is first
         cluster.restart_backend("backend-0")
-        assert (parent.value, parent.peek()) == (2, 0)
+        assert [child.value for child in parent.children] == [2] and parent.value == 2
 
 
 def _in_doubt_move(cluster, node, target):

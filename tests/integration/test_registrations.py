@@ -23,6 +23,7 @@ from dataclay.security import client_credentials, open_channel
 from dataclay.serialization import dumps
 from dataclay.transport import translate
 from hr import Company, Employee
+from shapes import Node
 
 HELD = {"DC_FAULT_POINT": "registrations.background", "DC_FAULT_ACTION": "hold"}
 
@@ -127,6 +128,25 @@ def test_kill_9_after_the_reply_and_before_the_registration_loses_nothing(make_c
     assert all(_directory_knows(cluster, object_id) for object_id in ids)
     with Client(host="127.0.0.1", port=cluster.port):
         assert [Employee.get_by_id(object_id).name for object_id in ids] == [f"K{i}" for i in range(50)]
+
+
+def test_objects_created_in_an_active_method_are_registered_after_the_reply_even_after_kill_9(make_cluster):
+    """spawn() creates a node inside an active method: its entry is stored with the call's
+    changes and registered after the reply, as make_persistent's. The directory does not know
+    the nodes when the calls return (the sender is held); a kill -9 of their backend then loses
+    nothing: they are registered when it starts again, and found by id."""
+    cluster = _held_cluster(make_cluster)
+    with Client(host="127.0.0.1", port=cluster.port) as client:
+        parent = Node(-1)
+        parent.make_persistent(backend_id=_backend_0(client))
+        ids = [parent.spawn(i)._dc_id for i in range(5)]
+    assert not any(_directory_knows(cluster, object_id) for object_id in ids)
+    cluster.kill_backend("backend-0")
+    cluster.start_backend(0)  # registers them at start (the entries were stored with the calls)
+    assert all(_directory_knows(cluster, object_id) for object_id in ids)
+    with Client(host="127.0.0.1", port=cluster.port):
+        assert [Node.get_by_id(object_id).value for object_id in ids] == list(range(5))
+        assert [child.value for child in Node.get_by_id(parent._dc_id).children] == list(range(5))
 
 
 def _directory_says(cluster, object_id) -> BaseException | None:
