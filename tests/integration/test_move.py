@@ -164,29 +164,32 @@ def test_an_object_that_comes_back_keeps_its_stored_copy(make_cluster):
 FORGETTING_HELD = {"DC_FAULT_POINT": "store.before_deleting_given_up", "DC_FAULT_ACTION": "hold"}
 
 
-def _graph_on(backend_id, size: int = 300) -> Node:
-    """A graph large enough that a move of it deletes its source rows after it replies
-    (mover.DELETE_LATER_FROM)."""
-    root = Node(-1)
-    root.children = [Node(i) for i in range(size)]
-    root.make_persistent(backend_id=backend_id)
-    return root
-
-
-def test_a_graph_that_comes_back_before_its_rows_are_deleted_keeps_the_copy_it_brought(make_cluster):
-    """The source deletes a moved graph's rows after the move replied, on a thread of its own
-    (held here, for good). The graph moves back, changed: its staged copy replaces those rows
-    and is activated, and neither that nor a clean stop (which deletes what is still queued)
-    removes the copy that came back."""
+@contextlib.contextmanager
+def _moved_with_rows_queued(make_cluster) -> Iterator[tuple[Any, list[uuid.UUID], Node]]:
+    """A graph of 301 nodes (large enough that its move deletes the source's rows after it
+    replies: mover.DELETE_LATER_FROM) moved from backend-0 to backend-1, where backend-0's
+    thread that deletes them is held for good: its rows are still there. Yields the cluster,
+    the backend ids and the root, inside a client."""
     cluster = make_cluster(backends=2)
     cluster.stop_process(cluster.backends["backend-0"])
     cluster.start_backend(0, env=FORGETTING_HELD)
     with Client(host="127.0.0.1", port=cluster.port) as client:
         ids = list(client.get_backends())
-        root = _graph_on(ids[0])
-        root.move(ids[1], recursive=True)  # backend-0's rows stay queued
+        root = Node(-1)
+        root.children = [Node(i) for i in range(300)]
+        root.make_persistent(backend_id=ids[0])
+        root.move(ids[1], recursive=True)
         live, _ = _live_and_staged(cluster)
         assert all(len(live[child._dc_id]) == 2 for child in root.children)
+        yield cluster, ids, root
+
+
+def test_a_graph_that_comes_back_before_its_rows_are_deleted_keeps_the_copy_it_brought(make_cluster):
+    """The source deletes a moved graph's rows after the move replied, on a thread of its own
+    (held here). The graph moves back, changed: its staged copy replaces those rows and is
+    activated, and neither that nor a clean stop (which deletes what is still queued) removes
+    the copy that came back."""
+    with _moved_with_rows_queued(make_cluster) as (cluster, ids, root):
         root.bump()
         root.children[7].bump()
         root.move(ids[0], recursive=True)  # back over the queued rows
@@ -206,15 +209,7 @@ def test_kill_9_before_the_rows_of_a_move_are_deleted_leaves_them_to_recovery(ma
     """The move has replied, its source's rows are still queued when it is killed: the next
     start drops them (the directory assigns the objects elsewhere), so each object is stored
     once, where it lives."""
-    cluster = make_cluster(backends=2)
-    cluster.stop_process(cluster.backends["backend-0"])
-    cluster.start_backend(0, env=FORGETTING_HELD)
-    with Client(host="127.0.0.1", port=cluster.port) as client:
-        ids = list(client.get_backends())
-        root = _graph_on(ids[0])
-        root.move(ids[1], recursive=True)
-        live, _ = _live_and_staged(cluster)
-        assert all(len(live[child._dc_id]) == 2 for child in root.children)  # the source's rows are still there
+    with _moved_with_rows_queued(make_cluster) as (cluster, ids, root):
         cluster.kill_backend("backend-0")
         cluster.start_backend(0)
         root.bump()
