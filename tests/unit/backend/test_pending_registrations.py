@@ -188,6 +188,29 @@ def test_before_a_drain_stores_already_deciding_are_waited_for_and_later_ones_re
     assert not registrations.store_new(*_new(1))
 
 
+def test_entries_stored_in_the_callers_transaction_are_registered_after_it_and_a_drain_waits(store, directory):
+    """defer / deferred (a request whose active method created objects): the caller stores the
+    entries with its own changes; a drain beginning meanwhile waits for it, then lists them;
+    a caller whose write failed leaves nothing pending; after the drain began, callers register
+    first."""
+    registrations = Registrations(store, directory.send, list)
+    failed = registrations.defer(_new(1)[1])
+    registrations.deferred([])  # its write failed: nothing stored, nothing to send
+    assert failed is not None and registrations.pending() == 0
+    rows, entries = _new(2)
+    items = registrations.defer(entries)
+    flushing = threading.Thread(target=registrations.flush, kwargs={"before_drain": True})
+    flushing.start()
+    flushing.join(0.2)
+    assert flushing.is_alive()  # waits for that caller: its objects must be listed by the drain
+    store.write(rows, unregistered=stored_rows(items))
+    registrations.deferred(items)
+    flushing.join()
+    assert set(directory.registered) == {row.object_id for row in rows}
+    assert store.unregistered() == {} and directory.requests == [[row.object_id for row in rows]]
+    assert registrations.defer(_new(1)[1]) is None  # the caller registers, then stores
+
+
 def test_a_backend_that_starts_draining_registers_before_the_reply(store, directory):
     registrations = Registrations(store, directory.send, list)
     registrations.register_first("this backend is draining")
