@@ -20,6 +20,11 @@ class Employee(DataClayObject):
     def get_salary(self) -> float:
         return self.salary
 
+    @activemethod
+    def hire(self, name: str) -> "Employee":
+        """Creates an employee where this one lives (persistent there at once) and returns it."""
+        return Employee(name, self.salary)
+
 
 class Company(DataClayObject):
     name: str
