@@ -140,9 +140,10 @@ class Requests:
                 try:
                     rows = self._snapshots(scope, scope.touched)
                     if scope.new:
-                        later = self.registrations.defer(new_entries(list(scope.new.values()), self.objects.backend_id))
+                        entries = new_entries(list(scope.new.values()), self.objects.backend_id)
+                        later = self.registrations.defer(entries)
                         if later is None:  # this backend registers before replying now (a drain began)
-                            self.directory.register_objects(list(scope.new.values()), self.objects.backend_id)
+                            self.directory.register(entries)
                             registered = True
                     self.objects.store.write((row for _, row in rows), unregistered=stored_rows(later) if later else None)
                 except BaseException as exc:
