@@ -39,6 +39,14 @@ class ChainLock:
         self._depth = 0
         self._waiting: threading.Condition | None = None
 
+    @classmethod
+    def held_by(cls, chain: str) -> "ChainLock":
+        """A new lock, already held once by `chain` (a move's fence: LocalObjects)."""
+        lock = cls()
+        lock.owner = chain
+        lock._depth = 1
+        return lock
+
     def acquire(self, chain: str, timeout: float | None = None) -> bool:
         with _GUARD:
             if self.owner is not None and self.owner != chain:

@@ -13,6 +13,9 @@ another object, a move's walk, a consolidation); there is no global order betwee
 (calls nest as user code says), so every wait for one is bounded by ``lock_timeout`` (flag
 ``--lock-timeout``, DC_LOCK_TIMEOUT) and fails with ObjectBusyError, which breaks any cycle.
 A walk never holds a later object while it waits for an earlier one (dataclay_backend.walk).
+A move's walk takes objects with no instance in memory by fencing their ids instead
+(LocalObjects.take, guarded by the identity map's lock): an instance made of a fenced id starts
+with its ChainLock held by the move's chain, so it is waited for as any object the move holds.
 
 Then, in this order:
   1. LoadedSet's lock (heap.LoadedSet): the LRU list of loaded objects and their sizes.

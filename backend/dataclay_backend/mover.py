@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 from uuid import UUID
 
-from dataclay import lifecycle as lc
 from dataclay import operations as ops
 from dataclay.exceptions import (
     BackendDrainingError,
@@ -32,7 +31,7 @@ from dataclay.exceptions import (
 )
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
-from dataclay.serialization import check, class_path, import_class
+from dataclay.serialization import check, import_class
 from dataclay.transport import BackendInfo, run_blocking
 from dataclay_backend import commit_point, faults
 from dataclay_backend.directory_client import DirectoryClient
@@ -147,7 +146,7 @@ class Mover:
         try:
             for _ in walk.batches():
                 pass
-            if not walk.locked:
+            if not walk.count:
                 return None
             return pb.MoveProgress(done=True, frontier=walk.frontier_entries(), seconds=time.perf_counter() - started)
         finally:
@@ -167,7 +166,7 @@ class Mover:
         target = run_blocking(ops.backend_info(peers, peers.blocking, destination))
         scope = SCOPE.get()
         chain = scope.chain if scope else f"{MOVE_CHAIN_PREFIX}{uuid.uuid4().hex[:12]}"
-        walk = Walk(objects, self.locks, self.locate, roots, recursive, only_owned, chain)
+        walk = Walk(objects, self.locks, self.locate, roots, recursive, only_owned, chain, fence=True)
         move_id = uuid.uuid4()
         try:
             sent = {"objects": 0, "bytes": 0}
@@ -180,10 +179,10 @@ class Mover:
                     return None
                 peers.blocking.send_stream(target, "ReceiveObjects", itertools.chain([first], chunks))
                 faults.hit("move.after_stream")
-                keys = [obj.__dict__[lc.ID].bytes for obj in walk.locked]
+                keys = [object_id.bytes for object_id in walk.ids()]
                 self._commit(keys, destination, move_id)
             except OutcomeUnknownError:
-                self._in_doubt(walk.locked, destination, target, move_id)
+                self._in_doubt(walk, destination, target, move_id)
                 raise
             except BaseException:
                 self._abort_remote(target, move_id)
@@ -199,8 +198,8 @@ class Mover:
             # queued already, and the activation's fence deletes these rows first, never the
             # copy it makes live.
             with self._lock:
-                objects.give_up(walk.locked, destination, later=len(walk.locked) >= DELETE_LATER_FROM)
-            self.replicas.moved_away(walk.locked)
+                objects.give_up(walk.locked, destination, later=len(keys) >= DELETE_LATER_FROM, fenced=walk.fenced)
+            self.replicas.moved_away(walk)
             walk.release()  # held calls go to the new owner now
             activated()
             log.info("moved %d objects (%d bytes) to %s in %.3fs", len(keys), sent["bytes"], target.describe(),
@@ -252,16 +251,16 @@ class Mover:
             unknown,
         )
 
-    def _in_doubt(self, moving: list[Any], destination: UUID, target: BackendInfo, move_id: UUID) -> None:
-        """The commit's outcome is unknown: serve none of these objects (never two owners)
+    def _in_doubt(self, walk: Walk, destination: UUID, target: BackendInfo, move_id: UUID) -> None:
+        """The commit's outcome is unknown: serve none of the walk's objects (never two owners)
         until the directory says who owns them, then finish or undo the move. Resolved in the
         background, and at once when a call for one of them arrives (`resolve_in_doubt`)."""
-        classes = {obj.__dict__[lc.ID]: class_path(type(obj)) for obj in moving}
+        classes = walk.classes()
         with self._lock:
             self._doubtful[move_id] = _InDoubt(classes, destination, target)
             for object_id in classes:
                 self._doubtful_objects[object_id] = move_id
-        self.objects.give_up(moving, destination, delete_rows=False)
+        self.objects.give_up(walk.locked, destination, delete_rows=False, fenced=walk.fenced)
         resolve_later(lambda: self._resolve(move_id),
                       f"resolving move {move_id} of {len(classes)} objects from backend {self.objects.name}")
 
@@ -318,14 +317,11 @@ class Mover:
         size = 0
         header = {"move_id": move_id.bytes, "source_backend_id": self.objects.backend_id.bytes,
                   "destination_backend_id": destination.bytes}
-        paths: dict[type, str] = {}
         holders = self.replicas.holders
         for batch in walk.batches():
-            for obj, data, revision in batch:
-                cls = type(obj)
-                path = paths.get(cls) or paths.setdefault(cls, class_path(cls))
-                object_id = obj.__dict__[lc.ID].bytes
-                replicas = [h.bytes for h in holders.get(obj.__dict__[lc.ID], ())] if holders else None
+            for uid, path, data, revision in batch:
+                object_id = uid.bytes
+                replicas = [h.bytes for h in holders.get(uid, ())] if holders else None
                 for offset in range(0, max(len(data), 1), CHUNK_BYTES):
                     piece = data[offset:offset + CHUNK_BYTES]
                     records.append(pb.ObjectRecord(object_id=object_id, class_path=path, state=piece,
@@ -337,8 +333,8 @@ class Mover:
                         yield pb.TransferChunk(objects=records, **header)
                         sent["bytes"] += size
                         records, size = [], 0
-            sent["objects"] = len(walk.locked)
-            progress(pb.MoveProgress(objects_total=len(walk.locked), objects_sent=sent["objects"], bytes_sent=sent["bytes"]))
+            sent["objects"] = walk.count
+            progress(pb.MoveProgress(objects_total=sent["objects"], objects_sent=sent["objects"], bytes_sent=sent["bytes"]))
             # Early on, after every batch of at least EARLY_CHUNK objects: the destination starts
             # storing while we walk the next (a smaller one, such as the root alone, waits for
             # the next batch: each chunk is one transaction there, and a small move goes in one).

@@ -4,6 +4,14 @@ identity map, loading their state from the store, and bounded memory (heap.Loade
 Only this module adds to or removes from `owned`; moves, versions and recovery say what
 happened (`adopt`, `remember`, `give_up`) and it keeps `owned`, the identity map and the loaded
 set in agreement. States and transitions of an instance: dataclay.lifecycle.
+
+The fence: a move takes objects that have no instance in memory without making one (`take`):
+their ids are fenced for the move's chain instead. An instance made for a fenced id while the
+move runs (a call for it arrives) starts with its lock held by that chain, so the call waits
+for the move as it would for a locked instance; `unfence` lets those locks go. A move of
+100,000 stored objects so makes no 100,000 instances only to lock them and turn them into
+proxies. An instance is made only of an owned id (else it is a proxy, BACKEND unknown): an id
+given up is never served here again by a call that found it owned a moment before.
 """
 from __future__ import annotations
 
@@ -16,11 +24,13 @@ from weakref import WeakValueDictionary
 from dataclay import lifecycle as lc
 from dataclay.exceptions import ObjectNotRegisteredError
 from dataclay.serialization import class_path, import_class, loads
-from dataclay_backend.heap import LoadedSet
+from dataclay_backend.heap import ChainLock, LoadedSet
 from dataclay_backend.object_store import ObjectStore
 from dataclay_backend.state import digest_if_needed
 
 log = logging.getLogger(__name__)
+
+GIVE_UP_STEP = 4096  # fenced ids given up per hold of the identity map's lock (held briefly)
 
 
 class LocalObjects:
@@ -39,6 +49,9 @@ class LocalObjects:
         self._to_proxies = to_proxies
         self.load_lock = threading.Lock()
         self.loaded = LoadedSet(memory_limit, self.load_lock)
+        # Fenced ids (module docstring): the chain of the move that took them, or the lock it
+        # holds on the instance made for one meanwhile. Guarded by the map's lock.
+        self._fenced: dict[UUID, str | ChainLock] = {}
 
     # ------------------------------------------------------------------ instances
     def instance(self, object_id: UUID, class_path_: str) -> Any:
@@ -56,13 +69,49 @@ class LocalObjects:
 
     def _instance_locked(self, object_id: UUID, class_path_: str) -> Any:
         obj = self.heap.get(object_id)
+        if object_id not in self.owned:  # given up since the caller looked: not ours to serve
+            if obj is None:
+                obj = object.__new__(import_class(class_path_))
+                lc.proxy(obj, object_id, None)  # a call through it asks the directory where it is
+                self.heap[object_id] = obj
+            return obj
         if obj is None:
             obj = object.__new__(import_class(class_path_))  # no __init__, no fresh id
             lc.owned_here(obj, object_id, self.backend_id)  # complete before another thread finds it
-            self.heap[object_id] = obj
         elif not obj.__dict__.get(lc.LOCAL) or obj.__dict__[lc.ID] != object_id:
             lc.owned_here(obj, object_id, self.backend_id)  # a proxy we held becomes the object
+        else:
+            return obj
+        fence = self._fenced.get(object_id)
+        if fence is not None:  # a move holds this id: so the instance's lock (before anyone can take it)
+            if type(fence) is str:
+                fence = self._fenced[object_id] = ChainLock.held_by(fence)
+            obj.__dict__[lc.LOCK] = fence
+        self.heap[object_id] = obj
         return obj
+
+    def take(self, pairs: list[tuple[UUID, str]], chain: str) -> list[Any | None]:
+        """For a move's walk, of owned (object id, class path) pairs: the instance of each
+        that has one in memory (to lock as usual), None for each that has none, which is
+        fenced for `chain` instead (module docstring) until `unfence`."""
+        taken: list[Any | None] = []
+        heap, fenced = self.heap, self._fenced
+        with self._heap_lock:
+            for object_id, path in pairs:
+                if object_id in heap:
+                    taken.append(self._instance_locked(object_id, path))
+                else:
+                    fenced[object_id] = chain
+                    taken.append(None)
+        return taken
+
+    def unfence(self, object_ids: Iterable[UUID]) -> None:
+        """The move that fenced these ids is over (given up, or failed: then they are still
+        ours): calls waiting for instances made meanwhile go on."""
+        with self._heap_lock:
+            pop = self._fenced.pop
+            locks = [fence for fence in (pop(object_id, None) for object_id in object_ids) if type(fence) is ChainLock]
+        ChainLock.release_all(locks)
 
     def load(self, obj: Any) -> None:
         """UNLOADED -> LOADED, from the store (under the load lock: see dataclay_backend.locking)."""
@@ -116,18 +165,28 @@ class LocalObjects:
                 self.instance(object_id, path)
 
     def give_up(self, objects: list[Any], backend_id: UUID | None, delete_rows: bool = True,
-                later: bool = False) -> None:
-        """These objects are no longer ours (a committed move, retired versions): keep the
-        instances as proxies, then forget the stored copies (unless the caller already did;
-        `later`: after the caller's reply, ObjectStore.delete_later). Never fails: the caller
-        is past its commit point, and serving them here after it would make two owners; rows
-        that cannot be deleted now are dropped by the next start's recovery (the directory
-        does not assign them here)."""
+                later: bool = False, fenced: Iterable[UUID] = ()) -> None:
+        """These objects (and the `fenced` ids of a move, module docstring) are no longer ours
+        (a committed move, retired versions): keep the instances as proxies, then forget the
+        stored copies (unless the caller already did; `later`: after the caller's reply,
+        ObjectStore.delete_later). Never fails: the caller is past its commit point, and
+        serving them here after it would make two owners; rows that cannot be deleted now are
+        dropped by the next start's recovery (the directory does not assign them here)."""
         ids = [obj.__dict__[lc.ID] for obj in objects]
+        owned = self.owned
         for object_id in ids:
-            self.owned.pop(object_id, None)
+            owned.pop(object_id, None)
+        fenced = list(fenced)
+        made: list[Any] = []  # instances made of fenced ids meanwhile
+        for start in range(0, len(fenced), GIVE_UP_STEP):
+            step = fenced[start:start + GIVE_UP_STEP]
+            with self._heap_lock:  # no instance is made of these after this: they are not owned
+                for object_id in step:
+                    owned.pop(object_id, None)
+                made += [obj for obj in map(self.heap.get, step) if obj is not None and obj.__dict__[lc.LOCAL]]
+        ids += fenced
         self.loaded.discard(*ids)
-        self._to_proxies(objects, backend_id)
+        self._to_proxies(objects + made if made else objects, backend_id)
         if delete_rows and later:
             self.store.delete_later(ids)
         elif delete_rows:

@@ -52,7 +52,7 @@ from dataclay.exceptions import (
 from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.runtime import Runtime
 from dataclay.security import PermissionDeniedError
-from dataclay.serialization import check, class_path, dumps, import_class, loads, make_ref
+from dataclay.serialization import check, dumps, import_class, loads, make_ref
 from dataclay.transport import run_blocking
 from dataclay_backend import faults, replica_plan
 from dataclay_backend.directory_client import DirectoryClient
@@ -142,10 +142,9 @@ class Replicas:
         try:
             records: list[pb.ObjectRecord] = []
             for batch in walk.batches():
-                for obj, data, revision in batch:
-                    object_id = obj.__dict__[lc.ID]
+                for object_id, path, data, revision in batch:
                     if replica_plan.needs_replica(object_id, destination, me, self.holders):
-                        records.append(pb.ObjectRecord(object_id=object_id.bytes, class_path=class_path(type(obj)),
+                        records.append(pb.ObjectRecord(object_id=object_id.bytes, class_path=path,
                                                        state=data, revision=revision))
             replicated = [UUID(bytes=record.object_id) for record in records]
             if records:
@@ -295,13 +294,13 @@ class Replicas:
                      holder, len(object_ids), exc)
 
     # ------------------------------------------------------------------ moves of masters
-    def moved_away(self, objects: list[Any]) -> None:
-        """A committed move took these objects: their new master keeps their replicas now.
-        (Nothing to do, and nothing read from the objects, when no object here has replicas.)"""
+    def moved_away(self, walk: Walk) -> None:
+        """A committed move took the walk's objects: their new master keeps their replicas now.
+        (Nothing to do, and nothing read from the walk, when no object here has replicas.)"""
         if self.holders:
             with self._lock:
-                for obj in objects:
-                    self.holders.pop(obj.__dict__[lc.ID], None)
+                for object_id in walk.ids():
+                    self.holders.pop(object_id, None)
 
     def arrived(self, holders: dict[UUID, set[UUID]]) -> None:
         """A move made this backend the master of these objects, with these holders (from the

@@ -6,6 +6,10 @@ locked for the walk's chain once settled (dataclay_backend.locking), so memory, 
 revision agree, and read (loaded ones from memory, the others as stored). Reachable objects
 owned elsewhere form the frontier. The lock-taking rule that keeps walks from deadlocking with
 calls: never hold a later object while waiting for an earlier one.
+
+A move's walk (`fence`) takes objects that have no instance in memory by fencing their ids
+instead of making one to lock (dataclay_backend.objects: a call for one waits for the move as
+for a locked object); their states are read as stored.
 """
 from __future__ import annotations
 
@@ -16,8 +20,8 @@ from uuid import UUID
 
 from dataclay import lifecycle as lc
 from dataclay.protocol import dataclay_pb2 as pb
-from dataclay.serialization import Ref, dumps, loads, make_ref, may_reference
-from dataclay_backend.heap import ChainLock
+from dataclay.serialization import Ref, class_path, dumps, loads, make_ref, may_reference
+from dataclay_backend.heap import ChainLock, lock_of
 from dataclay_backend.locking import ObjectLocks, is_settled
 from dataclay_backend.objects import LocalObjects
 from dataclay_backend.scope import SCOPE
@@ -45,20 +49,24 @@ class WalkClosed(Exception):
 class Walk:
     """The objects a move (or a version) takes: the roots and, if recursive, what they reach
     through objects owned here, locked and read a batch at a time. `batches()` yields lists
-    of (object, current state bytes, revision); `locked` and the frontier (reachable objects owned
-    elsewhere) grow as it goes; `release()` lets every locked object go."""
+    of (object id, class path, current state bytes, revision); the objects taken (`locked`
+    instances, and with `fence` the `fenced` ids: module docstring) and the frontier
+    (reachable objects owned elsewhere) grow as it goes; `release()` lets every one go."""
 
     def __init__(
         self, objects: LocalObjects, locks: ObjectLocks, locate: Callable[[UUID], Any],
         roots: list[UUID], recursive: bool, only_owned: bool, chain: str, with_states: bool = True,
+        fence: bool = False,
     ) -> None:
         self.objects = objects
         self.locks = locks
         self.recursive = recursive
         self.with_states = with_states or recursive
         self.chain = chain
+        self.fence = fence
         self.locked: list[Any] = []
-        self._guard = threading.Lock()  # `locked` and `_closed`: a failed stream may still be walking
+        self.fenced: dict[UUID, str] = {}  # object id -> class path
+        self._guard = threading.Lock()  # `locked`, `fenced`, `_closed`: a failed stream may still be walking
         self._closed = False
         self._seen: set[UUID] = set()
         self._frontier: dict[UUID, pb.ObjectEntry] = {}
@@ -72,31 +80,50 @@ class Walk:
     def frontier_entries(self) -> list[pb.ObjectEntry]:
         return list(self._frontier.values())
 
+    @property
+    def count(self) -> int:
+        """How many objects the walk holds."""
+        return len(self.locked) + len(self.fenced)
+
+    def ids(self) -> list[UUID]:
+        """The ids of the objects the walk holds."""
+        return [obj.__dict__[lc.ID] for obj in self.locked] + list(self.fenced)
+
+    def classes(self) -> dict[UUID, str]:
+        """The objects the walk holds: id -> class path."""
+        return {obj.__dict__[lc.ID]: class_path(type(obj)) for obj in self.locked} | self.fenced
+
     def release(self) -> None:
         """Let every locked object go; a walk still running (in gRPC's thread, after the
         transfer failed) stops and lets go of anything it locks afterwards."""
         with self._guard:
             self._closed = True
             locked, self.locked = self.locked, []
+            fenced, self.fenced = self.fenced, {}
         self.locks.release_all(locked)
+        if fenced:
+            self.objects.unfence(fenced)
 
-    def _keep(self, objects: list[Any]) -> None:
-        """Record objects just locked (so release() lets them go), unless the walk is over."""
+    def _keep(self, objects: list[Any], fenced: list[tuple[UUID, str]] = ()) -> None:
+        """Record objects just locked or fenced (so release() lets them go), unless the walk is over."""
         with self._guard:
             if not self._closed:
                 self.locked.extend(objects)
+                self.fenced.update(fenced)
                 return
         self.locks.release_all(objects)
+        self.objects.unfence(object_id for object_id, _ in fenced)
         raise WalkClosed
 
-    def batches(self) -> Iterator[list[tuple[Any, bytes, int]]]:
-        """Batches of (object, state, revision); settled, so memory, store and revision agree."""
+    def batches(self) -> Iterator[list[tuple[UUID, str, bytes, int]]]:
+        """Batches of (object id, class path, state, revision); settled, so memory, store and
+        revision agree."""
         try:
             yield from self._batches()
         except WalkClosed:
             return
 
-    def _batches(self) -> Iterator[list[tuple[Any, bytes, int]]]:
+    def _batches(self) -> Iterator[list[tuple[UUID, str, bytes, int]]]:
         owned = self.objects.owned
         size = FIRST_BATCH  # small at first, so the destination starts storing at once
         while self._queue:
@@ -119,32 +146,39 @@ class Walk:
                         elif ref_id not in self._frontier:
                             self._frontier[ref_id] = pb.ObjectEntry(
                                 object_id=ref.object_id, class_path=ref.class_path, backend_id=ref.backend_id)
-            yield [(obj, *states.get(obj.__dict__[lc.ID], (b"", 1))) for obj in batch]
+            yield [(object_id, path, *states.get(object_id, (b"", 1))) for object_id, path, _ in batch]
 
-    def _lock_many(self, ids: list[UUID]) -> list[Any]:
+    def _lock_many(self, ids: list[UUID]) -> list[tuple[UUID, str, Any]]:
         """Lock the owned objects among `ids`, in order, as one by one would (the others moved
-        away meanwhile): the leading ones that are free and settled in one pass; from the first
-        that is not, one at a time, waiting. Never holds a later object while waiting for an
-        earlier one (a call holding the earlier one may need the later one)."""
-        owned = [(object_id, path) for object_id in ids if (path := self.objects.owned.get(object_id)) is not None]
-        objects = self.objects.instances(owned)
-        locks = [self.locks.lock_of(obj) for obj in objects]
+        away meanwhile): the leading ones that are free and settled (or fenced) in one pass;
+        from the first that is not, one at a time, waiting. Never holds a later object while
+        waiting for an earlier one (a call holding the earlier one may need the later one).
+        (object id, class path, instance or None if fenced) of each."""
+        owned_map = self.objects.owned
+        owned = [(object_id, path) for object_id in ids if (path := owned_map.get(object_id)) is not None]
+        objects = self.objects.take(owned, self.chain) if self.fence else self.objects.instances(owned)
+        instances = [obj for obj in objects if obj is not None]
+        locks = [lock_of(obj) for obj in instances]
         scope = SCOPE.get()
         taken = ChainLock.take_free(locks, self.chain)
-        ready = 0
-        for obj, was_taken in zip(objects, taken):
-            if not (was_taken and obj.__dict__[lc.LOCAL] and is_settled(obj, scope)):
-                break
+        ready = held = 0  # objects ready, instances among them
+        for obj in objects:
+            if obj is not None:
+                if not (taken[held] and obj.__dict__[lc.LOCAL] and is_settled(obj, scope)):
+                    break
+                held += 1
             ready += 1
-        ChainLock.release_all([lock for lock, was_taken in zip(locks[ready:], taken[ready:]) if was_taken])
-        locked = objects[:ready]
-        self._keep(locked)
-        for obj in objects[ready:]:
-            one = self._lock_one(obj.__dict__[lc.ID])
+        ChainLock.release_all([lock for lock, was_taken in zip(locks[held:], taken[held:]) if was_taken])
+        if ready < len(objects) and self.fence:
+            self.objects.unfence(owned[i][0] for i in range(ready, len(objects)) if objects[i] is None)
+        self._keep(instances[:held], [owned[i] for i in range(ready) if objects[i] is None])
+        batch = [(object_id, path, obj) for (object_id, path), obj in zip(owned[:ready], objects)]
+        for object_id, path in owned[ready:]:
+            one = self._lock_one(object_id)
             if one is not None:
                 self._keep([one])
-                locked.append(one)
-        return locked
+                batch.append((object_id, path, one))
+        return batch
 
     def _lock_one(self, object_id: UUID) -> Any | None:
         """Lock one owned object; None if it moved away meanwhile."""
@@ -158,16 +192,19 @@ class Walk:
             return None
         return obj
 
-    def _states(self, objects: list[Any]) -> dict[UUID, tuple[bytes, int]]:
+    def _states(self, batch: list[tuple[UUID, str, Any]]) -> dict[UUID, tuple[bytes, int]]:
         """Current states and revisions of settled, locked objects: loaded ones from memory,
-        the others as stored, read in batches."""
+        the others (and fenced ids) as stored, read in batches."""
         states = {}
         unloaded = []
         stale: list[UUID] = []
         scope = SCOPE.get()
         pending = scope.pending if scope is not None else ()  # changed by the call that moves them
         with self.objects.load_lock:  # eviction may unload objects a move holds, but not meanwhile
-            for obj in objects:
+            for object_id, _, obj in batch:
+                if obj is None:
+                    unloaded.append(object_id)
+                    continue
                 meta = obj.__dict__
                 if meta.get(lc.STALE):  # a failed request's change is in memory: what is stored counts
                     lc.unload(obj)

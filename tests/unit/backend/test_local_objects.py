@@ -80,6 +80,7 @@ def test_load_brings_the_stored_state_in(rt):
 
 def test_load_of_an_object_not_in_the_store_raises_not_registered(rt):
     object_id = uuid.uuid4()
+    rt.owned[object_id] = PATH  # owned, but its row is missing
     obj = rt.objects.instance(object_id, PATH)
     with pytest.raises(ObjectNotRegisteredError) as raised:
         rt.objects.load(obj)
@@ -157,3 +158,59 @@ def test_remember_makes_new_objects_owned_and_the_one_instance(rt):
     object_id = lc.object_id(obj)
     assert rt.owned[object_id] == PATH
     assert rt.objects.instance(object_id, PATH) is obj and lc.state_of(obj) is lc.State.LOADED
+
+
+def test_an_id_given_up_is_never_served_again_by_a_caller_that_found_it_owned(rt):
+    """A call looks up `owned`, then asks for the instance; a move may give the object up in
+    between: the instance it gets is then a proxy (it forwards), never the object served here."""
+    objects = owned(rt, 1)
+    object_id = lc.object_id(objects[0])
+    path = rt.owned[object_id]  # what a call found a moment ago
+    rt.objects.give_up(objects, uuid.uuid4())
+    assert lc.state_of(rt.objects.instance(object_id, path)) is lc.State.PROXY  # the instance held
+    del objects
+    gone = store_rows(rt, 1)[0]  # and with no instance held: made as a proxy
+    rt.owned[gone] = PATH
+    rt.objects.give_up([], uuid.uuid4(), fenced=[gone])
+    made = rt.objects.instance(gone, PATH)
+    assert not made.__dict__[lc.LOCAL] and lc.object_id(made) == gone
+    assert made.__dict__[lc.BACKEND] is None  # a call through it asks the directory where it is
+
+
+def test_a_fenced_id_gets_an_instance_whose_lock_the_move_holds_until_unfenced(rt):
+    ids = store_rows(rt, 2)
+    for object_id in ids:
+        rt.owned[object_id] = PATH
+    assert rt.objects.take([(i, PATH) for i in ids], "move-t") == [None, None]  # no instance made
+    assert not any(object_id in rt.heap for object_id in ids)
+
+    obj = rt.objects.instance(ids[0], PATH)  # a call for it arrives during the move
+    assert lc.state_of(obj) is lc.State.UNLOADED and rt.locks.lock_of(obj).owner == "move-t"
+    assert not rt.locks.lock_of(obj).acquire("a-call", timeout=0.05)  # the call waits for the move
+    assert rt.locks.lock_of(obj).acquire("move-t", timeout=0)  # the move's own chain re-enters
+    rt.locks.lock_of(obj).release()
+
+    rt.objects.unfence(ids)
+    assert rt.locks.lock_of(obj).acquire("a-call", timeout=0)
+    rt.locks.lock_of(obj).release()
+    later = rt.objects.instance(ids[1], PATH)  # unfenced before any instance: a free lock
+    assert rt.locks.lock_of(later).owner is None
+
+
+def test_give_up_of_fenced_ids_turns_instances_made_meanwhile_into_proxies(rt):
+    ids = store_rows(rt, 3)
+    for object_id in ids:
+        rt.owned[object_id] = PATH
+    rt.objects.take([(i, PATH) for i in ids], "move-t")
+    made = rt.objects.instance(ids[0], PATH)
+    rt.objects.load(made)  # a read loaded it (reads take no lock)
+    elsewhere = uuid.uuid4()
+
+    rt.objects.give_up([], elsewhere, fenced=ids)
+
+    assert lc.state_of(made) is lc.State.PROXY and made.__dict__[lc.BACKEND] == elsewhere
+    assert len(rt.loaded) == 0
+    for object_id in ids:
+        assert object_id not in rt.owned and rt.store.load(object_id) is None
+    rt.objects.unfence(ids)
+    assert rt.locks.lock_of(made).acquire("a-call", timeout=0)  # the waiting call goes on, and forwards

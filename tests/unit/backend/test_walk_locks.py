@@ -79,3 +79,57 @@ def test_a_released_walk_still_running_keeps_nothing(rt):
     walk.release()
     assert list(batches) == []  # the walk stops
     assert all(rt.locks.lock_of(o).owner is None for o in objects) and first
+
+
+def stored(rt: BackendRuntime, count: int) -> list:
+    """Owned objects with no instance in memory (as after a restart or an incoming move)."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    rt.store.write([StoredObject(i, PATH, 3, dumps({"name": "x", "salary": float(n)}, make_ref)) for n, i in enumerate(ids)])
+    for object_id in ids:
+        rt.owned[object_id] = PATH
+    return ids
+
+
+def test_a_moves_walk_fences_objects_not_in_memory_instead_of_making_them(rt):
+    ids = stored(rt, 40)
+    walk = walk_of(rt, ids, recursive=False, only_owned=True, chain="move-t", fence=True)
+    try:
+        batches = list(walk.batches())
+        assert [(object_id, path, revision) for batch in batches for object_id, path, _, revision in batch] == \
+            [(object_id, PATH, 3) for object_id in ids]
+        assert walk.count == 40 and walk.ids() == ids and walk.locked == []
+        assert not any(object_id in rt.heap for object_id in ids)  # no instance was made to lock
+        obj = rt.objects.instance(ids[5], PATH)  # a call for one arrives: it waits for the move
+        assert not rt.locks.lock_of(obj).acquire("a-call", timeout=0.05)
+    finally:
+        walk.release()
+    assert rt.locks.lock_of(obj).acquire("a-call", timeout=0)  # released with the walk
+    rt.locks.lock_of(obj).release()
+    assert rt.locks.lock_of(rt.objects.instance(ids[6], PATH)).owner is None
+
+
+def test_a_moves_walk_waiting_for_an_object_fences_none_after_it(rt):
+    """As with instances: while the walk waits for X (held by a call), Y, after it and not in
+    memory, is not fenced: the call holding X may need Y."""
+    (x,) = employees(rt, 1)
+    (y,) = stored(rt, 1)
+    assert rt.locks.lock_of(x).acquire("a-call")
+    outcome: dict[str, object] = {}
+    walk = walk_of(rt, [x._dc_id, y], recursive=False, only_owned=True, chain="move-t", fence=True)
+
+    def run_walk() -> None:
+        try:
+            outcome["batches"] = [len(batch) for batch in walk.batches()]
+            outcome["count"] = walk.count
+        finally:
+            walk.release()
+
+    thread = threading.Thread(target=run_walk)
+    thread.start()
+    y_lock = rt.locks.lock_of(rt.objects.instance(y, PATH))
+    got_y = y_lock.acquire("a-call", timeout=5.0)  # the walk waits up to 10 s for X
+    if got_y:
+        y_lock.release()
+    rt.locks.lock_of(x).release()
+    thread.join()
+    assert got_y and outcome == {"batches": [2], "count": 2}
