@@ -20,7 +20,9 @@ HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE / "models")]
 
 from bench_model import Company, Employee  # noqa: E402
-from common import fsync_seconds, latency, peak_rss_mib, pickle_seconds, rss_mib, settle_registrations, timed  # noqa: E402
+from common import (  # noqa: E402
+    fsync_seconds, latency, peak_rss_mib, pickle_seconds, reset_peak_rss, rss_mib, settle_registrations, timed,
+)
 from floor import Floor  # noqa: E402
 
 from dataclay import Client  # noqa: E402
@@ -50,6 +52,8 @@ def main() -> None:
             company.make_persistent(backend_id=ids[0])
             registered_s = settle_registrations(client)  # the moves below are timed alone
             rss_before = {name: rss_mib(pid) for name, pid in pids.items()}
+            for pid in pids.values():
+                reset_peak_rss(pid)  # the peak below is the moves', not the make_persistent's before them
             repeats = 1 if size >= 100_000 else 5
             seconds = []
             for run in range(repeats * 2):  # back and forth between two backends

@@ -77,6 +77,13 @@ def rss_mib(pid: int) -> float:
     return _status_mib(pid, "VmRSS")
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Start the process's peak resident memory (VmHWM) again from its current size (Linux:
+    clear_refs "5"), so that a peak read later is the peak of what ran in between."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
 def settle_registrations(client: Any) -> float:
     """Wait until every backend has registered in the directory the objects it stored (a backend
     registers them in the background just after each store's reply), so that what is timed next
