@@ -93,12 +93,13 @@ class LocalObjects:
     def take(self, pairs: list[tuple[UUID, str]], chain: str) -> list[Any | None]:
         """For a move's walk, of owned (object id, class path) pairs: the instance of each
         that has one in memory (to lock as usual), None for each that has none, which is
-        fenced for `chain` instead (module docstring) until `unfence`."""
+        fenced for `chain` instead (module docstring) until `unfence`. One another move
+        fenced gets an instance, whose lock that move holds: waited for as usual."""
         taken: list[Any | None] = []
         heap, fenced = self.heap, self._fenced
         with self._heap_lock:
             for object_id, path in pairs:
-                if object_id in heap:
+                if object_id in heap or object_id in fenced:
                     taken.append(self._instance_locked(object_id, path))
                 else:
                     fenced[object_id] = chain

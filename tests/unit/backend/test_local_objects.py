@@ -214,3 +214,14 @@ def test_give_up_of_fenced_ids_turns_instances_made_meanwhile_into_proxies(rt):
         assert object_id not in rt.owned and rt.store.load(object_id) is None
     rt.objects.unfence(ids)
     assert rt.locks.lock_of(made).acquire("a-call", timeout=0)  # the waiting call goes on, and forwards
+
+
+def test_an_id_another_move_fenced_is_taken_as_an_instance_that_move_holds(rt):
+    """Two moves of one object: the second waits for the first, as for a locked object."""
+    (object_id,) = store_rows(rt, 1)
+    rt.owned[object_id] = PATH
+    assert rt.objects.take([(object_id, PATH)], "move-a") == [None]
+    (second,) = rt.objects.take([(object_id, PATH)], "move-b")
+    assert second is not None and rt.locks.lock_of(second).owner == "move-a"
+    rt.objects.unfence([object_id])  # only the first move fenced it
+    assert rt.locks.lock_of(second).owner is None
