@@ -70,7 +70,10 @@ class Walk:
         self._closed = False
         self._seen: set[UUID] = set()
         self._frontier: dict[UUID, pb.ObjectEntry] = {}
-        self._queue: deque[UUID] = deque()
+        # To take, in order: the roots' ids, then references as read (Ref tuples: an id is made,
+        # and its owner looked up, only when it comes out, so a state with many references
+        # does not hold the walk up before its next batch goes out).
+        self._queue: deque[UUID | Ref] = deque()
         for root in roots:
             if root in objects.owned:
                 self._queue.append(root)
@@ -126,26 +129,31 @@ class Walk:
     def _batches(self) -> Iterator[list[tuple[UUID, str, bytes, int]]]:
         owned = self.objects.owned
         size = FIRST_BATCH  # small at first, so the destination starts storing at once
-        while self._queue:
+        queue, seen, frontier = self._queue, self._seen, self._frontier
+        while queue:
             ids: list[UUID] = []
-            while self._queue and len(ids) < size:
-                object_id = self._queue.popleft()
-                if object_id not in self._seen:
-                    self._seen.add(object_id)
+            while queue and len(ids) < size:
+                item = queue.popleft()
+                if type(item) is UUID:
+                    object_id = item
+                else:  # a reference: taken if owned here, else on the frontier
+                    object_id = UUID(bytes=item.object_id)
+                    if object_id not in owned:
+                        if object_id not in frontier:
+                            frontier[object_id] = pb.ObjectEntry(
+                                object_id=item.object_id, class_path=item.class_path, backend_id=item.backend_id)
+                        continue
+                if object_id not in seen:
+                    seen.add(object_id)
                     ids.append(object_id)
+            if not ids:
+                continue  # all on the frontier, or taken already
             size = min(size * 2, BATCH)
             batch = self._lock_many(ids)
             states = self._states(batch) if self.with_states else {}
             if self.recursive:
                 for data, _ in states.values():
-                    for ref in _references(data):
-                        ref_id = UUID(bytes=ref.object_id)
-                        if ref_id in owned:
-                            if ref_id not in self._seen:
-                                self._queue.append(ref_id)
-                        elif ref_id not in self._frontier:
-                            self._frontier[ref_id] = pb.ObjectEntry(
-                                object_id=ref.object_id, class_path=ref.class_path, backend_id=ref.backend_id)
+                    queue.extend(_references(data))
             yield [(object_id, path, *states.get(object_id, (b"", 1))) for object_id, path, _ in batch]
 
     def _lock_many(self, ids: list[UUID]) -> list[tuple[UUID, str, Any]]:
