@@ -91,19 +91,26 @@ class LocalObjects:
         return obj
 
     def take(self, pairs: list[tuple[UUID, str]], chain: str) -> list[Any | None]:
-        """For a move's walk, of owned (object id, class path) pairs: the instance of each
-        that has one in memory (to lock as usual), None for each that has none, which is
+        """For a move's walk, of (object id, class path) pairs it found owned: the instance of
+        each that has one in memory (to lock as usual), None for each that has none, which is
         fenced for `chain` instead (module docstring) until `unfence`. One another move
-        fenced gets an instance, whose lock that move holds: waited for as usual."""
+        fenced gets an instance, whose lock that move holds: waited for as usual; one given up
+        since the walk looked gets a proxy (which the walk skips, as it skips any that left)."""
         taken: list[Any | None] = []
-        heap, fenced = self.heap, self._fenced
+        heap, fenced, owned = self.heap, self._fenced, self.owned
         with self._heap_lock:
-            for object_id, path in pairs:
-                if object_id in heap or object_id in fenced:
-                    taken.append(self._instance_locked(object_id, path))
-                else:
-                    fenced[object_id] = chain
-                    taken.append(None)
+            try:
+                for object_id, path in pairs:
+                    if object_id in heap or object_id in fenced or object_id not in owned:
+                        taken.append(self._instance_locked(object_id, path))
+                    else:
+                        fenced[object_id] = chain
+                        taken.append(None)
+            except BaseException:  # e.g. a class that cannot be imported: nothing stays fenced
+                for (object_id, _), obj in zip(pairs, taken):
+                    if obj is None:
+                        del fenced[object_id]
+                raise
         return taken
 
     def unfence(self, object_ids: Iterable[UUID]) -> None:

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from dataclay import lifecycle as lc
-from dataclay.exceptions import ObjectNotRegisteredError
+from dataclay.exceptions import ClassNotFoundError, ObjectNotRegisteredError
 from dataclay.serialization import dumps, make_ref
 from dataclay_backend.backend_runtime import BackendRuntime
 from dataclay_backend.object_store import StoredObject
@@ -225,3 +225,25 @@ def test_an_id_another_move_fenced_is_taken_as_an_instance_that_move_holds(rt):
     assert second is not None and rt.locks.lock_of(second).owner == "move-a"
     rt.objects.unfence([object_id])  # only the first move fenced it
     assert rt.locks.lock_of(second).owner is None
+
+
+def test_take_of_an_id_given_up_since_the_walk_looked_fences_nothing(rt):
+    """A move's walk looks at `owned`, then takes; another move may give the object up (and
+    lift its fence) in between: the walk must not carry an object that is no longer ours."""
+    (object_id,) = store_rows(rt, 1)
+    rt.owned[object_id] = PATH
+    rt.objects.give_up([], uuid.uuid4(), delete_rows=False, fenced=[object_id])  # rows kept: in doubt
+    (taken,) = rt.objects.take([(object_id, PATH)], "move-t")
+    assert taken is not None and not taken.__dict__[lc.LOCAL]  # a proxy: the walk skips it
+    assert rt.locks.lock_of(taken).owner is None
+
+
+def test_take_that_fails_leaves_nothing_fenced(rt):
+    """An id another move fenced, whose class cannot be imported here, fails the take: what
+    the take fenced before it must not stay fenced, with no walk to lift it."""
+    first, bad = store_rows(rt, 2)
+    rt.owned[first], rt.owned[bad] = PATH, "hr.NoSuchClass"
+    rt.objects.take([(bad, "hr.NoSuchClass")], "move-a")
+    with pytest.raises(ClassNotFoundError):
+        rt.objects.take([(first, PATH), (bad, "hr.NoSuchClass")], "move-b")
+    assert rt.locks.lock_of(rt.objects.instance(first, PATH)).owner is None

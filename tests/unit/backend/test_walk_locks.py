@@ -133,3 +133,23 @@ def test_a_moves_walk_waiting_for_an_object_fences_none_after_it(rt):
     rt.locks.lock_of(x).release()
     thread.join()
     assert got_y and outcome == {"batches": [2], "count": 2}
+
+
+def test_a_moves_walk_skips_an_object_given_up_since_it_looked(rt):
+    """Another move gives X up (its commit in doubt: rows kept) between this walk's look at
+    `owned` and its take: X is not carried."""
+    (x,) = stored(rt, 1)
+    objects = rt.objects
+    real_take = objects.take
+
+    def take(pairs, chain):
+        objects.give_up([], uuid.uuid4(), delete_rows=False, fenced=[x])  # the other move
+        return real_take(pairs, chain)
+
+    objects.take = take
+    walk = walk_of(rt, [x], recursive=False, only_owned=True, chain="move-t", fence=True)
+    try:
+        assert [item for batch in walk.batches() for item in batch] == []
+        assert walk.count == 0
+    finally:
+        walk.release()
