@@ -93,8 +93,8 @@ class Mover:
         self.peers = peers
         self.locate = locate
         self._lock = threading.Lock()
-        self.staged_moves: dict[UUID, dict[UUID, str]] = {}  # move id -> {object id: class path}
-        self.staged_objects: dict[UUID, UUID] = {}  # object id -> move id
+        # move id -> {object id: class path}, in the order the moves began staging here
+        self.staged_moves: dict[UUID, dict[UUID, str]] = {}
         self._doubtful: dict[UUID, _InDoubt] = {}  # outgoing moves whose commit is in doubt, by move id
         self._doubtful_objects: dict[UUID, UUID] = {}  # object id -> its in-doubt move
         self._resolving = threading.Lock()  # one resolution at a time (see dataclay_backend.locking)
@@ -396,7 +396,6 @@ class Mover:
                     staged = self.staged_moves.setdefault(move_id, {})
                     for row in rows:
                         staged[row.object_id] = row.class_path
-                        self.staged_objects[row.object_id] = move_id
                 faults.hit("receive.after_chunk")
             if partial:
                 raise InvalidRequestError("the transfer ended in the middle of an object")
@@ -422,26 +421,31 @@ class Mover:
             if holders:
                 self.replicas.arrived(holders)  # before any call for them: they are locked until now
             del self.staged_moves[move_id]
-            self._unstage(classes, move_id)
 
     def abort(self, move_id: UUID) -> None:
         with self._lock:
             self.staged_replicas.pop(move_id, None)
-            self._unstage(self.staged_moves.pop(move_id, {}), move_id)
+            self.staged_moves.pop(move_id, None)
             self.objects.store.discard(move_id)
 
-    def _unstage(self, object_ids: Iterable[UUID], move_id: UUID) -> None:
-        """Under self._lock: these objects are no longer staged by move_id. One that a later
-        move staged again (this move failed before its commit and its abort came late) stays
-        staged by that move."""
-        for object_id in object_ids:
-            if self.staged_objects.get(object_id) == move_id:
-                del self.staged_objects[object_id]
+    def staging_move(self, object_id: UUID) -> UUID | None:
+        """The move that staged object_id here last, if any staged it. Several may have: a move
+        that failed before its commit whose abort has not arrived yet, then a later one (whose
+        rows replaced its rows). A backend stages few moves at a time: they are searched, so
+        that staging and activating keep no entry per object."""
+        with self._lock:
+            found = None
+            for move_id, classes in self.staged_moves.items():
+                if object_id in classes:
+                    found = move_id
+            return found
 
     def activate_if_committed(self, object_id: UUID, owner: UUID) -> bool:
         """A call for a staged object, and the directory says it is ours: activate now."""
-        move_id = self.staged_objects.get(object_id)
-        if move_id is None or owner != self.objects.backend_id:
+        if owner != self.objects.backend_id:
+            return False
+        move_id = self.staging_move(object_id)
+        if move_id is None:
             return False
         self.activate(move_id)
         return True

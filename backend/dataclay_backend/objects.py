@@ -168,9 +168,13 @@ class LocalObjects:
         """Objects stored here (an activated move, versions, an in-doubt move that did not
         commit) are owned here now; proxies this process held of them become the objects."""
         self.owned.update(classes)  # owned before the instances change: never neither
-        for object_id, path in classes.items():
-            if object_id in self.heap:
-                self.instance(object_id, path)
+        heap = self.heap
+        if len(classes) > len(heap):  # e.g. a large move: look at what is in memory instead
+            held = [object_id for object_id in list(heap.keys()) if object_id in classes]
+        else:
+            held = [object_id for object_id in classes if object_id in heap]
+        for object_id in held:
+            self.instance(object_id, classes[object_id])
 
     def give_up(self, objects: list[Any], backend_id: UUID | None, delete_rows: bool = True,
                 later: bool = False, fenced: Iterable[UUID] = ()) -> None:

@@ -247,3 +247,14 @@ def test_take_that_fails_leaves_nothing_fenced(rt):
     with pytest.raises(ClassNotFoundError):
         rt.objects.take([(first, PATH), (bad, "hr.NoSuchClass")], "move-b")
     assert rt.locks.lock_of(rt.objects.instance(first, PATH)).owner is None
+
+
+def test_adopt_of_more_objects_than_are_in_memory_still_turns_the_proxies_held(rt):
+    """A large move arriving: adopt looks at the instances in memory rather than at each id."""
+    ids = store_rows(rt, 5)
+    proxy = rt.instance(ids[2], PATH, uuid.uuid4())  # the only instance of them in this process
+    assert len(rt.heap) < len(ids)
+    rt.objects.adopt({object_id: PATH for object_id in ids})
+    assert lc.state_of(proxy) is lc.State.UNLOADED and proxy.__dict__[lc.BACKEND] == rt.local_backend_id
+    assert all(rt.owned[object_id] == PATH for object_id in ids)
+    assert [object_id for object_id in ids if object_id in rt.heap] == [ids[2]]

@@ -34,12 +34,26 @@ def test_a_late_abort_of_an_older_move_leaves_the_newer_staging_of_the_same_obje
     transfer(rt, first, object_id, 1.0)
     transfer(rt, second, object_id, 2.0)
     rt.mover.abort(first)  # late
-    assert rt.mover.staged_objects.get(object_id) == second
+    assert rt.mover.staging_move(object_id) == second
     assert rt.mover.activate_if_committed(object_id, rt.local_backend_id)
     assert object_id in rt.owned
     employee = rt.objects.instance(object_id, PATH)
     rt.objects.load(employee)
     assert employee.__dict__["salary"] == 2.0
+
+
+def test_a_call_for_an_object_two_moves_staged_activates_the_later(rt):
+    """As above, before the late abort arrives: the later staging's rows replaced the older
+    one's, so only the later move can make X live."""
+    object_id, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    transfer(rt, first, object_id, 1.0)
+    transfer(rt, second, object_id, 2.0)
+    assert rt.mover.staging_move(object_id) == second
+    assert rt.mover.activate_if_committed(object_id, rt.local_backend_id)
+    employee = rt.objects.instance(object_id, PATH)
+    rt.objects.load(employee)
+    assert employee.__dict__["salary"] == 2.0
+    assert not rt.mover.activate_if_committed(uuid.uuid4(), rt.local_backend_id)  # staged by none
 
 
 def test_forgetting_a_stale_copy_keeps_a_later_moves_staged_copy_and_its_file(rt):
