@@ -190,15 +190,20 @@ class LocalObjects:
             owned.pop(object_id, None)
         fenced = list(fenced)
         made: list[Any] = []  # instances made of fenced ids meanwhile
+        heap, fences = self.heap, self._fenced
         for start in range(0, len(fenced), GIVE_UP_STEP):
-            step = fenced[start:start + GIVE_UP_STEP]
             with self._heap_lock:  # no instance is made of these after this: they are not owned
-                for object_id in step:
+                for object_id in fenced[start:start + GIVE_UP_STEP]:
                     owned.pop(object_id, None)
-                made += [obj for obj in map(self.heap.get, step) if obj is not None and obj.__dict__[lc.LOCAL]]
+                    if type(fences.get(object_id)) is not str:  # still only fenced: no instance was made
+                        obj = heap.get(object_id)
+                        if obj is not None and obj.__dict__[lc.LOCAL]:
+                            made.append(obj)
+        if made:
+            objects = objects + made
+        self.loaded.discard(*ids, *(obj.__dict__[lc.ID] for obj in made))  # fenced ones without an instance never loaded
+        self._to_proxies(objects, backend_id)
         ids += fenced
-        self.loaded.discard(*ids)
-        self._to_proxies(objects + made if made else objects, backend_id)
         if delete_rows and later:
             self.store.delete_later(ids)
         elif delete_rows:
