@@ -83,7 +83,7 @@ class LocalObjects:
         else:
             return obj
         fence = self._fenced.get(object_id)
-        if fence is not None:  # a move holds this id: so the instance's lock (before anyone can take it)
+        if fence is not None:  # a move holds this id: the instance gets the move's lock before anyone sees it
             if type(fence) is str:
                 fence = self._fenced[object_id] = ChainLock.held_by(fence)
             obj.__dict__[lc.LOCK] = fence
@@ -195,10 +195,11 @@ class LocalObjects:
             with self._heap_lock:  # no instance is made of these after this: they are not owned
                 for object_id in fenced[start:start + GIVE_UP_STEP]:
                     owned.pop(object_id, None)
-                    if type(fences.get(object_id)) is not str:  # still only fenced: no instance was made
-                        obj = heap.get(object_id)
-                        if obj is not None and obj.__dict__[lc.LOCAL]:
-                            made.append(obj)
+                    if type(fences.get(object_id)) is str:
+                        continue  # only fenced: no instance of it was made
+                    obj = heap.get(object_id)
+                    if obj is not None and obj.__dict__[lc.LOCAL]:
+                        made.append(obj)
         if made:
             objects = objects + made
         self.loaded.discard(*ids, *(obj.__dict__[lc.ID] for obj in made))  # fenced ones without an instance never loaded
