@@ -198,7 +198,7 @@ class Mover:
             # queued already, and the activation's fence deletes these rows first, never the
             # copy it makes live.
             with self._lock:
-                objects.give_up(walk.locked, destination, later=len(keys) >= DELETE_LATER_FROM, fenced=walk.fenced)
+                objects.give_up(walk.locked, destination, later=len(keys) >= DELETE_LATER_FROM, fence=walk.fenced)
             self.replicas.moved_away(walk)
             walk.release()  # held calls go to the new owner now
             activated()
@@ -260,7 +260,7 @@ class Mover:
             self._doubtful[move_id] = _InDoubt(classes, destination, target)
             for object_id in classes:
                 self._doubtful_objects[object_id] = move_id
-        self.objects.give_up(walk.locked, destination, delete_rows=False, fenced=walk.fenced)
+        self.objects.give_up(walk.locked, destination, delete_rows=False, fence=walk.fenced)
         resolve_later(lambda: self._resolve(move_id),
                       f"resolving move {move_id} of {len(classes)} objects from backend {self.objects.name}")
 

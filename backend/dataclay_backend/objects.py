@@ -6,11 +6,12 @@ happened (`adopt`, `remember`, `give_up`) and it keeps `owned`, the identity map
 set in agreement. States and transitions of an instance: dataclay.lifecycle.
 
 The fence: a move takes objects that have no instance in memory without making one (`take`):
-their ids are fenced for the move's chain instead. An instance made for a fenced id while the
-move runs (a call for it arrives) starts with its lock held by that chain, so the call waits
+their ids go into the move's Fence instead. An instance made for a fenced id while the move
+runs (a call for it arrives) starts with its lock held by the move's chain, so the call waits
 for the move as it would for a locked instance; `unfence` lets those locks go. A move of
 100,000 stored objects so makes no 100,000 instances only to lock them and turn them into
-proxies. An instance is made only of an owned id (else it is a proxy, BACKEND unknown): an id
+proxies, and keeps one entry per object (in its own Fence, which is the walk's record of them
+too). An instance is made only of an owned id (else it is a proxy, BACKEND unknown): an id
 given up is never served here again by a call that found it owned a moment before.
 """
 from __future__ import annotations
@@ -33,6 +34,19 @@ log = logging.getLogger(__name__)
 GIVE_UP_STEP = 4096  # fenced ids given up per hold of the identity map's lock (held briefly)
 
 
+class Fence:
+    """The ids one move's walk took without making instances (module docstring), with their
+    class paths, and the locks of instances made of them meanwhile (held by `chain`). Changed
+    under the identity map's lock."""
+
+    __slots__ = ("chain", "ids", "locks")
+
+    def __init__(self, chain: str) -> None:
+        self.chain = chain
+        self.ids: dict[UUID, str] = {}
+        self.locks: dict[UUID, ChainLock] = {}
+
+
 class LocalObjects:
     def __init__(
         self, store: ObjectStore, name: str, memory_limit: int,
@@ -49,9 +63,7 @@ class LocalObjects:
         self._to_proxies = to_proxies
         self.load_lock = threading.Lock()
         self.loaded = LoadedSet(memory_limit, self.load_lock)
-        # Fenced ids (module docstring): the chain of the move that took them, or the lock it
-        # holds on the instance made for one meanwhile. Guarded by the map's lock.
-        self._fenced: dict[UUID, str | ChainLock] = {}
+        self._fences: list[Fence] = []  # of the moves running (module docstring); under the map's lock
 
     # ------------------------------------------------------------------ instances
     def instance(self, object_id: UUID, class_path_: str) -> Any:
@@ -82,43 +94,70 @@ class LocalObjects:
             lc.owned_here(obj, object_id, self.backend_id)  # a proxy we held becomes the object
         else:
             return obj
-        fence = self._fenced.get(object_id)
+        fence = self._fence_of(object_id) if self._fences else None
         if fence is not None:  # a move holds this id: the instance gets the move's lock before anyone sees it
-            if type(fence) is str:
-                fence = self._fenced[object_id] = ChainLock.held_by(fence)
-            obj.__dict__[lc.LOCK] = fence
+            lock = fence.locks.get(object_id)
+            if lock is None:
+                lock = fence.locks[object_id] = ChainLock.held_by(fence.chain)
+            obj.__dict__[lc.LOCK] = lock
         self.heap[object_id] = obj
         return obj
 
-    def take(self, pairs: list[tuple[UUID, str]], chain: str) -> list[Any | None]:
+    def _fence_of(self, object_id: UUID) -> Fence | None:
+        """Under the map's lock: the fence holding object_id, if one does (few moves run at once)."""
+        for fence in self._fences:
+            if object_id in fence.ids:
+                return fence
+        return None
+
+    def fence(self, chain: str) -> Fence:
+        """A new fence for a move's walk of chain `chain` (module docstring)."""
+        fence = Fence(chain)
+        with self._heap_lock:
+            self._fences.append(fence)
+        return fence
+
+    def take(self, pairs: list[tuple[UUID, str]], fence: Fence) -> list[Any | None]:
         """For a move's walk, of (object id, class path) pairs it found owned: the instance of
-        each that has one in memory (to lock as usual), None for each that has none, which is
-        fenced for `chain` instead (module docstring) until `unfence`. One another move
+        each that has one in memory (to lock as usual), None for each that has none, which goes
+        into the walk's `fence` instead (module docstring) until `unfence`. One another move
         fenced gets an instance, whose lock that move holds: waited for as usual; one given up
         since the walk looked gets a proxy (which the walk skips, as it skips any that left)."""
         taken: list[Any | None] = []
-        heap, fenced, owned = self.heap, self._fenced, self.owned
+        heap, owned, ids = self.heap, self.owned, fence.ids
         with self._heap_lock:
+            others = [other.ids for other in self._fences if other is not fence]  # most often none
             try:
                 for object_id, path in pairs:
-                    if object_id in heap or object_id in fenced or object_id not in owned:
-                        taken.append(self._instance_locked(object_id, path))
-                    else:
-                        fenced[object_id] = chain
+                    if object_id not in heap and object_id in owned and \
+                            not (others and any(object_id in i for i in others)):
+                        ids[object_id] = path
                         taken.append(None)
+                    else:
+                        taken.append(self._instance_locked(object_id, path))
             except BaseException:  # e.g. a class that cannot be imported: nothing stays fenced
                 for (object_id, _), obj in zip(pairs, taken):
                     if obj is None:
-                        del fenced[object_id]
+                        del ids[object_id]
                 raise
         return taken
 
-    def unfence(self, object_ids: Iterable[UUID]) -> None:
-        """The move that fenced these ids is over (given up, or failed: then they are still
-        ours): calls waiting for instances made meanwhile go on."""
+    def unfence(self, fence: Fence, object_ids: Iterable[UUID] | None = None) -> None:
+        """The move of `fence` is over (given up, or failed: then its objects are still ours),
+        or no longer holds `object_ids`: calls waiting for instances made meanwhile go on."""
         with self._heap_lock:
-            pop = self._fenced.pop
-            locks = [fence for fence in (pop(object_id, None) for object_id in object_ids) if type(fence) is ChainLock]
+            if object_ids is None:
+                if fence in self._fences:
+                    self._fences.remove(fence)
+                locks = list(fence.locks.values())
+                fence.locks.clear()
+            else:
+                locks = []
+                for object_id in object_ids:
+                    del fence.ids[object_id]
+                    lock = fence.locks.pop(object_id, None)
+                    if lock is not None:
+                        locks.append(lock)
         ChainLock.release_all(locks)
 
     def load(self, obj: Any) -> None:
@@ -177,8 +216,8 @@ class LocalObjects:
             self.instance(object_id, classes[object_id])
 
     def give_up(self, objects: list[Any], backend_id: UUID | None, delete_rows: bool = True,
-                later: bool = False, fenced: Iterable[UUID] = ()) -> None:
-        """These objects (and the `fenced` ids of a move, module docstring) are no longer ours
+                later: bool = False, fence: Fence | None = None) -> None:
+        """These objects (and the ids in a move's `fence`, module docstring) are no longer ours
         (a committed move, retired versions): keep the instances as proxies, then forget the
         stored copies (unless the caller already did; `later`: after the caller's reply,
         ObjectStore.delete_later). Never fails: the caller is past its commit point, and
@@ -188,18 +227,16 @@ class LocalObjects:
         owned = self.owned
         for object_id in ids:
             owned.pop(object_id, None)
-        fenced = list(fenced)
-        made: list[Any] = []  # instances made of fenced ids meanwhile
-        heap, fences = self.heap, self._fenced
+        fenced = list(fence.ids) if fence is not None else []
         for start in range(0, len(fenced), GIVE_UP_STEP):
             with self._heap_lock:  # no instance is made of these after this: they are not owned
                 for object_id in fenced[start:start + GIVE_UP_STEP]:
                     owned.pop(object_id, None)
-                    if type(fences.get(object_id)) is str:
-                        continue  # only fenced: no instance of it was made
-                    obj = heap.get(object_id)
-                    if obj is not None and obj.__dict__[lc.LOCAL]:
-                        made.append(obj)
+        made: list[Any] = []  # instances made of fenced ids meanwhile (they hold the fence's locks)
+        if fence is not None:
+            with self._heap_lock:
+                made = [obj for obj in map(self.heap.get, list(fence.locks))
+                        if obj is not None and obj.__dict__[lc.LOCAL]]
         if made:
             objects = objects + made
         self.loaded.discard(*ids, *(obj.__dict__[lc.ID] for obj in made))  # fenced ones without an instance never loaded

@@ -23,7 +23,7 @@ from dataclay.protocol import dataclay_pb2 as pb
 from dataclay.serialization import Ref, class_path, dumps, loads, make_ref, may_reference
 from dataclay_backend.heap import ChainLock, lock_of
 from dataclay_backend.locking import ObjectLocks, is_settled
-from dataclay_backend.objects import LocalObjects
+from dataclay_backend.objects import Fence, LocalObjects
 from dataclay_backend.scope import SCOPE
 
 BATCH = 512  # objects locked, read and sent per step
@@ -50,8 +50,9 @@ class Walk:
     """The objects a move (or a version) takes: the roots and, if recursive, what they reach
     through objects owned here, locked and read a batch at a time. `batches()` yields lists
     of (object id, class path, current state bytes, revision); the objects taken (`locked`
-    instances, and with `fence` the `fenced` ids: module docstring) and the frontier
-    (reachable objects owned elsewhere) grow as it goes; `release()` lets every one go."""
+    instances, and with `fence` the ids in the walk's Fence, `fenced`: module docstring) and
+    the frontier (reachable objects owned elsewhere) grow as it goes; `release()` lets every
+    one go."""
 
     def __init__(
         self, objects: LocalObjects, locks: ObjectLocks, locate: Callable[[UUID], Any],
@@ -63,10 +64,10 @@ class Walk:
         self.recursive = recursive
         self.with_states = with_states or recursive
         self.chain = chain
-        self.fence = fence
         self.locked: list[Any] = []
-        self.fenced: dict[UUID, str] = {}  # object id -> class path
-        self._guard = threading.Lock()  # `locked`, `fenced`, `_closed`: a failed stream may still be walking
+        # A move's objects taken without instances: their ids and class paths are in fenced.ids
+        self.fenced: Fence | None = None
+        self._guard = threading.Lock()  # `locked` and `_closed`: a failed stream may still be walking
         self._closed = False
         self._seen: set[UUID] = set()
         self._frontier: dict[UUID, pb.ObjectEntry] = {}
@@ -79,43 +80,47 @@ class Walk:
                 self._queue.append(root)
             elif not only_owned:
                 locate(root)  # raises the redirect, or "not registered"
+        if fence:  # last: a walk that raised above is never released
+            self.fenced = objects.fence(chain)
 
     def frontier_entries(self) -> list[pb.ObjectEntry]:
         return list(self._frontier.values())
 
     @property
+    def _fenced_ids(self) -> dict[UUID, str]:
+        return self.fenced.ids if self.fenced is not None else {}
+
+    @property
     def count(self) -> int:
         """How many objects the walk holds."""
-        return len(self.locked) + len(self.fenced)
+        return len(self.locked) + len(self._fenced_ids)
 
     def ids(self) -> list[UUID]:
         """The ids of the objects the walk holds."""
-        return [obj.__dict__[lc.ID] for obj in self.locked] + list(self.fenced)
+        return [obj.__dict__[lc.ID] for obj in self.locked] + list(self._fenced_ids)
 
     def classes(self) -> dict[UUID, str]:
         """The objects the walk holds: id -> class path."""
-        return {obj.__dict__[lc.ID]: class_path(type(obj)) for obj in self.locked} | self.fenced
+        return {obj.__dict__[lc.ID]: class_path(type(obj)) for obj in self.locked} | self._fenced_ids
 
     def release(self) -> None:
         """Let every locked object go; a walk still running (in gRPC's thread, after the
-        transfer failed) stops and lets go of anything it locks afterwards."""
+        transfer failed) stops and lets go of anything it locks afterwards (its fence is
+        lifted: what it fences afterwards holds nothing)."""
         with self._guard:
             self._closed = True
             locked, self.locked = self.locked, []
-            fenced, self.fenced = self.fenced, {}
         self.locks.release_all(locked)
-        if fenced:
-            self.objects.unfence(fenced)
+        if self.fenced is not None:
+            self.objects.unfence(self.fenced)
 
-    def _keep(self, objects: list[Any], fenced: list[tuple[UUID, str]] = ()) -> None:
-        """Record objects just locked or fenced (so release() lets them go), unless the walk is over."""
+    def _keep(self, objects: list[Any]) -> None:
+        """Record objects just locked (so release() lets them go), unless the walk is over."""
         with self._guard:
             if not self._closed:
                 self.locked.extend(objects)
-                self.fenced.update(fenced)
                 return
         self.locks.release_all(objects)
-        self.objects.unfence(object_id for object_id, _ in fenced)
         raise WalkClosed
 
     def batches(self) -> Iterator[list[tuple[UUID, str, bytes, int]]]:
@@ -164,7 +169,8 @@ class Walk:
         (object id, class path, instance or None if fenced) of each."""
         owned_map = self.objects.owned
         owned = [(object_id, path) for object_id in ids if (path := owned_map.get(object_id)) is not None]
-        objects = self.objects.take(owned, self.chain) if self.fence else self.objects.instances(owned)
+        fence = self.fenced
+        objects = self.objects.take(owned, fence) if fence is not None else self.objects.instances(owned)
         instances = [obj for obj in objects if obj is not None]
         locks = [lock_of(obj) for obj in instances]
         scope = SCOPE.get()
@@ -177,9 +183,9 @@ class Walk:
                 held += 1
             ready += 1
         ChainLock.release_all([lock for lock, was_taken in zip(locks[held:], taken[held:]) if was_taken])
-        if ready < len(objects) and self.fence:
-            self.objects.unfence(owned[i][0] for i in range(ready, len(objects)) if objects[i] is None)
-        self._keep(instances[:held], [owned[i] for i in range(ready) if objects[i] is None])
+        if ready < len(objects) and fence is not None:
+            self.objects.unfence(fence, [owned[i][0] for i in range(ready, len(objects)) if objects[i] is None])
+        self._keep(instances[:held])
         batch = [(object_id, path, obj) for (object_id, path), obj in zip(owned[:ready], objects)]
         for object_id, path in owned[ready:]:
             one = self._lock_one(object_id)

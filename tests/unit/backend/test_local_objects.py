@@ -171,7 +171,9 @@ def test_an_id_given_up_is_never_served_again_by_a_caller_that_found_it_owned(rt
     del objects
     gone = store_rows(rt, 1)[0]  # and with no instance held: made as a proxy
     rt.owned[gone] = PATH
-    rt.objects.give_up([], uuid.uuid4(), fenced=[gone])
+    fence = rt.objects.fence("move-t")
+    assert rt.objects.take([(gone, PATH)], fence) == [None]
+    rt.objects.give_up([], uuid.uuid4(), fence=fence)
     made = rt.objects.instance(gone, PATH)
     assert not made.__dict__[lc.LOCAL] and lc.object_id(made) == gone
     assert made.__dict__[lc.BACKEND] is None  # a call through it asks the directory where it is
@@ -181,7 +183,8 @@ def test_a_fenced_id_gets_an_instance_whose_lock_the_move_holds_until_unfenced(r
     ids = store_rows(rt, 2)
     for object_id in ids:
         rt.owned[object_id] = PATH
-    assert rt.objects.take([(i, PATH) for i in ids], "move-t") == [None, None]  # no instance made
+    fence = rt.objects.fence("move-t")
+    assert rt.objects.take([(i, PATH) for i in ids], fence) == [None, None]  # no instance made
     assert not any(object_id in rt.heap for object_id in ids)
 
     obj = rt.objects.instance(ids[0], PATH)  # a call for it arrives during the move
@@ -190,7 +193,7 @@ def test_a_fenced_id_gets_an_instance_whose_lock_the_move_holds_until_unfenced(r
     assert rt.locks.lock_of(obj).acquire("move-t", timeout=0)  # the move's own chain re-enters
     rt.locks.lock_of(obj).release()
 
-    rt.objects.unfence(ids)
+    rt.objects.unfence(fence)
     assert rt.locks.lock_of(obj).acquire("a-call", timeout=0)
     rt.locks.lock_of(obj).release()
     later = rt.objects.instance(ids[1], PATH)  # unfenced before any instance: a free lock
@@ -201,18 +204,19 @@ def test_give_up_of_fenced_ids_turns_instances_made_meanwhile_into_proxies(rt):
     ids = store_rows(rt, 3)
     for object_id in ids:
         rt.owned[object_id] = PATH
-    rt.objects.take([(i, PATH) for i in ids], "move-t")
+    fence = rt.objects.fence("move-t")
+    rt.objects.take([(i, PATH) for i in ids], fence)
     made = rt.objects.instance(ids[0], PATH)
     rt.objects.load(made)  # a read loaded it (reads take no lock)
     elsewhere = uuid.uuid4()
 
-    rt.objects.give_up([], elsewhere, fenced=ids)
+    rt.objects.give_up([], elsewhere, fence=fence)
 
     assert lc.state_of(made) is lc.State.PROXY and made.__dict__[lc.BACKEND] == elsewhere
     assert len(rt.loaded) == 0
     for object_id in ids:
         assert object_id not in rt.owned and rt.store.load(object_id) is None
-    rt.objects.unfence(ids)
+    rt.objects.unfence(fence)
     assert rt.locks.lock_of(made).acquire("a-call", timeout=0)  # the waiting call goes on, and forwards
 
 
@@ -220,10 +224,11 @@ def test_an_id_another_move_fenced_is_taken_as_an_instance_that_move_holds(rt):
     """Two moves of one object: the second waits for the first, as for a locked object."""
     (object_id,) = store_rows(rt, 1)
     rt.owned[object_id] = PATH
-    assert rt.objects.take([(object_id, PATH)], "move-a") == [None]
-    (second,) = rt.objects.take([(object_id, PATH)], "move-b")
+    first = rt.objects.fence("move-a")
+    assert rt.objects.take([(object_id, PATH)], first) == [None]
+    (second,) = rt.objects.take([(object_id, PATH)], rt.objects.fence("move-b"))
     assert second is not None and rt.locks.lock_of(second).owner == "move-a"
-    rt.objects.unfence([object_id])  # only the first move fenced it
+    rt.objects.unfence(first)
     assert rt.locks.lock_of(second).owner is None
 
 
@@ -232,8 +237,11 @@ def test_take_of_an_id_given_up_since_the_walk_looked_fences_nothing(rt):
     lift its fence) in between: the walk must not carry an object that is no longer ours."""
     (object_id,) = store_rows(rt, 1)
     rt.owned[object_id] = PATH
-    rt.objects.give_up([], uuid.uuid4(), delete_rows=False, fenced=[object_id])  # rows kept: in doubt
-    (taken,) = rt.objects.take([(object_id, PATH)], "move-t")
+    other = rt.objects.fence("move-other")
+    rt.objects.take([(object_id, PATH)], other)
+    rt.objects.give_up([], uuid.uuid4(), delete_rows=False, fence=other)  # rows kept: in doubt
+    rt.objects.unfence(other)
+    (taken,) = rt.objects.take([(object_id, PATH)], rt.objects.fence("move-t"))
     assert taken is not None and not taken.__dict__[lc.LOCAL]  # a proxy: the walk skips it
     assert rt.locks.lock_of(taken).owner is None
 
@@ -243,9 +251,11 @@ def test_take_that_fails_leaves_nothing_fenced(rt):
     the take fenced before it must not stay fenced, with no walk to lift it."""
     first, bad = store_rows(rt, 2)
     rt.owned[first], rt.owned[bad] = PATH, "hr.NoSuchClass"
-    rt.objects.take([(bad, "hr.NoSuchClass")], "move-a")
+    rt.objects.take([(bad, "hr.NoSuchClass")], rt.objects.fence("move-a"))
+    second = rt.objects.fence("move-b")
     with pytest.raises(ClassNotFoundError):
-        rt.objects.take([(first, PATH), (bad, "hr.NoSuchClass")], "move-b")
+        rt.objects.take([(first, PATH), (bad, "hr.NoSuchClass")], second)
+    assert first not in second.ids
     assert rt.locks.lock_of(rt.objects.instance(first, PATH)).owner is None
 
 

@@ -98,6 +98,7 @@ def test_a_moves_walk_fences_objects_not_in_memory_instead_of_making_them(rt):
         assert [(object_id, path, revision) for batch in batches for object_id, path, _, revision in batch] == \
             [(object_id, PATH, 3) for object_id in ids]
         assert walk.count == 40 and walk.ids() == ids and walk.locked == []
+        assert list(walk.fenced.ids) == ids
         assert not any(object_id in rt.heap for object_id in ids)  # no instance was made to lock
         obj = rt.objects.instance(ids[5], PATH)  # a call for one arrives: it waits for the move
         assert not rt.locks.lock_of(obj).acquire("a-call", timeout=0.05)
@@ -106,6 +107,7 @@ def test_a_moves_walk_fences_objects_not_in_memory_instead_of_making_them(rt):
     assert rt.locks.lock_of(obj).acquire("a-call", timeout=0)  # released with the walk
     rt.locks.lock_of(obj).release()
     assert rt.locks.lock_of(rt.objects.instance(ids[6], PATH)).owner is None
+    assert rt.objects._fences == []  # nothing of the walk is left for later instances to look at
 
 
 def test_a_moves_walk_waiting_for_an_object_fences_none_after_it(rt):
@@ -142,9 +144,12 @@ def test_a_moves_walk_skips_an_object_given_up_since_it_looked(rt):
     objects = rt.objects
     real_take = objects.take
 
-    def take(pairs, chain):
-        objects.give_up([], uuid.uuid4(), delete_rows=False, fenced=[x])  # the other move
-        return real_take(pairs, chain)
+    def take(pairs, fence):
+        other = objects.fence("move-other")  # the other move
+        real_take([(x, PATH)], other)
+        objects.give_up([], uuid.uuid4(), delete_rows=False, fence=other)
+        objects.unfence(other)
+        return real_take(pairs, fence)
 
     objects.take = take
     walk = walk_of(rt, [x], recursive=False, only_owned=True, chain="move-t", fence=True)
