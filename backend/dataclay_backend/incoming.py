@@ -3,6 +3,7 @@ anything is stored; versions made for this backend; and make_persistent() called
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 from uuid import UUID
 
@@ -89,7 +90,7 @@ class Incoming:
         for record in records:
             object_id = parse_uuid(record.object_id, "object id")
             lineage = lineages[object_id] if lineages is not None else _checked_lineage(record, object_id)
-            rows.append(StoredObject(object_id, record.class_path, 1, record.state))
+            rows.append(StoredObject(object_id, sys.intern(record.class_path), 1, record.state))  # objects.py
             entries.append(pb.ObjectEntry(
                 object_id=object_id.bytes, class_path=record.class_path, backend_id=backend,
                 version_parent=lineage.parent.bytes if lineage else b"",

@@ -356,7 +356,7 @@ class Mover:
         objects = self.objects
         moves: set[UUID] = set()
         partial: dict[bytes, list[bytes]] = {}  # objects larger than a chunk, in pieces
-        classes: set[str] = set()  # class paths checked importable here
+        classes: dict[str, str] = {}  # class paths checked importable here, each kept once (objects.py)
         replicated: dict[bytes, set[UUID]] = {}  # replica holders of objects still arriving
         try:
             for chunk in chunks:
@@ -383,11 +383,13 @@ class Mover:
                         raise InvalidRequestError(
                             f"object {object_id} is already live on backend {objects.name}; a transfer cannot replace it",
                             object_id=object_id)
-                    if record.class_path not in classes:
-                        import_class(record.class_path)
-                        classes.add(record.class_path)
+                    path = classes.get(record.class_path)
+                    if path is None:
+                        path = record.class_path
+                        import_class(path)
+                        classes[path] = path
                     _check_state(state, object_id)  # refused on arrival, not when first loaded
-                    rows.append(StoredObject(object_id, record.class_path, record.revision or 1, state))
+                    rows.append(StoredObject(object_id, path, record.revision or 1, state))
                     if key in replicated:
                         with self._lock:
                             self.staged_replicas.setdefault(move_id, {})[object_id] = replicated.pop(key)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -451,7 +452,8 @@ class ObjectStore:
     def classes(self) -> dict[UUID, str]:
         """Every live object id with its class path."""
         self._deleted_given_up()
-        return {UUID(bytes=r[0]): r[1] for r in self.db.query("SELECT id, class_path FROM objects WHERE staged IS NULL")}
+        intern = sys.intern  # one string per class, not per object (objects.py)
+        return {UUID(bytes=r[0]): intern(r[1]) for r in self.db.query("SELECT id, class_path FROM objects WHERE staged IS NULL")}
 
     # ------------------------------------------------------------------ staged moves
     def staged(self) -> dict[UUID, dict[UUID, str]]:
@@ -459,7 +461,7 @@ class ObjectStore:
         self._deleted_given_up()
         moves: dict[UUID, dict[UUID, str]] = {}
         for move, key, class_path in self.db.query("SELECT staged, id, class_path FROM objects WHERE staged IS NOT NULL"):
-            moves.setdefault(UUID(bytes=move), {})[UUID(bytes=key)] = class_path
+            moves.setdefault(UUID(bytes=move), {})[UUID(bytes=key)] = sys.intern(class_path)
         return moves
 
     def activate(self, move_id: UUID) -> None:

@@ -72,3 +72,26 @@ def test_forgetting_a_stale_copy_keeps_a_later_moves_staged_copy_and_its_file(rt
     employee = rt.objects.instance(object_id, PATH)
     rt.objects.load(employee)
     assert employee.__dict__["salary"] == 3.0 and employee.__dict__["name"] == big
+
+
+def test_the_objects_a_transfer_brings_share_one_class_path_string(rt):
+    """Each record's class path arrives as a string of its own; the owned map keeps one per
+    class, not one per object (about 70 bytes each, for every object a move brings)."""
+    move_id, ids = uuid.uuid4(), [uuid.uuid4() for _ in range(3)]
+    state = dumps({"name": "moved", "salary": 1.0}, make_ref)
+    rt.mover.receive([pb.TransferChunk(
+        move_id=move_id.bytes, source_backend_id=uuid.uuid4().bytes, destination_backend_id=rt.local_backend_id.bytes,
+        objects=[pb.ObjectRecord(object_id=i.bytes, class_path="".join(PATH), state=state, revision=1) for i in ids])])
+    rt.mover.activate(move_id)
+    assert [rt.owned[i] for i in ids] == [PATH] * 3
+    assert len({id(rt.owned[i]) for i in ids}) == 1
+
+
+def test_the_objects_a_client_stores_share_one_class_path_string(rt):
+    """As above, for StoreObjects (a client's make_persistent): registered after the reply, so
+    this needs no directory."""
+    ids = [uuid.uuid4() for _ in range(3)]
+    state = dumps({"name": "new", "salary": 1.0}, make_ref)
+    rt.incoming.store_records([pb.ObjectRecord(object_id=i.bytes, class_path="".join(PATH), state=state) for i in ids], "")
+    assert [rt.owned[i] for i in ids] == [PATH] * 3
+    assert len({id(rt.owned[i]) for i in ids}) == 1

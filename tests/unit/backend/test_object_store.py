@@ -335,3 +335,14 @@ def test_a_replica_update_never_replaces_a_newer_revision_and_replicas_stay_apar
     assert store.replica_ids() == {object_id}
     store.forget_replicas([object_id])
     assert store.load_replica(object_id) is None and store.replica_ids() == set()
+
+
+def test_the_ids_listed_with_their_classes_share_one_string_per_class(store):
+    """What a backend's owned map starts from (and the staged moves it recovers): one class-path
+    string per class, not one per row."""
+    live, staged, move = [uuid.uuid4() for _ in range(3)], [uuid.uuid4() for _ in range(3)], uuid.uuid4()
+    store.write([StoredObject(i, PATH, 1, b"live") for i in live])
+    store.write([StoredObject(i, PATH, 1, b"incoming") for i in staged], staged=move)
+    classes, moves = store.classes(), store.staged()
+    assert [classes[i] for i in live] == [PATH] * 3 and [moves[move][i] for i in staged] == [PATH] * 3
+    assert len({id(classes[i]) for i in live} | {id(moves[move][i]) for i in staged}) == 1
