@@ -280,7 +280,8 @@ def test_a_state_referencing_many_objects_writes_their_class_path_and_owner_once
 
 
 def test_owners_named_by_references_are_kept_for_few_backends_only():
-    """A reference's owner may come from anyone's payload: the bytes kept per owner stay bounded."""
+    """A reference's owner may come from anyone's payload: the bytes kept per owner stay bounded,
+    and an owner seen after the table filled up is still written once per state."""
     from dataclay import serialization
 
     for _ in range(serialization._BACKEND_BYTES_KEPT + 100):
@@ -288,3 +289,35 @@ def test_owners_named_by_references_are_kept_for_few_backends_only():
         lc.registered_elsewhere(obj, uuid.uuid4())
         assert make_ref(obj).backend_id == obj.__dict__[lc.BACKEND].bytes
     assert len(serialization._BACKEND_BYTES) <= serialization._BACKEND_BYTES_KEPT
+    owner, staff = uuid.uuid4(), [employee() for _ in range(5)]
+    for member in staff:
+        lc.registered_elsewhere(member, owner)
+    assert dumps(staff, make_ref).count(owner.bytes) == 1
+
+
+def test_a_class_path_is_kept_in_the_class_itself_and_follows_a_rename():
+    """class_path keeps no table keyed by classes: a class whose metaclass defines __eq__ (and
+    so no __hash__) works, a class renamed after its first path gets the new one, and nothing
+    keeps a class made at run time alive."""
+    import gc
+    import weakref
+
+    from dataclay.serialization import class_path
+
+    class Equal(type):
+        def __eq__(cls, other):
+            return cls.__name__ == getattr(other, "__name__", None)
+
+    unhashable = Equal("Thing", (), {"__module__": "pkg_a"})
+    same_name = Equal("Thing", (), {"__module__": "pkg_b"})
+    assert class_path(unhashable) == "pkg_a.Thing" and class_path(same_name) == "pkg_b.Thing"
+    assert class_path(unhashable) is class_path(unhashable)
+    unhashable.__module__ = "pkg_c"
+    assert class_path(unhashable) == "pkg_c.Thing"
+    assert class_path(ValueError) == "builtins.ValueError"  # a built-in type keeps nothing
+    made = type("Made", (), {"__module__": "pkg"})
+    class_path(made)
+    gone = weakref.ref(made)
+    del made
+    gc.collect()
+    assert gone() is None
