@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -356,7 +357,7 @@ class Mover:
         objects = self.objects
         moves: set[UUID] = set()
         partial: dict[bytes, list[bytes]] = {}  # objects larger than a chunk, in pieces
-        classes: dict[str, str] = {}  # class paths checked importable here, each kept once (objects.py)
+        classes: dict[str, str] = {}  # class paths checked importable here -> the interned one (objects.py)
         replicated: dict[bytes, set[UUID]] = {}  # replica holders of objects still arriving
         try:
             for chunk in chunks:
@@ -385,7 +386,7 @@ class Mover:
                             object_id=object_id)
                     path = classes.get(record.class_path)
                     if path is None:
-                        path = record.class_path
+                        path = sys.intern(record.class_path)
                         import_class(path)
                         classes[path] = path
                     _check_state(state, object_id)  # refused on arrival, not when first loaded

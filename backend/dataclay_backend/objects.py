@@ -15,13 +15,12 @@ too). An instance is made only of an owned id (else it is a proxy, BACKEND unkno
 given up is never served here again by a call that found it owned a moment before.
 
 The class paths in `owned` (and in staged moves and fences) are one string per class, not one
-per object: each place a path enters from a message or a row shares it (sys.intern, or the
-checked paths of a transfer), which keeps about 70 bytes per object off a backend that owns many.
+per object: each place a path enters from a message or a row interns it (sys.intern, as
+serialization.class_path does), which keeps about 70 bytes per object off a backend that owns many.
 """
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from typing import Any, Callable, Iterable
 from uuid import UUID
@@ -205,7 +204,7 @@ class LocalObjects:
         with self._heap_lock:
             for obj in objects:
                 object_id = obj.__dict__[lc.ID]
-                self.owned[object_id] = sys.intern(class_path(type(obj)))
+                self.owned[object_id] = class_path(type(obj))  # interned already
                 self.heap[object_id] = obj
 
     def adopt(self, classes: dict[UUID, str]) -> None:
