@@ -385,10 +385,10 @@ class Mover:
                             f"object {object_id} is already live on backend {objects.name}; a transfer cannot replace it",
                             object_id=object_id)
                     path = classes.get(record.class_path)
-                    if path is None:
-                        path = sys.intern(record.class_path)
+                    if path is None:  # interned once importable: a refused path is not kept
+                        path = record.class_path
                         import_class(path)
-                        classes[path] = path
+                        path = classes[path] = sys.intern(path)
                     _check_state(state, object_id)  # refused on arrival, not when first loaded
                     rows.append(StoredObject(object_id, path, record.revision or 1, state))
                     if key in replicated:
